@@ -1,0 +1,196 @@
+//! `clawgate gateway ...`: running the gateway.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use clawgate_gateway::config::{self, ConfigFile, EnvOverrides, RunOverrides};
+use clawgate_gateway::{Gateway, RuntimeOptions};
+use clawgate_protocol::{Secret, close_code};
+use tracing::{info, warn};
+
+use crate::Paths;
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Run the gateway in the foreground.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Port for HTTP and WebSocket (default 18789; 0 picks a free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Where to listen: loopback (127.0.0.1), lan (0.0.0.0) or custom (--host).
+    #[arg(long, value_parser = ["loopback", "lan", "custom"])]
+    bind: Option<String>,
+    /// Address to bind with --bind custom.
+    #[arg(long)]
+    host: Option<String>,
+    /// Auth mode: token, password or none (none only on loopback).
+    #[arg(long, value_parser = ["token", "password", "none"])]
+    auth: Option<String>,
+    /// Shared token (prefer --token-file or CLAWGATE_GATEWAY_TOKEN: flags show up in `ps`).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Read the shared token from a file.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Shared password (prefer --password-file or CLAWGATE_GATEWAY_PASSWORD).
+    #[arg(long, value_name = "PASSWORD")]
+    password: Option<String>,
+    /// Read the shared password from a file.
+    #[arg(long, value_name = "PATH")]
+    password_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+pub fn run(command: GatewayCommand, paths: &Paths) -> anyhow::Result<u8> {
+    match command {
+        GatewayCommand::Run(args) => run_gateway(args, paths),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn env_duration_ms(names: &[&str]) -> Option<Duration> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
+fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
+    init_logging(args.log_format);
+    let overrides = RunOverrides {
+        port: args.port,
+        bind: args.bind,
+        host: args.host,
+        auth: args.auth,
+        token: args.token.map(Secret::new),
+        token_file: args.token_file,
+        password: args.password.map(Secret::new),
+        password_file: args.password_file,
+    };
+    let env = EnvOverrides::from_process_env();
+    let reload_overrides = overrides.clone();
+    let mut file = ConfigFile::load(&paths.config)?;
+    let generated = config::ensure_first_run_token(&mut file, &overrides, &env)?;
+    let cfg = match config::resolve(&file, &paths.state_dir, &overrides, &env) {
+        Ok(cfg) => cfg,
+        Err(err) => {
+            eprintln!("error: refusing to start: {err}");
+            eprintln!("Config file: {}", paths.config.display());
+            return Ok(1);
+        }
+    };
+    let mut options = RuntimeOptions::default();
+    if let Some(d) = env_duration_ms(&["CLAWGATE_HANDSHAKE_TIMEOUT_MS", "OPENCLAW_HANDSHAKE_TIMEOUT_MS"]) {
+        options.handshake_timeout = d;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let gateway = match Gateway::bind(cfg.clone(), options).await {
+            Ok(g) => g,
+            Err(err) => {
+                eprintln!(
+                    "error: cannot listen on {}:{}: {err}. Is another gateway running? Check with: clawgate status",
+                    cfg.bind.address(),
+                    cfg.port
+                );
+                return Ok(1);
+            }
+        };
+        let addr = gateway.local_addr()?;
+        let http = format!("http://{addr}/");
+        info!(listen = %addr, auth = cfg.auth.mode.as_str(), "gateway listening");
+        println!("clawgate {} listening on ws://{addr}", clawgate_gateway::VERSION);
+        match generated {
+            Some(token) if std::io::stdout().is_terminal() => {
+                println!("Generated a gateway token and saved it to {}.", paths.config.display());
+                println!("Open the dashboard: {http}#token={}", token.expose());
+            }
+            Some(_) => {
+                println!("Generated a gateway token and saved it to {}.", paths.config.display());
+                println!("Dashboard: {http} (get the token with: clawgate config get gateway.auth.token)");
+            }
+            None => println!("Dashboard: {http}"),
+        }
+        let state = gateway.state();
+        let reload_paths = paths.clone();
+        tokio::spawn(reload_on_sighup(state, reload_paths, reload_overrides));
+        gateway.serve(shutdown_signal()).await?;
+        info!("gateway stopped");
+        Ok::<u8, anyhow::Error>(0)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// SIGHUP re-reads the config file's auth settings; when the shared secret
+/// or mode changed, sessions that authenticated with the old secret are
+/// closed with 4001 "gateway auth changed".
+async fn reload_on_sighup(
+    state: std::sync::Arc<clawgate_gateway::GatewayState>,
+    paths: Paths,
+    overrides: RunOverrides,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let env = EnvOverrides::from_process_env();
+        let result = ConfigFile::load(&paths.config)
+            .and_then(|f| config::resolve(&f, &paths.state_dir, &overrides, &env));
+        match result {
+            Ok(cfg) => {
+                if let Some(generation) = state.replace_auth(cfg.auth) {
+                    let closed = state.hub.close_where(
+                        |c| c.shared_auth_generation.is_some_and(|g| g < generation),
+                        close_code::SESSION_INVALIDATED,
+                        "gateway auth changed",
+                    );
+                    info!(closed, "shared secret changed; closed sessions that used the old one");
+                } else {
+                    info!("config reloaded; auth unchanged");
+                }
+            }
+            Err(err) => warn!(%err, "config reload failed; keeping the running settings"),
+        }
+    }
+}

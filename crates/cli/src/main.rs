@@ -1,0 +1,73 @@
+//! The `clawgate` binary: `gateway run` and the operator commands.
+
+mod config_cmd;
+mod gateway_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clawgate",
+    version,
+    about = "A fast, hardened OpenClaw gateway control plane",
+    propagate_version = true
+)]
+struct Cli {
+    /// State directory (default: $CLAWGATE_STATE_DIR or ~/.clawgate).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Config file (default: <state-dir>/clawgate.json). An openclaw.json works too.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run and manage the gateway.
+    Gateway {
+        #[command(subcommand)]
+        command: gateway_cmd::GatewayCommand,
+    },
+    /// Read and change the configuration file.
+    Config {
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
+}
+
+/// Where the state directory and config file are, from the global flags.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub state_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Paths {
+    fn from_flags(state_dir: Option<PathBuf>, config: Option<PathBuf>) -> Paths {
+        let state_dir = state_dir.unwrap_or_else(clawgate_gateway::config::default_state_dir);
+        let config =
+            config.unwrap_or_else(|| state_dir.join(clawgate_gateway::config::CONFIG_FILE_NAME));
+        Paths { state_dir, config }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let paths = Paths::from_flags(cli.state_dir, cli.config);
+    let result = match cli.command {
+        Command::Gateway { command } => gateway_cmd::run(command, &paths),
+        Command::Config { command } => config_cmd::run(command, &paths),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! One WebSocket connection: challenge, the first-frame rules, the connect
+//! decision, `hello-ok`, then the authenticated request/event loop.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use base64::Engine;
+use clawgate_protocol::connect::{ConnectParams, parse_connect_params};
+use clawgate_protocol::frames::{
+    ErrorShape, Event, FrameError, Request, Response, error_code, event_json_with_seq,
+    parse_request,
+};
+use clawgate_protocol::{
+    MAX_PAYLOAD_BYTES, MAX_PREAUTH_PAYLOAD_BYTES, MAX_UNAUTHORIZED_ROLE_CALLS, PROTOCOL_VERSION,
+    catalogue, close_code, scopes, truncate_close_reason,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
+use tracing::{debug, info};
+
+use crate::auth::{self, Authenticated, PeerContext};
+use crate::hub::{ConnInfo, Outbound, conn_channel};
+use crate::listener::UnauthSlot;
+use crate::methods::{self, Caller, Refusal};
+use crate::preauth_io::{PreauthGuardedIo, is_preauth_too_large};
+use crate::state::{GatewayState, now_ms};
+
+type Ws<S> = WebSocketStream<PreauthGuardedIo<S>>;
+
+/// The WebSocket settings for every connection: small read buffer (most
+/// frames are tiny, idle connections should cost little) and the post-auth
+/// size limit; the pre-auth limit is enforced under the codec.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_PAYLOAD_BYTES))
+        .max_frame_size(Some(MAX_PAYLOAD_BYTES))
+}
+
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut Ws<S>, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: truncate_close_reason(reason).to_string().into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+    // Let the peer's close reply arrive so the TCP close is clean.
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+async fn send_text<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut Ws<S>,
+    text: String,
+) -> Result<(), WsError> {
+    ws.send(Message::Text(text.into())).await
+}
+
+/// Sends an error response then closes with `code` and the message.
+async fn reject<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut Ws<S>,
+    id: &str,
+    error: ErrorShape,
+    code: u16,
+) {
+    let reason = error.message.clone();
+    let _ = send_text(ws, Response::err(id, error).to_json()).await;
+    close(ws, code, &reason).await;
+}
+
+/// What the pre-auth phase ended with.
+enum Preauth {
+    Authenticated(Box<(Authenticated, ConnectParams)>),
+    Closed,
+}
+
+/// Serves one upgraded connection to the end.
+pub async fn serve<S>(state: Arc<GatewayState>, io: S, peer: PeerContext, slot: UnauthSlot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, armed) = PreauthGuardedIo::new(io, MAX_PREAUTH_PAYLOAD_BYTES);
+    let mut ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(ws_config())).await;
+    state.metrics.connection_opened();
+    let conn_id = uuid::Uuid::new_v4().to_string();
+    let outcome = preauth(&state, &mut ws, &peer).await;
+    drop(slot);
+    let (authenticated, params) = match outcome {
+        Preauth::Authenticated(b) => *b,
+        Preauth::Closed => {
+            state.metrics.connection_closed(false);
+            return;
+        }
+    };
+    armed.store(false, Ordering::Relaxed);
+    authenticated_loop(&state, ws, peer, conn_id, authenticated, params).await;
+    state.metrics.connection_closed(true);
+}
+
+async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
+    state: &GatewayState,
+    ws: &mut Ws<S>,
+    peer: &PeerContext,
+) -> Preauth {
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let challenge = Event {
+        kind: clawgate_protocol::frames::EventTag::Event,
+        event: "connect.challenge".into(),
+        payload: Some(json!({"nonce": nonce, "ts": now_ms(), "capabilities": []})),
+        seq: None,
+    };
+    if send_text(ws, challenge.to_json()).await.is_err() {
+        return Preauth::Closed;
+    }
+    let mut shutdown = state.shutdown_signal();
+    let deadline = tokio::time::Instant::now() + state.options.handshake_timeout;
+    loop {
+        let next = tokio::select! {
+            n = tokio::time::timeout_at(deadline, ws.next()) => n,
+            _ = shutdown.changed() => {
+                close(ws, close_code::SERVICE_RESTART, "service restart").await;
+                return Preauth::Closed;
+            }
+        };
+        let text = match next {
+            Err(_) => {
+                debug!(peer = %peer.ip, "handshake timeout");
+                state.metrics.handshake("timeout");
+                close(ws, close_code::NORMAL, "").await;
+                return Preauth::Closed;
+            }
+            Ok(None) => return Preauth::Closed,
+            Ok(Some(Err(err))) => {
+                if is_oversize(&err) {
+                    state.metrics.handshake("oversize");
+                    close(ws, close_code::MESSAGE_TOO_BIG, "preauth payload too large").await;
+                }
+                return Preauth::Closed;
+            }
+            Ok(Some(Ok(Message::Text(t)))) => t.as_str().to_owned(),
+            Ok(Some(Ok(Message::Binary(b)))) => match String::from_utf8(b.to_vec()) {
+                Ok(t) => t,
+                Err(_) => {
+                    close(ws, close_code::NORMAL, "").await;
+                    return Preauth::Closed;
+                }
+            },
+            Ok(Some(Ok(Message::Close(_)))) => return Preauth::Closed,
+            Ok(Some(Ok(_))) => continue,
+        };
+        return handle_first_frame(state, ws, peer, &text).await;
+    }
+}
+
+fn is_oversize(err: &WsError) -> bool {
+    match err {
+        WsError::Io(e) => is_preauth_too_large(e),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => true,
+        _ => false,
+    }
+}
+
+async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    state: &GatewayState,
+    ws: &mut Ws<S>,
+    peer: &PeerContext,
+    text: &str,
+) -> Preauth {
+    let request = match parse_request(text) {
+        Ok(r) => r,
+        Err(FrameError::NotJson) => {
+            state.metrics.handshake("invalid_json");
+            close(ws, close_code::NORMAL, "").await;
+            return Preauth::Closed;
+        }
+        Err(FrameError::Invalid { .. }) => {
+            state.metrics.handshake("invalid_frame");
+            close(ws, close_code::POLICY_VIOLATION, "invalid request frame").await;
+            return Preauth::Closed;
+        }
+    };
+    if request.method != "connect" {
+        state.metrics.handshake("not_connect");
+        let e = ErrorShape::invalid_request("invalid handshake: first request must be connect");
+        reject(ws, &request.id, e, close_code::POLICY_VIOLATION).await;
+        return Preauth::Closed;
+    }
+    let params = match parse_connect_params(request.params.as_ref()) {
+        Ok(p) => p,
+        Err(message) => {
+            state.metrics.handshake("invalid_params");
+            let e = ErrorShape::invalid_request(message);
+            reject(ws, &request.id, e, close_code::POLICY_VIOLATION).await;
+            return Preauth::Closed;
+        }
+    };
+    if !params.protocol_accepted() {
+        state.metrics.handshake("PROTOCOL_MISMATCH");
+        let e = catalogue::protocol_mismatch(params.protocol_mismatch_details());
+        reject(ws, &request.id, e, close_code::PROTOCOL_ERROR).await;
+        return Preauth::Closed;
+    }
+    let Some(role) = params.role() else {
+        state.metrics.handshake("invalid_role");
+        let e = ErrorShape::invalid_request("invalid role");
+        reject(ws, &request.id, e, close_code::POLICY_VIOLATION).await;
+        return Preauth::Closed;
+    };
+    if let Some(origin) = &peer.origin
+        && let Err(why) = auth::check_origin(origin, peer, &state.config.control_ui.allowed_origins)
+    {
+        state.metrics.handshake("CONTROL_UI_ORIGIN_NOT_ALLOWED");
+        info!(peer = %peer.ip, "connect refused: origin not allowed");
+        let e = catalogue::origin_not_allowed(why);
+        reject(ws, &request.id, e, close_code::POLICY_VIOLATION).await;
+        return Preauth::Closed;
+    }
+    if state.is_shutting_down() {
+        let mut e = ErrorShape::new(
+            error_code::UNAVAILABLE,
+            "connect unavailable during gateway restart",
+        );
+        e.retryable = Some(true);
+        e.retry_after_ms = Some(1000);
+        reject(ws, &request.id, e, close_code::TRY_AGAIN_LATER).await;
+        return Preauth::Closed;
+    }
+    match auth::authenticate(state, &params, role, peer) {
+        Ok(authenticated) => {
+            let hello = hello_ok(state, &request, &authenticated, peer);
+            if send_text(ws, hello).await.is_err() {
+                return Preauth::Closed;
+            }
+            state.metrics.handshake("ok");
+            debug!(peer = %peer.ip, client = %params.client.id, mode = %params.client.mode, role = %role, method = authenticated.method, "connected");
+            Preauth::Authenticated(Box::new((authenticated, params)))
+        }
+        Err(rejection) => {
+            let code = rejection
+                .error
+                .detail_code()
+                .and_then(|c| catalogue::entry(c).map(|e| e.code))
+                .unwrap_or("rejected");
+            state.metrics.handshake(code);
+            if code.starts_with("AUTH_") {
+                state.metrics.auth_failure(code);
+            }
+            info!(peer = %peer.ip, client = %params.client.id, code, "connect rejected");
+            if !rejection.delay.is_zero() {
+                tokio::time::sleep(rejection.delay).await;
+            }
+            reject(ws, &request.id, rejection.error, rejection.close_code).await;
+            Preauth::Closed
+        }
+    }
+}
+
+/// `hello-ok.auth.recoveryScope`: an opaque handle a client can use to tell
+/// whether two sessions share the same recovery boundary.
+fn recovery_scope(generation: u64, device_id: Option<&str>) -> String {
+    let material = json!(["shared-auth", generation, device_id.unwrap_or("")]).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(material.as_bytes()))
+}
+
+fn hello_ok(
+    state: &GatewayState,
+    request: &Request,
+    auth: &Authenticated,
+    _peer: &PeerContext,
+) -> String {
+    let admin = scopes::satisfies(&auth.scopes, scopes::ADMIN);
+    let can_read = scopes::satisfies(&auth.scopes, scopes::READ);
+    let mut snapshot = json!({
+        "suspension": {"phase": "accepting"},
+        "presence": if can_read { Value::Array(methods::presence_list(state)) } else { json!([]) },
+        "health": methods::health_summary(state),
+        "stateVersion": {"presence": state.hub.presence_version(), "health": 1},
+        "uptimeMs": state.uptime_ms(),
+        "sessionDefaults": {
+            "defaultAgentId": "main",
+            "mainKey": "main",
+            "mainSessionKey": "agent:main:main",
+            "scope": "per-sender",
+        },
+        "authMode": state.auth().config.mode.as_str(),
+    });
+    if admin {
+        snapshot["configPath"] = json!(state.config.config_path.display().to_string());
+        snapshot["stateDir"] = json!(state.config.state_dir.display().to_string());
+    }
+    let mut auth_json = json!({
+        "method": auth.method,
+        "role": auth.role.as_str(),
+        "scopes": auth.scopes,
+    });
+    if let (clawgate_protocol::connect::Role::Operator, Some(generation)) =
+        (auth.role, auth.shared_generation)
+    {
+        auth_json["recoveryScope"] = json!(recovery_scope(generation, None));
+    }
+    let tick_ms = state.options.tick_interval.as_millis() as u64;
+    let payload = json!({
+        "type": "hello-ok",
+        "protocol": PROTOCOL_VERSION,
+        "server": {
+            "version": crate::COMPAT_VERSION,
+            "buildId": format!("clawgate-{}", crate::VERSION),
+            "bootId": state.boot_id,
+            "connId": uuid::Uuid::new_v4().to_string(),
+        },
+        "features": {
+            "methods": methods::method_names(),
+            "events": crate::EVENTS,
+            "capabilities": [],
+        },
+        "snapshot": snapshot,
+        "auth": auth_json,
+        "policy": {
+            "maxPayload": MAX_PAYLOAD_BYTES,
+            "maxBufferedBytes": clawgate_protocol::MAX_BUFFERED_BYTES,
+            "tickIntervalMs": tick_ms,
+            "attachments": {"maxBytes": 0, "maxImageBytes": 0},
+            "allowedSessionVisibilities": [],
+            "hasMultipleSessionSharingIdentities": false,
+        },
+    });
+    Response::ok(request.id.clone(), payload).to_json()
+}
+
+async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    state: &GatewayState,
+    mut ws: Ws<S>,
+    peer: PeerContext,
+    conn_id: String,
+    auth: Authenticated,
+    params: ConnectParams,
+) {
+    let (sender, mut receiver) = conn_channel();
+    let info = ConnInfo {
+        conn_id,
+        role: auth.role,
+        scopes: auth.scopes.clone(),
+        client_id: params.client.id.clone(),
+        client_mode: params.client.mode.clone(),
+        display_name: params.client.display_name.clone(),
+        version: params.client.version.clone(),
+        platform: params.client.platform.clone(),
+        device_family: params.client.device_family.clone(),
+        instance_id: params.client.instance_id.clone(),
+        device_id: None,
+        remote_ip: peer.ip,
+        connected_at_ms: now_ms(),
+        shared_auth_generation: auth.shared_generation,
+    };
+    let key = state.hub.register(info, sender);
+    let caller = Caller {
+        role: auth.role,
+        scopes: auth.scopes,
+    };
+    let mut seq: u64 = 0;
+    let mut role_streak: u32 = 0;
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        tokio::select! {
+            biased;
+            out = receiver.rx.recv() => {
+                let Some(out) = out else { break };
+                receiver.written(&out);
+                let sent = match out {
+                    Outbound::Frame(text) => send_text(&mut ws, text).await,
+                    Outbound::Event { name, payload } => {
+                        seq += 1;
+                        send_text(&mut ws, event_json_with_seq(&name, &payload, seq)).await
+                    }
+                    Outbound::Close { code, reason } => {
+                        close(&mut ws, code, &reason).await;
+                        break;
+                    }
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                close(&mut ws, close_code::SERVICE_RESTART, "service restart").await;
+                break;
+            }
+            incoming = ws.next() => {
+                let text = match incoming {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(err)) => {
+                        if is_oversize(&err) {
+                            close(&mut ws, close_code::MESSAGE_TOO_BIG, "").await;
+                        }
+                        break;
+                    }
+                    Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
+                    Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
+                        Ok(t) => t,
+                        Err(_) => continue,
+                    },
+                    Some(Ok(_)) => continue,
+                };
+                let reply = match parse_request(&text) {
+                    Err(FrameError::NotJson) => {
+                        debug!("dropped a frame that is not JSON");
+                        continue;
+                    }
+                    Err(FrameError::Invalid { id, problems }) => Response::err(
+                        id.unwrap_or_else(|| "invalid".into()),
+                        ErrorShape::invalid_request(format!("invalid request frame: {problems}")),
+                    ),
+                    Ok(request) => {
+                        let (_, result) = methods::dispatch(state, &caller, &request.method, request.params);
+                        match result {
+                            Ok(payload) => {
+                                role_streak = 0;
+                                Response::ok(request.id, payload)
+                            }
+                            Err(Refusal::Role(e)) => {
+                                role_streak += 1;
+                                Response::err(request.id, e)
+                            }
+                            Err(Refusal::Other(e)) => {
+                                role_streak = 0;
+                                Response::err(request.id, e)
+                            }
+                        }
+                    }
+                };
+                if send_text(&mut ws, reply.to_json()).await.is_err() {
+                    break;
+                }
+                if role_streak > MAX_UNAUTHORIZED_ROLE_CALLS {
+                    close(&mut ws, close_code::POLICY_VIOLATION, "repeated unauthorized calls").await;
+                    break;
+                }
+            }
+        }
+    }
+    state.hub.unregister(key);
+}

@@ -1,0 +1,258 @@
+//! The registry of authenticated connections: targeted sends, scope-guarded
+//! broadcasts, presence, and invalidation of live sessions.
+//!
+//! Each connection owns an unbounded queue drained by its own task; the hub
+//! counts the bytes waiting in it and cuts off a connection whose backlog
+//! passes `maxBufferedBytes` ("slow consumer") instead of letting memory grow.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clawgate_protocol::connect::Role;
+use clawgate_protocol::{MAX_BUFFERED_BYTES, close_code, scopes};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Something for a connection's writer to send.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A serialized frame (a response).
+    Frame(String),
+    /// An event; the connection stamps its own `seq`.
+    Event { name: Arc<str>, payload: Arc<str> },
+    /// Close the socket with this code and reason.
+    Close { code: u16, reason: String },
+}
+
+impl Outbound {
+    fn cost(&self) -> usize {
+        match self {
+            Outbound::Frame(s) => s.len(),
+            Outbound::Event { name, payload } => name.len() + payload.len() + 48,
+            Outbound::Close { .. } => 0,
+        }
+    }
+}
+
+/// The sending side of a connection's queue.
+#[derive(Debug, Clone)]
+pub struct ConnSender {
+    tx: mpsc::UnboundedSender<Outbound>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The receiving side, owned by the connection.
+#[derive(Debug)]
+pub struct ConnReceiver {
+    pub rx: mpsc::UnboundedReceiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A queue for one connection.
+pub fn conn_channel() -> (ConnSender, ConnReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        ConnSender {
+            tx,
+            queued: queued.clone(),
+        },
+        ConnReceiver { rx, queued },
+    )
+}
+
+impl ConnSender {
+    /// Queues `out`; if the backlog would pass the cap the connection is told
+    /// to close as a slow consumer instead. Returns false if it is gone.
+    pub fn send(&self, out: Outbound) -> bool {
+        let cost = out.cost();
+        let before = self.queued.fetch_add(cost, Ordering::Relaxed);
+        if before + cost > MAX_BUFFERED_BYTES {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
+            return self
+                .tx
+                .send(Outbound::Close {
+                    code: close_code::POLICY_VIOLATION,
+                    reason: "slow consumer".into(),
+                })
+                .is_ok();
+        }
+        self.tx.send(out).is_ok()
+    }
+}
+
+impl ConnReceiver {
+    /// Marks a dequeued item as written.
+    pub fn written(&self, out: &Outbound) {
+        self.queued.fetch_sub(out.cost(), Ordering::Relaxed);
+    }
+}
+
+/// What the hub knows about an authenticated connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub conn_id: String,
+    pub role: Role,
+    pub scopes: Vec<String>,
+    pub client_id: String,
+    pub client_mode: String,
+    pub display_name: Option<String>,
+    pub version: String,
+    pub platform: String,
+    pub device_family: Option<String>,
+    pub instance_id: Option<String>,
+    pub device_id: Option<String>,
+    pub remote_ip: IpAddr,
+    pub connected_at_ms: u64,
+    /// The shared-secret generation this session authenticated under, when
+    /// it authenticated with the shared secret.
+    pub shared_auth_generation: Option<u64>,
+}
+
+impl ConnInfo {
+    fn is_operator_with(&self, scope: &str) -> bool {
+        self.role == Role::Operator && scopes::satisfies(&self.scopes, scope)
+    }
+
+    /// Short-lived control-plane clients (CLI calls, probes) do not show up
+    /// in presence.
+    fn in_presence(&self) -> bool {
+        !matches!(self.client_mode.as_str(), "cli" | "probe")
+    }
+
+    fn presence_entry(&self) -> Value {
+        let mut v = json!({
+            "clientId": self.client_id,
+            "mode": self.client_mode,
+            "roles": [self.role.as_str()],
+            "host": self.display_name.as_deref().unwrap_or(&self.client_id),
+            "version": self.version,
+            "platform": self.platform,
+            "onlineSince": self.connected_at_ms,
+            "ts": self.connected_at_ms,
+            "reason": "connect",
+            "text": format!("{}: {} · mode {}", if self.role == Role::Node { "Node" } else { "Client" }, self.display_name.as_deref().unwrap_or(&self.client_id), self.client_mode),
+        });
+        if let Some(f) = &self.device_family {
+            v["deviceFamily"] = json!(f);
+        }
+        if let Some(i) = &self.instance_id {
+            v["instanceId"] = json!(i);
+        }
+        if let Some(d) = &self.device_id {
+            v["deviceId"] = json!(d);
+        }
+        v
+    }
+}
+
+/// Who receives an event, by the reference's event scope guard.
+pub fn event_audience(event: &str, info: &ConnInfo) -> bool {
+    match event {
+        "tick" | "health" | "heartbeat" | "shutdown" | "gateway.suspension"
+        | "update.available" => true,
+        "presence" => info.is_operator_with(scopes::READ),
+        e if e.starts_with("device.pair.") || e.starts_with("node.pair.") => {
+            info.is_operator_with(scopes::PAIRING)
+        }
+        _ => false,
+    }
+}
+
+#[derive(Debug)]
+struct Registered {
+    info: ConnInfo,
+    sender: ConnSender,
+}
+
+/// The registry.
+#[derive(Debug, Default)]
+pub struct Hub {
+    conns: Mutex<HashMap<u64, Registered>>,
+    next_key: AtomicU64,
+    presence_version: AtomicU64,
+}
+
+impl Hub {
+    /// Adds an authenticated connection; returns its registry key.
+    pub fn register(&self, info: ConnInfo, sender: ConnSender) -> u64 {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let visible = info.in_presence();
+        self.conns
+            .lock()
+            .expect("hub lock")
+            .insert(key, Registered { info, sender });
+        if visible {
+            self.presence_changed();
+        }
+        key
+    }
+
+    pub fn unregister(&self, key: u64) {
+        let removed = self.conns.lock().expect("hub lock").remove(&key);
+        if removed.is_some_and(|r| r.info.in_presence()) {
+            self.presence_changed();
+        }
+    }
+
+    fn presence_changed(&self) {
+        self.presence_version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Increases each time the presence list changes.
+    pub fn presence_version(&self) -> u64 {
+        self.presence_version.load(Ordering::Relaxed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.lock().expect("hub lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends an event to every connection its guard admits. The payload is
+    /// serialized once.
+    pub fn broadcast(&self, event: &str, payload: &Value) {
+        let name: Arc<str> = Arc::from(event);
+        let payload: Arc<str> = Arc::from(payload.to_string());
+        let conns = self.conns.lock().expect("hub lock");
+        for r in conns.values() {
+            if event_audience(event, &r.info) {
+                r.sender.send(Outbound::Event {
+                    name: name.clone(),
+                    payload: payload.clone(),
+                });
+            }
+        }
+    }
+
+    /// Closes every connection matching `pred`; returns how many.
+    pub fn close_where(&self, pred: impl Fn(&ConnInfo) -> bool, code: u16, reason: &str) -> usize {
+        let conns = self.conns.lock().expect("hub lock");
+        let mut n = 0;
+        for r in conns.values().filter(|r| pred(&r.info)) {
+            r.sender.send(Outbound::Close {
+                code,
+                reason: reason.to_string(),
+            });
+            n += 1;
+        }
+        n
+    }
+
+    /// The presence entries of connected clients.
+    pub fn presence(&self) -> Vec<Value> {
+        let conns = self.conns.lock().expect("hub lock");
+        let mut entries: Vec<(u64, Value)> = conns
+            .iter()
+            .filter(|(_, r)| r.info.in_presence())
+            .map(|(k, r)| (*k, r.info.presence_entry()))
+            .collect();
+        entries.sort_by_key(|(k, _)| *k);
+        entries.into_iter().map(|(_, v)| v).collect()
+    }
+}

@@ -1,0 +1,126 @@
+//! The clawgate gateway: one port serving HTTP (`/healthz`, `/readyz`,
+//! `/metrics`, the Control UI) and the OpenClaw WebSocket protocol.
+//!
+//! A connect flows through [`listener`] (upgrade, caps, proxy headers) ->
+//! [`connection`] (challenge, first-frame rules) -> [`auth`] (origin,
+//! limiter, shared secret) -> `hello-ok`, then [`methods`] for requests and
+//! [`hub`] for events.
+
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod limiter;
+pub mod listener;
+pub mod methods;
+pub mod metrics;
+pub mod preauth_io;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::TcpListener;
+
+pub use config::GatewayConfig;
+pub use state::{GatewayState, RuntimeOptions};
+
+/// clawgate's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The OpenClaw release whose wire behaviour clawgate follows; reported as
+/// `server.version` so clients that gate features on it keep working.
+pub const COMPAT_VERSION: &str = "2026.9.6";
+/// Events this gateway emits (`hello-ok.features.events`).
+pub const EVENTS: &[&str] = &["connect.challenge", "tick", "presence", "shutdown"];
+
+/// A bound, not yet serving gateway.
+pub struct Gateway {
+    state: Arc<GatewayState>,
+    listener: TcpListener,
+}
+
+impl Gateway {
+    /// Binds the listener.
+    pub async fn bind(config: GatewayConfig, options: RuntimeOptions) -> std::io::Result<Gateway> {
+        let addr = SocketAddr::new(config.bind.address(), config.port);
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Gateway {
+            state: GatewayState::new(config, options),
+            listener,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> Arc<GatewayState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then broadcasts `shutdown`, closes
+    /// every socket with 1012 and returns once they are gone (or after a
+    /// grace period).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state = self.state;
+        let ticker = tokio::spawn(tick_loop(state.clone()));
+        let presence = tokio::spawn(presence_loop(state.clone()));
+        let app = listener::router(state.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let stop_state = state.clone();
+        let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop_rx.await;
+                })
+                .await
+        });
+        shutdown.await;
+        stop_state.hub.broadcast(
+            "shutdown",
+            &json!({"reason": "gateway stopping", "restartExpectedMs": null}),
+        );
+        // Give the shutdown event a moment to be written before the close.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop_state.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while stop_state.metrics.connections_open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ticker.abort();
+        presence.abort();
+        let _ = http_stop_tx.send(());
+        match tokio::time::timeout(Duration::from_secs(2), server).await {
+            Ok(Ok(result)) => result,
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn tick_loop(state: Arc<GatewayState>) {
+    let mut interval = tokio::time::interval(state.options.tick_interval);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        state.hub.broadcast("tick", &json!({"ts": state::now_ms()}));
+    }
+}
+
+/// Broadcasts the presence list when it changed, at most every 250 ms, so a
+/// burst of connects costs one broadcast rather than one per connect.
+async fn presence_loop(state: Arc<GatewayState>) {
+    let mut seen = state.hub.presence_version();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = state.hub.presence_version();
+        if now != seen {
+            seen = now;
+            let list = methods::presence_list(&state);
+            state.hub.broadcast("presence", &json!({"presence": list}));
+        }
+    }
+}

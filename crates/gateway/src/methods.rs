@@ -1,0 +1,234 @@
+//! Method dispatch: the role gate, scope checks, params validation and the
+//! handlers. New method families plug into [`lookup`]; a method without a
+//! local handler is "unknown" here (a relay can serve it later).
+
+use std::time::Instant;
+
+use clawgate_protocol::catalogue;
+use clawgate_protocol::connect::Role;
+use clawgate_protocol::frames::ErrorShape;
+use clawgate_protocol::schema::{self, EMPTY_OBJECT, Schema};
+use clawgate_protocol::scopes::{self, MethodAccess};
+use serde_json::{Value, json};
+
+use crate::state::{GatewayState, now_ms};
+
+/// The session a request comes from.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    pub scopes: Vec<String>,
+}
+
+type Handler = fn(&GatewayState, &Caller, Value) -> Result<Value, ErrorShape>;
+
+/// A locally served method.
+pub struct Method {
+    pub name: &'static str,
+    pub params: &'static Schema,
+    pub handler: Handler,
+}
+
+/// Every method this gateway serves.
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "health",
+        params: &schema::Schema::Any,
+        handler: health,
+    },
+    Method {
+        name: "status",
+        params: &schema::Schema::Any,
+        handler: status,
+    },
+    Method {
+        name: "last-heartbeat",
+        params: &schema::Schema::Any,
+        handler: last_heartbeat,
+    },
+    Method {
+        name: "system-presence",
+        params: &schema::Schema::Any,
+        handler: system_presence,
+    },
+];
+
+/// Names for `hello-ok.features.methods`.
+pub fn method_names() -> Vec<&'static str> {
+    METHODS.iter().map(|m| m.name).collect()
+}
+
+pub fn lookup(name: &str) -> Option<&'static Method> {
+    METHODS.iter().find(|m| m.name == name)
+}
+
+/// Why a request was refused before reaching a handler.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The role may not call this method (counts toward the close-after-10 rule).
+    Role(ErrorShape),
+    Other(ErrorShape),
+}
+
+/// Authorizes and runs one request. Returns the method's static name for
+/// metrics ("unknown" for anything not served) and the outcome.
+pub fn dispatch(
+    state: &GatewayState,
+    caller: &Caller,
+    method: &str,
+    params: Option<Value>,
+) -> (&'static str, Result<Value, Refusal>) {
+    let started = Instant::now();
+    let found = lookup(method);
+    let label = found.map_or("unknown", |m| m.name);
+    let result = authorize(caller, method).and_then(|()| {
+        let Some(m) = found else {
+            return Err(Refusal::Other(ErrorShape::invalid_request(format!(
+                "unknown method: {method}"
+            ))));
+        };
+        let params = params.unwrap_or_else(|| json!({}));
+        if let Some(problems) = schema::validate(&params, m.params) {
+            return Err(Refusal::Other(ErrorShape::invalid_request(format!(
+                "invalid {} params: {problems}",
+                m.name
+            ))));
+        }
+        (m.handler)(state, caller, params).map_err(Refusal::Other)
+    });
+    state
+        .metrics
+        .request(label, result.is_ok(), started.elapsed());
+    (label, result)
+}
+
+fn authorize(caller: &Caller, method: &str) -> Result<(), Refusal> {
+    let role_error = || {
+        Refusal::Role(ErrorShape::invalid_request(format!(
+            "unauthorized role: {}",
+            caller.role
+        )))
+    };
+    match scopes::method_access(method) {
+        MethodAccess::Anyone => Ok(()),
+        MethodAccess::NodeOnly if caller.role == Role::Node => Ok(()),
+        MethodAccess::NodeOnly => Err(role_error()),
+        MethodAccess::Operator(_) if caller.role != Role::Operator => Err(role_error()),
+        MethodAccess::Operator(scope) => {
+            if scopes::satisfies(&caller.scopes, scope) {
+                Ok(())
+            } else {
+                Err(Refusal::Other(catalogue::missing_scope(scope)))
+            }
+        }
+    }
+}
+
+/// The health summary; also part of the `hello-ok` snapshot.
+pub fn health_summary(state: &GatewayState) -> Value {
+    json!({
+        "ok": true,
+        "ts": now_ms(),
+        "durationMs": 0,
+        "plugins": {"loaded": [], "errors": [], "unavailable": []},
+        "configReload": {"hotReloadStatus": "active"},
+        "channels": {},
+        "channelOrder": [],
+        "channelLabels": {},
+        "heartbeatSeconds": 0,
+        "defaultAgentId": "main",
+        "agents": [],
+        "sessions": {"count": 0, "recent": []},
+        "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+        "gateway": {
+            "uptimeMs": state.uptime_ms(),
+            "connections": state.metrics.connections_open(),
+        },
+    })
+}
+
+fn health(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
+    Ok(health_summary(state))
+}
+
+fn process_memory() -> Value {
+    // VmRSS from /proc; absent elsewhere.
+    let rss = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    json!({"rss": rss})
+}
+
+fn status(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
+    let auth = state.auth();
+    Ok(json!({
+        "runtimeVersion": crate::COMPAT_VERSION,
+        "hostDesktop": {"enabled": false, "state": "disabled"},
+        "heartbeat": {"defaultAgentId": "main", "agents": []},
+        "channelSummary": [],
+        "queuedSystemEvents": [],
+        "degradedSecretOwners": [],
+        "degradedPlugins": [],
+        "tasks": {"total": 0, "active": 0, "terminal": 0, "failures": 0, "byStatus": {}, "byRuntime": {}},
+        "taskAudit": {"total": 0, "warnings": 0, "errors": 0, "byCode": {}},
+        "sessions": {"paths": [], "count": 0, "defaults": {"model": null, "contextTokens": null}, "recent": [], "byAgent": []},
+        "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+        "processMemory": process_memory(),
+        "workerPools": {},
+        "pid": std::process::id(),
+        "gateway": {
+            "implementation": "clawgate",
+            "version": crate::VERSION,
+            "bootId": state.boot_id,
+            "uptimeMs": state.uptime_ms(),
+            "authMode": auth.config.mode.as_str(),
+            "bind": state.config.bind.address().to_string(),
+            "port": state.config.port,
+            "connections": {
+                "open": state.metrics.connections_open(),
+                "authenticated": state.hub.len(),
+            },
+        },
+    }))
+}
+
+fn last_heartbeat(_: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
+    Ok(Value::Null)
+}
+
+/// The gateway's own presence entry followed by connected clients.
+pub fn presence_list(state: &GatewayState) -> Vec<Value> {
+    let host = hostname();
+    let mut list = vec![json!({
+        "host": host,
+        "version": crate::COMPAT_VERSION,
+        "platform": std::env::consts::OS,
+        "mode": "gateway",
+        "reason": "self",
+        "instanceId": state.instance_id,
+        "text": format!("Gateway: {host} · clawgate {} · mode gateway · reason self", crate::VERSION),
+        "ts": now_ms(),
+    })];
+    list.extend(state.hub.presence());
+    list
+}
+
+fn system_presence(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
+    Ok(Value::Array(presence_list(state)))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Params schema for methods that take none; kept for method families that
+/// validate strictly.
+pub static NO_PARAMS: &Schema = &EMPTY_OBJECT;

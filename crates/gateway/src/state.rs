@@ -1,0 +1,146 @@
+//! State shared by every connection of one gateway.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{AuthConfig, GatewayConfig};
+use crate::hub::Hub;
+use crate::limiter::AuthLimiter;
+use crate::listener::UnauthSlots;
+use crate::metrics::Metrics;
+
+/// The shared-secret settings in force, with their generation (bumped on
+/// every change so sessions that authenticated under an older secret can
+/// be found and closed).
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    pub config: Arc<AuthConfig>,
+    pub generation: u64,
+}
+
+/// Everything connections share.
+#[derive(Debug)]
+pub struct GatewayState {
+    pub config: GatewayConfig,
+    auth: RwLock<AuthState>,
+    generation: AtomicU64,
+    pub limiter: AuthLimiter,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub unauth: UnauthSlots,
+    /// Per-process id reported as `server.bootId`.
+    pub boot_id: String,
+    /// Reported in the gateway's own presence entry.
+    pub instance_id: String,
+    pub started: Instant,
+    pub started_at_ms: u64,
+    shutting_down: AtomicBool,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    pub options: RuntimeOptions,
+}
+
+/// Timings that tests shorten; the defaults are the protocol's.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Interval of `tick` events (and `policy.tickIntervalMs`).
+    pub tick_interval: std::time::Duration,
+    /// Time allowed from upgrade to a complete `connect`.
+    pub handshake_timeout: std::time::Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            tick_interval: std::time::Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS),
+            handshake_timeout: std::time::Duration::from_millis(
+                clawgate_protocol::HANDSHAKE_TIMEOUT_MS,
+            ),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl GatewayState {
+    pub fn new(config: GatewayConfig, options: RuntimeOptions) -> Arc<Self> {
+        let limiter = AuthLimiter::new(config.auth.rate_limit.clone());
+        let auth = AuthState {
+            config: Arc::new(config.auth.clone()),
+            generation: 1,
+        };
+        Arc::new(GatewayState {
+            config,
+            auth: RwLock::new(auth),
+            generation: AtomicU64::new(1),
+            limiter,
+            hub: Hub::default(),
+            metrics: Metrics::default(),
+            unauth: UnauthSlots::default(),
+            boot_id: uuid::Uuid::new_v4().to_string(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            started: Instant::now(),
+            started_at_ms: now_ms(),
+            shutting_down: AtomicBool::new(false),
+            shutdown: tokio::sync::watch::channel(false).0,
+            options,
+        })
+    }
+
+    /// The auth settings in force now.
+    pub fn auth(&self) -> AuthState {
+        self.auth.read().expect("auth lock").clone()
+    }
+
+    /// Replaces the auth settings. Returns the new generation when the
+    /// shared secret or mode changed (the caller closes older sessions).
+    pub fn replace_auth(&self, config: AuthConfig) -> Option<u64> {
+        self.limiter.reconfigure(config.rate_limit.clone());
+        let mut guard = self.auth.write().expect("auth lock");
+        let changed = guard.config.mode != config.mode
+            || guard.config.token != config.token
+            || guard.config.password != config.password;
+        let generation = if changed {
+            self.generation.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            guard.generation
+        };
+        *guard = AuthState {
+            config: Arc::new(config),
+            generation,
+        };
+        changed.then_some(generation)
+    }
+
+    /// Starts shutdown: new connects are refused and every connection is
+    /// told to close.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// A receiver that changes when shutdown begins.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Whether `ip` may send forwarding headers.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.config.trusted_proxies.contains(&ip)
+    }
+}

@@ -1,0 +1,270 @@
+//! A real gateway on 127.0.0.1:0 and a real WebSocket client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clawgate_gateway::config::{
+    AuthConfig, AuthMode, BindMode, ControlUiConfig, GatewayConfig, RateLimitConfig,
+};
+use clawgate_gateway::{Gateway, GatewayState, RuntimeOptions};
+use clawgate_protocol::Secret;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const TOKEN: &str = "test-token-5f1c2a9e";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub state: Arc<GatewayState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn config(mode: AuthMode) -> (GatewayConfig, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GatewayConfig {
+        port: 0,
+        bind: BindMode::Loopback,
+        auth: AuthConfig {
+            mode,
+            token: (mode == AuthMode::Token).then(|| Secret::new(TOKEN)),
+            password: (mode == AuthMode::Password).then(|| Secret::new(PASSWORD)),
+            rate_limit: RateLimitConfig::default(),
+        },
+        control_ui: ControlUiConfig::default(),
+        auto_approve_local: true,
+        trusted_proxies: vec![],
+        state_dir: dir.path().to_path_buf(),
+        config_path: dir.path().join("clawgate.json"),
+    };
+    (cfg, dir)
+}
+
+pub fn fast_options() -> RuntimeOptions {
+    RuntimeOptions {
+        tick_interval: Duration::from_secs(30),
+        handshake_timeout: Duration::from_secs(15),
+    }
+}
+
+impl TestGateway {
+    pub async fn start(mode: AuthMode) -> TestGateway {
+        let (cfg, dir) = config(mode);
+        Self::start_with(cfg, fast_options(), dir).await
+    }
+
+    pub async fn start_with(
+        cfg: GatewayConfig,
+        options: RuntimeOptions,
+        dir: tempfile::TempDir,
+    ) -> TestGateway {
+        let gw = Gateway::bind(cfg, options).await.expect("bind");
+        let addr = gw.local_addr().unwrap();
+        let state = gw.state();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(gw.serve(async move {
+            let _ = rx.await;
+        }));
+        TestGateway {
+            addr,
+            state,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the gateway and waits for `serve` to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url(), &[]).await.expect("connect")
+    }
+
+    pub async fn client_with(&self, headers: &[(&str, &str)]) -> Client {
+        Client::connect(&self.url(), headers).await.expect("connect")
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub challenge: Value,
+}
+
+/// How a socket ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Client {
+    pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, WsError> {
+        let mut req = url.into_client_request()?;
+        for (k, v) in headers {
+            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                .unwrap();
+            req.headers_mut().insert(name, HeaderValue::from_str(v).unwrap());
+        }
+        let cfg = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(req, Some(cfg), false).await?;
+        let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("challenge in time")
+            .expect("challenge frame")?;
+        let challenge: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+        Ok(Client { ws, challenge })
+    }
+
+    pub fn nonce(&self) -> String {
+        self.challenge["payload"]["nonce"].as_str().unwrap().to_string()
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn send_json(&mut self, v: &Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    /// The next text frame as JSON, or how the socket closed.
+    pub async fn next(&mut self) -> Result<Value, Closed> {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
+                .await
+                .expect("frame in time");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str()).unwrap()),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return Err(Closed { code, reason });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error: {e}"),
+                None => {
+                    return Err(Closed {
+                        code: 1006,
+                        reason: String::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The next response, skipping events.
+    pub async fn response(&mut self) -> Result<Value, Closed> {
+        loop {
+            let v = self.next().await?;
+            if v["type"] == "res" {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Waits for the close frame, skipping any other frames.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            if let Err(c) = self.next().await {
+                return c;
+            }
+        }
+    }
+
+    pub async fn request(&mut self, id: &str, method: &str, params: Option<Value>) -> Value {
+        let mut frame = json!({"type": "req", "id": id, "method": method});
+        if let Some(p) = params {
+            frame["params"] = p;
+        }
+        self.send_json(&frame).await;
+        self.response().await.expect("response")
+    }
+
+    /// Sends `connect` and returns the response, plus the close if one followed.
+    pub async fn connect_with(&mut self, params: Value) -> Value {
+        self.send_json(&json!({"type": "req", "id": "c1", "method": "connect", "params": params}))
+            .await;
+        self.response().await.expect("connect response")
+    }
+}
+
+pub fn client_info(id: &str, mode: &str) -> Value {
+    json!({"id": id, "version": "1.0.0", "platform": "linux", "mode": mode})
+}
+
+/// Connect params for a device-less client.
+pub fn params(id: &str, mode: &str, auth: Value, scopes: &[&str]) -> Value {
+    json!({
+        "minProtocol": 4,
+        "maxProtocol": 4,
+        "client": client_info(id, mode),
+        "auth": auth,
+        "scopes": scopes,
+    })
+}
+
+pub fn cli_params(token: &str, scopes: &[&str]) -> Value {
+    params("cli", "cli", json!({"token": token}), scopes)
+}
+
+/// A connected CLI session with the given scopes.
+pub async fn operator(gw: &TestGateway, scopes: &[&str]) -> Client {
+    let mut c = gw.client().await;
+    let res = c.connect_with(cli_params(TOKEN, scopes)).await;
+    assert_eq!(res["ok"], true, "{res}");
+    c
+}
+
+/// Replaces volatile values for snapshots.
+pub fn mask(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let masked = match k.as_str() {
+                        "ts" | "uptimeMs" | "connId" | "bootId" | "nonce" | "retryAfterMs"
+                        | "onlineSince" | "instanceId" | "configPath" | "stateDir" | "pid"
+                        | "rss" | "recoveryScope" | "durationMs" => json!("[masked]"),
+                        _ => mask(v),
+                    };
+                    (k.clone(), masked)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(mask).collect()),
+        other => other.clone(),
+    }
+}
+
+pub fn state_dir_of(gw: &TestGateway) -> PathBuf {
+    gw.state.config.state_dir.clone()
+}
