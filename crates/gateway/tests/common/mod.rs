@@ -143,6 +143,33 @@ impl Client {
         Ok(Client { ws, challenge })
     }
 
+    /// Connects from a chosen loopback source address (127.0.0.x).
+    pub async fn connect_from(
+        local: std::net::IpAddr,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, WsError> {
+        let mut req = url.into_client_request()?;
+        for (k, v) in headers {
+            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                .unwrap();
+            req.headers_mut().insert(name, HeaderValue::from_str(v).unwrap());
+        }
+        let host = req.uri().host().unwrap().to_string();
+        let port = req.uri().port_u16().unwrap();
+        let target: SocketAddr = format!("{host}:{port}").parse().unwrap();
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(local, 0)).unwrap();
+        let stream = sock.connect(target).await.map_err(WsError::Io)?;
+        let (mut ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await?;
+        let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("challenge in time")
+            .expect("challenge frame")?;
+        let challenge: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+        Ok(Client { ws, challenge })
+    }
+
     pub fn nonce(&self) -> String {
         self.challenge["payload"]["nonce"].as_str().unwrap().to_string()
     }
@@ -267,4 +294,19 @@ pub fn mask(v: &Value) -> Value {
 
 pub fn state_dir_of(gw: &TestGateway) -> PathBuf {
     gw.state.config.state_dir.clone()
+}
+
+/// A plain HTTP/1.1 GET; returns the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
