@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use clawgate_gateway::config::{self, ConfigFile, EnvOverrides, RunOverrides};
 use clawgate_gateway::{Gateway, RuntimeOptions};
-use clawgate_protocol::{Secret, close_code};
+use clawgate_protocol::Secret;
 use tracing::{info, warn};
 
 use crate::Paths;
@@ -109,7 +109,10 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
         }
     };
     let mut options = RuntimeOptions::default();
-    if let Some(d) = env_duration_ms(&["CLAWGATE_HANDSHAKE_TIMEOUT_MS", "OPENCLAW_HANDSHAKE_TIMEOUT_MS"]) {
+    if let Some(d) = env_duration_ms(&[
+        "CLAWGATE_HANDSHAKE_TIMEOUT_MS",
+        "OPENCLAW_HANDSHAKE_TIMEOUT_MS",
+    ]) {
         options.handshake_timeout = d;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -145,7 +148,7 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
         }
         let state = gateway.state();
         let reload_paths = paths.clone();
-        tokio::spawn(reload_on_sighup(state, reload_paths, reload_overrides));
+        tokio::spawn(reload_on_change(state, reload_paths, reload_overrides));
         gateway.serve(shutdown_signal()).await?;
         info!("gateway stopped");
         Ok::<u8, anyhow::Error>(0)
@@ -161,10 +164,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// SIGHUP re-reads the config file's auth settings; when the shared secret
-/// or mode changed, sessions that authenticated with the old secret are
-/// closed with 4001 "gateway auth changed".
-async fn reload_on_sighup(
+/// SIGHUP, or a change to the config file, re-reads the auth settings;
+/// when the shared secret or mode changed, sessions that authenticated with
+/// the old secret are closed with 4001 "gateway auth changed".
+async fn reload_on_change(
     state: std::sync::Arc<clawgate_gateway::GatewayState>,
     paths: Paths,
     overrides: RunOverrides,
@@ -173,24 +176,35 @@ async fn reload_on_sighup(
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
     };
-    while hup.recv().await.is_some() {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&paths.config);
+    let mut poll = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let via = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = poll.tick() => {
+                let now = modified(&paths.config);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "config file change"
+            }
+        };
         let env = EnvOverrides::from_process_env();
         let result = ConfigFile::load(&paths.config)
             .and_then(|f| config::resolve(&f, &paths.state_dir, &overrides, &env));
         match result {
-            Ok(cfg) => {
-                if let Some(generation) = state.replace_auth(cfg.auth) {
-                    let closed = state.hub.close_where(
-                        |c| c.shared_auth_generation.is_some_and(|g| g < generation),
-                        close_code::SESSION_INVALIDATED,
-                        "gateway auth changed",
-                    );
-                    info!(closed, "shared secret changed; closed sessions that used the old one");
-                } else {
-                    info!("config reloaded; auth unchanged");
+            Ok(cfg) => match state.apply_auth_config(cfg.auth, via) {
+                Some(closed) => {
+                    info!(
+                        closed,
+                        via, "shared secret changed; closed sessions that used the old one"
+                    )
                 }
-            }
-            Err(err) => warn!(%err, "config reload failed; keeping the running settings"),
+                None => info!(via, "config reloaded; auth unchanged"),
+            },
+            Err(err) => warn!(%err, via, "config reload failed; keeping the running settings"),
         }
     }
 }

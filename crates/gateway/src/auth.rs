@@ -5,14 +5,16 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use clawgate_protocol::catalogue::{self, Audience, AuthFailure, OriginRefusal};
+use clawgate_protocol::close_code;
 use clawgate_protocol::connect::{ClientKind, ConnectParams, Role};
 use clawgate_protocol::frames::ErrorShape;
-use clawgate_protocol::{Secret, close_code};
-use tracing::warn;
+use serde_json::json;
+use tracing::{debug, warn};
 
 use crate::config::AuthMode;
 use crate::limiter::{Admission, LimitKey, LimitScope};
-use crate::state::GatewayState;
+use crate::state::{AuthState, GatewayState, now_ms};
+use crate::{audit, device_proof, pairing, tokens};
 
 /// Facts about the peer, fixed at upgrade time.
 #[derive(Debug, Clone)]
@@ -29,7 +31,7 @@ pub struct PeerContext {
 }
 
 /// A successful authentication.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticated {
     /// `hello-ok.auth.method`.
     pub method: &'static str,
@@ -38,6 +40,27 @@ pub struct Authenticated {
     pub scopes: Vec<String>,
     /// The shared-secret generation used, if the shared secret was used.
     pub shared_generation: Option<u64>,
+    /// The verified device, if one was presented.
+    pub device_id: Option<String>,
+    /// Authenticated by a device token (a "device session").
+    pub device_token_auth: bool,
+    /// The device token for `hello-ok` and its issue time.
+    pub issued_token: Option<(String, u64)>,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("method", &self.method)
+            .field("role", &self.role)
+            .field("scopes", &self.scopes)
+            .field("device_id", &self.device_id)
+            .field(
+                "issued_token",
+                &self.issued_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// A refused connect: the error to send, the close code, and how long to
@@ -46,6 +69,8 @@ pub struct Authenticated {
 pub struct Rejection {
     pub error: ErrorShape,
     pub close_code: u16,
+    /// Close reason when it differs from the message (pairing adds the id).
+    pub close_reason: Option<String>,
     pub delay: Duration,
 }
 
@@ -54,6 +79,7 @@ impl Rejection {
         Rejection {
             error,
             close_code: close_code::POLICY_VIOLATION,
+            close_reason: None,
             delay: Duration::ZERO,
         }
     }
@@ -112,6 +138,7 @@ enum SharedOutcome {
     Missing,
     Mismatch,
     NotConfigured,
+    RateLimited { retry_after_ms: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,25 +151,26 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
 }
 
-/// Decides a connect whose frame, protocol range and role already passed.
-pub fn authenticate(
+/// The shared-secret part of a connect.
+struct SharedCheck {
+    outcome: SharedOutcome,
+    offered: Option<SecretKind>,
+    failure: AuthFailure,
+    key: LimitKey,
+}
+
+fn check_shared(
     state: &GatewayState,
     params: &ConnectParams,
-    role: Role,
     peer: &PeerContext,
-) -> Result<Authenticated, Rejection> {
-    let auth = state.auth();
+    auth: &AuthState,
+) -> SharedCheck {
     let mode = auth.config.mode;
-    let audience = Audience {
-        kind: params.client_kind(),
-        local: peer.direct_local,
-    };
-    let limit_key = LimitKey {
+    let key = LimitKey {
         scope: LimitScope::SharedSecret,
         peer: peer.ip,
         browser: peer.origin.is_some(),
     };
-
     // The secret offered: the field named after the mode first, else the other.
     let offered = match mode {
         AuthMode::Token => non_empty(&params.auth.token)
@@ -153,53 +181,258 @@ pub fn authenticate(
             .or_else(|| non_empty(&params.auth.token).map(|s| (s, SecretKind::Token))),
         AuthMode::None => None,
     };
-
-    // The limiter decides before any comparison or signature work.
-    if mode != AuthMode::None
-        && let Admission::Locked { retry_after_ms } = state.limiter.check(&limit_key, Instant::now())
-    {
-        return Err(Rejection::now(catalogue::rate_limited(retry_after_ms)));
-    }
-
-    let expected: Option<&Secret> = match mode {
-        AuthMode::Token => auth.config.token.as_ref(),
-        AuthMode::Password => auth.config.password.as_ref(),
-        AuthMode::None => None,
+    let (expected, missing, mismatch, not_configured) = match mode {
+        AuthMode::Password => (
+            auth.config.password.as_ref(),
+            AuthFailure::PasswordMissing,
+            AuthFailure::PasswordMismatch,
+            AuthFailure::PasswordMissingConfig,
+        ),
+        _ => (
+            auth.config.token.as_ref(),
+            AuthFailure::TokenMissing,
+            AuthFailure::TokenMismatch,
+            AuthFailure::TokenMissingConfig,
+        ),
     };
-    let shared = match (mode, offered, expected) {
-        (AuthMode::None, _, _) => SharedOutcome::Ok,
-        (_, _, None) => SharedOutcome::NotConfigured,
-        (_, None, Some(_)) => SharedOutcome::Missing,
-        (_, Some((value, _)), Some(secret)) => {
-            if secret.matches(value) {
-                SharedOutcome::Ok
-            } else {
-                SharedOutcome::Mismatch
+    let (outcome, failure) = if mode == AuthMode::None {
+        (SharedOutcome::Ok, AuthFailure::Unauthorized)
+    } else if let Admission::Locked { retry_after_ms } = state.limiter.check(&key, Instant::now()) {
+        // The limiter decides before any comparison or signature work.
+        (SharedOutcome::RateLimited { retry_after_ms }, mismatch)
+    } else {
+        match (offered, expected) {
+            (_, None) => (SharedOutcome::NotConfigured, not_configured),
+            (None, Some(_)) => (SharedOutcome::Missing, missing),
+            (Some((value, _)), Some(secret)) => {
+                if secret.matches(value) {
+                    (SharedOutcome::Ok, mismatch)
+                } else {
+                    (SharedOutcome::Mismatch, mismatch)
+                }
             }
         }
     };
+    SharedCheck {
+        outcome,
+        offered: offered.map(|(_, k)| k),
+        failure,
+        key,
+    }
+}
 
-    if params.device.is_some() {
-        // Device identity, pairing and device tokens come with the pairing
-        // work; until then say so plainly rather than half-verify a proof.
-        return Err(Rejection::now(
-            ErrorShape::invalid_request(
-                "device identity is not supported by this gateway yet (connect without a device identity, using the gateway token)",
-            )
-            .with_details(serde_json::json!({"code": "DEVICE_AUTH_INVALID", "reason": "device-auth-unsupported"})),
-        ));
+/// Records a shared-secret failure and returns the delay to apply.
+fn record_shared_failure(state: &GatewayState, key: &LimitKey, peer: &PeerContext) -> Duration {
+    let outcome = state.limiter.record_failure(key, Instant::now());
+    if outcome.locked_now {
+        state.metrics.lockout();
+        warn!(peer = %peer.ip, browser = key.browser, "failed-auth lockout started");
+        let _ = state.store.transact(|tx| {
+            tx.append_audit(&audit::record(
+                "auth.lockout",
+                audit::peer_actor(peer),
+                None,
+                json!({"scope": "shared-secret", "browser": key.browser}),
+            ))
+            .map(|_| ())
+        });
+    }
+    outcome.delay
+}
+
+/// Decides a connect whose frame, protocol range and role already passed:
+/// credentials, device proof, pairing and device-token issuance.
+pub fn authenticate(
+    state: &GatewayState,
+    params: &ConnectParams,
+    role: Role,
+    peer: &PeerContext,
+    challenge_nonce: &str,
+) -> Result<Authenticated, Rejection> {
+    let auth = state.auth();
+    let mode = auth.config.mode;
+    let audience = Audience {
+        kind: params.client_kind(),
+        local: peer.direct_local,
+    };
+    let shared = check_shared(state, params, peer, &auth);
+
+    let Some(device) = &params.device else {
+        return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
+    };
+
+    // Device proof, after the shared comparison and before any token work.
+    let now = now_ms();
+    let verified = device_proof::verify(params, device, role.as_str(), challenge_nonce, now)
+        .map_err(|f| Rejection::now(catalogue::device_auth_failure(f)))?;
+    let requested = dedup(params.requested_scopes());
+
+    let mut method = mode.as_str();
+    let mut presented_token: Option<(String, u64)> = None;
+    if shared.outcome != SharedOutcome::Ok {
+        let explicit = non_empty(&params.auth.device_token);
+        let candidate = explicit.or_else(|| non_empty(&params.auth.token));
+        let dt_key = LimitKey {
+            scope: LimitScope::DeviceToken,
+            peer: peer.ip,
+            browser: peer.origin.is_some(),
+        };
+        let verdict = match candidate {
+            None => None,
+            Some(_)
+                if matches!(
+                    state.limiter.check(&dt_key, Instant::now()),
+                    Admission::Locked { .. }
+                ) =>
+            {
+                Some(Err(tokens::TokenRejection::Mismatch("rate-limited")))
+            }
+            Some(token) => Some(
+                tokens::verify(
+                    &state.store,
+                    &verified.device_id,
+                    &verified.public_key,
+                    role.as_str(),
+                    token,
+                    &requested,
+                )
+                .map(|entry| (token.to_string(), entry.issued_at_ms)),
+            ),
+        };
+        match verdict {
+            Some(Ok(found)) => {
+                state.limiter.record_success(&dt_key);
+                method = "device-token";
+                presented_token = Some(found);
+            }
+            other => {
+                let mut delay = Duration::ZERO;
+                if matches!(other, Some(Err(_))) {
+                    state.limiter.record_failure(&dt_key, Instant::now());
+                }
+                if shared.outcome == SharedOutcome::Mismatch {
+                    delay = record_shared_failure(state, &shared.key, peer);
+                }
+                let error = match (shared.outcome, other) {
+                    (_, Some(Err(tokens::TokenRejection::ScopeMismatch))) => {
+                        catalogue::auth_failure(AuthFailure::ScopeMismatch, audience, false)
+                    }
+                    (_, Some(Err(tokens::TokenRejection::Mismatch(why)))) if explicit.is_some() => {
+                        debug!(device = %verified.device_id, why, "device token rejected");
+                        catalogue::auth_failure(AuthFailure::DeviceTokenMismatch, audience, false)
+                    }
+                    (SharedOutcome::RateLimited { retry_after_ms }, _) => {
+                        catalogue::rate_limited(retry_after_ms)
+                    }
+                    _ => {
+                        let can_retry = shared.failure == AuthFailure::TokenMismatch
+                            && non_empty(&params.auth.password).is_none()
+                            && shared.offered == Some(SecretKind::Token)
+                            && non_empty(&params.auth.device_token).is_none();
+                        catalogue::auth_failure(shared.failure, audience, can_retry)
+                    }
+                };
+                return Err(Rejection {
+                    error,
+                    close_code: close_code::POLICY_VIOLATION,
+                    close_reason: None,
+                    delay,
+                });
+            }
+        }
+    } else if shared.offered.is_some() {
+        state.limiter.record_success(&shared.key);
     }
 
-    // Device-less connections.
+    // Pairing: is this device approved for what it asks?
+    let outcome = pairing::evaluate(
+        state, &verified, params, role, &requested, method, peer, now,
+    )
+    .map_err(|e| Rejection::now(store_unavailable(e)))?;
+    let device = match outcome {
+        pairing::PairingOutcome::Approved(d) => d,
+        pairing::PairingOutcome::Required {
+            error,
+            close_reason,
+        } => {
+            return Err(Rejection {
+                error,
+                close_code: close_code::POLICY_VIOLATION,
+                close_reason: Some(close_reason),
+                delay: Duration::ZERO,
+            });
+        }
+    };
+
+    // Device token: echo the one presented, or mint one for this session.
+    let issued = match presented_token {
+        Some((token, issued_at)) => {
+            let id = verified.device_id.clone();
+            let _ = state.store.transact(|tx| {
+                tx.touch_token(&id, role.as_str(), now)?;
+                Ok(())
+            });
+            Some((token, issued_at))
+        }
+        None => {
+            let existing = state.store.role_token(&device.device_id, role.as_str());
+            let token_scopes = tokens::token_scopes(role.as_str(), &requested, &device.scopes);
+            let minted = state
+                .store
+                .transact(|tx| {
+                    tokens::mint(
+                        tx,
+                        existing.as_ref(),
+                        &device.device_id,
+                        role.as_str(),
+                        token_scopes,
+                        now,
+                    )
+                })
+                .map_err(|e| Rejection::now(store_unavailable(e)))?;
+            Some((minted.0.expose().to_string(), minted.1))
+        }
+    };
+    Ok(Authenticated {
+        method,
+        role,
+        scopes: requested,
+        shared_generation: (method != "device-token").then_some(auth.generation),
+        device_id: Some(verified.device_id),
+        device_token_auth: method == "device-token",
+        issued_token: issued,
+    })
+}
+
+fn store_unavailable(err: clawgate_store::StoreError) -> ErrorShape {
+    warn!(%err, "store unavailable during connect");
+    let mut e = ErrorShape::new(
+        clawgate_protocol::frames::error_code::UNAVAILABLE,
+        "gateway store unavailable; retry shortly",
+    );
+    e.retryable = Some(true);
+    e.retry_after_ms = Some(1000);
+    e
+}
+
+fn authenticate_device_less(
+    state: &GatewayState,
+    params: &ConnectParams,
+    role: Role,
+    peer: &PeerContext,
+    auth: &AuthState,
+    shared: SharedCheck,
+    audience: Audience,
+) -> Result<Authenticated, Rejection> {
     if ClientKind::is_browser_ui(&params.client) {
         return Err(Rejection::now(
             catalogue::control_ui_device_identity_required(),
         ));
     }
-    match shared {
+    match shared.outcome {
         SharedOutcome::Ok if role == Role::Operator => {
-            if offered.is_some() {
-                state.limiter.record_success(&limit_key);
+            if shared.offered.is_some() {
+                state.limiter.record_success(&shared.key);
             }
             let keeps_scopes = peer.direct_local
                 && matches!(
@@ -212,41 +445,33 @@ pub fn authenticate(
                 Vec::new()
             };
             Ok(Authenticated {
-                method: mode.as_str(),
+                method: auth.config.mode.as_str(),
                 role,
                 scopes,
                 shared_generation: Some(auth.generation),
+                device_id: None,
+                device_token_auth: false,
+                issued_token: None,
             })
         }
         SharedOutcome::Ok | SharedOutcome::Missing => {
             Err(Rejection::now(catalogue::device_identity_required()))
         }
-        SharedOutcome::NotConfigured => {
-            let failure = if mode == AuthMode::Password {
-                AuthFailure::PasswordMissingConfig
-            } else {
-                AuthFailure::TokenMissingConfig
-            };
-            Err(Rejection::now(catalogue::auth_failure(
-                failure, audience, false,
-            )))
+        SharedOutcome::RateLimited { retry_after_ms } => {
+            Err(Rejection::now(catalogue::rate_limited(retry_after_ms)))
         }
+        SharedOutcome::NotConfigured => Err(Rejection::now(catalogue::auth_failure(
+            shared.failure,
+            audience,
+            false,
+        ))),
         SharedOutcome::Mismatch => {
-            let failure = if mode == AuthMode::Password {
-                AuthFailure::PasswordMismatch
-            } else {
-                AuthFailure::TokenMismatch
-            };
-            let outcome = state.limiter.record_failure(&limit_key, Instant::now());
-            if outcome.locked_now {
-                state.metrics.lockout();
-                warn!(peer = %peer.ip, browser = limit_key.browser, "failed-auth lockout started");
-            }
-            let _ = SecretKind::Token;
+            let delay = record_shared_failure(state, &shared.key, peer);
             Err(Rejection {
-                error: catalogue::auth_failure(failure, audience, false),
+                error: catalogue::auth_failure(shared.failure, audience, false),
                 close_code: close_code::POLICY_VIOLATION,
-                delay: outcome.delay,
+                close_reason: None,
+                delay,
             })
         }
     }
@@ -302,8 +527,12 @@ mod tests {
             Err(OriginRefusal::NotAllowed)
         );
         assert!(
-            check_origin("https://gw.example:8443", &peer(false, Some("gw.example:8443")), &none)
-                .is_ok()
+            check_origin(
+                "https://gw.example:8443",
+                &peer(false, Some("gw.example:8443")),
+                &none
+            )
+            .is_ok()
         );
         let allowed = vec!["https://ui.example".to_string()];
         assert!(check_origin("https://UI.example/", &peer(false, None), &allowed).is_ok());

@@ -157,7 +157,7 @@ async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Some(Ok(Message::Close(_)))) => return Preauth::Closed,
             Ok(Some(Ok(_))) => continue,
         };
-        return handle_first_frame(state, ws, peer, &text).await;
+        return handle_first_frame(state, ws, peer, &nonce, &text).await;
     }
 }
 
@@ -173,6 +173,7 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
     state: &GatewayState,
     ws: &mut Ws<S>,
     peer: &PeerContext,
+    nonce: &str,
     text: &str,
 ) -> Preauth {
     let request = match parse_request(text) {
@@ -234,7 +235,7 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
         reject(ws, &request.id, e, close_code::TRY_AGAIN_LATER).await;
         return Preauth::Closed;
     }
-    match auth::authenticate(state, &params, role, peer) {
+    match auth::authenticate(state, &params, role, peer, nonce) {
         Ok(authenticated) => {
             let hello = hello_ok(state, &request, &authenticated, peer);
             if send_text(ws, hello).await.is_err() {
@@ -258,7 +259,14 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
             if !rejection.delay.is_zero() {
                 tokio::time::sleep(rejection.delay).await;
             }
-            reject(ws, &request.id, rejection.error, rejection.close_code).await;
+            match rejection.close_reason {
+                Some(reason) => {
+                    let _ =
+                        send_text(ws, Response::err(&request.id, rejection.error).to_json()).await;
+                    close(ws, rejection.close_code, &reason).await;
+                }
+                None => reject(ws, &request.id, rejection.error, rejection.close_code).await,
+            }
             Preauth::Closed
         }
     }
@@ -302,10 +310,15 @@ fn hello_ok(
         "role": auth.role.as_str(),
         "scopes": auth.scopes,
     });
-    if let (clawgate_protocol::connect::Role::Operator, Some(generation)) =
-        (auth.role, auth.shared_generation)
-    {
-        auth_json["recoveryScope"] = json!(recovery_scope(generation, None));
+    if auth.role == clawgate_protocol::connect::Role::Operator {
+        auth_json["recoveryScope"] = json!(recovery_scope(
+            auth.shared_generation.unwrap_or(0),
+            auth.device_id.as_deref()
+        ));
+    }
+    if let Some((token, issued_at)) = &auth.issued_token {
+        auth_json["deviceToken"] = json!(token);
+        auth_json["issuedAtMs"] = json!(issued_at);
     }
     let tick_ms = state.options.tick_interval.as_millis() as u64;
     let payload = json!({
@@ -356,16 +369,19 @@ async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
         platform: params.client.platform.clone(),
         device_family: params.client.device_family.clone(),
         instance_id: params.client.instance_id.clone(),
-        device_id: None,
+        device_id: auth.device_id.clone(),
         remote_ip: peer.ip,
         connected_at_ms: now_ms(),
         shared_auth_generation: auth.shared_generation,
     };
-    let key = state.hub.register(info, sender);
     let caller = Caller {
         role: auth.role,
         scopes: auth.scopes,
+        device_id: auth.device_id.filter(|_| auth.device_token_auth),
+        conn_id: info.conn_id.clone(),
+        ip: peer.ip,
     };
+    let key = state.hub.register(info, sender);
     let mut seq: u64 = 0;
     let mut role_streak: u32 = 0;
     let mut shutdown = state.shutdown_signal();

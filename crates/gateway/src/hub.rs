@@ -244,6 +244,15 @@ impl Hub {
         n
     }
 
+    /// Whether any live session belongs to `device_id`.
+    pub fn device_connected(&self, device_id: &str) -> bool {
+        self.conns
+            .lock()
+            .expect("hub lock")
+            .values()
+            .any(|r| r.info.device_id.as_deref() == Some(device_id))
+    }
+
     /// The presence entries of connected clients.
     pub fn presence(&self) -> Vec<Value> {
         let conns = self.conns.lock().expect("hub lock");

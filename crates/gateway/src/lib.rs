@@ -6,16 +6,21 @@
 //! limiter, shared secret) -> `hello-ok`, then [`methods`] for requests and
 //! [`hub`] for events.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod device_methods;
+pub mod device_proof;
 pub mod hub;
 pub mod limiter;
 pub mod listener;
 pub mod methods;
 pub mod metrics;
+pub mod pairing;
 pub mod preauth_io;
 pub mod state;
+pub mod tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,7 +39,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `server.version` so clients that gate features on it keep working.
 pub const COMPAT_VERSION: &str = "2026.9.6";
 /// Events this gateway emits (`hello-ok.features.events`).
-pub const EVENTS: &[&str] = &["connect.challenge", "tick", "presence", "shutdown"];
+pub const EVENTS: &[&str] = &[
+    "connect.challenge",
+    "tick",
+    "presence",
+    "shutdown",
+    "device.pair.requested",
+    "device.pair.resolved",
+    "device.pair.changed",
+];
 
 /// A bound, not yet serving gateway.
 pub struct Gateway {
@@ -46,9 +59,14 @@ impl Gateway {
     /// Binds the listener.
     pub async fn bind(config: GatewayConfig, options: RuntimeOptions) -> std::io::Result<Gateway> {
         let addr = SocketAddr::new(config.bind.address(), config.port);
+        let store =
+            clawgate_store::Store::open(&config.state_dir.join(clawgate_store::DB_FILE_NAME))
+                .map_err(|e| {
+                    std::io::Error::other(format!("cannot open the gateway store: {e}"))
+                })?;
         let listener = TcpListener::bind(addr).await?;
         Ok(Gateway {
-            state: GatewayState::new(config, options),
+            state: GatewayState::new(config, options, std::sync::Arc::new(store)),
             listener,
         })
     }
@@ -64,12 +82,15 @@ impl Gateway {
     /// Serves until `shutdown` resolves, then broadcasts `shutdown`, closes
     /// every socket with 1012 and returns once they are gone (or after a
     /// grace period).
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let state = self.state;
         let ticker = tokio::spawn(tick_loop(state.clone()));
         let presence = tokio::spawn(presence_loop(state.clone()));
-        let app = listener::router(state.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            listener::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stop_state = state.clone();
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {

@@ -196,7 +196,11 @@ fn prune(q: &mut VecDeque<Instant>, now: Instant, window: Duration) {
 
 fn ms_ceil(d: Duration) -> u64 {
     let ms = d.as_millis() as u64;
-    if Duration::from_millis(ms) < d { ms + 1 } else { ms }
+    if Duration::from_millis(ms) < d {
+        ms + 1
+    } else {
+        ms
+    }
 }
 
 #[cfg(test)]
@@ -217,10 +221,16 @@ mod tests {
         let k = key([10, 0, 0, 1], false);
         let t0 = Instant::now();
         for i in 0..9 {
-            assert!(!lim.record_failure(&k, t0 + Duration::from_millis(i)).locked_now);
+            assert!(
+                !lim.record_failure(&k, t0 + Duration::from_millis(i))
+                    .locked_now
+            );
             assert_eq!(lim.check(&k, t0), Admission::Allowed);
         }
-        assert!(lim.record_failure(&k, t0 + Duration::from_millis(9)).locked_now);
+        assert!(
+            lim.record_failure(&k, t0 + Duration::from_millis(9))
+                .locked_now
+        );
         match lim.check(&k, t0 + Duration::from_millis(10)) {
             Admission::Locked { retry_after_ms } => assert_eq!(retry_after_ms, 299_999),
             a => panic!("{a:?}"),
@@ -230,7 +240,10 @@ mod tests {
             Admission::Allowed
         );
         // Other peers are unaffected.
-        assert_eq!(lim.check(&key([10, 0, 0, 2], false), t0), Admission::Allowed);
+        assert_eq!(
+            lim.check(&key([10, 0, 0, 2], false), t0),
+            Admission::Allowed
+        );
     }
 
     #[test]
@@ -270,6 +283,9 @@ mod tests {
             lim.check(&key([10, 0, 1, 0], false), t0),
             Admission::Locked { .. }
         ));
-        assert_eq!(lim.check(&key([10, 0, 2, 0], false), t0), Admission::Allowed);
+        assert_eq!(
+            lim.check(&key([10, 0, 2, 0], false), t0),
+            Admission::Allowed
+        );
     }
 }

@@ -90,7 +90,10 @@ pub fn router(state: Arc<GatewayState>) -> Router {
 
 fn with_security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -145,9 +148,12 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    let upgrade = header_str(headers, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let connection = header_str(headers, "connection")
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    let upgrade =
+        header_str(headers, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let connection = header_str(headers, "connection").is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    });
     upgrade && connection
 }
 

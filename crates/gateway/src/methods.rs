@@ -11,6 +11,7 @@ use clawgate_protocol::schema::{self, EMPTY_OBJECT, Schema};
 use clawgate_protocol::scopes::{self, MethodAccess};
 use serde_json::{Value, json};
 
+use crate::device_methods as dm;
 use crate::state::{GatewayState, now_ms};
 
 /// The session a request comes from.
@@ -18,6 +19,12 @@ use crate::state::{GatewayState, now_ms};
 pub struct Caller {
     pub role: Role,
     pub scopes: Vec<String>,
+    /// The caller's device, when it authenticated with a device token (the
+    /// reference's "device session": it may manage only its own device
+    /// unless it holds `operator.admin`).
+    pub device_id: Option<String>,
+    pub conn_id: String,
+    pub ip: std::net::IpAddr,
 }
 
 type Handler = fn(&GatewayState, &Caller, Value) -> Result<Value, ErrorShape>;
@@ -50,6 +57,46 @@ pub const METHODS: &[Method] = &[
         name: "system-presence",
         params: &schema::Schema::Any,
         handler: system_presence,
+    },
+    Method {
+        name: "device.pair.list",
+        params: &EMPTY_OBJECT,
+        handler: dm::pair_list,
+    },
+    Method {
+        name: "device.pair.approve",
+        params: &dm::REQUEST_ID_PARAMS,
+        handler: dm::pair_approve,
+    },
+    Method {
+        name: "device.pair.reject",
+        params: &dm::REQUEST_ID_PARAMS,
+        handler: dm::pair_reject,
+    },
+    Method {
+        name: "device.pair.remove",
+        params: &dm::DEVICE_ID_PARAMS,
+        handler: dm::pair_remove,
+    },
+    Method {
+        name: "device.pair.rename",
+        params: &dm::RENAME_PARAMS,
+        handler: dm::pair_rename,
+    },
+    Method {
+        name: "device.token.rotate",
+        params: &dm::ROTATE_PARAMS,
+        handler: dm::token_rotate,
+    },
+    Method {
+        name: "device.token.revoke",
+        params: &dm::REVOKE_PARAMS,
+        handler: dm::token_revoke,
+    },
+    Method {
+        name: "audit.list",
+        params: &dm::AUDIT_LIST_PARAMS,
+        handler: dm::audit_list,
     },
 ];
 
@@ -153,13 +200,15 @@ fn health(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShap
 
 fn process_memory() -> Value {
     // VmRSS from /proc; absent elsewhere.
-    let rss = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        });
     json!({"rss": rss})
 }
 
@@ -228,7 +277,3 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
-
-/// Params schema for methods that take none; kept for method families that
-/// validate strictly.
-pub static NO_PARAMS: &Schema = &EMPTY_OBJECT;

@@ -58,7 +58,8 @@ impl Metrics {
     pub fn connection_closed(&self, was_authenticated: bool) {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
         if was_authenticated {
-            self.connections_authenticated.fetch_sub(1, Ordering::Relaxed);
+            self.connections_authenticated
+                .fetch_sub(1, Ordering::Relaxed);
         }
     }
     pub fn connections_open(&self) -> i64 {
@@ -67,9 +68,15 @@ impl Metrics {
     /// A handshake finished; `outcome` is "ok" or the error's code.
     pub fn handshake(&self, outcome: &'static str) {
         if outcome == "ok" {
-            self.connections_authenticated.fetch_add(1, Ordering::Relaxed);
+            self.connections_authenticated
+                .fetch_add(1, Ordering::Relaxed);
         }
-        *self.handshakes.lock().expect("metrics").entry(outcome).or_default() += 1;
+        *self
+            .handshakes
+            .lock()
+            .expect("metrics")
+            .entry(outcome)
+            .or_default() += 1;
     }
     pub fn auth_failure(&self, detail_code: &'static str) {
         *self

@@ -197,7 +197,7 @@ mod tests {
             assert!(t.feed(chunk, 65536));
         }
         let mut t = FrameTracker::default();
-        assert!(!t.feed(&frame(true, 1, 65537)[..10], 65536));
+        assert!(!t.feed(&frame(true, 1, 65537)[..14], 65536));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct GatewayState {
     auth: RwLock<AuthState>,
     generation: AtomicU64,
     pub limiter: AuthLimiter,
+    /// Device registry and audit log.
+    pub store: Arc<clawgate_store::Store>,
     pub hub: Hub,
     pub metrics: Metrics,
     pub unauth: UnauthSlots,
@@ -70,7 +72,11 @@ pub fn now_ms() -> u64 {
 }
 
 impl GatewayState {
-    pub fn new(config: GatewayConfig, options: RuntimeOptions) -> Arc<Self> {
+    pub fn new(
+        config: GatewayConfig,
+        options: RuntimeOptions,
+        store: Arc<clawgate_store::Store>,
+    ) -> Arc<Self> {
         let limiter = AuthLimiter::new(config.auth.rate_limit.clone());
         let auth = AuthState {
             config: Arc::new(config.auth.clone()),
@@ -81,6 +87,7 @@ impl GatewayState {
             auth: RwLock::new(auth),
             generation: AtomicU64::new(1),
             limiter,
+            store,
             hub: Hub::default(),
             metrics: Metrics::default(),
             unauth: UnauthSlots::default(),
@@ -133,6 +140,30 @@ impl GatewayState {
     /// A receiver that changes when shutdown begins.
     pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Applies reloaded auth settings. When the shared secret or mode
+    /// changed, records it in the audit log and closes every session that
+    /// authenticated with the old secret (4001 "gateway auth changed");
+    /// device-token sessions stay. Returns how many sessions were closed, or
+    /// `None` when nothing changed.
+    pub fn apply_auth_config(&self, config: AuthConfig, via: &str) -> Option<usize> {
+        let generation = self.replace_auth(config)?;
+        let mode = self.auth().config.mode.as_str();
+        let _ = self.store.transact(|tx| {
+            tx.append_audit(&crate::audit::record(
+                "auth.secret_changed",
+                crate::audit::host_actor(via),
+                None,
+                serde_json::json!({"generation": generation, "mode": mode}),
+            ))
+            .map(|_| ())
+        });
+        Some(self.hub.close_where(
+            |c| c.shared_auth_generation.is_some_and(|g| g < generation),
+            clawgate_protocol::close_code::SESSION_INVALIDATED,
+            "gateway auth changed",
+        ))
     }
 
     pub fn uptime_ms(&self) -> u64 {

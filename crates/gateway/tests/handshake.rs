@@ -37,12 +37,17 @@ async fn challenge_comes_first_without_seq() {
 async fn hello_ok_for_a_local_cli_with_the_token() {
     let gw = TestGateway::start(AuthMode::Token).await;
     let mut c = gw.client().await;
-    let res = c.connect_with(cli_params(TOKEN, &["operator.read", "operator.admin"])).await;
+    let res = c
+        .connect_with(cli_params(TOKEN, &["operator.read", "operator.admin"]))
+        .await;
     assert_eq!(res["ok"], true);
     let p = &res["payload"];
     assert_eq!(p["protocol"], 4);
     assert_eq!(p["auth"]["method"], "token");
-    assert_eq!(p["auth"]["scopes"], json!(["operator.read", "operator.admin"]));
+    assert_eq!(
+        p["auth"]["scopes"],
+        json!(["operator.read", "operator.admin"])
+    );
     assert_eq!(p["policy"]["tickIntervalMs"], 30000);
     assert_eq!(p["policy"]["maxPayload"], 26214400);
     assert_eq!(p["policy"]["maxBufferedBytes"], 52428800);
@@ -77,10 +82,15 @@ async fn wrong_secret_in_the_password_field_of_a_token_gateway() {
     let mut c = gw.client().await;
     let p = params("cli", "cli", json!({"password": "nope"}), &[]);
     let out = rejected(&mut c, p).await;
-    assert_eq!(out["response"]["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH");
+    assert_eq!(
+        out["response"]["error"]["details"]["code"],
+        "AUTH_TOKEN_MISMATCH"
+    );
     // ...and the right token in the password field works.
     let mut c = gw.client().await;
-    let res = c.connect_with(params("cli", "cli", json!({"password": TOKEN}), &[])).await;
+    let res = c
+        .connect_with(params("cli", "cli", json!({"password": TOKEN}), &[]))
+        .await;
     assert_eq!(res["ok"], true);
     gw.stop().await;
 }
@@ -103,7 +113,9 @@ async fn password_mode_errors() {
 async fn auth_none_accepts_everyone() {
     let gw = TestGateway::start(AuthMode::None).await;
     let mut c = gw.client().await;
-    let res = c.connect_with(params("cli", "cli", json!({}), &["operator.read"])).await;
+    let res = c
+        .connect_with(params("cli", "cli", json!({}), &["operator.read"]))
+        .await;
     assert_eq!(res["payload"]["auth"]["method"], "none");
     assert_eq!(res["payload"]["auth"]["scopes"], json!(["operator.read"]));
     gw.stop().await;
@@ -120,13 +132,19 @@ async fn device_identity_required_without_credentials() {
     // An empty token is no token.
     let mut c = gw.client().await;
     let out = rejected(&mut c, params("cli", "cli", json!({"token": ""}), &[])).await;
-    assert_eq!(out["response"]["error"]["details"]["code"], "DEVICE_IDENTITY_REQUIRED");
+    assert_eq!(
+        out["response"]["error"]["details"]["code"],
+        "DEVICE_IDENTITY_REQUIRED"
+    );
     // A node needs a device even with the right token.
     let mut c = gw.client().await;
     let mut p = params("node-host", "node", json!({"token": TOKEN}), &[]);
     p["role"] = json!("node");
     let out = rejected(&mut c, p).await;
-    assert_eq!(out["response"]["error"]["details"]["code"], "DEVICE_IDENTITY_REQUIRED");
+    assert_eq!(
+        out["response"]["error"]["details"]["code"],
+        "DEVICE_IDENTITY_REQUIRED"
+    );
     gw.stop().await;
 }
 
@@ -135,8 +153,16 @@ async fn control_ui_requires_a_device_identity() {
     let gw = TestGateway::start(AuthMode::Token).await;
     let origin = format!("http://{}", gw.addr);
     let mut c = gw.client_with(&[("origin", &origin)]).await;
-    let p = params("openclaw-control-ui", "webchat", json!({"token": "wrong"}), &[]);
-    assert_json_snapshot!("control_ui_device_identity_required", rejected(&mut c, p).await);
+    let p = params(
+        "openclaw-control-ui",
+        "webchat",
+        json!({"token": "wrong"}),
+        &[],
+    );
+    assert_json_snapshot!(
+        "control_ui_device_identity_required",
+        rejected(&mut c, p).await
+    );
     gw.stop().await;
 }
 
@@ -153,9 +179,14 @@ async fn origins_not_allowed() {
         "origin_missing_or_invalid",
         rejected(&mut c, cli_params(TOKEN, &[])).await
     );
-    let mut c = gw.client_with(&[("origin", "http://127.evil.com:80")]).await;
+    let mut c = gw
+        .client_with(&[("origin", "http://127.evil.com:80")])
+        .await;
     let out = rejected(&mut c, cli_params(TOKEN, &[])).await;
-    assert_eq!(out["response"]["error"]["details"]["reason"], "origin not allowed");
+    assert_eq!(
+        out["response"]["error"]["details"]["reason"],
+        "origin not allowed"
+    );
     // Any loopback origin is fine for a loopback peer.
     let mut c = gw.client_with(&[("origin", "http://localhost:1")]).await;
     assert_eq!(c.connect_with(cli_params(TOKEN, &[])).await["ok"], true);
@@ -221,7 +252,8 @@ async fn invalid_connect_params() {
 async fn first_request_must_be_connect() {
     let gw = TestGateway::start(AuthMode::Token).await;
     let mut c = gw.client().await;
-    c.send_json(&json!({"type":"req","id":"q1","method":"health"})).await;
+    c.send_json(&json!({"type":"req","id":"q1","method":"health"}))
+        .await;
     let res = c.response().await.unwrap();
     let closed = c.closed().await;
     assert_json_snapshot!(
@@ -245,7 +277,12 @@ async fn malformed_first_frames() {
         })
     );
     // JSON but not a request frame: no response, 1008.
-    for frame in [r#"{"type":"event","id":"x"}"#, r#"{"type":"req","id":"x"}"#, "[]", "42"] {
+    for frame in [
+        r#"{"type":"event","id":"x"}"#,
+        r#"{"type":"req","id":"x"}"#,
+        "[]",
+        "42",
+    ] {
         let mut c = gw.client().await;
         c.send_text(frame).await;
         assert_eq!(
@@ -264,7 +301,10 @@ async fn malformed_first_frames() {
 async fn oversize_preauth_frame_closes_1009() {
     let gw = TestGateway::start(AuthMode::Token).await;
     let mut c = gw.client().await;
-    let big = format!(r#"{{"type":"req","id":"1","method":"connect","params":{{"pad":"{}"}}}}"#, "x".repeat(70_000));
+    let big = format!(
+        r#"{{"type":"req","id":"1","method":"connect","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(70_000)
+    );
     c.send_text(&big).await;
     let closed = c.closed().await;
     assert_eq!(closed.code, 1009);
@@ -307,6 +347,11 @@ async fn close_reason_is_truncated_to_120_bytes() {
     let out = rejected(&mut c, json!({"foo": 1, "minProtocol": "x"})).await;
     let reason = out["close"]["reason"].as_str().unwrap();
     assert_eq!(reason.len(), 120);
-    assert!(out["response"]["error"]["message"].as_str().unwrap().starts_with(reason));
+    assert!(
+        out["response"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(reason)
+    );
     gw.stop().await;
 }

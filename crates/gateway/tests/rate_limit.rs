@@ -17,9 +17,16 @@ async fn gateway(rate_limit: RateLimitConfig) -> TestGateway {
     TestGateway::start_with(cfg, fast_options(), dir).await
 }
 
-async fn attempt(gw: &TestGateway, from: IpAddr, origin: Option<&str>, token: &str) -> serde_json::Value {
+async fn attempt(
+    gw: &TestGateway,
+    from: IpAddr,
+    origin: Option<&str>,
+    token: &str,
+) -> serde_json::Value {
     let headers: Vec<(&str, &str)> = origin.map(|o| vec![("origin", o)]).unwrap_or_default();
-    let mut c = Client::connect_from(from, &gw.url(), &headers).await.unwrap();
+    let mut c = Client::connect_from(from, &gw.url(), &headers)
+        .await
+        .unwrap();
     c.connect_with(cli_params(token, &[])).await
 }
 
@@ -32,9 +39,14 @@ async fn ten_failures_lock_the_peer_even_for_the_right_token() {
     let origin = format!("http://localhost:{}", gw.addr.port());
     for i in 0..10 {
         let res = attempt(&gw, ip, Some(&origin), "wrong").await;
-        assert_eq!(res["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH", "attempt {i}");
+        assert_eq!(
+            res["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH",
+            "attempt {i}"
+        );
     }
-    let mut c = Client::connect_from(ip, &gw.url(), &[("origin", &origin)]).await.unwrap();
+    let mut c = Client::connect_from(ip, &gw.url(), &[("origin", &origin)])
+        .await
+        .unwrap();
     let res = c.connect_with(cli_params(TOKEN, &[])).await;
     let retry = res["error"]["retryAfterMs"].as_u64().unwrap();
     assert!(retry > 290_000 && retry <= 300_000, "{retry}");

@@ -46,7 +46,10 @@ async fn read_scope_methods() {
         assert!(p.get(key).is_some(), "status lacks {key}");
     }
     assert_eq!(p["gateway"]["authMode"], "token");
-    assert!(!status.to_string().contains(TOKEN), "status leaks the token");
+    assert!(
+        !status.to_string().contains(TOKEN),
+        "status leaks the token"
+    );
     let hb = c.request("l", "last-heartbeat", None).await;
     assert_eq!(hb["ok"], true);
     assert_eq!(hb["payload"], serde_json::Value::Null);
@@ -90,7 +93,9 @@ async fn role_gate_closes_after_repeated_unauthorized_calls() {
     let gw = TestGateway::start(AuthMode::Token).await;
     let mut c = operator(&gw, &["operator.admin"]).await;
     for i in 0..11 {
-        let res = c.request(&format!("n{i}"), "node.invoke.result", Some(json!({}))).await;
+        let res = c
+            .request(&format!("n{i}"), "node.invoke.result", Some(json!({})))
+            .await;
         assert_eq!(res["error"]["message"], "unauthorized role: operator");
     }
     assert_eq!(
@@ -124,7 +129,12 @@ async fn device_less_scopes_are_cleared_except_for_local_cli_and_backend() {
     for (id, mode, expected) in cases {
         let mut c = gw.client().await;
         let res = c
-            .connect_with(params(id, mode, json!({"token": TOKEN}), &["operator.admin"]))
+            .connect_with(params(
+                id,
+                mode,
+                json!({"token": TOKEN}),
+                &["operator.admin"],
+            ))
             .await;
         assert_eq!(res["payload"]["auth"]["scopes"], expected, "{id}/{mode}");
     }
@@ -152,7 +162,12 @@ async fn remote_clients_behind_a_trusted_proxy() {
 #[tokio::test]
 async fn forwarding_headers_from_an_untrusted_peer_get_403() {
     let gw = TestGateway::start(AuthMode::Token).await;
-    for header in ["x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host"] {
+    for header in [
+        "x-forwarded-for",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-host",
+    ] {
         let err = Client::connect(&gw.url(), &[(header, "203.0.113.9")])
             .await
             .err()
@@ -217,7 +232,12 @@ async fn presence_events_go_to_readers_only() {
     // A non-CLI client appears in presence.
     let mut app = gw.client().await;
     let res = app
-        .connect_with(params("gateway-client", "backend", json!({"token": TOKEN}), &[]))
+        .connect_with(params(
+            "gateway-client",
+            "backend",
+            json!({"token": TOKEN}),
+            &[],
+        ))
         .await;
     assert_eq!(res["ok"], true);
     let ev = loop {
@@ -269,7 +289,10 @@ async fn http_endpoints() {
     let (_, metrics) = http_get(gw.addr, "/metrics").await;
     assert!(metrics.contains("clawgate_connections_open"));
     assert!(metrics.contains(r#"clawgate_handshakes_total{outcome="ok"}"#));
-    assert!(metrics.contains(r#"clawgate_auth_failures_total{code="AUTH_TOKEN_MISMATCH"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"clawgate_auth_failures_total{code="AUTH_TOKEN_MISMATCH"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"clawgate_requests_total{method="status",result="ok"} 1"#));
     assert!(!metrics.contains(TOKEN) && !metrics.contains("wrong-token-value"));
     let (status, page) = http_get(gw.addr, "/").await;

@@ -63,142 +63,312 @@ const FB: &str = error_code::FORBIDDEN;
 
 /// Every code, in the reference's order, plus `MISSING_SCOPE`.
 pub const CATALOGUE: &[Entry] = &[
-    entry!("AUTH_REQUIRED", IR, None, "Authentication required",
+    entry!(
+        "AUTH_REQUIRED",
+        IR,
+        None,
+        "Authentication required",
         "The gateway needs credentials before it accepts this connection.",
         "The client connected without any token, password or device token.",
-        "Pass the gateway token: clawgate config get gateway.auth.token (on the gateway host), then retry with --token."),
-    entry!("AUTH_UNAUTHORIZED", IR, None, "Unauthorized",
+        "Pass the gateway token: clawgate config get gateway.auth.token (on the gateway host), then retry with --token."
+    ),
+    entry!(
+        "AUTH_UNAUTHORIZED",
+        IR,
+        None,
+        "Unauthorized",
         "The gateway refused the credentials for a reason that has no more specific code.",
         "The gateway's auth configuration does not accept this kind of client.",
-        "Check the gateway's auth settings: clawgate config get gateway.auth"),
-    entry!("AUTH_TOKEN_MISSING", IR, Some("token_missing"), "Gateway token missing",
+        "Check the gateway's auth settings: clawgate config get gateway.auth"
+    ),
+    entry!(
+        "AUTH_TOKEN_MISSING",
+        IR,
+        Some("token_missing"),
+        "Gateway token missing",
         "The gateway runs in token mode and this connection sent no token.",
         "The client has no gateway token configured, or the Control UI has none saved for this gateway URL.",
-        "On the gateway host run: clawgate config get gateway.auth.token; then pass it with --token (or paste it in the Control UI)."),
-    entry!("AUTH_TOKEN_MISMATCH", IR, Some("token_mismatch"), "Gateway token mismatch",
+        "On the gateway host run: clawgate config get gateway.auth.token; then pass it with --token (or paste it in the Control UI)."
+    ),
+    entry!(
+        "AUTH_TOKEN_MISMATCH",
+        IR,
+        Some("token_mismatch"),
+        "Gateway token mismatch",
         "The token this client sent is not the gateway's current token.",
         "The gateway token was changed (or regenerated) and this client still has the old one.",
-        "On the gateway host run: clawgate config get gateway.auth.token; retry with that token. A paired device may instead retry with its device token."),
-    entry!("AUTH_TOKEN_NOT_CONFIGURED", IR, Some("token_missing_config"), "Gateway has no token",
+        "On the gateway host run: clawgate config get gateway.auth.token; retry with that token. A paired device may instead retry with its device token."
+    ),
+    entry!(
+        "AUTH_TOKEN_NOT_CONFIGURED",
+        IR,
+        Some("token_missing_config"),
+        "Gateway has no token",
         "The gateway is in token mode but has no token configured.",
         "gateway.auth.mode is token and gateway.auth.token is empty.",
-        "On the gateway host run: clawgate config set gateway.auth.token <new-token>, then restart with clawgate gateway run."),
-    entry!("AUTH_PASSWORD_MISSING", IR, Some("password_missing"), "Gateway password missing",
+        "On the gateway host run: clawgate config set gateway.auth.token <new-token>, then restart with clawgate gateway run."
+    ),
+    entry!(
+        "AUTH_PASSWORD_MISSING",
+        IR,
+        Some("password_missing"),
+        "Gateway password missing",
         "The gateway runs in password mode and this connection sent no password.",
         "The client has no gateway password configured.",
-        "Retry with --password (the value of gateway.auth.password on the gateway host)."),
-    entry!("AUTH_PASSWORD_MISMATCH", IR, Some("password_mismatch"), "Gateway password mismatch",
+        "Retry with --password (the value of gateway.auth.password on the gateway host)."
+    ),
+    entry!(
+        "AUTH_PASSWORD_MISMATCH",
+        IR,
+        Some("password_mismatch"),
+        "Gateway password mismatch",
         "The password this client sent is not the gateway's password.",
         "The password was mistyped or changed on the gateway.",
-        "Retry with the current password; to set a new one on the gateway host: clawgate config set gateway.auth.password <password>."),
-    entry!("AUTH_PASSWORD_NOT_CONFIGURED", IR, Some("password_missing_config"), "Gateway has no password",
+        "Retry with the current password; to set a new one on the gateway host: clawgate config set gateway.auth.password <password>."
+    ),
+    entry!(
+        "AUTH_PASSWORD_NOT_CONFIGURED",
+        IR,
+        Some("password_missing_config"),
+        "Gateway has no password",
         "The gateway is in password mode but has no password configured.",
         "gateway.auth.mode is password and gateway.auth.password is empty.",
-        "On the gateway host run: clawgate config set gateway.auth.password <password>, then restart with clawgate gateway run."),
-    entry!("AUTH_BOOTSTRAP_TOKEN_INVALID", IR, Some("bootstrap_token_invalid"), "Setup code rejected",
+        "On the gateway host run: clawgate config set gateway.auth.password <password>, then restart with clawgate gateway run."
+    ),
+    entry!(
+        "AUTH_BOOTSTRAP_TOKEN_INVALID",
+        IR,
+        Some("bootstrap_token_invalid"),
+        "Setup code rejected",
         "The setup code is invalid, expired, revoked or already used.",
         "Setup codes are single-use and short-lived.",
-        "Create a new setup code and review devices with: clawgate devices list"),
-    entry!("AUTH_DEVICE_TOKEN_MISMATCH", IR, Some("device_token_mismatch"), "Device token rejected",
+        "Create a new setup code and review devices with: clawgate devices list"
+    ),
+    entry!(
+        "AUTH_DEVICE_TOKEN_MISMATCH",
+        IR,
+        Some("device_token_mismatch"),
+        "Device token rejected",
         "The device token this client sent is not valid for this device and role any more.",
         "The device token was rotated or revoked, or the device was removed from the gateway.",
-        "On the gateway host run: clawgate devices rotate --device <deviceId> --role operator; or reconnect with the gateway token so a fresh device token is issued."),
-    entry!("AUTH_SCOPE_MISMATCH", IR, Some("scope_mismatch"), "Device token scopes too narrow",
+        "On the gateway host run: clawgate devices rotate --device <deviceId> --role operator; or reconnect with the gateway token so a fresh device token is issued."
+    ),
+    entry!(
+        "AUTH_SCOPE_MISMATCH",
+        IR,
+        Some("scope_mismatch"),
+        "Device token scopes too narrow",
         "The device token does not cover the scopes this connection asked for.",
         "The client asked for more scopes than the device was approved for.",
-        "Reconnect with the gateway token to request the upgrade, then approve it on the gateway host: clawgate devices approve <requestId>"),
-    entry!("AUTH_RATE_LIMITED", IR, Some("rate_limited"), "Too many failed attempts",
+        "Reconnect with the gateway token to request the upgrade, then approve it on the gateway host: clawgate devices approve <requestId>"
+    ),
+    entry!(
+        "AUTH_RATE_LIMITED",
+        IR,
+        Some("rate_limited"),
+        "Too many failed attempts",
         "Too many failed authentication attempts came from this address; it is locked out for a while.",
         "Repeated wrong tokens or passwords, often a client retrying with a stale secret.",
-        "Wait until the lockout ends (retryAfterMs), fix the client's credentials, then retry. Check the gateway with: clawgate status"),
-    entry!("AUTH_TAILSCALE_IDENTITY_MISSING", IR, Some("tailscale_user_missing"), "Tailscale identity missing",
+        "Wait until the lockout ends (retryAfterMs), fix the client's credentials, then retry. Check the gateway with: clawgate status"
+    ),
+    entry!(
+        "AUTH_TAILSCALE_IDENTITY_MISSING",
+        IR,
+        Some("tailscale_user_missing"),
+        "Tailscale identity missing",
         "The connection carried no Tailscale identity.",
         "Tailscale Serve auth is not in front of this gateway.",
-        "Use the gateway token or password instead: clawgate config get gateway.auth.token"),
-    entry!("AUTH_TAILSCALE_PROXY_MISSING", IR, Some("tailscale_proxy_missing"), "Tailscale proxy headers missing",
+        "Use the gateway token or password instead: clawgate config get gateway.auth.token"
+    ),
+    entry!(
+        "AUTH_TAILSCALE_PROXY_MISSING",
+        IR,
+        Some("tailscale_proxy_missing"),
+        "Tailscale proxy headers missing",
         "The connection did not come through Tailscale Serve.",
         "Tailscale Serve auth is not in front of this gateway.",
-        "Use the gateway token or password instead: clawgate config get gateway.auth.token"),
-    entry!("AUTH_TAILSCALE_WHOIS_FAILED", IR, Some("tailscale_whois_failed"), "Tailscale identity check failed",
+        "Use the gateway token or password instead: clawgate config get gateway.auth.token"
+    ),
+    entry!(
+        "AUTH_TAILSCALE_WHOIS_FAILED",
+        IR,
+        Some("tailscale_whois_failed"),
+        "Tailscale identity check failed",
         "The gateway could not confirm the Tailscale identity.",
         "The Tailscale daemon did not answer.",
-        "Use the gateway token or password instead: clawgate config get gateway.auth.token"),
-    entry!("AUTH_TAILSCALE_IDENTITY_MISMATCH", IR, Some("tailscale_user_mismatch"), "Tailscale identity mismatch",
+        "Use the gateway token or password instead: clawgate config get gateway.auth.token"
+    ),
+    entry!(
+        "AUTH_TAILSCALE_IDENTITY_MISMATCH",
+        IR,
+        Some("tailscale_user_mismatch"),
+        "Tailscale identity mismatch",
         "The Tailscale identity does not match the allowed user.",
         "Another Tailscale user reached the gateway.",
-        "Use the gateway token or password instead: clawgate config get gateway.auth.token"),
-    entry!("AUTH_IDENTITY_HEADER_REQUIRED", IR, None, "Identity header required",
+        "Use the gateway token or password instead: clawgate config get gateway.auth.token"
+    ),
+    entry!(
+        "AUTH_IDENTITY_HEADER_REQUIRED",
+        IR,
+        None,
+        "Identity header required",
         "The trusted proxy did not pass the identity header.",
         "The reverse proxy is not configured to forward the user identity.",
-        "Check gateway.trustedProxies and the proxy's header settings: clawgate config get gateway"),
-    entry!("AUTH_VERIFIED_USER_REQUIRED", NP, None, "Verified user required",
+        "Check gateway.trustedProxies and the proxy's header settings: clawgate config get gateway"
+    ),
+    entry!(
+        "AUTH_VERIFIED_USER_REQUIRED",
+        NP,
+        None,
+        "Verified user required",
         "This gateway requires a verified user for device-token sign-in.",
         "Operator roles are configured but the connection has no verified user.",
-        "Reconnect with the gateway token: clawgate config get gateway.auth.token"),
-    entry!("AUTHENTICATED_PROFILE_UNAVAILABLE", UA, None, "Profile unavailable",
+        "Reconnect with the gateway token: clawgate config get gateway.auth.token"
+    ),
+    entry!(
+        "AUTHENTICATED_PROFILE_UNAVAILABLE",
+        UA,
+        None,
+        "Profile unavailable",
         "The authenticated profile is not available right now.",
         "The gateway is restarting or the profile is suspended.",
-        "Retry shortly; check the gateway with: clawgate status"),
-    entry!("CONTROL_UI_BUILD_MISMATCH", UA, None, "Control UI out of date",
+        "Retry shortly; check the gateway with: clawgate status"
+    ),
+    entry!(
+        "CONTROL_UI_BUILD_MISMATCH",
+        UA,
+        None,
+        "Control UI out of date",
         "The Control UI page is older than the gateway.",
         "The gateway was upgraded while the page was open.",
-        "Reload the Control UI page."),
-    entry!("CONTROL_UI_ORIGIN_NOT_ALLOWED", IR, None, "Origin not allowed",
+        "Reload the Control UI page."
+    ),
+    entry!(
+        "CONTROL_UI_ORIGIN_NOT_ALLOWED",
+        IR,
+        None,
+        "Origin not allowed",
         "The page that opened this connection is not an allowed origin for this gateway.",
         "The Control UI was opened from another host name, or another site tried to connect to the gateway.",
-        "Open the Control UI from the gateway host, or allow the origin: clawgate config set gateway.controlUi.allowedOrigins '[\"https://your-host\"]'"),
-    entry!("PROTOCOL_MISMATCH", IR, None, "Protocol version mismatch",
+        "Open the Control UI from the gateway host, or allow the origin: clawgate config set gateway.controlUi.allowedOrigins '[\"https://your-host\"]'"
+    ),
+    entry!(
+        "PROTOCOL_MISMATCH",
+        IR,
+        None,
+        "Protocol version mismatch",
         "The client and the gateway do not share a protocol version.",
         "The client is older or newer than this gateway (protocol 4; 3 for nodes and probes).",
-        "Upgrade the client (or the gateway) so both speak protocol 4."),
-    entry!("CONTROL_UI_DEVICE_IDENTITY_REQUIRED", IR, None, "Browser identity required",
+        "Upgrade the client (or the gateway) so both speak protocol 4."
+    ),
+    entry!(
+        "CONTROL_UI_DEVICE_IDENTITY_REQUIRED",
+        IR,
+        None,
+        "Browser identity required",
         "The Control UI must present a device identity, which needs a secure context.",
         "The page was opened over plain HTTP from a non-localhost address, so the browser withheld WebCrypto.",
-        "Open the Control UI over HTTPS or through an SSH tunnel to localhost: ssh -N -L 18789:127.0.0.1:18789 user@gateway-host"),
-    entry!("DEVICE_IDENTITY_REQUIRED", NP, None, "Device identity required",
+        "Open the Control UI over HTTPS or through an SSH tunnel to localhost: ssh -N -L 18789:127.0.0.1:18789 user@gateway-host"
+    ),
+    entry!(
+        "DEVICE_IDENTITY_REQUIRED",
+        NP,
+        None,
+        "Device identity required",
         "This connection must present a device identity (a signed key) or valid shared-secret credentials.",
         "A client without a device identity sent no token, or asked for a non-operator role.",
-        "Retry with the gateway token (clawgate config get gateway.auth.token on the gateway host) or use a client that has a device identity."),
-    entry!("DEVICE_AUTH_INVALID", IR, None, "Device proof invalid",
+        "Retry with the gateway token (clawgate config get gateway.auth.token on the gateway host) or use a client that has a device identity."
+    ),
+    entry!(
+        "DEVICE_AUTH_INVALID",
+        IR,
+        None,
+        "Device proof invalid",
         "The device identity proof could not be checked.",
         "The client sent a malformed device proof.",
-        "Recreate the client's identity and pair again; list devices with: clawgate devices list"),
-    entry!("DEVICE_AUTH_DEVICE_ID_MISMATCH", IR, None, "Device id mismatch",
+        "Recreate the client's identity and pair again; list devices with: clawgate devices list"
+    ),
+    entry!(
+        "DEVICE_AUTH_DEVICE_ID_MISMATCH",
+        IR,
+        None,
+        "Device id mismatch",
         "The device id is not the SHA-256 of the public key the client sent.",
         "The client's identity files are corrupt or were edited.",
-        "Recreate the client's identity and pair again; list devices with: clawgate devices list"),
-    entry!("DEVICE_AUTH_SIGNATURE_EXPIRED", IR, None, "Device signature expired",
+        "Recreate the client's identity and pair again; list devices with: clawgate devices list"
+    ),
+    entry!(
+        "DEVICE_AUTH_SIGNATURE_EXPIRED",
+        IR,
+        None,
+        "Device signature expired",
         "The device signature's timestamp is more than two minutes away from the gateway's clock.",
         "The client's or the gateway's clock is wrong.",
-        "Fix the clock (enable NTP) on the client and the gateway host, then retry."),
-    entry!("DEVICE_AUTH_NONCE_REQUIRED", IR, None, "Device nonce missing",
+        "Fix the clock (enable NTP) on the client and the gateway host, then retry."
+    ),
+    entry!(
+        "DEVICE_AUTH_NONCE_REQUIRED",
+        IR,
+        None,
+        "Device nonce missing",
         "The device proof did not include the gateway's challenge nonce.",
         "The client did not wait for connect.challenge.",
-        "Upgrade the client so it signs the connect.challenge nonce."),
-    entry!("DEVICE_AUTH_NONCE_MISMATCH", IR, None, "Device nonce mismatch",
+        "Upgrade the client so it signs the connect.challenge nonce."
+    ),
+    entry!(
+        "DEVICE_AUTH_NONCE_MISMATCH",
+        IR,
+        None,
+        "Device nonce mismatch",
         "The device proof signed a nonce from another connection.",
         "The client reused an old challenge, or something replayed a captured connect.",
-        "Retry the connection; if it persists, upgrade the client."),
-    entry!("DEVICE_AUTH_SIGNATURE_INVALID", IR, None, "Device signature invalid",
+        "Retry the connection; if it persists, upgrade the client."
+    ),
+    entry!(
+        "DEVICE_AUTH_SIGNATURE_INVALID",
+        IR,
+        None,
+        "Device signature invalid",
         "The device signature does not verify with the device's public key.",
         "The client signed different fields than it sent (often the token slot), or its key is corrupt.",
-        "Recreate the client's identity and pair again; list devices with: clawgate devices list"),
-    entry!("DEVICE_AUTH_PUBLIC_KEY_INVALID", IR, None, "Device public key invalid",
+        "Recreate the client's identity and pair again; list devices with: clawgate devices list"
+    ),
+    entry!(
+        "DEVICE_AUTH_PUBLIC_KEY_INVALID",
+        IR,
+        None,
+        "Device public key invalid",
         "The device public key is not a valid Ed25519 key.",
         "The client's identity files are corrupt.",
-        "Recreate the client's identity and pair again; list devices with: clawgate devices list"),
-    entry!("PAIRING_REQUIRED", NP, None, "Approval required",
+        "Recreate the client's identity and pair again; list devices with: clawgate devices list"
+    ),
+    entry!(
+        "PAIRING_REQUIRED",
+        NP,
+        None,
+        "Approval required",
         "This device is not approved for what it asked for yet; a pairing request is waiting.",
         "A new device, or a known device asking for a new role, more scopes or with changed details.",
-        "On the gateway host run: clawgate devices approve <requestId>"),
-    entry!("CLIENT_VERSION_MISMATCH", IR, None, "Client version mismatch",
+        "On the gateway host run: clawgate devices approve <requestId>"
+    ),
+    entry!(
+        "CLIENT_VERSION_MISMATCH",
+        IR,
+        None,
+        "Client version mismatch",
         "The gateway does not accept this client version.",
         "The client is too old for this gateway.",
-        "Upgrade the client."),
-    entry!("MISSING_SCOPE", FB, None, "Missing scope",
+        "Upgrade the client."
+    ),
+    entry!(
+        "MISSING_SCOPE",
+        FB,
+        None,
+        "Missing scope",
         "This connection is not allowed to call the method: it lacks the required scope.",
         "The client connected with fewer scopes than the method needs (device-less remote connections get none).",
-        "Reconnect asking for <scope> (approve the upgrade with clawgate devices approve <requestId>), or rotate the token: clawgate devices rotate --device <deviceId> --role operator --scope <scope>"),
+        "Reconnect asking for <scope> (approve the upgrade with clawgate devices approve <requestId>), or rotate the token: clawgate devices rotate --device <deviceId> --role operator --scope <scope>"
+    ),
 ];
 
 /// Looks a code up.
@@ -295,7 +465,9 @@ pub struct Audience {
 impl Audience {
     fn token_hint(self) -> &'static str {
         match self.kind {
-            ClientKind::Cli if self.local => "use this gateway's gateway.auth.token or pair the device",
+            ClientKind::Cli if self.local => {
+                "use this gateway's gateway.auth.token or pair the device"
+            }
             ClientKind::Cli => "set gateway.remote.token to match gateway.auth.token",
             ClientKind::OperatorUi | ClientKind::Webchat => {
                 "open the dashboard URL and paste the token in Control UI settings"
@@ -564,7 +736,9 @@ mod tests {
         ];
         for f in failures {
             let e = entry(f.code()).unwrap_or_else(|| panic!("{} missing", f.code()));
-            assert!(e.next.contains("clawgate") || e.code == "AUTH_UNAUTHORIZED" || !e.next.is_empty());
+            assert!(
+                e.next.contains("clawgate") || e.code == "AUTH_UNAUTHORIZED" || !e.next.is_empty()
+            );
         }
         for d in [
             DeviceAuthFailure::DeviceIdMismatch,
@@ -585,9 +759,15 @@ mod tests {
     #[test]
     fn retry_hint_only_for_token_mismatch() {
         let e = auth_failure(AuthFailure::TokenMismatch, CLI_LOCAL, true);
-        assert_eq!(e.details.as_ref().unwrap()["recommendedNextStep"], "retry_with_device_token");
+        assert_eq!(
+            e.details.as_ref().unwrap()["recommendedNextStep"],
+            "retry_with_device_token"
+        );
         let e = auth_failure(AuthFailure::PasswordMismatch, CLI_LOCAL, true);
-        assert_eq!(e.details.as_ref().unwrap()["canRetryWithDeviceToken"], false);
+        assert_eq!(
+            e.details.as_ref().unwrap()["canRetryWithDeviceToken"],
+            false
+        );
     }
 
     #[test]

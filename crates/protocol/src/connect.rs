@@ -228,7 +228,9 @@ impl ConnectParams {
         if min <= PROTOCOL_VERSION && PROTOCOL_VERSION <= max {
             return true;
         }
-        if self.client.mode == "probe" && max >= MIN_PROBE_PROTOCOL_VERSION && min <= PROTOCOL_VERSION
+        if self.client.mode == "probe"
+            && max >= MIN_PROBE_PROTOCOL_VERSION
+            && min <= PROTOCOL_VERSION
         {
             return true;
         }

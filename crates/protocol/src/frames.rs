@@ -256,6 +256,9 @@ mod tests {
     fn event_with_seq_is_valid_json() {
         let s = event_json_with_seq("tick", r#"{"ts":1}"#, 7);
         let v: Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v, json!({"type":"event","event":"tick","payload":{"ts":1},"seq":7}));
+        assert_eq!(
+            v,
+            json!({"type":"event","event":"tick","payload":{"ts":1},"seq":7})
+        );
     }
 }

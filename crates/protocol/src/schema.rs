@@ -16,9 +16,14 @@ pub enum Schema {
     Any,
     Bool,
     /// An integer no smaller than `min`.
-    Int { min: i64 },
+    Int {
+        min: i64,
+    },
     /// A string whose length in characters lies within the bounds.
-    Str { min: usize, max: Option<usize> },
+    Str {
+        min: usize,
+        max: Option<usize>,
+    },
     /// The exact string.
     Const(&'static str),
     /// One of the strings.
@@ -117,12 +122,18 @@ fn check(value: &Value, schema: &Schema, path: &mut String, out: &mut Vec<String
             Some(s) => {
                 let len = s.chars().count();
                 if len < *min {
-                    out.push(at(path, format!("must not have fewer than {min} characters")));
+                    out.push(at(
+                        path,
+                        format!("must not have fewer than {min} characters"),
+                    ));
                 }
                 if let Some(max) = max
                     && len > *max
                 {
-                    out.push(at(path, format!("must not have more than {max} characters")));
+                    out.push(at(
+                        path,
+                        format!("must not have more than {max} characters"),
+                    ));
                 }
             }
             None => out.push(at(path, "must be string")),
@@ -179,7 +190,11 @@ fn check(value: &Value, schema: &Schema, path: &mut String, out: &mut Vec<String
                 ));
             }
             if let Some(extra) = map.keys().find(|k| !props.iter().any(|p| p.name == *k)) {
-                let where_ = if path.is_empty() { "root" } else { path.as_str() };
+                let where_ = if path.is_empty() {
+                    "root"
+                } else {
+                    path.as_str()
+                };
                 out.push(format!("at {where_}: unexpected property '{extra}'"));
             }
             for prop in props.iter() {
@@ -207,7 +222,10 @@ mod tests {
         Prop::required("a", Schema::Int { min: 1 }),
         Prop::required("b", NON_EMPTY),
         Prop::optional("c", Schema::Array(&NON_EMPTY)),
-        Prop::optional("d", Schema::Object(&[Prop::required("e", Schema::Enum(&["x", "y"]))])),
+        Prop::optional(
+            "d",
+            Schema::Object(&[Prop::required("e", Schema::Enum(&["x", "y"]))]),
+        ),
     ]);
 
     #[test]

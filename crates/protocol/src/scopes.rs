@@ -27,8 +27,15 @@ pub const OPERATOR_SCOPES: &[&str] = &[
 ];
 
 /// What the reference CLI asks for when it does not narrow per method.
-pub const CLI_DEFAULT_SCOPES: &[&str] =
-    &[ADMIN, READ, WRITE, APPROVALS, QUESTIONS, PAIRING, TALK_SECRETS];
+pub const CLI_DEFAULT_SCOPES: &[&str] = &[
+    ADMIN,
+    READ,
+    WRITE,
+    APPROVALS,
+    QUESTIONS,
+    PAIRING,
+    TALK_SECRETS,
+];
 
 /// Whether `scope` is one of the operator scopes.
 pub fn is_operator_scope(scope: &str) -> bool {
@@ -143,8 +150,14 @@ mod tests {
     fn method_rules() {
         assert_eq!(method_access("health"), MethodAccess::Anyone);
         assert_eq!(method_access("status"), MethodAccess::Operator(READ));
-        assert_eq!(method_access("device.pair.list"), MethodAccess::Operator(PAIRING));
+        assert_eq!(
+            method_access("device.pair.list"),
+            MethodAccess::Operator(PAIRING)
+        );
         assert_eq!(method_access("node.invoke.result"), MethodAccess::NodeOnly);
-        assert_eq!(method_access("no.such.method"), MethodAccess::Operator(ADMIN));
+        assert_eq!(
+            method_access("no.such.method"),
+            MethodAccess::Operator(ADMIN)
+        );
     }
 }

@@ -108,7 +108,9 @@ impl TestGateway {
     }
 
     pub async fn client_with(&self, headers: &[(&str, &str)]) -> Client {
-        Client::connect(&self.url(), headers).await.expect("connect")
+        Client::connect(&self.url(), headers)
+            .await
+            .expect("connect")
     }
 }
 
@@ -128,11 +130,14 @@ impl Client {
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, WsError> {
         let mut req = url.into_client_request()?;
         for (k, v) in headers {
-            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
-                .unwrap();
-            req.headers_mut().insert(name, HeaderValue::from_str(v).unwrap());
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut()
+                .insert(name, HeaderValue::from_str(v).unwrap());
         }
-        let cfg = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        let cfg = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
         let (mut ws, _) =
             tokio_tungstenite::connect_async_with_config(req, Some(cfg), false).await?;
         let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -151,9 +156,10 @@ impl Client {
     ) -> Result<Client, WsError> {
         let mut req = url.into_client_request()?;
         for (k, v) in headers {
-            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
-                .unwrap();
-            req.headers_mut().insert(name, HeaderValue::from_str(v).unwrap());
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut()
+                .insert(name, HeaderValue::from_str(v).unwrap());
         }
         let host = req.uri().host().unwrap().to_string();
         let port = req.uri().port_u16().unwrap();
@@ -161,7 +167,8 @@ impl Client {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.bind(SocketAddr::new(local, 0)).unwrap();
         let stream = sock.connect(target).await.map_err(WsError::Io)?;
-        let (mut ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await?;
+        let (mut ws, _) =
+            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await?;
         let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
             .expect("challenge in time")
@@ -171,7 +178,10 @@ impl Client {
     }
 
     pub fn nonce(&self) -> String {
-        self.challenge["payload"]["nonce"].as_str().unwrap().to_string()
+        self.challenge["payload"]["nonce"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -300,13 +310,106 @@ pub fn state_dir_of(gw: &TestGateway) -> PathBuf {
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
+}
+
+/// A test device: an Ed25519 identity that signs connects like a real client.
+pub struct TestDevice {
+    pub key: ed25519_dalek::SigningKey,
+    pub id: String,
+    pub public_key: String,
+}
+
+impl TestDevice {
+    pub fn new() -> TestDevice {
+        use base64::Engine;
+        use rand::RngCore;
+        use sha2::Digest;
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let raw = key.verifying_key().to_bytes();
+        let id = sha2::Sha256::digest(raw)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let public_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        TestDevice {
+            key,
+            id,
+            public_key,
+        }
+    }
+
+    /// Adds a signed `device` block (v3 payload) to connect `params`.
+    pub fn sign(&self, params: &mut Value, nonce: &str) {
+        self.sign_at(params, nonce, now_ms());
+    }
+
+    pub fn sign_at(&self, params: &mut Value, nonce: &str, signed_at: u64) {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let auth = &params["auth"];
+        let token = auth
+            .get("token")
+            .or(auth.get("deviceToken"))
+            .or(auth.get("bootstrapToken"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let scopes: Vec<String> = params["scopes"]
+            .as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        let role = params["role"].as_str().unwrap_or("operator").to_string();
+        let payload = clawgate_protocol::device_auth::payload_v3(
+            &clawgate_protocol::device_auth::PayloadFields {
+                device_id: &self.id,
+                client_id: params["client"]["id"].as_str().unwrap(),
+                client_mode: params["client"]["mode"].as_str().unwrap(),
+                role: &role,
+                scopes: &scopes,
+                signed_at_ms: signed_at,
+                token,
+                nonce,
+                platform: params["client"]["platform"].as_str().unwrap_or(""),
+                device_family: params["client"]["deviceFamily"].as_str().unwrap_or(""),
+            },
+        );
+        let sig = self.key.sign(payload.as_bytes());
+        params["device"] = json!({
+            "id": self.id,
+            "publicKey": self.public_key,
+            "signature": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig.to_bytes()),
+            "signedAt": signed_at,
+            "nonce": nonce,
+        });
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Client {
+    /// Signs `params` with `device` for this connection's challenge and connects.
+    pub async fn connect_device(&mut self, device: &TestDevice, mut params: Value) -> Value {
+        device.sign(&mut params, &self.nonce());
+        self.connect_with(params).await
+    }
 }

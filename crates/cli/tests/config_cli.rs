@@ -1,0 +1,291 @@
+//! `clawgate config ...` through the real binary, on a temp state dir.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "cli-test-token-0b9d4e";
+const PASSWORD: &str = "cli-test-password-51ac";
+
+struct State {
+    dir: tempfile::TempDir,
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("clawgate.json")
+    }
+
+    fn cmd(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        Command::cargo_bin("clawgate")
+            .unwrap()
+            .env_remove("CLAWGATE_STATE_DIR")
+            .env_remove("CLAWGATE_GATEWAY_TOKEN")
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .env_remove("CLAWGATE_GATEWAY_PASSWORD")
+            .env_remove("OPENCLAW_GATEWAY_PASSWORD")
+            .arg("--state-dir")
+            .arg(self.dir.path())
+            .arg("config")
+            .args(args)
+            .assert()
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn doc(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.config_path()).unwrap()).unwrap()
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn assert_no_secret(output: &std::process::Output) {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!all.contains(TOKEN) && !all.contains(PASSWORD), "{all}");
+}
+
+#[test]
+fn path_prints_the_config_file() {
+    let s = State::new();
+    s.cmd(&["path"])
+        .success()
+        .stdout(format!("{}\n", s.config_path().display()));
+}
+
+#[test]
+fn set_get_unset_round_trip() {
+    let s = State::new();
+    s.cmd(&["set", "gateway.port", "19001"])
+        .success()
+        .stdout("Updated gateway.port. Restart the gateway to apply.\n");
+    s.cmd(&["get", "gateway.port"]).success().stdout("19001\n");
+    s.cmd(&["set", "gateway.bind", "lan"]).success();
+    s.cmd(&["get", "gateway.bind"]).success().stdout("lan\n");
+    s.cmd(&["get", "gateway.bind", "--json"])
+        .success()
+        .stdout("\"lan\"\n");
+    s.cmd(&[
+        "set",
+        "gateway.controlUi.allowedOrigins",
+        r#"["HTTPS://UI.Example.com/"]"#,
+    ])
+    .success();
+    s.cmd(&["set", "gateway.controlUi.enabled", "false"])
+        .success();
+    assert_eq!(
+        s.doc(),
+        json!({"gateway": {
+            "port": 19001,
+            "bind": "lan",
+            "controlUi": {"allowedOrigins": ["HTTPS://UI.Example.com/"], "enabled": false}
+        }})
+    );
+    s.cmd(&["get", "gateway.controlUi.enabled"])
+        .success()
+        .stdout("false\n");
+
+    s.cmd(&["unset", "gateway.port"])
+        .success()
+        .stdout("Removed gateway.port.\n");
+    s.cmd(&["get", "gateway.port"]).code(1).stderr(
+        "Config path is valid but unset: gateway.port. Set it with: clawgate config set gateway.port <value>\n",
+    );
+    assert!(s.doc()["gateway"].get("port").is_none());
+}
+
+#[test]
+fn get_of_an_unset_key_fails_with_the_next_command() {
+    let s = State::new();
+    s.cmd(&["get", "gateway.auth.token"]).code(1).stdout("").stderr(
+        "Config path is valid but unset: gateway.auth.token. Set it with: clawgate config set gateway.auth.token <value>\n",
+    );
+    assert!(!s.config_path().exists(), "get never writes");
+}
+
+#[test]
+fn unset_of_a_missing_key_fails() {
+    let s = State::new();
+    s.cmd(&["unset", "gateway.bind"])
+        .code(1)
+        .stderr("Config path is not set: gateway.bind\n");
+}
+
+#[test]
+fn exact_secret_key_prints_in_clear_but_objects_are_redacted() {
+    let s = State::new();
+    let out = s.cmd(&["set", "gateway.auth.token", TOKEN]).success();
+    assert_no_secret(out.get_output());
+    s.cmd(&["set", "gateway.auth.mode", "token"]).success();
+    s.cmd(&["get", "gateway.auth.token"])
+        .success()
+        .stdout(format!("{TOKEN}\n"));
+
+    for key in ["gateway.auth", "gateway"] {
+        let out = s.cmd(&["get", key]).success();
+        assert_no_secret(out.get_output());
+        let shown: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        let auth = if key == "gateway" {
+            &shown["auth"]
+        } else {
+            &shown
+        };
+        assert_eq!(*auth, json!({"token": "<redacted>", "mode": "token"}));
+    }
+
+    let out = s.cmd(&["get", "gateway.auth", "--show-secrets"]).success();
+    let shown: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(shown, json!({"token": TOKEN, "mode": "token"}));
+}
+
+#[test]
+fn set_refuses_a_zero_window_and_leaves_the_file_byte_identical() {
+    let s = State::new();
+    let original = "// hand-written\n{ gateway: { auth: { token: 'abc-123' } }, agents: {} }\n";
+    s.write(original);
+    s.cmd(&["set", "gateway.auth.rateLimit.windowMs", "0"])
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("gateway.auth.rateLimit.windowMs"))
+        .stderr(predicate::str::contains("abc-123").not());
+    assert_eq!(std::fs::read_to_string(s.config_path()).unwrap(), original);
+}
+
+#[test]
+fn set_refuses_an_invalid_origin() {
+    let s = State::new();
+    s.cmd(&[
+        "set",
+        "gateway.controlUi.allowedOrigins",
+        r#"["https://ok.example", "https://bad.example/path"]"#,
+    ])
+    .code(1)
+    .stderr(predicate::str::contains(
+        "gateway.controlUi.allowedOrigins[1]",
+    ));
+    assert!(!s.config_path().exists());
+}
+
+#[test]
+fn set_refuses_auth_none_on_lan_and_placeholder_secrets() {
+    let s = State::new();
+    s.cmd(&["set", "gateway.bind", "lan"]).success();
+    s.cmd(&["set", "gateway.auth.mode", "none"])
+        .code(1)
+        .stderr(predicate::str::contains("gateway.auth.mode"))
+        .stderr(predicate::str::contains("loopback"));
+    s.cmd(&["set", "gateway.auth.token", "undefined"])
+        .code(1)
+        .stderr(predicate::str::contains("gateway.auth.token"));
+    s.cmd(&["set", "gateway.auth.mode", "trusted-proxy"])
+        .code(1)
+        .stderr(predicate::str::contains("not supported"));
+    assert_eq!(s.doc(), json!({"gateway": {"bind": "lan"}}));
+}
+
+#[test]
+fn auth_can_be_set_up_one_key_at_a_time() {
+    let s = State::new();
+    // Password mode without a password yet is not a reason to refuse.
+    s.cmd(&["set", "gateway.auth.mode", "password"]).success();
+    let out = s.cmd(&["set", "gateway.auth.password", PASSWORD]).success();
+    assert_no_secret(out.get_output());
+    assert_eq!(
+        s.doc(),
+        json!({"gateway": {"auth": {"mode": "password", "password": PASSWORD}}})
+    );
+}
+
+#[test]
+fn numeric_looking_token_stays_a_string() {
+    let s = State::new();
+    s.cmd(&["set", "gateway.auth.token", "1234567890"])
+        .success();
+    assert_eq!(s.doc()["gateway"]["auth"]["token"], json!("1234567890"));
+}
+
+#[test]
+fn set_writes_a_private_file_in_a_private_dir() {
+    let parent = tempfile::tempdir().unwrap();
+    let state_dir = parent.path().join("fresh-state");
+    Command::cargo_bin("clawgate")
+        .unwrap()
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .args(["config", "set", "gateway.auth.token", TOKEN])
+        .assert()
+        .success();
+    let file = state_dir.join("clawgate.json");
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&state_dir), 0o700);
+
+    // An existing world-readable file becomes private on the next write.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Command::cargo_bin("clawgate")
+        .unwrap()
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .args(["config", "set", "gateway.port", "19002"])
+        .assert()
+        .success();
+    assert_eq!(mode(&file), 0o600);
+}
+
+#[test]
+fn unknown_keys_survive_a_set() {
+    let s = State::new();
+    s.write("{ agents: { defaults: { model: 'a/b' } }, /* c */ gateway: { port: 18790 } }");
+    s.cmd(&["set", "gateway.bind", "loopback"]).success();
+    assert_eq!(
+        s.doc(),
+        json!({"agents": {"defaults": {"model": "a/b"}}, "gateway": {"port": 18790, "bind": "loopback"}})
+    );
+}
+
+#[test]
+fn bad_json5_is_reported_with_the_path_and_left_alone() {
+    let s = State::new();
+    let broken = "{ gateway: { port: 1 ";
+    s.write(broken);
+    let path = s.config_path().display().to_string();
+    s.cmd(&["get", "gateway.port"])
+        .code(1)
+        .stderr(predicate::str::contains(path.clone()));
+    s.cmd(&["set", "gateway.port", "2"])
+        .code(1)
+        .stderr(predicate::str::contains(path));
+    s.cmd(&["unset", "gateway.port"]).code(1);
+    assert_eq!(std::fs::read_to_string(s.config_path()).unwrap(), broken);
+}
+
+#[test]
+fn explicit_config_path_is_used() {
+    let s = State::new();
+    let other = s.dir.path().join("openclaw.json");
+    std::fs::write(&other, "{ gateway: { port: 18790 } }").unwrap();
+    Command::cargo_bin("clawgate")
+        .unwrap()
+        .arg("--config")
+        .arg(&other)
+        .args(["config", "get", "gateway.port"])
+        .assert()
+        .success()
+        .stdout("18790\n");
+}

@@ -1,0 +1,469 @@
+//! Pairing at connect time (server.md section 6): whether a verified device
+//! is approved for what it asks, silent approval for direct-local peers, and
+//! pending requests (refresh, supersede) otherwise.
+
+use clawgate_protocol::connect::{ClientKind, ConnectParams, Role};
+use clawgate_protocol::device_auth::normalize_metadata;
+use clawgate_protocol::frames::{ErrorShape, error_code};
+use clawgate_protocol::scopes;
+use clawgate_store::{Device, PendingRequest, StoreError};
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::audit;
+use crate::auth::PeerContext;
+use crate::device_proof::VerifiedDevice;
+use crate::state::GatewayState;
+
+/// Pending requests expire this long after their last refresh.
+pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
+
+/// Why a device needs approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairingReason {
+    NotPaired,
+    RoleUpgrade,
+    ScopeUpgrade,
+    MetadataUpgrade,
+}
+
+impl PairingReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PairingReason::NotPaired => "not-paired",
+            PairingReason::RoleUpgrade => "role-upgrade",
+            PairingReason::ScopeUpgrade => "scope-upgrade",
+            PairingReason::MetadataUpgrade => "metadata-upgrade",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            PairingReason::NotPaired => "pairing required: device is not approved yet",
+            PairingReason::RoleUpgrade => {
+                "pairing required: device is asking for a higher role than currently approved"
+            }
+            PairingReason::ScopeUpgrade => {
+                "pairing required: device is asking for more scopes than currently approved"
+            }
+            PairingReason::MetadataUpgrade => {
+                "pairing required: device identity changed and must be re-approved"
+            }
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            PairingReason::NotPaired => "Approve this device from the pending pairing requests.",
+            PairingReason::RoleUpgrade => {
+                "Review the requested role upgrade, then approve the pending request."
+            }
+            PairingReason::ScopeUpgrade => {
+                "Review the requested scopes, then approve the pending upgrade."
+            }
+            PairingReason::MetadataUpgrade => {
+                "Review the refreshed device details, then approve the pending request."
+            }
+        }
+    }
+}
+
+/// The outcome of the pairing check.
+#[derive(Debug)]
+pub enum PairingOutcome {
+    /// Approved (already, or silently just now).
+    Approved(Box<Device>),
+    /// Needs an operator: the error to send and its close reason.
+    Required {
+        error: ErrorShape,
+        close_reason: String,
+    },
+}
+
+/// Roles with an approved, non-revoked token entry.
+pub fn effective_roles(state: &GatewayState, device: &Device) -> Vec<String> {
+    device
+        .roles
+        .iter()
+        .filter(|r| {
+            state
+                .store
+                .role_token(&device.device_id, r)
+                .is_some_and(|t| t.revoked_at_ms.is_none())
+        })
+        .cloned()
+        .collect()
+}
+
+fn metadata_changed(device: &Device, params: &ConnectParams) -> bool {
+    let differs = |pinned: &Option<String>, now: Option<&str>| match pinned {
+        Some(p) => normalize_metadata(p) != normalize_metadata(now.unwrap_or("")),
+        None => false,
+    };
+    differs(&device.platform, Some(&params.client.platform))
+        || differs(
+            &device.device_family,
+            params.client.device_family.as_deref(),
+        )
+}
+
+fn dedup(list: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in list {
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+/// Whether the gateway may approve without an operator (the reference's
+/// `shouldAllowSilentLocalPairing`).
+fn silent_allowed(
+    state: &GatewayState,
+    reason: PairingReason,
+    params: &ConnectParams,
+    role: Role,
+    auth_method: &str,
+    peer: &PeerContext,
+) -> bool {
+    if !peer.direct_local || !state.config.auto_approve_local {
+        return false;
+    }
+    let ui_or_webchat = matches!(
+        params.client_kind(),
+        ClientKind::OperatorUi | ClientKind::Webchat
+    );
+    if peer.origin.is_some() && !ui_or_webchat {
+        return false;
+    }
+    match reason {
+        PairingReason::MetadataUpgrade => peer.origin.is_none() && !ui_or_webchat,
+        PairingReason::ScopeUpgrade => matches!(auth_method, "none" | "token" | "password"),
+        PairingReason::RoleUpgrade => role == Role::Operator,
+        PairingReason::NotPaired => true,
+    }
+}
+
+/// Decides pairing for a verified device.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(
+    state: &GatewayState,
+    verified: &VerifiedDevice,
+    params: &ConnectParams,
+    role: Role,
+    requested: &[String],
+    auth_method: &str,
+    peer: &PeerContext,
+    now_ms: u64,
+) -> Result<PairingOutcome, StoreError> {
+    let stored = state.store.device(&verified.device_id);
+    let same_key = stored
+        .as_ref()
+        .filter(|d| d.public_key == verified.public_key);
+    let is_repair = stored.is_some() && same_key.is_none();
+    let reason = match same_key {
+        None => Some(PairingReason::NotPaired),
+        Some(d) if metadata_changed(d, params) => Some(PairingReason::MetadataUpgrade),
+        Some(d) if !effective_roles(state, d).iter().any(|r| r == role.as_str()) => {
+            Some(PairingReason::RoleUpgrade)
+        }
+        Some(d) if !scopes::covers(&d.scopes, requested) => Some(PairingReason::ScopeUpgrade),
+        Some(_) => None,
+    };
+    let Some(reason) = reason else {
+        let mut device = same_key.cloned().expect("approved device");
+        device.display_name = params.client.display_name.clone().or(device.display_name);
+        device.remote_ip = Some(peer.ip.to_string());
+        device.last_seen_at_ms = Some(now_ms);
+        device.last_seen_reason = Some("connect".into());
+        let saved = device.clone();
+        state.store.transact(|tx| tx.put_device(&saved))?;
+        return Ok(PairingOutcome::Approved(Box::new(device)));
+    };
+
+    let requested = dedup(requested);
+    if silent_allowed(state, reason, params, role, auth_method, peer) {
+        let device = approve_silently(
+            state, verified, params, role, &requested, peer, now_ms, reason, same_key,
+        )?;
+        return Ok(PairingOutcome::Approved(Box::new(device)));
+    }
+
+    let request = open_request(
+        state, verified, params, role, &requested, peer, now_ms, reason, is_repair,
+    )?;
+    let mut details = serde_json::Map::new();
+    details.insert("code".into(), json!("PAIRING_REQUIRED"));
+    details.insert("reason".into(), json!(reason.as_str()));
+    details.insert("requestId".into(), json!(request.request_id));
+    details.insert("remediationHint".into(), json!(reason.hint()));
+    details.insert("deviceId".into(), json!(verified.device_id));
+    details.insert("requestedRole".into(), json!(role.as_str()));
+    if !requested.is_empty() {
+        details.insert("requestedScopes".into(), json!(requested));
+    }
+    if let Some(d) = same_key {
+        let roles = effective_roles(state, d);
+        if !roles.is_empty() {
+            details.insert("approvedRoles".into(), json!(roles));
+        }
+        if !d.scopes.is_empty() {
+            details.insert("approvedScopes".into(), json!(d.scopes));
+        }
+    }
+    let message = reason.message();
+    Ok(PairingOutcome::Required {
+        error: ErrorShape::new(error_code::NOT_PAIRED, message)
+            .with_details(Value::Object(details)),
+        close_reason: format!("{message} (requestId: {})", request.request_id),
+    })
+}
+
+/// Merges an approval into the device record (or starts one).
+pub fn merged_device(
+    existing: Option<&Device>,
+    request: &PendingRequest,
+    approved_via: &str,
+    now_ms: u64,
+) -> Device {
+    let mut roles = existing.map(|d| d.roles.clone()).unwrap_or_default();
+    for r in &request.roles {
+        if !roles.contains(r) {
+            roles.push(r.clone());
+        }
+    }
+    let mut scopes = existing.map(|d| d.scopes.clone()).unwrap_or_default();
+    for s in &request.scopes {
+        if !scopes.contains(s) {
+            scopes.push(s.clone());
+        }
+    }
+    Device {
+        device_id: request.device_id.clone(),
+        public_key: request.public_key.clone(),
+        display_name: request.display_name.clone(),
+        operator_label: existing.and_then(|d| d.operator_label.clone()),
+        platform: request.platform.clone(),
+        device_family: request.device_family.clone(),
+        client_id: request.client_id.clone(),
+        client_mode: request.client_mode.clone(),
+        browser_origin: request.browser_origin.clone(),
+        roles,
+        scopes,
+        remote_ip: request.remote_ip.clone(),
+        approved_via: approved_via.to_string(),
+        created_at_ms: existing.map_or(now_ms, |d| d.created_at_ms),
+        approved_at_ms: now_ms,
+        last_seen_at_ms: existing.and_then(|d| d.last_seen_at_ms),
+        last_seen_reason: existing.and_then(|d| d.last_seen_reason.clone()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn request_for(
+    verified: &VerifiedDevice,
+    params: &ConnectParams,
+    role: Role,
+    requested: &[String],
+    peer: &PeerContext,
+    now_ms: u64,
+    reason: PairingReason,
+    is_repair: bool,
+) -> PendingRequest {
+    PendingRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        device_id: verified.device_id.clone(),
+        public_key: verified.public_key.clone(),
+        display_name: params.client.display_name.clone(),
+        platform: Some(params.client.platform.clone()),
+        device_family: params.client.device_family.clone(),
+        client_id: Some(params.client.id.clone()),
+        client_mode: Some(params.client.mode.clone()),
+        browser_origin: peer.origin.clone(),
+        remote_ip: Some(peer.ip.to_string()),
+        role: role.as_str().to_string(),
+        roles: vec![role.as_str().to_string()],
+        scopes: requested.to_vec(),
+        reason: reason.as_str().to_string(),
+        silent: false,
+        is_repair,
+        ts: now_ms,
+        refreshed_at_ms: now_ms,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn approve_silently(
+    state: &GatewayState,
+    verified: &VerifiedDevice,
+    params: &ConnectParams,
+    role: Role,
+    requested: &[String],
+    peer: &PeerContext,
+    now_ms: u64,
+    reason: PairingReason,
+    existing: Option<&Device>,
+) -> Result<Device, StoreError> {
+    let mut request = request_for(
+        verified, params, role, requested, peer, now_ms, reason, false,
+    );
+    request.silent = true;
+    let mut device = merged_device(existing, &request, "silent", now_ms);
+    device.last_seen_at_ms = Some(now_ms);
+    device.last_seen_reason = Some("connect".into());
+    let superseded = state.store.pending_for_device(&verified.device_id);
+    let key_changed = state
+        .store
+        .device(&verified.device_id)
+        .is_some_and(|d| d.public_key != verified.public_key);
+    let saved = device.clone();
+    state.store.transact(|tx| {
+        if key_changed {
+            tx.delete_device(&saved.device_id)?;
+        }
+        tx.put_device(&saved)?;
+        for p in &superseded {
+            tx.delete_pending(&p.request_id)?;
+        }
+        tx.append_audit(&audit::record(
+            "pairing.silent_approved",
+            audit::peer_actor(peer),
+            Some(&saved.device_id),
+            json!({"requestId": request.request_id, "reason": reason.as_str(), "role": role.as_str(), "scopes": requested, "approvedVia": "silent"}),
+        ))?;
+        Ok(())
+    })?;
+    for p in &superseded {
+        broadcast_resolved(state, &p.request_id, &p.device_id, "rejected");
+    }
+    info!(device = %device.device_id, role = %role, "device approved silently (direct local)");
+    broadcast_resolved(state, &request.request_id, &device.device_id, "approved");
+    Ok(device)
+}
+
+/// Refreshes a covering pending request or opens a new one that supersedes
+/// the others. A new request carries only what this connect asked for, so an
+/// approver never grants more than `devices list` shows.
+#[allow(clippy::too_many_arguments)]
+fn open_request(
+    state: &GatewayState,
+    verified: &VerifiedDevice,
+    params: &ConnectParams,
+    role: Role,
+    requested: &[String],
+    peer: &PeerContext,
+    now_ms: u64,
+    reason: PairingReason,
+    is_repair: bool,
+) -> Result<PendingRequest, StoreError> {
+    let live: Vec<PendingRequest> = state
+        .store
+        .pending_for_device(&verified.device_id)
+        .into_iter()
+        .filter(|p| p.refreshed_at_ms + PENDING_TTL_MS > now_ms)
+        .collect();
+    let covering = live.iter().find(|p| {
+        p.public_key == verified.public_key
+            && p.browser_origin == peer.origin
+            && p.role == role.as_str()
+            && p.roles.iter().any(|r| r == role.as_str())
+            && scopes::covers(&p.scopes, requested)
+    });
+    if let Some(p) = covering {
+        let mut refreshed = p.clone();
+        refreshed.display_name = params
+            .client
+            .display_name
+            .clone()
+            .or(refreshed.display_name);
+        refreshed.platform = Some(params.client.platform.clone());
+        refreshed.device_family = params.client.device_family.clone();
+        refreshed.client_id = Some(params.client.id.clone());
+        refreshed.client_mode = Some(params.client.mode.clone());
+        refreshed.remote_ip = Some(peer.ip.to_string());
+        refreshed.is_repair |= is_repair;
+        refreshed.refreshed_at_ms = now_ms;
+        let saved = refreshed.clone();
+        state.store.transact(|tx| tx.put_pending(&saved))?;
+        return Ok(refreshed);
+    }
+    let request = request_for(
+        verified, params, role, requested, peer, now_ms, reason, is_repair,
+    );
+    let all_old = state.store.pending_for_device(&verified.device_id);
+    let saved = request.clone();
+    state.store.transact(|tx| {
+        for old in &all_old {
+            tx.delete_pending(&old.request_id)?;
+            tx.append_audit(&audit::record(
+                "pairing.superseded",
+                audit::peer_actor(peer),
+                Some(&old.device_id),
+                json!({"requestId": old.request_id, "supersededBy": saved.request_id}),
+            ))?;
+        }
+        tx.put_pending(&saved)?;
+        tx.append_audit(&audit::record(
+            "pairing.requested",
+            audit::peer_actor(peer),
+            Some(&saved.device_id),
+            json!({"requestId": saved.request_id, "reason": reason.as_str(), "role": saved.role, "scopes": saved.scopes, "isRepair": is_repair}),
+        ))?;
+        Ok(())
+    })?;
+    for old in &all_old {
+        broadcast_resolved(state, &old.request_id, &old.device_id, "rejected");
+    }
+    info!(device = %request.device_id, request = %request.request_id, reason = reason.as_str(), "pairing request opened");
+    state
+        .hub
+        .broadcast("device.pair.requested", &pending_json(&request));
+    Ok(request)
+}
+
+/// Broadcasts `device.pair.resolved`.
+pub fn broadcast_resolved(state: &GatewayState, request_id: &str, device_id: &str, decision: &str) {
+    state.hub.broadcast(
+        "device.pair.resolved",
+        &json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": crate::state::now_ms()}),
+    );
+}
+
+/// A pending request as clients see it (`device.pair.requested`, `device.pair.list`).
+pub fn pending_json(p: &PendingRequest) -> Value {
+    let mut v = json!({
+        "requestId": p.request_id,
+        "deviceId": p.device_id,
+        "publicKey": p.public_key,
+    });
+    let m = v.as_object_mut().expect("object");
+    let mut opt = |k: &str, val: &Option<String>| {
+        if let Some(x) = val {
+            m.insert(k.into(), json!(x));
+        }
+    };
+    opt("displayName", &p.display_name);
+    opt("platform", &p.platform);
+    opt("deviceFamily", &p.device_family);
+    opt("clientId", &p.client_id);
+    opt("clientMode", &p.client_mode);
+    opt("browserOrigin", &p.browser_origin);
+    if !is_loopback_ip(&p.remote_ip) {
+        opt("remoteIp", &p.remote_ip);
+    }
+    m.insert("role".into(), json!(p.role));
+    m.insert("roles".into(), json!(p.roles));
+    m.insert("scopes".into(), json!(p.scopes));
+    m.insert("silent".into(), json!(p.silent));
+    m.insert("isRepair".into(), json!(p.is_repair));
+    m.insert("ts".into(), json!(p.ts));
+    v
+}
+
+/// Loopback addresses are not shown as a device's IP (as in the reference).
+pub fn is_loopback_ip(ip: &Option<String>) -> bool {
+    ip.as_deref()
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
+}

@@ -1,0 +1,751 @@
+//! Device identity, pairing, device tokens and the device RPCs against a
+//! real gateway with a real SQLite store.
+
+mod common;
+
+use clawgate_gateway::config::AuthMode;
+use common::*;
+use insta::assert_json_snapshot;
+use serde_json::{Value, json};
+
+fn device_params(token: Option<&str>, device_token: Option<&str>, scopes: &[&str]) -> Value {
+    let mut auth = json!({});
+    if let Some(t) = token {
+        auth["token"] = json!(t);
+    }
+    if let Some(t) = device_token {
+        auth["deviceToken"] = json!(t);
+    }
+    params("cli", "cli", auth, scopes)
+}
+
+async fn manual_gateway() -> TestGateway {
+    let (mut cfg, dir) = config(AuthMode::Token);
+    cfg.auto_approve_local = false;
+    TestGateway::start_with(cfg, fast_options(), dir).await
+}
+
+/// Connects `device` with the shared token from loopback (silently paired).
+async fn paired(gw: &TestGateway, device: &TestDevice, scopes: &[&str]) -> (Client, String) {
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(device, device_params(Some(TOKEN), None, scopes))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    let token = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (c, token)
+}
+
+async fn rejected_device(c: &mut Client, device: &TestDevice, params: Value) -> Value {
+    let res = c.connect_device(device, params).await;
+    let closed = c.closed().await;
+    json!({"response": res, "close": {"code": closed.code, "reason": closed.reason}})
+}
+
+fn masked_ids(v: &Value, device: &TestDevice) -> Value {
+    let text = v.to_string().replace(&device.id, "[deviceId]");
+    mask(&serde_json::from_str(&text).unwrap())
+}
+
+#[tokio::test]
+async fn device_proof_errors_in_order() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let base = || device_params(Some(TOKEN), None, &["operator.read"]);
+
+    let mut c = gw.client().await;
+    let mut p = base();
+    d.sign(&mut p, &c.nonce());
+    p["device"]["id"] = json!("0".repeat(64));
+    let res = c.connect_with(p).await;
+    let closed = c.closed().await;
+    assert_json_snapshot!(
+        "device_id_mismatch",
+        json!({"response": res, "close": {"code": closed.code, "reason": closed.reason}})
+    );
+
+    let mut c = gw.client().await;
+    let mut p = base();
+    d.sign_at(&mut p, &c.nonce(), now_ms() - 121_000);
+    let res = c.connect_with(p).await;
+    assert_json_snapshot!("device_signature_expired", res);
+
+    let mut c = gw.client().await;
+    let mut p = base();
+    d.sign(&mut p, " ");
+    let res = c.connect_with(p).await;
+    assert_json_snapshot!("device_nonce_required", res);
+
+    let mut c = gw.client().await;
+    let mut p = base();
+    d.sign(&mut p, "5fb12ca2-1ec2-49ae-a0a2-51f3ac193930");
+    let res = c.connect_with(p).await;
+    assert_json_snapshot!("device_nonce_mismatch", res);
+
+    // Signing an empty token slot while sending auth.token.
+    let mut c = gw.client().await;
+    let mut p = device_params(None, None, &["operator.read"]);
+    d.sign(&mut p, &c.nonce());
+    p["auth"]["token"] = json!(TOKEN);
+    let res = c.connect_with(p).await;
+    assert_json_snapshot!("device_signature_invalid", res);
+
+    // A clock 110 s ahead is still fine.
+    let mut c = gw.client().await;
+    let mut p = base();
+    d.sign_at(&mut p, &c.nonce(), now_ms() + 110_000);
+    assert_eq!(c.connect_with(p).await["ok"], true);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn loopback_device_is_paired_silently_and_gets_a_token() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(
+            &d,
+            device_params(Some(TOKEN), None, &["operator.read", "operator.pairing"]),
+        )
+        .await;
+    let auth = &res["payload"]["auth"];
+    assert_eq!(auth["method"], "token");
+    assert_eq!(auth["scopes"], json!(["operator.read", "operator.pairing"]));
+    let token = auth["deviceToken"].as_str().unwrap();
+    assert_eq!(token.len(), 43);
+    assert!(auth["issuedAtMs"].as_u64().is_some());
+    let list = c.request("l", "device.pair.list", None).await;
+    let dev = &list["payload"]["paired"][0];
+    assert_eq!(dev["deviceId"], d.id.as_str());
+    assert_eq!(dev["approvedVia"], "silent");
+    assert_eq!(dev["connected"], true);
+    assert!(!list.to_string().contains(token), "list leaks the token");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn device_token_authenticates_and_is_echoed() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let (_c, token) = paired(&gw, &d, &["operator.read"]).await;
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(None, Some(&token), &["operator.read"]))
+        .await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token");
+    assert_eq!(res["payload"]["auth"]["deviceToken"], token.as_str());
+    // In the auth.token slot too.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(&token), None, &["operator.read"]))
+        .await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bounded_retry_shape_stale_shared_token_plus_device_token() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let (_c, token) = paired(&gw, &d, &["operator.read"]).await;
+    // First attempt: the old shared token alone -> mismatch with the retry hint.
+    let mut c = gw.client().await;
+    let out = rejected_device(
+        &mut c,
+        &d,
+        device_params(Some("old-shared"), None, &["operator.read"]),
+    )
+    .await;
+    assert_json_snapshot!("token_mismatch_can_retry", masked_ids(&out, &d));
+    // The retry: both tokens -> accepted with the device token.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(
+            &d,
+            device_params(Some("old-shared"), Some(&token), &["operator.read"]),
+        )
+        .await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token", "{res}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_device_token_and_scope_mismatch() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let (_c, token) = paired(&gw, &d, &["operator.read"]).await;
+    let mut c = gw.client().await;
+    let bogus = "A".repeat(43);
+    let out = rejected_device(
+        &mut c,
+        &d,
+        device_params(None, Some(&bogus), &["operator.read"]),
+    )
+    .await;
+    assert_json_snapshot!("device_token_mismatch", masked_ids(&out, &d));
+    let mut c = gw.client().await;
+    let out = rejected_device(
+        &mut c,
+        &d,
+        device_params(None, Some(&token), &["operator.admin"]),
+    )
+    .await;
+    assert_json_snapshot!("device_token_scope_mismatch", masked_ids(&out, &d));
+    // No credentials at all, with a device.
+    let mut c = gw.client().await;
+    let out = rejected_device(&mut c, &d, device_params(None, None, &[])).await;
+    assert_eq!(
+        out["response"]["error"]["details"]["code"],
+        "AUTH_TOKEN_MISSING"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn pairing_required_then_approved_from_the_api() {
+    let gw = manual_gateway().await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    let closed = c.closed().await;
+    let request_id = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(closed.code, 1008);
+    assert_eq!(
+        closed.reason,
+        clawgate_protocol::truncate_close_reason(&format!(
+            "pairing required: device is not approved yet (requestId: {request_id})"
+        ))
+    );
+    let shown = res
+        .to_string()
+        .replace(&request_id, "[requestId]")
+        .replace(&d.id, "[deviceId]");
+    assert_json_snapshot!(
+        "pairing_required_not_paired",
+        serde_json::from_str::<Value>(&shown).unwrap()
+    );
+    // The admin socket saw the request.
+    let ev = loop {
+        let v = admin.next().await.unwrap();
+        if v["event"] == "device.pair.requested" {
+            break v;
+        }
+    };
+    assert_eq!(ev["payload"]["requestId"], request_id.as_str());
+    assert!(ev["seq"].as_u64().unwrap() >= 1);
+    // Retrying keeps the same request id.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    assert_eq!(res["error"]["details"]["requestId"], request_id.as_str());
+    let list = admin.request("l", "device.pair.list", None).await;
+    assert_eq!(list["payload"]["pending"].as_array().unwrap().len(), 1);
+    // Approve.
+    let res = admin
+        .request(
+            "a",
+            "device.pair.approve",
+            Some(json!({"requestId": request_id})),
+        )
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["device"]["approvedVia"], "owner");
+    assert!(res["payload"]["device"].get("approvedScopes").is_none());
+    let again = admin
+        .request(
+            "a2",
+            "device.pair.approve",
+            Some(json!({"requestId": request_id})),
+        )
+        .await;
+    assert_eq!(again["error"]["message"], "unknown requestId");
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    assert_eq!(res["ok"], true);
+    assert_eq!(
+        res["payload"]["auth"]["deviceToken"]
+            .as_str()
+            .unwrap()
+            .len(),
+        43
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn scope_upgrade_and_supersede() {
+    let gw = manual_gateway().await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let mut c = gw.client().await;
+    let first = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    let first_id = first["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    admin
+        .request(
+            "a",
+            "device.pair.approve",
+            Some(json!({"requestId": first_id})),
+        )
+        .await;
+    // Asking for more: a scope-upgrade request showing what is approved.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(
+            &d,
+            device_params(Some(TOKEN), None, &["operator.read", "operator.write"]),
+        )
+        .await;
+    let details = &res["error"]["details"];
+    assert_eq!(details["reason"], "scope-upgrade");
+    assert_eq!(details["approvedScopes"], json!(["operator.read"]));
+    assert_eq!(details["approvedRoles"], json!(["operator"]));
+    let upgrade_id = details["requestId"].as_str().unwrap().to_string();
+    // A different request supersedes it and carries only its own ask.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.pairing"]))
+        .await;
+    let newer = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(newer, upgrade_id);
+    let mut saw_rejected = false;
+    while let Ok(v) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), admin.next()).await
+    {
+        let v = v.unwrap();
+        if v["event"] == "device.pair.resolved" && v["payload"]["requestId"] == upgrade_id.as_str()
+        {
+            assert_eq!(v["payload"]["decision"], "rejected");
+            saw_rejected = true;
+        }
+    }
+    assert!(
+        saw_rejected,
+        "superseded request was not announced as rejected"
+    );
+    let list = admin.request("l", "device.pair.list", None).await;
+    let pending = list["payload"]["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["scopes"], json!(["operator.pairing"]));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn reject_and_remove() {
+    let gw = manual_gateway().await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &[]))
+        .await;
+    let id = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = admin
+        .request("r", "device.pair.reject", Some(json!({"requestId": id})))
+        .await;
+    assert_eq!(res["payload"], json!({"requestId": id, "deviceId": d.id}));
+    let res = admin
+        .request("r2", "device.pair.reject", Some(json!({"requestId": id})))
+        .await;
+    assert_eq!(res["error"]["message"], "unknown requestId");
+    let res = admin
+        .request("x", "device.pair.remove", Some(json!({"deviceId": d.id})))
+        .await;
+    assert_eq!(res["error"]["message"], "unknown deviceId");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn rotate_revoke_remove_close_live_sessions() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let (mut live, token) = paired(&gw, &d, &["operator.read"]).await;
+
+    let res = admin
+        .request(
+            "rot",
+            "device.token.rotate",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    assert_eq!(res["payload"]["tokenDelivery"], "withheld-cross-device");
+    assert!(res["payload"].get("token").is_none());
+    assert_eq!(res["payload"]["scopes"], json!(["operator.read"]));
+    assert_eq!(
+        live.closed().await,
+        Closed {
+            code: 4001,
+            reason: "device token rotated".into()
+        }
+    );
+    // The old token is dead.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(None, Some(&token), &["operator.read"]))
+        .await;
+    assert_eq!(
+        res["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
+
+    // Self-rotation over a device-token session delivers in band.
+    let (_c, fresh) = paired(&gw, &d, &["operator.read", "operator.pairing"]).await;
+    let mut own = gw.client().await;
+    let res = own
+        .connect_device(
+            &d,
+            device_params(None, Some(&fresh), &["operator.read", "operator.pairing"]),
+        )
+        .await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token");
+    let res = own
+        .request(
+            "self",
+            "device.token.rotate",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    assert_eq!(res["payload"]["tokenDelivery"], "in-band");
+    let in_band = res["payload"]["token"].as_str().unwrap().to_string();
+    assert_eq!(own.closed().await.code, 4001);
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(None, Some(&in_band), &["operator.read"]))
+        .await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token");
+
+    // Revoke.
+    let res = admin
+        .request(
+            "rev",
+            "device.token.revoke",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    assert!(res["payload"]["revokedAtMs"].as_u64().is_some());
+    assert_eq!(
+        c.closed().await,
+        Closed {
+            code: 4001,
+            reason: "device token revoked".into()
+        }
+    );
+    let mut c2 = gw.client().await;
+    let res = c2
+        .connect_device(&d, device_params(None, Some(&in_band), &["operator.read"]))
+        .await;
+    assert_eq!(
+        res["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
+
+    // Remove.
+    let (mut live, _) = paired(&gw, &d, &["operator.read"]).await;
+    let res = admin
+        .request("rm", "device.pair.remove", Some(json!({"deviceId": d.id})))
+        .await;
+    assert_eq!(res["payload"], json!({"deviceId": d.id}));
+    assert_eq!(
+        live.closed().await,
+        Closed {
+            code: 4001,
+            reason: "device removed".into()
+        }
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn pairing_scope_caller_cannot_mint_admin() {
+    // Advisory GHSA-4jpw-hj22-2xmc: operator.pairing alone must not mint admin.
+    let gw = manual_gateway().await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let mut pairer = operator(&gw, &["operator.pairing"]).await;
+    let d = TestDevice::new();
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.admin"]))
+        .await;
+    let id = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = pairer
+        .request("a", "device.pair.approve", Some(json!({"requestId": id})))
+        .await;
+    assert_eq!(res["error"]["message"], "missing scope: operator.admin");
+    // Approved by an admin for read only; the pairer may not rotate it into admin.
+    let d2 = TestDevice::new();
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d2, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    let id2 = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        admin
+            .request("a", "device.pair.approve", Some(json!({"requestId": id2})))
+            .await["ok"],
+        true
+    );
+    let res = pairer
+        .request(
+            "r",
+            "device.token.rotate",
+            Some(json!({"deviceId": d2.id, "role": "operator", "scopes": ["operator.admin"]})),
+        )
+        .await;
+    assert_eq!(res["error"]["message"], "device token rotation denied");
+    // Nor can an admin rotate outside the approved baseline.
+    let res = admin
+        .request(
+            "r",
+            "device.token.rotate",
+            Some(json!({"deviceId": d2.id, "role": "operator", "scopes": ["operator.admin"]})),
+        )
+        .await;
+    assert_eq!(res["error"]["message"], "device token rotation denied");
+    // Node roles need admin.
+    let res = pairer
+        .request(
+            "n",
+            "device.token.rotate",
+            Some(json!({"deviceId": d2.id, "role": "node"})),
+        )
+        .await;
+    assert_eq!(res["error"]["message"], "device token rotation denied");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_never_stored_in_clear() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut issued = Vec::new();
+    for _ in 0..3 {
+        let d = TestDevice::new();
+        let (_c, token) = paired(&gw, &d, &["operator.read"]).await;
+        issued.push(token);
+    }
+    let dir = state_dir_of(&gw);
+    gw.stop().await;
+    for name in ["clawgate.sqlite", "clawgate.sqlite-wal"] {
+        let path = dir.join(name);
+        if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            for t in &issued {
+                assert!(!text.contains(t.as_str()), "{name} holds a token string");
+            }
+            assert!(!text.contains(TOKEN), "{name} holds the shared token");
+        }
+    }
+}
+
+#[tokio::test]
+async fn audit_log_records_and_verifies() {
+    let gw = manual_gateway().await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    let id = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    admin
+        .request("a", "device.pair.approve", Some(json!({"requestId": id})))
+        .await;
+    admin
+        .request(
+            "r",
+            "device.pair.rename",
+            Some(json!({"deviceId": d.id, "label": "Laptop"})),
+        )
+        .await;
+    let res = admin
+        .request("l", "audit.list", Some(json!({"deviceId": d.id})))
+        .await;
+    let actions: Vec<&str> = res["payload"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["pairing.requested", "pairing.approved", "device.renamed"]
+    );
+    assert!(!res.to_string().contains(TOKEN));
+    let v = gw.state.store.verify_audit().unwrap();
+    assert!(v.ok && v.rows >= 3, "{v:?}");
+    let mut reader = operator(&gw, &["operator.pairing"]).await;
+    let res = reader.request("l", "audit.list", None).await;
+    assert_eq!(res["error"]["details"]["missingScope"], "operator.admin");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_everything() {
+    let (mut cfg, dir) = config(AuthMode::Token);
+    cfg.auto_approve_local = false;
+    // Both runs use the same state dir (cfg.state_dir is inside `dir`).
+    let cfg2 = cfg.clone();
+    let gw = TestGateway::start_with(cfg, fast_options(), tempfile::tempdir().unwrap()).await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let (a, b) = (TestDevice::new(), TestDevice::new());
+    let mut tokens = Vec::new();
+    for d in [&a, &b] {
+        let mut c = gw.client().await;
+        let res = c
+            .connect_device(d, device_params(Some(TOKEN), None, &["operator.read"]))
+            .await;
+        let id = res["error"]["details"]["requestId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        admin
+            .request("a", "device.pair.approve", Some(json!({"requestId": id})))
+            .await;
+        let mut c = gw.client().await;
+        let res = c
+            .connect_device(d, device_params(Some(TOKEN), None, &["operator.read"]))
+            .await;
+        tokens.push(
+            res["payload"]["auth"]["deviceToken"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    admin
+        .request(
+            "rev",
+            "device.token.revoke",
+            Some(json!({"deviceId": b.id, "role": "operator"})),
+        )
+        .await;
+    gw.stop().await;
+
+    let gw = TestGateway::start_with(cfg2, fast_options(), tempfile::tempdir().unwrap()).await;
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(
+            &a,
+            device_params(None, Some(&tokens[0]), &["operator.read"]),
+        )
+        .await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token", "{res}");
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(
+            &b,
+            device_params(None, Some(&tokens[1]), &["operator.read"]),
+        )
+        .await;
+    assert_eq!(
+        res["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let list = admin.request("l", "device.pair.list", None).await;
+    assert_eq!(list["payload"]["paired"].as_array().unwrap().len(), 2);
+    assert!(gw.state.store.verify_audit().unwrap().ok);
+    gw.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn shared_secret_change_takes_effect_without_restart() {
+    // Advisory GHSA-68x5-xx89-w9mm: stale auth after a config reload.
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let (_c, device_token) = paired(&gw, &d, &["operator.read"]).await;
+    let mut device_session = gw.client().await;
+    let res = device_session
+        .connect_device(
+            &d,
+            device_params(None, Some(&device_token), &["operator.read"]),
+        )
+        .await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token");
+    let mut shared_session = operator(&gw, &["operator.read"]).await;
+
+    let mut auth = gw.state.auth().config.as_ref().clone();
+    auth.token = Some(clawgate_protocol::Secret::new("the-new-token"));
+    // Both sessions that used the shared token close (the pairing session too).
+    assert_eq!(gw.state.apply_auth_config(auth.clone(), "test"), Some(2));
+    assert_eq!(
+        shared_session.closed().await,
+        Closed {
+            code: 4001,
+            reason: "gateway auth changed".into()
+        }
+    );
+    // Applying the same settings again changes nothing.
+    assert_eq!(gw.state.apply_auth_config(auth, "test"), None);
+    let mut c = gw.client().await;
+    let res = c.connect_with(cli_params(TOKEN, &[])).await;
+    assert_eq!(res["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH");
+    let mut c = gw.client().await;
+    assert_eq!(
+        c.connect_with(cli_params("the-new-token", &[])).await["ok"],
+        true
+    );
+    // The device-token session is untouched.
+    assert_eq!(
+        device_session.request("h", "health", None).await["ok"],
+        true
+    );
+    let rows = gw
+        .state
+        .store
+        .audit_list(&clawgate_store::AuditQuery {
+            action: Some("auth.secret_changed".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rows.rows.len(), 1);
+    assert!(!format!("{:?}", rows.rows).contains("the-new-token"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn device_less_sessions_never_keep_declared_scopes_remotely() {
+    // Advisory GHSA-rqpp-rjj8-7wv8.
+    let (mut cfg, dir) = config(AuthMode::Token);
+    cfg.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let gw = TestGateway::start_with(cfg, fast_options(), dir).await;
+    let mut c = gw.client_with(&[("x-forwarded-for", "198.51.100.7")]).await;
+    let res = c.connect_with(cli_params(TOKEN, &["operator.admin"])).await;
+    assert_eq!(res["payload"]["auth"]["scopes"], json!([]));
+    let res = c.request("l", "device.pair.list", None).await;
+    assert_eq!(res["error"]["details"]["code"], "MISSING_SCOPE");
+    gw.stop().await;
+}

@@ -1,0 +1,38 @@
+//! Store errors. None of them carries token material: the store never
+//! holds a token string, and messages name columns and ids, not values of
+//! secret fields.
+
+/// Why a store operation failed. A failed write changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused or failed (constraint, busy, disk full, ...).
+    #[error("database error: {0}")]
+    Sqlite(String),
+    /// The filesystem refused (creating the state directory, permissions).
+    #[error("state directory error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored data does not decode (bad JSON column, bad hash hex, ...).
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The caller asked for something the store does not accept.
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+    /// The database was written by a newer clawgate.
+    #[error(
+        "database schema version {found} is newer than this clawgate supports ({supported}); upgrade clawgate"
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::Error as E;
+        match e {
+            // A stored value that does not decode as the model says.
+            E::FromSqlConversionFailure(..)
+            | E::InvalidColumnType(..)
+            | E::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+            e => StoreError::Sqlite(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! What the store keeps. Plain data: no SQL, no locking.
+//!
+//! Field names serialise in camelCase, matching the OpenClaw wire records
+//! (`deviceId`, `approvedAtMs`, ...). Token strings never appear here: a
+//! device token exists in the store only as its SHA-256 ([`TokenHash`]).
+
+use serde::{Deserialize, Serialize};
+
+/// An approved (paired) device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// 64 lowercase hex characters (SHA-256 of the public key).
+    pub device_id: String,
+    /// Raw 32-byte Ed25519 key, base64url without padding.
+    pub public_key: String,
+    pub display_name: Option<String>,
+    pub operator_label: Option<String>,
+    pub platform: Option<String>,
+    pub device_family: Option<String>,
+    pub client_id: Option<String>,
+    pub client_mode: Option<String>,
+    pub browser_origin: Option<String>,
+    /// Approved roles.
+    pub roles: Vec<String>,
+    /// Approved scope baseline.
+    pub scopes: Vec<String>,
+    pub remote_ip: Option<String>,
+    /// `"owner"`, `"silent"`, ...
+    pub approved_via: String,
+    pub created_at_ms: u64,
+    pub approved_at_ms: u64,
+    pub last_seen_at_ms: Option<u64>,
+    pub last_seen_reason: Option<String>,
+}
+
+/// The per-(device, role) token entry. The token strings themselves are
+/// never stored; see [`TokenHash`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleToken {
+    pub device_id: String,
+    pub role: String,
+    pub scopes: Vec<String>,
+    pub created_at_ms: u64,
+    pub rotated_at_ms: Option<u64>,
+    pub revoked_at_ms: Option<u64>,
+    pub last_used_at_ms: Option<u64>,
+}
+
+/// One issued device token, kept only as the SHA-256 of its string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenHash {
+    /// SHA-256 of the token string; serialised as lowercase hex.
+    #[serde(with = "hex32")]
+    pub hash: [u8; 32],
+    pub device_id: String,
+    pub role: String,
+    /// Scopes this token string was issued for.
+    pub scopes: Vec<String>,
+    pub issued_at_ms: u64,
+}
+
+/// A pairing request waiting for an operator (or about to be approved
+/// silently).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRequest {
+    pub request_id: String,
+    pub device_id: String,
+    pub public_key: String,
+    pub display_name: Option<String>,
+    pub platform: Option<String>,
+    pub device_family: Option<String>,
+    pub client_id: Option<String>,
+    pub client_mode: Option<String>,
+    pub browser_origin: Option<String>,
+    pub remote_ip: Option<String>,
+    pub role: String,
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    /// `not-paired` | `role-upgrade` | `scope-upgrade` | `metadata-upgrade`.
+    pub reason: String,
+    pub silent: bool,
+    pub is_repair: bool,
+    /// Creation time.
+    pub ts: u64,
+    pub refreshed_at_ms: u64,
+}
+
+/// An audit entry as a caller appends it. `actor` says who acted
+/// (connection, device, IP) and, like `details`, never holds a secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub ts_ms: u64,
+    /// e.g. `pairing.requested`, `pairing.approved`, `token.rotated`,
+    /// `auth.failure`, `auth.lockout`, `auth.secret_changed`.
+    pub action: String,
+    pub actor: serde_json::Value,
+    pub device_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// An audit entry as stored: the record plus its place in the hash chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRow {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub action: String,
+    pub actor: serde_json::Value,
+    pub device_id: Option<String>,
+    pub details: serde_json::Value,
+    /// Hex; 64 zeros for the first row.
+    pub prev_hash: String,
+    /// Hex SHA-256 over `prev_hash` and the canonical encoding of the row.
+    pub hash: String,
+}
+
+/// A filter over the audit log. Results ascend by `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditQuery {
+    pub action: Option<String>,
+    pub device_id: Option<String>,
+    /// Inclusive lower bound on `ts_ms`.
+    pub since_ms: Option<u64>,
+    /// Inclusive upper bound on `ts_ms`.
+    pub until_ms: Option<u64>,
+    /// Only rows with `seq` greater than this (the previous page's cursor).
+    pub after_seq: Option<u64>,
+    /// Page size; 0 means the default (100), values above 1000 are capped.
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    pub const DEFAULT_LIMIT: usize = 100;
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// The page size actually used.
+    pub fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+}
+
+impl Default for AuditQuery {
+    fn default() -> Self {
+        AuditQuery {
+            action: None,
+            device_id: None,
+            since_ms: None,
+            until_ms: None,
+            after_seq: None,
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// One page of audit rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub rows: Vec<AuditRow>,
+    /// The last returned `seq` when more rows match; pass it as `after_seq`.
+    pub next_cursor: Option<u64>,
+}
+
+/// The outcome of walking the whole audit chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditVerification {
+    /// Rows read.
+    pub rows: u64,
+    pub ok: bool,
+    /// The first `seq` that is missing or does not verify.
+    pub first_bad_seq: Option<u64>,
+    pub problem: Option<String>,
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
+/// Parses exactly 64 hex characters (either case) into 32 bytes.
+pub(crate) fn from_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Whether `s` is 64 lowercase hex characters (the device-id shape).
+pub(crate) fn is_lower_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::to_hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        super::from_hex32(&text).ok_or_else(|| D::Error::custom("expected 64 hex characters"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        let text = to_hex(&bytes);
+        assert_eq!(text.len(), 64);
+        assert!(is_lower_hex64(&text));
+        assert_eq!(from_hex32(&text), Some(bytes));
+        assert_eq!(from_hex32(&text.to_uppercase()), Some(bytes));
+        assert_eq!(from_hex32(&text[1..]), None);
+        assert_eq!(from_hex32(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn token_hash_serialises_hash_as_hex() {
+        let t = TokenHash {
+            hash: [0xab; 32],
+            device_id: "d".into(),
+            role: "operator".into(),
+            scopes: vec!["operator.read".into()],
+            issued_at_ms: 7,
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["hash"], "ab".repeat(32));
+        assert_eq!(v["issuedAtMs"], 7);
+        let back: TokenHash = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn audit_query_limits() {
+        assert_eq!(AuditQuery::default().effective_limit(), 100);
+        let q = |limit| AuditQuery {
+            limit,
+            ..AuditQuery::default()
+        };
+        assert_eq!(q(0).effective_limit(), 100);
+        assert_eq!(q(5).effective_limit(), 5);
+        assert_eq!(q(5000).effective_limit(), 1000);
+    }
+}

@@ -1,0 +1,647 @@
+//! All of the store's SQL: connection settings, schema migrations and the
+//! statements the store and its transactions run. Nothing else in the crate
+//! writes SQL.
+//!
+//! Lists (`roles`, `scopes`) are JSON text columns; token and audit hashes
+//! are lowercase hex text so the file reads well in the sqlite3 shell.
+
+use std::time::Duration;
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::de::DeserializeOwned;
+
+use crate::audit::StoredAuditRow;
+use crate::error::StoreError;
+use crate::model::{AuditQuery, Device, PendingRequest, RoleToken, TokenHash, from_hex32, to_hex};
+
+/// How long a writer waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations; migration `i` (0-based) moves `user_version` from
+/// `i` to `i + 1`. Append only: never edit a shipped migration.
+const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+const MIGRATION_1: &str = r#"
+CREATE TABLE devices (
+    device_id        TEXT PRIMARY KEY NOT NULL,
+    public_key       TEXT NOT NULL,
+    display_name     TEXT,
+    operator_label   TEXT,
+    platform         TEXT,
+    device_family    TEXT,
+    client_id        TEXT,
+    client_mode      TEXT,
+    browser_origin   TEXT,
+    roles_json       TEXT NOT NULL,
+    scopes_json      TEXT NOT NULL,
+    remote_ip        TEXT,
+    approved_via     TEXT NOT NULL,
+    created_at_ms    INTEGER NOT NULL,
+    approved_at_ms   INTEGER NOT NULL,
+    last_seen_at_ms  INTEGER,
+    last_seen_reason TEXT
+) STRICT;
+
+-- Token rows reference their device; the check is deferred to COMMIT so a
+-- transaction may write a device and its tokens in any order.
+CREATE TABLE role_tokens (
+    device_id       TEXT NOT NULL
+                    REFERENCES devices(device_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    role            TEXT NOT NULL,
+    scopes_json     TEXT NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
+    rotated_at_ms   INTEGER,
+    revoked_at_ms   INTEGER,
+    last_used_at_ms INTEGER,
+    PRIMARY KEY (device_id, role)
+) STRICT;
+
+CREATE TABLE token_hashes (
+    id           INTEGER PRIMARY KEY,
+    hash         TEXT NOT NULL UNIQUE CHECK (length(hash) = 64),
+    device_id    TEXT NOT NULL
+                 REFERENCES devices(device_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    role         TEXT NOT NULL,
+    scopes_json  TEXT NOT NULL,
+    issued_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX token_hashes_by_role ON token_hashes (device_id, role, issued_at_ms, id);
+
+-- Pending requests usually belong to devices that are not paired yet, so
+-- they carry no foreign key; deleting a device deletes them explicitly.
+CREATE TABLE pending_requests (
+    request_id      TEXT PRIMARY KEY NOT NULL,
+    device_id       TEXT NOT NULL,
+    public_key      TEXT NOT NULL,
+    display_name    TEXT,
+    platform        TEXT,
+    device_family   TEXT,
+    client_id       TEXT,
+    client_mode     TEXT,
+    browser_origin  TEXT,
+    remote_ip       TEXT,
+    role            TEXT NOT NULL,
+    roles_json      TEXT NOT NULL,
+    scopes_json     TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    silent          INTEGER NOT NULL CHECK (silent IN (0, 1)),
+    is_repair       INTEGER NOT NULL CHECK (is_repair IN (0, 1)),
+    ts              INTEGER NOT NULL,
+    refreshed_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX pending_requests_by_device ON pending_requests (device_id);
+CREATE INDEX pending_requests_by_refresh ON pending_requests (refreshed_at_ms);
+
+CREATE TABLE audit_log (
+    seq          INTEGER PRIMARY KEY,
+    ts_ms        INTEGER NOT NULL,
+    action       TEXT NOT NULL,
+    actor_json   TEXT NOT NULL,
+    device_id    TEXT,
+    details_json TEXT NOT NULL,
+    prev_hash    TEXT NOT NULL CHECK (length(prev_hash) = 64),
+    hash         TEXT NOT NULL CHECK (length(hash) = 64)
+) STRICT;
+CREATE INDEX audit_log_by_action ON audit_log (action, seq);
+CREATE INDEX audit_log_by_device ON audit_log (device_id, seq);
+CREATE INDEX audit_log_by_ts ON audit_log (ts_ms, seq);
+
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit log is append-only');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit log is append-only');
+END;
+"#;
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Per-connection settings: WAL, NORMAL sync (durable at checkpoints,
+/// never corrupt), foreign keys, and a busy timeout.
+pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Sqlite(format!(
+            "could not switch the database to WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`], one transaction per step.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn schema_version(conn: &Connection) -> Result<u32, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+fn json_col<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
+fn hash_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<[u8; 32]> {
+    let text: String = row.get(idx)?;
+    from_hex32(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            Type::Text,
+            "token hash is not 64 hex".into(),
+        )
+    })
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::to_string(list).expect("a list of strings always serialises")
+}
+
+// ---------------------------------------------------------------- devices
+
+const DEVICE_COLUMNS: &str = "device_id, public_key, display_name, operator_label, platform, \
+     device_family, client_id, client_mode, browser_origin, roles_json, scopes_json, remote_ip, \
+     approved_via, created_at_ms, approved_at_ms, last_seen_at_ms, last_seen_reason";
+
+fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
+    Ok(Device {
+        device_id: r.get(0)?,
+        public_key: r.get(1)?,
+        display_name: r.get(2)?,
+        operator_label: r.get(3)?,
+        platform: r.get(4)?,
+        device_family: r.get(5)?,
+        client_id: r.get(6)?,
+        client_mode: r.get(7)?,
+        browser_origin: r.get(8)?,
+        roles: json_col(r, 9)?,
+        scopes: json_col(r, 10)?,
+        remote_ip: r.get(11)?,
+        approved_via: r.get(12)?,
+        created_at_ms: r.get(13)?,
+        approved_at_ms: r.get(14)?,
+        last_seen_at_ms: r.get(15)?,
+        last_seen_reason: r.get(16)?,
+    })
+}
+
+/// Insert or update in place. (Not `INSERT OR REPLACE`: that deletes the
+/// old row first, and the delete would cascade to the device's tokens.)
+pub(crate) fn upsert_device(conn: &Connection, d: &Device) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO devices (device_id, public_key, display_name, operator_label, platform, \
+         device_family, client_id, client_mode, browser_origin, roles_json, scopes_json, remote_ip, \
+         approved_via, created_at_ms, approved_at_ms, last_seen_at_ms, last_seen_reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+         ON CONFLICT (device_id) DO UPDATE SET public_key = excluded.public_key, \
+         display_name = excluded.display_name, operator_label = excluded.operator_label, \
+         platform = excluded.platform, device_family = excluded.device_family, \
+         client_id = excluded.client_id, client_mode = excluded.client_mode, \
+         browser_origin = excluded.browser_origin, roles_json = excluded.roles_json, \
+         scopes_json = excluded.scopes_json, remote_ip = excluded.remote_ip, \
+         approved_via = excluded.approved_via, created_at_ms = excluded.created_at_ms, \
+         approved_at_ms = excluded.approved_at_ms, last_seen_at_ms = excluded.last_seen_at_ms, \
+         last_seen_reason = excluded.last_seen_reason",
+    )?
+    .execute(params![
+        d.device_id,
+        d.public_key,
+        d.display_name,
+        d.operator_label,
+        d.platform,
+        d.device_family,
+        d.client_id,
+        d.client_mode,
+        d.browser_origin,
+        to_json(&d.roles),
+        to_json(&d.scopes),
+        d.remote_ip,
+        d.approved_via,
+        d.created_at_ms,
+        d.approved_at_ms,
+        d.last_seen_at_ms,
+        d.last_seen_reason,
+    ])?;
+    Ok(())
+}
+
+/// Deletes the device (its role tokens and token hashes cascade) and its
+/// pending requests. Returns whether the device existed.
+pub(crate) fn delete_device(conn: &Connection, device_id: &str) -> Result<bool, StoreError> {
+    conn.prepare_cached("DELETE FROM pending_requests WHERE device_id = ?1")?
+        .execute([device_id])?;
+    let n = conn
+        .prepare_cached("DELETE FROM devices WHERE device_id = ?1")?
+        .execute([device_id])?;
+    Ok(n > 0)
+}
+
+pub(crate) fn select_device(
+    conn: &Connection,
+    device_id: &str,
+) -> Result<Option<Device>, StoreError> {
+    let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([device_id], device_from_row)
+        .optional()?)
+}
+
+pub(crate) fn select_devices(conn: &Connection) -> Result<Vec<Device>, StoreError> {
+    let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY approved_at_ms, device_id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], device_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ------------------------------------------------------------ role tokens
+
+const ROLE_TOKEN_COLUMNS: &str =
+    "device_id, role, scopes_json, created_at_ms, rotated_at_ms, revoked_at_ms, last_used_at_ms";
+
+fn role_token_from_row(r: &Row<'_>) -> rusqlite::Result<RoleToken> {
+    Ok(RoleToken {
+        device_id: r.get(0)?,
+        role: r.get(1)?,
+        scopes: json_col(r, 2)?,
+        created_at_ms: r.get(3)?,
+        rotated_at_ms: r.get(4)?,
+        revoked_at_ms: r.get(5)?,
+        last_used_at_ms: r.get(6)?,
+    })
+}
+
+pub(crate) fn upsert_role_token(conn: &Connection, t: &RoleToken) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO role_tokens (device_id, role, scopes_json, created_at_ms, rotated_at_ms, \
+         revoked_at_ms, last_used_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (device_id, role) DO UPDATE SET scopes_json = excluded.scopes_json, \
+         created_at_ms = excluded.created_at_ms, rotated_at_ms = excluded.rotated_at_ms, \
+         revoked_at_ms = excluded.revoked_at_ms, last_used_at_ms = excluded.last_used_at_ms",
+    )?
+    .execute(params![
+        t.device_id,
+        t.role,
+        to_json(&t.scopes),
+        t.created_at_ms,
+        t.rotated_at_ms,
+        t.revoked_at_ms,
+        t.last_used_at_ms,
+    ])?;
+    Ok(())
+}
+
+/// Sets `last_used_at_ms`; returns whether the entry exists.
+pub(crate) fn touch_role_token(
+    conn: &Connection,
+    device_id: &str,
+    role: &str,
+    last_used_at_ms: u64,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE role_tokens SET last_used_at_ms = ?3 WHERE device_id = ?1 AND role = ?2",
+        )?
+        .execute(params![device_id, role, last_used_at_ms])?;
+    Ok(n > 0)
+}
+
+pub(crate) fn select_role_token(
+    conn: &Connection,
+    device_id: &str,
+    role: &str,
+) -> Result<Option<RoleToken>, StoreError> {
+    let sql =
+        format!("SELECT {ROLE_TOKEN_COLUMNS} FROM role_tokens WHERE device_id = ?1 AND role = ?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([device_id, role], role_token_from_row)
+        .optional()?)
+}
+
+pub(crate) fn select_role_tokens(conn: &Connection) -> Result<Vec<RoleToken>, StoreError> {
+    let sql = format!("SELECT {ROLE_TOKEN_COLUMNS} FROM role_tokens ORDER BY device_id, role");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], role_token_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ----------------------------------------------------------- token hashes
+
+const TOKEN_HASH_COLUMNS: &str = "hash, device_id, role, scopes_json, issued_at_ms";
+
+fn token_hash_from_row(r: &Row<'_>) -> rusqlite::Result<TokenHash> {
+    Ok(TokenHash {
+        hash: hash_col(r, 0)?,
+        device_id: r.get(1)?,
+        role: r.get(2)?,
+        scopes: json_col(r, 3)?,
+        issued_at_ms: r.get(4)?,
+    })
+}
+
+pub(crate) fn insert_token_hash(conn: &Connection, t: &TokenHash) -> Result<(), StoreError> {
+    let result = conn
+        .prepare_cached(
+            "INSERT INTO token_hashes (hash, device_id, role, scopes_json, issued_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            to_hex(&t.hash),
+            t.device_id,
+            t.role,
+            to_json(&t.scopes),
+            t.issued_at_ms,
+        ]);
+    match result {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            Err(StoreError::Invalid("token hash already recorded".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes all but the `keep` newest hashes of (device, role) and returns
+/// the deleted hashes.
+pub(crate) fn trim_token_hashes(
+    conn: &Connection,
+    device_id: &str,
+    role: &str,
+    keep: usize,
+) -> Result<Vec<[u8; 32]>, StoreError> {
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM token_hashes WHERE id IN ( \
+             SELECT id FROM token_hashes WHERE device_id = ?1 AND role = ?2 \
+             ORDER BY issued_at_ms DESC, id DESC LIMIT -1 OFFSET ?3) \
+         RETURNING hash",
+    )?;
+    let rows = stmt.query_map(params![device_id, role, keep], |r| hash_col(r, 0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn delete_token_hashes(
+    conn: &Connection,
+    device_id: &str,
+    role: &str,
+) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM token_hashes WHERE device_id = ?1 AND role = ?2")?
+        .execute([device_id, role])?)
+}
+
+/// Every token hash, oldest first within each (device, role).
+pub(crate) fn select_token_hashes(conn: &Connection) -> Result<Vec<TokenHash>, StoreError> {
+    let sql = format!(
+        "SELECT {TOKEN_HASH_COLUMNS} FROM token_hashes ORDER BY device_id, role, issued_at_ms, id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], token_hash_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// -------------------------------------------------------- pending requests
+
+const PENDING_COLUMNS: &str = "request_id, device_id, public_key, display_name, platform, \
+     device_family, client_id, client_mode, browser_origin, remote_ip, role, roles_json, \
+     scopes_json, reason, silent, is_repair, ts, refreshed_at_ms";
+
+fn pending_from_row(r: &Row<'_>) -> rusqlite::Result<PendingRequest> {
+    Ok(PendingRequest {
+        request_id: r.get(0)?,
+        device_id: r.get(1)?,
+        public_key: r.get(2)?,
+        display_name: r.get(3)?,
+        platform: r.get(4)?,
+        device_family: r.get(5)?,
+        client_id: r.get(6)?,
+        client_mode: r.get(7)?,
+        browser_origin: r.get(8)?,
+        remote_ip: r.get(9)?,
+        role: r.get(10)?,
+        roles: json_col(r, 11)?,
+        scopes: json_col(r, 12)?,
+        reason: r.get(13)?,
+        silent: r.get(14)?,
+        is_repair: r.get(15)?,
+        ts: r.get(16)?,
+        refreshed_at_ms: r.get(17)?,
+    })
+}
+
+pub(crate) fn upsert_pending(conn: &Connection, p: &PendingRequest) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO pending_requests (request_id, device_id, public_key, display_name, platform, \
+         device_family, client_id, client_mode, browser_origin, remote_ip, role, roles_json, \
+         scopes_json, reason, silent, is_repair, ts, refreshed_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+         ON CONFLICT (request_id) DO UPDATE SET device_id = excluded.device_id, \
+         public_key = excluded.public_key, display_name = excluded.display_name, \
+         platform = excluded.platform, device_family = excluded.device_family, \
+         client_id = excluded.client_id, client_mode = excluded.client_mode, \
+         browser_origin = excluded.browser_origin, remote_ip = excluded.remote_ip, \
+         role = excluded.role, roles_json = excluded.roles_json, \
+         scopes_json = excluded.scopes_json, reason = excluded.reason, silent = excluded.silent, \
+         is_repair = excluded.is_repair, ts = excluded.ts, \
+         refreshed_at_ms = excluded.refreshed_at_ms",
+    )?
+    .execute(params![
+        p.request_id,
+        p.device_id,
+        p.public_key,
+        p.display_name,
+        p.platform,
+        p.device_family,
+        p.client_id,
+        p.client_mode,
+        p.browser_origin,
+        p.remote_ip,
+        p.role,
+        to_json(&p.roles),
+        to_json(&p.scopes),
+        p.reason,
+        p.silent,
+        p.is_repair,
+        p.ts,
+        p.refreshed_at_ms,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn delete_pending(conn: &Connection, request_id: &str) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM pending_requests WHERE request_id = ?1")?
+        .execute([request_id])?;
+    Ok(n > 0)
+}
+
+/// Deletes and returns the requests last refreshed before `older_than_ms`.
+pub(crate) fn delete_pending_refreshed_before(
+    conn: &Connection,
+    older_than_ms: u64,
+) -> Result<Vec<PendingRequest>, StoreError> {
+    let sql = format!(
+        "DELETE FROM pending_requests WHERE refreshed_at_ms < ?1 RETURNING {PENDING_COLUMNS}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([older_than_ms], pending_from_row)?;
+    let mut out: Vec<PendingRequest> = rows.collect::<Result<_, _>>()?;
+    out.sort_by(|a, b| (a.ts, &a.request_id).cmp(&(b.ts, &b.request_id)));
+    Ok(out)
+}
+
+pub(crate) fn select_pending(
+    conn: &Connection,
+    request_id: &str,
+) -> Result<Option<PendingRequest>, StoreError> {
+    let sql = format!("SELECT {PENDING_COLUMNS} FROM pending_requests WHERE request_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([request_id], pending_from_row)
+        .optional()?)
+}
+
+pub(crate) fn select_pending_for_device(
+    conn: &Connection,
+    device_id: &str,
+) -> Result<Vec<PendingRequest>, StoreError> {
+    let sql = format!(
+        "SELECT {PENDING_COLUMNS} FROM pending_requests WHERE device_id = ?1 \
+         ORDER BY ts, request_id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([device_id], pending_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn select_all_pending(conn: &Connection) -> Result<Vec<PendingRequest>, StoreError> {
+    let sql = format!("SELECT {PENDING_COLUMNS} FROM pending_requests ORDER BY ts, request_id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], pending_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// -------------------------------------------------------------- audit log
+
+const AUDIT_COLUMNS: &str =
+    "seq, ts_ms, action, actor_json, device_id, details_json, prev_hash, hash";
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<StoredAuditRow> {
+    Ok(StoredAuditRow {
+        seq: r.get(0)?,
+        ts_ms: r.get(1)?,
+        action: r.get(2)?,
+        actor_json: r.get(3)?,
+        device_id: r.get(4)?,
+        details_json: r.get(5)?,
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
+}
+
+/// `(seq, hash)` of the newest audit row.
+pub(crate) fn last_audit(conn: &Connection) -> Result<Option<(u64, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+pub(crate) fn insert_audit(conn: &Connection, row: &StoredAuditRow) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO audit_log (seq, ts_ms, action, actor_json, device_id, details_json, \
+         prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        row.seq,
+        row.ts_ms,
+        row.action,
+        row.actor_json,
+        row.device_id,
+        row.details_json,
+        row.prev_hash,
+        row.hash,
+    ])?;
+    Ok(())
+}
+
+fn sql_int(v: u64) -> Result<rusqlite::types::Value, StoreError> {
+    i64::try_from(v)
+        .map(rusqlite::types::Value::Integer)
+        .map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
+}
+
+/// Up to `limit` rows matching `q`, ascending by seq. The WHERE clause
+/// names only the filters in use so SQLite can pick the matching index.
+pub(crate) fn select_audit(
+    conn: &Connection,
+    q: &AuditQuery,
+    limit: usize,
+) -> Result<Vec<StoredAuditRow>, StoreError> {
+    let mut clauses: Vec<&str> = vec!["seq > ?"];
+    let mut args: Vec<rusqlite::types::Value> = vec![sql_int(q.after_seq.unwrap_or(0))?];
+    if let Some(action) = &q.action {
+        clauses.push("action = ?");
+        args.push(action.clone().into());
+    }
+    if let Some(device_id) = &q.device_id {
+        clauses.push("device_id = ?");
+        args.push(device_id.clone().into());
+    }
+    if let Some(since) = q.since_ms {
+        clauses.push("ts_ms >= ?");
+        args.push(sql_int(since)?);
+    }
+    if let Some(until) = q.until_ms {
+        clauses.push("ts_ms <= ?");
+        args.push(sql_int(until)?);
+    }
+    args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    let sql = format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT ?",
+        clauses.join(" AND ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), audit_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Feeds every audit row, ascending by seq, to `f` until it returns false.
+pub(crate) fn scan_audit(
+    conn: &Connection,
+    mut f: impl FnMut(StoredAuditRow) -> bool,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq"
+    ))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        if !f(audit_from_row(r)?) {
+            break;
+        }
+    }
+    Ok(())
+}

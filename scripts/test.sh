@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: installs what a fresh machine lacks, then runs
+# every test (unit, integration against real gateways, CLI with the real
+# binary, and the interop smoke with the real openclaw CLI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (install Rust with rustup)" >&2
+  exit 1
+fi
+# Integration tests bind extra loopback source addresses (127.0.0.x) and
+# need nothing else from the system. The interop smoke needs Node and npm
+# for the real openclaw CLI; scripts/interop.sh installs both into a cache.
+
+export CARGO_TERM_COLOR=never
+# Snapshots are reviewed and committed; a missing or changed one fails.
+export INSTA_UPDATE=no
+
+echo "== cargo test (workspace)"
+cargo test --workspace --all-targets 2>&1 | tee /tmp/clawgate-cargo-test.log
+grep -E '^test result:' /tmp/clawgate-cargo-test.log | awk '
+  { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?/) p += $(i-1); if ($i ~ /^failed;?/) f += $(i-1) } }
+  END { printf "cargo: %d passed, %d failed\n", p, f }'
+
+echo "== interop smoke (real openclaw CLI against clawgate)"
+bash scripts/interop.sh
