@@ -62,9 +62,27 @@ pub fn run(command: GatewayCommand, paths: &Paths) -> anyhow::Result<u8> {
     }
 }
 
+/// Libraries that log whole frames or requests at debug/trace (tungstenite
+/// prints every received message, connect params and tokens included) are
+/// capped at info whatever `CLAWGATE_LOG` asks for: a secret must never
+/// reach a log line at any level.
+const CAPPED_LIBRARIES: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "axum",
+    "rusqlite",
+];
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWGATE_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("CLAWGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for lib in CAPPED_LIBRARIES {
+        if let Ok(directive) = format!("{lib}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -70,7 +70,7 @@ pub struct Rejection {
     pub error: ErrorShape,
     pub close_code: u16,
     /// Close reason when it differs from the message (pairing adds the id).
-    pub close_reason: Option<String>,
+    pub close_reason: Option<Box<str>>,
     pub delay: Duration,
 }
 
@@ -358,7 +358,7 @@ pub fn authenticate(
             return Err(Rejection {
                 error,
                 close_code: close_code::POLICY_VIOLATION,
-                close_reason: Some(close_reason),
+                close_reason: Some(close_reason.into_boxed_str()),
                 delay: Duration::ZERO,
             });
         }

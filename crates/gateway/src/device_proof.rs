@@ -40,7 +40,7 @@ pub fn decode_base64_lenient(s: &str) -> Option<Vec<u8>> {
         .collect();
     let normalized_len = normalized.trim_end_matches('=').len();
     normalized.truncate(normalized_len);
-    while normalized.len() % 4 != 0 {
+    while !normalized.len().is_multiple_of(4) {
         normalized.push('=');
     }
     STANDARD.decode(normalized).ok()

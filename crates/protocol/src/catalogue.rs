@@ -705,7 +705,7 @@ pub fn explain(error: &ErrorShape) -> Option<Map<String, Value>> {
     m.insert("meaning".into(), entry.meaning.into());
     m.insert(
         "next".into(),
-        next_command(entry, error.details.as_ref()).into(),
+        next_command(entry, error.details.as_deref()).into(),
     );
     Some(m)
 }

@@ -1,0 +1,362 @@
+//! `clawgate gateway run` as a real process: first-run token generation,
+//! refusals that name the key, SIGTERM, config reload, and a trace-level log
+//! scan proving no secret is ever printed.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+fn bin() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("clawgate"))
+}
+
+struct Running {
+    child: Child,
+    port: u16,
+    stdout: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: std::thread::JoinHandle<()>,
+}
+
+/// Starts `gateway run --port 0` and waits for the listening line.
+fn start(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut cmd = bin();
+    cmd.arg("--state-dir")
+        .arg(state)
+        .args(["gateway", "run", "--port", "0"])
+        .args(extra);
+    cmd.env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .env_remove("CLAWGATE_GATEWAY_PASSWORD")
+        .env_remove("OPENCLAW_GATEWAY_PASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut port = 0;
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        stdout.push_str(&line);
+        if let Some(rest) = line.split("listening on ws://127.0.0.1:").nth(1) {
+            port = rest.trim().parse().unwrap();
+        }
+        if line.starts_with("Dashboard") || line.starts_with("Open the dashboard") {
+            break;
+        }
+    }
+    assert!(port != 0, "gateway did not start: {stdout}");
+    // Keep draining both pipes so the child never blocks on a full one.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = reader.read_to_string(&mut sink);
+    });
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err_pipe = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match err_pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    });
+    Running {
+        child,
+        port,
+        stdout,
+        stderr,
+        stderr_reader,
+    }
+}
+
+fn stop(mut r: Running) -> (i32, String) {
+    unsafe_kill(r.child.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = r.child.try_wait().unwrap() {
+            r.stderr_reader.join().unwrap();
+            let err = r.stderr.lock().unwrap().clone();
+            return (status.code().unwrap_or(-1), err);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+async fn connect(port: u16, token: &str) -> Value {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    let _challenge = ws.next().await.unwrap().unwrap();
+    let params = json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
+        "auth": {"token": token}, "scopes": ["operator.admin"],
+    });
+    ws.send(Message::Text(
+        json!({"type": "req", "id": "c", "method": "connect", "params": params})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    let v: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    if v["ok"] == true {
+        ws.send(Message::Text(
+            json!({"type": "req", "id": "s", "method": "status"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+        let _ = ws.next().await;
+    }
+    v
+}
+
+#[test]
+fn first_run_generates_a_private_token_and_never_prints_it_to_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let r = start(&state, &[], &[]);
+    let config = state.join("clawgate.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let token = doc["gateway"]["auth"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(token.len(), 43);
+    assert_eq!(doc["gateway"]["auth"]["mode"], "token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(
+        r.stdout.contains("clawgate config get gateway.auth.token"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains(&token));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(connect(r.port, &token))["ok"], true);
+    let (code, err) = stop(r);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains(&token));
+    // The second run reuses the token.
+    let r = start(&state, &[], &[]);
+    assert!(!r.stdout.contains("Generated"));
+    assert_eq!(rt.block_on(connect(r.port, &token))["ok"], true);
+    stop(r);
+}
+
+#[test]
+fn refuses_bad_configuration_naming_the_key() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--auth", "token"], &[], "gateway.auth.token"),
+        (&["--auth", "password"], &[], "gateway.auth.password"),
+        (&["--auth", "none", "--bind", "lan"], &[], "--auth"),
+        (&["--token", "undefined"], &[], "--token"),
+        (&["--token", "  "], &[], "--token"),
+        (
+            &[],
+            &[("CLAWGATE_GATEWAY_TOKEN", "null")],
+            "CLAWGATE_GATEWAY_TOKEN",
+        ),
+    ];
+    for (args, env, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        // A config that configures nothing about auth but exists, so no token is generated.
+        std::fs::write(dir.path().join("clawgate.json"), "{gateway: {port: 0}}").unwrap();
+        let mut cmd = bin();
+        cmd.arg("--state-dir")
+            .arg(dir.path())
+            .args(["gateway", "run", "--port", "0"])
+            .args(*args);
+        cmd.env_remove("CLAWGATE_GATEWAY_TOKEN")
+            .env_remove("OPENCLAW_GATEWAY_TOKEN");
+        for (k, v) in *env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(key), "{args:?}: expected {key} in: {err}");
+        assert!(err.contains("refusing to start"), "{err}");
+    }
+    for (file, key) in [
+        (
+            "{gateway: {auth: {mode: 'magic', token: 'abc'}}}",
+            "gateway.auth.mode",
+        ),
+        (
+            "{gateway: {auth: {token: 'abc', rateLimit: {windowMs: 0}}}}",
+            "gateway.auth.rateLimit.windowMs",
+        ),
+        (
+            "{gateway: {auth: {token: 'abc', rateLimit: {maxAttempts: -3}}}}",
+            "gateway.auth.rateLimit.maxAttempts",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clawgate.json"), file).unwrap();
+        let out = bin()
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["gateway", "run", "--port", "0"])
+            .env_remove("CLAWGATE_GATEWAY_TOKEN")
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains(key), "{file}: expected {key} in: {err}");
+        assert!(!err.contains("abc"), "secret in error: {err}");
+    }
+}
+
+#[test]
+fn trace_logs_never_contain_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "log-scan-shared-token-4b1d9e";
+    let r = start(
+        dir.path(),
+        &["--log-format", "json"],
+        &[("CLAWGATE_GATEWAY_TOKEN", token), ("CLAWGATE_LOG", "trace")],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ok = rt.block_on(connect(r.port, token));
+    assert_eq!(ok["ok"], true);
+    let wrong = "log-scan-wrong-guess-77aa";
+    for _ in 0..3 {
+        let bad = rt.block_on(connect(r.port, wrong));
+        assert_eq!(bad["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH");
+    }
+    let (code, err) = stop(r);
+    assert_eq!(code, 0);
+    assert!(err.lines().count() > 5, "expected trace output, got: {err}");
+    for line in err.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(v.get("level").is_some());
+        assert!(!line.contains(token), "shared token in log: {line}");
+        assert!(!line.contains(wrong), "offered secret in log: {line}");
+    }
+}
+
+#[test]
+fn sigterm_sends_shutdown_and_closes_1012() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "shutdown-token-123456";
+    let r = start(dir.path(), &["--token", token], &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = r.port;
+    let pid = r.child.id();
+    let events = rt.block_on(async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+            .await
+            .unwrap();
+        ws.next().await;
+        let params = json!({"minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
+            "auth": {"token": token}});
+        ws.send(Message::Text(
+            json!({"type": "req", "id": "c", "method": "connect", "params": params})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+        ws.next().await;
+        unsafe_kill(pid, "TERM");
+        let mut seen = Vec::new();
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    seen.push(v["event"].as_str().unwrap_or("").to_string());
+                }
+                Message::Close(Some(f)) => {
+                    seen.push(format!("close {} {}", u16::from(f.code), f.reason));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        seen
+    });
+    assert!(events.contains(&"shutdown".to_string()), "{events:?}");
+    assert_eq!(events.last().unwrap(), "close 1012 service restart");
+    let (code, _) = stop(r);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn sighup_applies_a_new_token_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("clawgate.json"),
+        r#"{"gateway": {"auth": {"mode": "token", "token": "first-token-aaaa"}}}"#,
+    )
+    .unwrap();
+    let r = start(dir.path(), &[], &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(connect(r.port, "first-token-aaaa"))["ok"], true);
+    let out = bin()
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["config", "set", "gateway.auth.token", "second-token-bbbb"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    unsafe_kill(r.child.id(), "HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if rt.block_on(connect(r.port, "second-token-bbbb"))["ok"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new token never accepted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let old = rt.block_on(connect(r.port, "first-token-aaaa"));
+    assert_eq!(old["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH");
+    let (code, err) = stop(r);
+    assert_eq!(code, 0);
+    assert!(!err.contains("first-token-aaaa") && !err.contains("second-token-bbbb"));
+}
