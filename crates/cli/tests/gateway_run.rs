@@ -189,7 +189,8 @@ fn first_run_generates_a_private_token_and_never_prints_it_to_a_pipe() {
 
 #[test]
 fn refuses_bad_configuration_naming_the_key() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--auth", "token"], &[], "gateway.auth.token"),
         (&["--auth", "password"], &[], "gateway.auth.password"),
         (&["--auth", "none", "--bind", "lan"], &[], "--auth"),
