@@ -221,6 +221,7 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
     {
         state.metrics.handshake("CONTROL_UI_ORIGIN_NOT_ALLOWED");
         info!(peer = %peer.ip, "connect refused: origin not allowed");
+        state.audit_auth_failure("CONTROL_UI_ORIGIN_NOT_ALLOWED", peer, None);
         let e = catalogue::origin_not_allowed(why);
         reject(ws, &request.id, e, close_code::POLICY_VIOLATION).await;
         return Preauth::Closed;
@@ -254,6 +255,10 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
             state.metrics.handshake(code);
             if code.starts_with("AUTH_") {
                 state.metrics.auth_failure(code);
+            }
+            if code.starts_with("AUTH_") || code.starts_with("DEVICE_AUTH_") {
+                let claimed = params.device.as_ref().map(|d| d.id.as_str());
+                state.audit_auth_failure(code, peer, claimed);
             }
             info!(peer = %peer.ip, client = %params.client.id, code, "connect rejected");
             if !rejection.delay.is_zero() {

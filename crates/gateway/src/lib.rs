@@ -89,6 +89,7 @@ impl Gateway {
         let state = self.state;
         let ticker = tokio::spawn(tick_loop(state.clone()));
         let presence = tokio::spawn(presence_loop(state.clone()));
+        let pruner = tokio::spawn(prune_loop(state.clone()));
         let app =
             listener::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stop_state = state.clone();
@@ -114,10 +115,28 @@ impl Gateway {
         }
         ticker.abort();
         presence.abort();
+        pruner.abort();
         let _ = http_stop_tx.send(());
         match tokio::time::timeout(Duration::from_secs(2), server).await {
             Ok(Ok(result)) => result,
             _ => Ok(()),
+        }
+    }
+}
+
+/// Drops pending pairing requests whose TTL ran out (reads already ignore
+/// them; this keeps the table small).
+async fn prune_loop(state: Arc<GatewayState>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        interval.tick().await;
+        let cutoff = state::now_ms().saturating_sub(pairing::PENDING_TTL_MS);
+        match state.store.prune_expired_pending(cutoff) {
+            Ok(expired) if !expired.is_empty() => {
+                tracing::info!(count = expired.len(), "expired pending pairing requests removed")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "pruning expired pairing requests failed"),
         }
     }
 }

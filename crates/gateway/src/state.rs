@@ -40,6 +40,9 @@ pub struct GatewayState {
     pub started_at_ms: u64,
     shutting_down: AtomicBool,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Rate of auth-failure audit rows: (second it counts, rows so far,
+    /// rows suppressed since the last written one).
+    failure_audit: std::sync::Mutex<(u64, u32, u64)>,
     pub options: RuntimeOptions,
 }
 
@@ -62,6 +65,9 @@ impl Default for RuntimeOptions {
         }
     }
 }
+
+/// Auth-failure audit rows written per second at most.
+pub const FAILURE_AUDIT_PER_SECOND: u32 = 50;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -97,6 +103,7 @@ impl GatewayState {
             started_at_ms: now_ms(),
             shutting_down: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
+            failure_audit: std::sync::Mutex::new((0, 0, 0)),
             options,
         })
     }
@@ -164,6 +171,43 @@ impl GatewayState {
             clawgate_protocol::close_code::SESSION_INVALIDATED,
             "gateway auth changed",
         ))
+    }
+
+    /// Records a refused connect in the audit log: code, peer and the
+    /// device id the client claimed; never a secret. At most
+    /// [`FAILURE_AUDIT_PER_SECOND`] rows a second, so a flood cannot turn the
+    /// audit log into a write amplifier; the next row written says how many
+    /// were left out.
+    pub fn audit_auth_failure(&self, code: &str, peer: &crate::auth::PeerContext, claimed_device: Option<&str>) {
+        let suppressed = {
+            let mut g = self.failure_audit.lock().expect("audit budget lock");
+            let second = now_ms() / 1000;
+            if g.0 != second {
+                *g = (second, 0, g.2);
+            }
+            if g.1 >= FAILURE_AUDIT_PER_SECOND {
+                g.2 += 1;
+                return;
+            }
+            g.1 += 1;
+            std::mem::take(&mut g.2)
+        };
+        let mut details = serde_json::json!({"code": code});
+        if suppressed > 0 {
+            details["suppressedBefore"] = serde_json::json!(suppressed);
+        }
+        if let Some(origin) = &peer.origin {
+            details["origin"] = serde_json::json!(origin);
+        }
+        let _ = self.store.transact(|tx| {
+            tx.append_audit(&crate::audit::record(
+                "auth.failure",
+                crate::audit::peer_actor(peer),
+                claimed_device,
+                details,
+            ))
+            .map(|_| ())
+        });
     }
 
     pub fn uptime_ms(&self) -> u64 {

@@ -749,3 +749,71 @@ async fn device_less_sessions_never_keep_declared_scopes_remotely() {
     assert_eq!(res["error"]["details"]["code"], "MISSING_SCOPE");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn role_upgrade_to_node_is_never_silent_and_rotation_cannot_mint_it() {
+    // Advisory GHSA-whf9-3hcx-gq54: rotation minting roles that never passed approval.
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let (_c, _) = paired(&gw, &d, &["operator.read"]).await;
+    let res = admin
+        .request("r", "device.token.rotate", Some(json!({"deviceId": d.id, "role": "node"})))
+        .await;
+    assert_eq!(res["error"]["message"], "device token rotation denied");
+    let mut c = gw.client().await;
+    let mut p = params("node-host", "node", json!({"token": TOKEN}), &[]);
+    p["role"] = json!("node");
+    let res = c.connect_device(&d, p).await;
+    let details = &res["error"]["details"];
+    assert_eq!(details["reason"], "role-upgrade", "{res}");
+    assert_eq!(details["requestedRole"], "node");
+    assert_eq!(details["approvedRoles"], json!(["operator"]));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metadata_change_needs_approval_from_a_browser_origin() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let (_c, _) = paired(&gw, &d, &["operator.read"]).await;
+    // Same key, another platform, from a page: re-approval required.
+    let origin = format!("http://localhost:{}", gw.addr.port());
+    let mut c = gw.client_with(&[("origin", &origin)]).await;
+    let mut p = device_params(Some(TOKEN), None, &["operator.read"]);
+    p["client"]["platform"] = json!("windows");
+    let res = c.connect_device(&d, p).await;
+    assert_eq!(res["error"]["details"]["reason"], "metadata-upgrade", "{res}");
+    assert_eq!(
+        res["error"]["message"],
+        "pairing required: device identity changed and must be re-approved"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn auth_failures_are_audited_without_secrets() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some("guess-1234"), Some("bogus-device-token"), &[]))
+        .await;
+    assert_eq!(res["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH");
+    let rows = gw
+        .state
+        .store
+        .audit_list(&clawgate_store::AuditQuery {
+            action: Some("auth.failure".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rows.rows.len(), 1);
+    let row = &rows.rows[0];
+    assert_eq!(row.details["code"], "AUTH_DEVICE_TOKEN_MISMATCH");
+    assert_eq!(row.device_id.as_deref(), Some(d.id.as_str()));
+    assert_eq!(row.actor["ip"], "127.0.0.1");
+    let text = format!("{rows:?}");
+    assert!(!text.contains("guess-1234") && !text.contains("bogus-device-token"));
+    gw.stop().await;
+}
