@@ -1,6 +1,7 @@
 //! The `clawgate` binary: `gateway run` and the operator commands.
 
 mod config_cmd;
+mod devices_cmd;
 mod gateway_cmd;
 
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ enum Command {
         #[command(subcommand)]
         command: gateway_cmd::GatewayCommand,
     },
+    /// Pending pairing requests and paired devices.
+    Devices {
+        #[command(subcommand)]
+        command: devices_cmd::DevicesCommand,
+        #[command(flatten)]
+        target: devices_cmd::Target,
+    },
     /// Read and change the configuration file.
     Config {
         #[command(subcommand)]
@@ -62,6 +70,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gateway { command } => gateway_cmd::run(command, &paths),
         Command::Config { command } => config_cmd::run(command, &paths),
+        Command::Devices { command, target } => devices_cmd::run(command, target, &paths),
     };
     match result {
         Ok(code) => ExitCode::from(code),

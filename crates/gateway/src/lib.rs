@@ -133,7 +133,10 @@ async fn prune_loop(state: Arc<GatewayState>) {
         let cutoff = state::now_ms().saturating_sub(pairing::PENDING_TTL_MS);
         match state.store.prune_expired_pending(cutoff) {
             Ok(expired) if !expired.is_empty() => {
-                tracing::info!(count = expired.len(), "expired pending pairing requests removed")
+                tracing::info!(
+                    count = expired.len(),
+                    "expired pending pairing requests removed"
+                )
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "pruning expired pairing requests failed"),

@@ -178,7 +178,12 @@ impl GatewayState {
     /// [`FAILURE_AUDIT_PER_SECOND`] rows a second, so a flood cannot turn the
     /// audit log into a write amplifier; the next row written says how many
     /// were left out.
-    pub fn audit_auth_failure(&self, code: &str, peer: &crate::auth::PeerContext, claimed_device: Option<&str>) {
+    pub fn audit_auth_failure(
+        &self,
+        code: &str,
+        peer: &crate::auth::PeerContext,
+        claimed_device: Option<&str>,
+    ) {
         let suppressed = {
             let mut g = self.failure_audit.lock().expect("audit budget lock");
             let second = now_ms() / 1000;

@@ -758,7 +758,11 @@ async fn role_upgrade_to_node_is_never_silent_and_rotation_cannot_mint_it() {
     let d = TestDevice::new();
     let (_c, _) = paired(&gw, &d, &["operator.read"]).await;
     let res = admin
-        .request("r", "device.token.rotate", Some(json!({"deviceId": d.id, "role": "node"})))
+        .request(
+            "r",
+            "device.token.rotate",
+            Some(json!({"deviceId": d.id, "role": "node"})),
+        )
         .await;
     assert_eq!(res["error"]["message"], "device token rotation denied");
     let mut c = gw.client().await;
@@ -783,7 +787,10 @@ async fn metadata_change_needs_approval_from_a_browser_origin() {
     let mut p = device_params(Some(TOKEN), None, &["operator.read"]);
     p["client"]["platform"] = json!("windows");
     let res = c.connect_device(&d, p).await;
-    assert_eq!(res["error"]["details"]["reason"], "metadata-upgrade", "{res}");
+    assert_eq!(
+        res["error"]["details"]["reason"], "metadata-upgrade",
+        "{res}"
+    );
     assert_eq!(
         res["error"]["message"],
         "pairing required: device identity changed and must be re-approved"
@@ -797,9 +804,15 @@ async fn auth_failures_are_audited_without_secrets() {
     let d = TestDevice::new();
     let mut c = gw.client().await;
     let res = c
-        .connect_device(&d, device_params(Some("guess-1234"), Some("bogus-device-token"), &[]))
+        .connect_device(
+            &d,
+            device_params(Some("guess-1234"), Some("bogus-device-token"), &[]),
+        )
         .await;
-    assert_eq!(res["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH");
+    assert_eq!(
+        res["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
     let rows = gw
         .state
         .store

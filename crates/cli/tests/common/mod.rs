@@ -1,0 +1,110 @@
+//! Running the real `clawgate` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("clawgate"))
+}
+
+pub struct Running {
+    pub child: Child,
+    pub port: u16,
+    pub stdout: String,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: std::thread::JoinHandle<()>,
+}
+
+/// Starts `gateway run --port 0` and waits for the listening line.
+pub fn start(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut cmd = bin();
+    cmd.arg("--state-dir")
+        .arg(state)
+        .args(["gateway", "run", "--port", "0"])
+        .args(extra);
+    cmd.env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .env_remove("CLAWGATE_GATEWAY_PASSWORD")
+        .env_remove("OPENCLAW_GATEWAY_PASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut port = 0;
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        stdout.push_str(&line);
+        if let Some(rest) = line.split("listening on ws://127.0.0.1:").nth(1) {
+            port = rest.trim().parse().unwrap();
+        }
+        if line.starts_with("Dashboard") || line.starts_with("Open the dashboard") {
+            break;
+        }
+    }
+    assert!(port != 0, "gateway did not start: {stdout}");
+    // Keep draining both pipes so the child never blocks on a full one.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = reader.read_to_string(&mut sink);
+    });
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err_pipe = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match err_pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    });
+    Running {
+        child,
+        port,
+        stdout,
+        stderr,
+        stderr_reader,
+    }
+}
+
+pub fn stop(mut r: Running) -> (i32, String) {
+    unsafe_kill(r.child.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = r.child.try_wait().unwrap() {
+            r.stderr_reader.join().unwrap();
+            let err = r.stderr.lock().unwrap().clone();
+            return (status.code().unwrap_or(-1), err);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn unsafe_kill(pid: u32, signal: &str) {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}

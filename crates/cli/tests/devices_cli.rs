@@ -1,0 +1,254 @@
+//! `clawgate devices ...` with the real binary against a real gateway
+//! process, on pairing requests made by a real signing client.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use ed25519_dalek::Signer;
+use futures_util::{SinkExt, StreamExt};
+use rand::RngCore;
+use serde_json::{Value, json};
+use sha2::Digest;
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "devices-cli-token-9f8e7d";
+
+struct Device {
+    key: ed25519_dalek::SigningKey,
+    id: String,
+    public_key: String,
+}
+
+fn device() -> Device {
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let raw = key.verifying_key().to_bytes();
+    let id = sha2::Sha256::digest(raw)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let public_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    Device {
+        key,
+        id,
+        public_key,
+    }
+}
+
+/// Connects `d` with the shared token and returns the connect response.
+async fn connect(port: u16, d: &Device, scopes: &[&str]) -> Value {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    let ch: Value =
+        serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    let nonce = ch["payload"]["nonce"].as_str().unwrap();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    let payload = clawgate_protocol::device_auth::payload_v3(
+        &clawgate_protocol::device_auth::PayloadFields {
+            device_id: &d.id,
+            client_id: "cli",
+            client_mode: "cli",
+            role: "operator",
+            scopes: &scopes,
+            signed_at_ms: ts,
+            token: TOKEN,
+            nonce,
+            platform: "linux",
+            device_family: "",
+        },
+    );
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(d.key.sign(payload.as_bytes()).to_bytes());
+    let params = json!({"minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli", "displayName": "cli-test-device"},
+        "scopes": scopes, "auth": {"token": TOKEN},
+        "device": {"id": d.id, "publicKey": d.public_key, "signature": sig, "signedAt": ts, "nonce": nonce}});
+    ws.send(Message::Text(
+        json!({"type": "req", "id": "c", "method": "connect", "params": params})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap()
+}
+
+fn clawgate(state: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = bin()
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn devices_commands_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    std::fs::write(
+        state.join("clawgate.json"),
+        format!(r#"{{"gateway": {{"auth": {{"token": "{TOKEN}"}}, "nodes": {{"pairing": {{"autoApproveLocal": false}}}}}}}}"#),
+    )
+    .unwrap();
+    let r = start(state, &[], &[]);
+    // The CLI finds the local gateway from the config: write the port there.
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("clawgate.json")).unwrap())
+            .unwrap();
+    doc["gateway"]["port"] = json!(r.port);
+    std::fs::write(state.join("clawgate.json"), doc.to_string()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a = device();
+    let res = rt.block_on(connect(r.port, &a, &["operator.read"]));
+    let rid = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (code, out, _) = clawgate(state, &["devices", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Pending (1)") && out.contains(&rid) && out.contains("new pairing"),
+        "{out}"
+    );
+    let (code, out, _) = clawgate(state, &["devices", "list", "--json"]);
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["pending"][0]["requestId"], rid.as_str());
+
+    // --latest previews and names the exact command, exit 1.
+    let (code, out, _) = clawgate(state, &["devices", "approve", "--latest"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(&format!("clawgate devices approve {rid}")),
+        "{out}"
+    );
+    let (code, out, _) = clawgate(state, &["devices", "approve", &rid]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("Approved {} ({rid})", a.id)));
+    let res = rt.block_on(connect(r.port, &a, &["operator.read"]));
+    assert_eq!(res["ok"], true);
+
+    let (code, out, _) = clawgate(
+        state,
+        &[
+            "devices",
+            "rename",
+            "--device",
+            &a.id,
+            "--name",
+            "Test Laptop",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("Test Laptop"));
+    let (code, out, _) = clawgate(state, &["devices", "list"]);
+    assert!(
+        code == 0
+            && out.contains("Paired (1)")
+            && out.contains("Test Laptop")
+            && out.contains(&a.id),
+        "{out}"
+    );
+    let (code, out, _) = clawgate(
+        state,
+        &["devices", "rotate", "--device", &a.id, "--role", "operator"],
+    );
+    assert_eq!(code, 0);
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rotated["tokenDelivery"], "withheld-cross-device");
+    let (code, out, _) = clawgate(
+        state,
+        &["devices", "revoke", "--device", &a.id, "--role", "operator"],
+    );
+    assert_eq!(code, 0);
+    assert!(serde_json::from_str::<Value>(&out).unwrap()["revokedAtMs"].is_u64());
+    let (code, out, _) = clawgate(state, &["devices", "remove", &a.id]);
+    assert_eq!(code, 0, "{out}");
+
+    // Reject, clear, and the errors users see.
+    let b = device();
+    let res = rt.block_on(connect(r.port, &b, &[]));
+    let rid_b = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out, _) = clawgate(state, &["devices", "reject", &rid_b]);
+    assert!(code == 0 && out.contains(&b.id), "{out}");
+    let (code, _, err) = clawgate(state, &["devices", "reject", &rid_b]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown requestId") && err.contains("next:"),
+        "{err}"
+    );
+    let c = device();
+    rt.block_on(connect(r.port, &c, &[]));
+    let (code, _, err) = clawgate(state, &["devices", "clear"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("clawgate devices clear --yes"));
+    let (code, out, _) = clawgate(state, &["devices", "clear", "--yes", "--pending"]);
+    assert!(
+        code == 0 && out.contains("Rejected 1 pending request"),
+        "{out}"
+    );
+
+    let url = format!("ws://127.0.0.1:{}/", r.port);
+    let (code, out, _) = clawgate(
+        state,
+        &[
+            "devices", "list", "--url", &url, "--token", "WRONG", "--json",
+        ],
+    );
+    assert_eq!(code, 1);
+    let err: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(err["error"]["code"], "AUTH_TOKEN_MISMATCH");
+    assert_eq!(err["error"]["details"]["authReason"], "token_mismatch");
+    assert!(
+        err["error"]["next"]
+            .as_str()
+            .unwrap()
+            .contains("clawgate config get gateway.auth.token")
+    );
+    let (code, _, err) = clawgate(state, &["devices", "list", "--url", &url]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("pass --token or --password with --url"),
+        "{err}"
+    );
+    let (code, _, err) = clawgate(
+        state,
+        &[
+            "devices",
+            "list",
+            "--url",
+            "ws://127.0.0.1:9/",
+            "--token",
+            "x",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unreachable") && err.contains("clawgate gateway run"),
+        "{err}"
+    );
+    let (code, _, _) = clawgate(state, &["devices", "frobnicate"]);
+    assert_eq!(code, 2, "usage errors exit 2");
+    let (code, err) = stop(r);
+    assert_eq!(code, 0);
+    assert!(!err.contains(TOKEN));
+}
