@@ -265,3 +265,32 @@ impl Hub {
         entries.into_iter().map(|(_, v)| v).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_past_the_cap_turns_into_a_slow_consumer_close() {
+        let (tx, mut rx) = conn_channel();
+        let big = "x".repeat(MAX_BUFFERED_BYTES / 2);
+        assert!(tx.send(Outbound::Frame(big.clone())));
+        assert!(tx.send(Outbound::Frame(big.clone())));
+        // The third would pass 50 MiB: the connection is told to close instead.
+        assert!(tx.send(Outbound::Frame(big)));
+        let mut got = Vec::new();
+        while let Ok(out) = rx.rx.try_recv() {
+            rx.written(&out);
+            got.push(out);
+        }
+        assert_eq!(got.len(), 3);
+        match &got[2] {
+            Outbound::Close { code, reason } => {
+                assert_eq!(*code, close_code::POLICY_VIOLATION);
+                assert_eq!(reason, "slow consumer");
+            }
+            other => panic!("expected close, got {other:?}"),
+        }
+        assert_eq!(rx.queued.load(Ordering::Relaxed), 0);
+    }
+}

@@ -830,3 +830,73 @@ async fn auth_failures_are_audited_without_secrets() {
     assert!(!text.contains("guess-1234") && !text.contains("bogus-device-token"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn pem_keys_are_accepted_and_stored_normalised() {
+    use base64::Engine;
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let d = TestDevice::new();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&d.public_key)
+        .unwrap();
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    der.extend_from_slice(&raw);
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    let mut c = gw.client().await;
+    let mut p = device_params(Some(TOKEN), None, &["operator.pairing"]);
+    d.sign(&mut p, &c.nonce());
+    p["device"]["publicKey"] = json!(pem);
+    let res = c.connect_with(p).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let list = c.request("l", "device.pair.list", None).await;
+    assert_eq!(
+        list["payload"]["paired"][0]["publicKey"],
+        d.public_key.as_str()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn lifecycle_times_and_event_audience() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut reader = operator(&gw, &["operator.read"]).await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let (_c, token) = paired(&gw, &d, &["operator.read"]).await;
+    let mut c = gw.client().await;
+    c.connect_device(&d, device_params(None, Some(&token), &["operator.read"]))
+        .await;
+    // The silent approval reached the admin (pairing scope) but not the reader.
+    let mut admin_saw = false;
+    while let Ok(Ok(v)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), admin.next()).await
+    {
+        admin_saw |= v["event"] == "device.pair.resolved";
+    }
+    assert!(admin_saw);
+    while let Ok(Ok(v)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), reader.next()).await
+    {
+        assert!(
+            !v["event"].as_str().unwrap_or("").starts_with("device.pair"),
+            "{v}"
+        );
+    }
+    let list = admin.request("l", "device.pair.list", None).await;
+    let dev = &list["payload"]["paired"][0];
+    for key in ["createdAtMs", "approvedAtMs", "lastSeenAtMs"] {
+        assert!(dev[key].as_u64().is_some(), "{key} missing: {dev}");
+    }
+    assert_eq!(dev["lastSeenReason"], "connect");
+    let tok = &dev["tokens"][0];
+    assert!(
+        tok["createdAtMs"].as_u64().is_some() && tok["lastUsedAtMs"].as_u64().is_some(),
+        "{tok}"
+    );
+    gw.stop().await;
+}
