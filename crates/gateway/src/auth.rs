@@ -345,10 +345,16 @@ pub fn authenticate(
     }
 
     // Pairing: is this device approved for what it asks?
-    let outcome = pairing::evaluate(
-        state, &verified, params, role, &requested, method, peer, now,
-    )
-    .map_err(|e| Rejection::now(store_unavailable(e)))?;
+    let ask = pairing::Ask {
+        verified: &verified,
+        params,
+        role,
+        requested: &requested,
+        peer,
+        now_ms: now,
+    };
+    let outcome =
+        pairing::evaluate(state, &ask, method).map_err(|e| Rejection::now(store_unavailable(e)))?;
     let device = match outcome {
         pairing::PairingOutcome::Approved(d) => d,
         pairing::PairingOutcome::Required {

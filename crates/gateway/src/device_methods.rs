@@ -7,7 +7,6 @@
 //! and live sessions it invalidates are closed with 4001 and a reason that
 //! says what happened.
 
-use clawgate_protocol::close_code;
 use clawgate_protocol::frames::{ErrorShape, error_code};
 use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
 use clawgate_protocol::scopes;
@@ -112,21 +111,20 @@ pub fn paired_json(state: &GatewayState, d: &Device, connected: Option<bool>) ->
         .collect();
     let mut v = json!({"deviceId": d.device_id, "publicKey": d.public_key});
     let m = v.as_object_mut().expect("object");
-    let mut opt = |k: &str, val: &Option<String>| {
-        if let Some(x) = val {
-            m.insert(k.into(), json!(x));
-        }
-    };
-    opt("displayName", &d.display_name);
-    opt("operatorLabel", &d.operator_label);
-    opt("platform", &d.platform);
-    opt("deviceFamily", &d.device_family);
-    opt("clientId", &d.client_id);
-    opt("clientMode", &d.client_mode);
-    opt("browserOrigin", &d.browser_origin);
-    if !pairing::is_loopback_ip(&d.remote_ip) {
-        opt("remoteIp", &d.remote_ip);
-    }
+    let shown_ip = Some(&d.remote_ip).filter(|ip| !pairing::is_loopback_ip(ip));
+    pairing::insert_present(
+        m,
+        &[
+            ("displayName", &d.display_name),
+            ("operatorLabel", &d.operator_label),
+            ("platform", &d.platform),
+            ("deviceFamily", &d.device_family),
+            ("clientId", &d.client_id),
+            ("clientMode", &d.client_mode),
+            ("browserOrigin", &d.browser_origin),
+            ("remoteIp", shown_ip.unwrap_or(&None)),
+        ],
+    );
     if let Some(r) = d.roles.first() {
         m.insert("role".into(), json!(r));
     }
@@ -332,11 +330,9 @@ pub fn pair_remove(
             Ok(())
         })
         .map_err(store_error)?;
-    let closed = state.hub.close_where(
-        |c| c.device_id.as_deref() == Some(device_id.as_str()),
-        close_code::SESSION_INVALIDATED,
-        "device removed",
-    );
+    let closed = state
+        .hub
+        .close_device_sessions(&device_id, None, "device removed");
     info!(device = %device_id, closed, "device removed");
     Ok(json!({"deviceId": device_id}))
 }
@@ -479,11 +475,9 @@ pub fn token_rotate(
             Ok((token, at))
         })
         .map_err(store_error)?;
-    let closed = state.hub.close_where(
-        |c| c.device_id.as_deref() == Some(device_id.as_str()) && c.role.as_str() == role,
-        close_code::SESSION_INVALIDATED,
-        "device token rotated",
-    );
+    let closed = state
+        .hub
+        .close_device_sessions(&device_id, Some(&role), "device token rotated");
     info!(device = %device_id, role = %role, closed, "device token rotated");
     let in_band = caller.device_id.as_deref() == Some(device_id.as_str());
     let mut result = json!({"deviceId": device_id, "role": role});
@@ -536,11 +530,9 @@ pub fn token_revoke(
             Ok(())
         })
         .map_err(store_error)?;
-    let closed = state.hub.close_where(
-        |c| c.device_id.as_deref() == Some(device_id.as_str()) && c.role.as_str() == role,
-        close_code::SESSION_INVALIDATED,
-        "device token revoked",
-    );
+    let closed = state
+        .hub
+        .close_device_sessions(&device_id, Some(&role), "device token revoked");
     info!(device = %device_id, role = %role, closed, "device token revoked");
     Ok(json!({"deviceId": device_id, "role": role, "revokedAtMs": now}))
 }

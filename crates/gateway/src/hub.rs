@@ -253,6 +253,24 @@ impl Hub {
             .any(|r| r.info.device_id.as_deref() == Some(device_id))
     }
 
+    /// Closes the live sessions of a device (optionally only one role) with
+    /// 4001 and `reason`; returns how many.
+    pub fn close_device_sessions(
+        &self,
+        device_id: &str,
+        role: Option<&str>,
+        reason: &str,
+    ) -> usize {
+        self.close_where(
+            |c| {
+                c.device_id.as_deref() == Some(device_id)
+                    && role.is_none_or(|r| c.role.as_str() == r)
+            },
+            close_code::SESSION_INVALIDATED,
+            reason,
+        )
+    }
+
     /// The presence entries of connected clients.
     pub fn presence(&self) -> Vec<Value> {
         let conns = self.conns.lock().expect("hub lock");

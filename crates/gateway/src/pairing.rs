@@ -107,26 +107,17 @@ fn metadata_changed(device: &Device, params: &ConnectParams) -> bool {
         )
 }
 
-fn dedup(list: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for s in list {
-        if !out.contains(s) {
-            out.push(s.clone());
-        }
-    }
-    out
-}
-
 /// Whether the gateway may approve without an operator (the reference's
 /// `shouldAllowSilentLocalPairing`).
 fn silent_allowed(
     state: &GatewayState,
     reason: PairingReason,
-    params: &ConnectParams,
-    role: Role,
+    ask: &Ask<'_>,
     auth_method: &str,
-    peer: &PeerContext,
 ) -> bool {
+    let Ask {
+        params, role, peer, ..
+    } = *ask;
     if !peer.direct_local || !state.config.auto_approve_local {
         return false;
     }
@@ -145,18 +136,32 @@ fn silent_allowed(
     }
 }
 
+/// What a connect asks for, and from where.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub verified: &'a VerifiedDevice,
+    pub params: &'a ConnectParams,
+    pub role: Role,
+    /// Requested scopes, deduplicated.
+    pub requested: &'a [String],
+    pub peer: &'a PeerContext,
+    pub now_ms: u64,
+}
+
 /// Decides pairing for a verified device.
-#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     state: &GatewayState,
-    verified: &VerifiedDevice,
-    params: &ConnectParams,
-    role: Role,
-    requested: &[String],
+    ask: &Ask<'_>,
     auth_method: &str,
-    peer: &PeerContext,
-    now_ms: u64,
 ) -> Result<PairingOutcome, StoreError> {
+    let Ask {
+        verified,
+        params,
+        role,
+        requested,
+        peer,
+        now_ms,
+    } = *ask;
     let stored = state.store.device(&verified.device_id);
     let same_key = stored
         .as_ref()
@@ -182,17 +187,12 @@ pub fn evaluate(
         return Ok(PairingOutcome::Approved(Box::new(device)));
     };
 
-    let requested = dedup(requested);
-    if silent_allowed(state, reason, params, role, auth_method, peer) {
-        let device = approve_silently(
-            state, verified, params, role, &requested, peer, now_ms, reason, same_key,
-        )?;
+    if silent_allowed(state, reason, ask, auth_method) {
+        let device = approve_silently(state, ask, reason, same_key)?;
         return Ok(PairingOutcome::Approved(Box::new(device)));
     }
 
-    let request = open_request(
-        state, verified, params, role, &requested, peer, now_ms, reason, is_repair,
-    )?;
+    let request = open_request(state, ask, reason, is_repair)?;
     let mut details = serde_json::Map::new();
     details.insert("code".into(), json!("PAIRING_REQUIRED"));
     details.insert("reason".into(), json!(reason.as_str()));
@@ -260,17 +260,15 @@ pub fn merged_device(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn request_for(
-    verified: &VerifiedDevice,
-    params: &ConnectParams,
-    role: Role,
-    requested: &[String],
-    peer: &PeerContext,
-    now_ms: u64,
-    reason: PairingReason,
-    is_repair: bool,
-) -> PendingRequest {
+fn request_for(ask: &Ask<'_>, reason: PairingReason, is_repair: bool) -> PendingRequest {
+    let Ask {
+        verified,
+        params,
+        role,
+        requested,
+        peer,
+        now_ms,
+    } = *ask;
     PendingRequest {
         request_id: uuid::Uuid::new_v4().to_string(),
         device_id: verified.device_id.clone(),
@@ -293,21 +291,21 @@ fn request_for(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn approve_silently(
     state: &GatewayState,
-    verified: &VerifiedDevice,
-    params: &ConnectParams,
-    role: Role,
-    requested: &[String],
-    peer: &PeerContext,
-    now_ms: u64,
+    ask: &Ask<'_>,
     reason: PairingReason,
     existing: Option<&Device>,
 ) -> Result<Device, StoreError> {
-    let mut request = request_for(
-        verified, params, role, requested, peer, now_ms, reason, false,
-    );
+    let Ask {
+        verified,
+        role,
+        requested,
+        peer,
+        now_ms,
+        ..
+    } = *ask;
+    let mut request = request_for(ask, reason, false);
     request.silent = true;
     let mut device = merged_device(existing, &request, "silent", now_ms);
     device.last_seen_at_ms = Some(now_ms);
@@ -345,18 +343,20 @@ fn approve_silently(
 /// Refreshes a covering pending request or opens a new one that supersedes
 /// the others. A new request carries only what this connect asked for, so an
 /// approver never grants more than `devices list` shows.
-#[allow(clippy::too_many_arguments)]
 fn open_request(
     state: &GatewayState,
-    verified: &VerifiedDevice,
-    params: &ConnectParams,
-    role: Role,
-    requested: &[String],
-    peer: &PeerContext,
-    now_ms: u64,
+    ask: &Ask<'_>,
     reason: PairingReason,
     is_repair: bool,
 ) -> Result<PendingRequest, StoreError> {
+    let Ask {
+        verified,
+        params,
+        role,
+        requested,
+        peer,
+        now_ms,
+    } = *ask;
     let live: Vec<PendingRequest> = state
         .store
         .pending_for_device(&verified.device_id)
@@ -388,9 +388,7 @@ fn open_request(
         state.store.transact(|tx| tx.put_pending(&saved))?;
         return Ok(refreshed);
     }
-    let request = request_for(
-        verified, params, role, requested, peer, now_ms, reason, is_repair,
-    );
+    let request = request_for(ask, reason, is_repair);
     let all_old = state.store.pending_for_device(&verified.device_id);
     let saved = request.clone();
     state.store.transact(|tx| {
@@ -438,20 +436,19 @@ pub fn pending_json(p: &PendingRequest) -> Value {
         "publicKey": p.public_key,
     });
     let m = v.as_object_mut().expect("object");
-    let mut opt = |k: &str, val: &Option<String>| {
-        if let Some(x) = val {
-            m.insert(k.into(), json!(x));
-        }
-    };
-    opt("displayName", &p.display_name);
-    opt("platform", &p.platform);
-    opt("deviceFamily", &p.device_family);
-    opt("clientId", &p.client_id);
-    opt("clientMode", &p.client_mode);
-    opt("browserOrigin", &p.browser_origin);
-    if !is_loopback_ip(&p.remote_ip) {
-        opt("remoteIp", &p.remote_ip);
-    }
+    let shown_ip = Some(&p.remote_ip).filter(|ip| !is_loopback_ip(ip));
+    insert_present(
+        m,
+        &[
+            ("displayName", &p.display_name),
+            ("platform", &p.platform),
+            ("deviceFamily", &p.device_family),
+            ("clientId", &p.client_id),
+            ("clientMode", &p.client_mode),
+            ("browserOrigin", &p.browser_origin),
+            ("remoteIp", shown_ip.unwrap_or(&None)),
+        ],
+    );
     m.insert("role".into(), json!(p.role));
     m.insert("roles".into(), json!(p.roles));
     m.insert("scopes".into(), json!(p.scopes));
@@ -466,4 +463,14 @@ pub fn is_loopback_ip(ip: &Option<String>) -> bool {
     ip.as_deref()
         .and_then(|s| s.parse::<std::net::IpAddr>().ok())
         .is_some_and(|ip| ip.is_loopback())
+}
+
+/// Adds the fields that are present; the reference omits absent optional
+/// fields rather than sending `null`.
+pub fn insert_present(m: &mut serde_json::Map<String, Value>, fields: &[(&str, &Option<String>)]) {
+    for (k, v) in fields {
+        if let Some(x) = v {
+            m.insert((*k).into(), json!(x));
+        }
+    }
 }

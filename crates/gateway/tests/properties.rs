@@ -28,7 +28,7 @@ use clawgate_gateway::methods::{self, Caller, Refusal};
 use clawgate_gateway::tokens::{self, TOKENS_KEPT_PER_ROLE};
 use clawgate_gateway::{GatewayState, RuntimeOptions};
 use clawgate_protocol::connect::{Role, parse_connect_params};
-use clawgate_protocol::scopes::{self, ADMIN, OPERATOR_SCOPES, PAIRING};
+use clawgate_protocol::scopes::{self, ADMIN, OPERATOR_SCOPES, PAIRING, READ, WRITE};
 use clawgate_store::{DB_FILE_NAME, Store, hash_token};
 use common::{TOKEN, TestDevice};
 use proptest::prelude::*;
@@ -37,16 +37,19 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 const NONCE: &str = "9d0c3a52-0f3e-4f51-9a55-6a3b8f0e2c11";
-const POOL: usize = 4;
+const POOL: usize = 3;
 const UNKNOWN_REQUEST: &str = "00000000-0000-4000-8000-000000000000";
 const LABELS: &[&str] = &["desk", "phone", "lab"];
 
-/// How a connect authenticates. Indices pick a previously issued token,
-/// counted from the newest (so it may be stale, or another device's).
+/// How a connect authenticates. Indices pick a previously issued token of
+/// the connecting device (any device's when it has none), counted from the
+/// newest, so it may be stale.
 #[derive(Debug, Clone)]
 enum Cred {
     Shared,
     DeviceToken(usize),
+    /// Any device's token in `auth.deviceToken`.
+    AnyToken(usize),
     /// A device token in the `auth.token` slot.
     TokenSlot(usize),
     /// A wrong shared token plus `auth.deviceToken` (the bounded retry).
@@ -115,6 +118,24 @@ fn scope_set() -> impl Strategy<Value = Vec<&'static str>> {
     })
 }
 
+/// What devices ask for at connect: mostly a few fixed sets, so that
+/// repeated connects find their approval, sometimes anything.
+const PROFILES: &[&[&str]] = &[
+    &[],
+    &[READ],
+    &[READ, PAIRING],
+    &[WRITE, PAIRING],
+    &[PAIRING],
+    &[ADMIN],
+];
+
+fn connect_scopes() -> impl Strategy<Value = Vec<&'static str>> {
+    prop_oneof![
+        4 => prop::sample::select(PROFILES).prop_map(<[&str]>::to_vec),
+        1 => scope_set(),
+    ]
+}
+
 fn who() -> impl Strategy<Value = Who> {
     prop_oneof![
         3 => Just(Who::Admin),
@@ -126,27 +147,28 @@ fn who() -> impl Strategy<Value = Who> {
 fn cred() -> impl Strategy<Value = Cred> {
     prop_oneof![
         4 => Just(Cred::Shared),
-        3 => (0..6usize).prop_map(Cred::DeviceToken),
-        1 => (0..6usize).prop_map(Cred::TokenSlot),
-        1 => (0..6usize).prop_map(Cred::WrongSharedAndDeviceToken),
+        4 => (0..4usize).prop_map(Cred::DeviceToken),
+        1 => (0..8usize).prop_map(Cred::AnyToken),
+        1 => (0..4usize).prop_map(Cred::TokenSlot),
+        1 => (0..4usize).prop_map(Cred::WrongSharedAndDeviceToken),
     ]
 }
 
 fn request() -> impl Strategy<Value = Option<usize>> {
-    prop::option::weighted(0.85, 0..4usize)
+    prop::option::weighted(0.9, 0..3usize)
 }
 
 fn node() -> impl Strategy<Value = bool> {
-    prop::bool::weighted(0.2)
+    prop::bool::weighted(0.15)
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0..POOL, node(), scope_set(), cred(), any::<bool>(), prop::bool::weighted(0.15))
+        8 => (0..POOL, node(), connect_scopes(), cred(), any::<bool>(), prop::bool::weighted(0.15))
             .prop_map(|(device, node, scopes, cred, local, darwin)| Op::Connect {
                 device, node, scopes, cred, local, darwin
             }),
-        3 => (who(), request()).prop_map(|(who, request)| Op::Approve { who, request }),
+        4 => (who(), request()).prop_map(|(who, request)| Op::Approve { who, request }),
         1 => (who(), request()).prop_map(|(who, request)| Op::Reject { who, request }),
         2 => (who(), 0..POOL, node(), prop::option::of(scope_set()))
             .prop_map(|(who, device, node, scopes)| Op::Rotate { who, device, node, scopes }),
@@ -245,9 +267,21 @@ impl Harness {
         }
     }
 
-    fn pick_token(&self, i: usize) -> Option<String> {
-        let n = self.issued.len();
-        (n > 0).then(|| self.issued[n - 1 - i % n].token.clone())
+    /// A known token (alive or not), newest first: the device's own when
+    /// `device` is given and it has any, else any device's.
+    fn pick_token(&self, device: Option<usize>, i: usize) -> Option<String> {
+        let own: Vec<&Issued> = self
+            .issued
+            .iter()
+            .filter(|t| Some(t.device) == device)
+            .collect();
+        let list: Vec<&Issued> = if own.is_empty() {
+            self.issued.iter().collect()
+        } else {
+            own
+        };
+        let n = list.len();
+        (n > 0).then(|| list[n - 1 - i % n].token.clone())
     }
 
     fn pick_request(&self, i: Option<usize>) -> String {
@@ -526,15 +560,19 @@ impl Harness {
     ) -> Result<(), TestCaseError> {
         let (auth, presented) = match cred {
             Cred::Shared => (json!({"token": TOKEN}), None),
-            Cred::DeviceToken(i) => match self.pick_token(*i) {
+            Cred::DeviceToken(i) => match self.pick_token(Some(device), *i) {
                 Some(t) => (json!({"deviceToken": t}), Some(t)),
                 None => (json!({"token": TOKEN}), None),
             },
-            Cred::TokenSlot(i) => match self.pick_token(*i) {
+            Cred::AnyToken(i) => match self.pick_token(None, *i) {
+                Some(t) => (json!({"deviceToken": t}), Some(t)),
+                None => (json!({"token": TOKEN}), None),
+            },
+            Cred::TokenSlot(i) => match self.pick_token(Some(device), *i) {
                 Some(t) => (json!({"token": t}), Some(t)),
                 None => (json!({"token": TOKEN}), None),
             },
-            Cred::WrongSharedAndDeviceToken(i) => match self.pick_token(*i) {
+            Cred::WrongSharedAndDeviceToken(i) => match self.pick_token(Some(device), *i) {
                 Some(t) => (
                     json!({"token": "not-the-shared-token", "deviceToken": t}),
                     Some(t),
@@ -774,7 +812,7 @@ proptest! {
 
     #[test]
     fn device_token_lifecycle_invariants(
-        auto_approve_local in prop::bool::weighted(0.3),
+        auto_approve_local in any::<bool>(),
         ops in prop::collection::vec(op(), 10..40),
     ) {
         run(auto_approve_local, &ops)?;
