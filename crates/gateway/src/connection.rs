@@ -324,6 +324,11 @@ fn hello_ok(
     if let Some((token, issued_at)) = &auth.issued_token {
         auth_json["deviceToken"] = json!(token);
         auth_json["issuedAtMs"] = json!(issued_at);
+        if auth.role == clawgate_protocol::connect::Role::Operator {
+            // No verified users in clawgate: an operator with a device token
+            // may migrate its recovery scope, as in the reference.
+            auth_json["recoveryMigrationAllowed"] = json!(true);
+        }
     }
     let tick_ms = state.options.tick_interval.as_millis() as u64;
     let payload = json!({

@@ -166,7 +166,8 @@ pub fn evaluate(
     let same_key = stored
         .as_ref()
         .filter(|d| d.public_key == verified.public_key);
-    let is_repair = stored.is_some() && same_key.is_none();
+    // As in the reference: any request from a device that has a paired record.
+    let is_repair = stored.is_some();
     let reason = match same_key {
         None => Some(PairingReason::NotPaired),
         Some(d) if metadata_changed(d, params) => Some(PairingReason::MetadataUpgrade),
@@ -278,7 +279,7 @@ fn request_for(ask: &Ask<'_>, reason: PairingReason, is_repair: bool) -> Pending
         device_family: params.client.device_family.clone(),
         client_id: Some(params.client.id.clone()),
         client_mode: Some(params.client.mode.clone()),
-        browser_origin: peer.origin.clone(),
+        browser_origin: browser_origin(params, peer),
         remote_ip: Some(peer.ip.to_string()),
         role: role.as_str().to_string(),
         roles: vec![role.as_str().to_string()],
@@ -365,7 +366,7 @@ fn open_request(
         .collect();
     let covering = live.iter().find(|p| {
         p.public_key == verified.public_key
-            && p.browser_origin == peer.origin
+            && p.browser_origin == browser_origin(params, peer)
             && p.role == role.as_str()
             && p.roles.iter().any(|r| r == role.as_str())
             && scopes::covers(&p.scopes, requested)
@@ -418,6 +419,17 @@ fn open_request(
         .hub
         .broadcast("device.pair.requested", &pending_json(&request));
     Ok(request)
+}
+
+/// The page origin recorded for browser clients (the Control UI and
+/// webchat); other clients that happen to send `Origin` record none.
+fn browser_origin(params: &ConnectParams, peer: &PeerContext) -> Option<String> {
+    matches!(
+        params.client_kind(),
+        ClientKind::OperatorUi | ClientKind::Webchat
+    )
+    .then(|| peer.origin.clone())
+    .flatten()
 }
 
 /// Broadcasts `device.pair.resolved`.
