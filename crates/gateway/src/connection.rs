@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityE
 use tracing::{debug, info};
 
 use crate::auth::{self, Authenticated, PeerContext};
-use crate::hub::{ConnInfo, Outbound, conn_channel};
+use crate::hub::{ConnInfo, ConnReceiver, Outbound, conn_channel};
 use crate::listener::UnauthSlot;
 use crate::methods::{self, Caller, Refusal};
 use crate::preauth_io::{PreauthGuardedIo, is_preauth_too_large};
@@ -79,7 +79,8 @@ async fn reject<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// What the pre-auth phase ended with.
 enum Preauth {
-    Authenticated(Box<(Authenticated, ConnectParams)>),
+    /// Authenticated and registered with the hub (registry key, queue).
+    Authenticated(Box<(Authenticated, u64, ConnReceiver)>),
     Closed,
 }
 
@@ -92,9 +93,9 @@ where
     let mut ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(ws_config())).await;
     state.metrics.connection_opened();
     let conn_id = uuid::Uuid::new_v4().to_string();
-    let outcome = preauth(&state, &mut ws, &peer).await;
+    let outcome = preauth(&state, &mut ws, &peer, &conn_id).await;
     drop(slot);
-    let (authenticated, params) = match outcome {
+    let (authenticated, key, receiver) = match outcome {
         Preauth::Authenticated(b) => *b,
         Preauth::Closed => {
             state.metrics.connection_closed(false);
@@ -102,7 +103,7 @@ where
         }
     };
     armed.store(false, Ordering::Relaxed);
-    authenticated_loop(&state, ws, peer, conn_id, authenticated, params).await;
+    authenticated_loop(&state, ws, peer, conn_id, authenticated, key, receiver).await;
     state.metrics.connection_closed(true);
 }
 
@@ -110,6 +111,7 @@ async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
     state: &GatewayState,
     ws: &mut Ws<S>,
     peer: &PeerContext,
+    conn_id: &str,
 ) -> Preauth {
     let nonce = uuid::Uuid::new_v4().to_string();
     let challenge = Event {
@@ -157,7 +159,7 @@ async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Some(Ok(Message::Close(_)))) => return Preauth::Closed,
             Ok(Some(Ok(_))) => continue,
         };
-        return handle_first_frame(state, ws, peer, &nonce, &text).await;
+        return handle_first_frame(state, ws, peer, &nonce, conn_id, &text).await;
     }
 }
 
@@ -174,6 +176,7 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut Ws<S>,
     peer: &PeerContext,
     nonce: &str,
+    conn_id: &str,
     text: &str,
 ) -> Preauth {
     let request = match parse_request(text) {
@@ -238,13 +241,20 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
     }
     match auth::authenticate(state, &params, role, peer, nonce) {
         Ok(authenticated) => {
-            let hello = hello_ok(state, &request, &authenticated, peer);
+            // Registered before hello-ok goes out, so a rotation, revocation
+            // or secret change that lands from here on reaches this session.
+            let (sender, receiver) = conn_channel();
+            let key = state
+                .hub
+                .register(conn_info(conn_id, peer, &authenticated, &params), sender);
+            let hello = hello_ok(state, &request, &authenticated, conn_id);
             if send_text(ws, hello).await.is_err() {
+                state.hub.unregister(key);
                 return Preauth::Closed;
             }
             state.metrics.handshake("ok");
             debug!(peer = %peer.ip, client = %params.client.id, mode = %params.client.mode, role = %role, method = authenticated.method, "connected");
-            Preauth::Authenticated(Box::new((authenticated, params)))
+            Preauth::Authenticated(Box::new((authenticated, key, receiver)))
         }
         Err(rejection) => {
             let code = rejection
@@ -288,7 +298,7 @@ fn hello_ok(
     state: &GatewayState,
     request: &Request,
     auth: &Authenticated,
-    _peer: &PeerContext,
+    conn_id: &str,
 ) -> String {
     let admin = scopes::satisfies(&auth.scopes, scopes::ADMIN);
     let can_read = scopes::satisfies(&auth.scopes, scopes::READ);
@@ -338,7 +348,7 @@ fn hello_ok(
             "version": crate::COMPAT_VERSION,
             "buildId": format!("clawgate-{}", crate::VERSION),
             "bootId": state.boot_id,
-            "connId": uuid::Uuid::new_v4().to_string(),
+            "connId": conn_id,
         },
         "features": {
             "methods": methods::method_names(),
@@ -359,17 +369,14 @@ fn hello_ok(
     Response::ok(request.id.clone(), payload).to_json()
 }
 
-async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
-    state: &GatewayState,
-    mut ws: Ws<S>,
-    peer: PeerContext,
-    conn_id: String,
-    auth: Authenticated,
-    params: ConnectParams,
-) {
-    let (sender, mut receiver) = conn_channel();
-    let info = ConnInfo {
-        conn_id,
+fn conn_info(
+    conn_id: &str,
+    peer: &PeerContext,
+    auth: &Authenticated,
+    params: &ConnectParams,
+) -> ConnInfo {
+    ConnInfo {
+        conn_id: conn_id.to_string(),
         role: auth.role,
         scopes: auth.scopes.clone(),
         client_id: params.client.id.clone(),
@@ -383,15 +390,25 @@ async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
         remote_ip: peer.ip,
         connected_at_ms: now_ms(),
         shared_auth_generation: auth.shared_generation,
-    };
+    }
+}
+
+async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    state: &GatewayState,
+    mut ws: Ws<S>,
+    peer: PeerContext,
+    conn_id: String,
+    auth: Authenticated,
+    key: u64,
+    mut receiver: ConnReceiver,
+) {
     let caller = Caller {
         role: auth.role,
         scopes: auth.scopes,
         device_id: auth.device_id.filter(|_| auth.device_token_auth),
-        conn_id: info.conn_id.clone(),
+        conn_id,
         ip: peer.ip,
     };
-    let key = state.hub.register(info, sender);
     let mut seq: u64 = 0;
     let mut role_streak: u32 = 0;
     let mut shutdown = state.shutdown_signal();
