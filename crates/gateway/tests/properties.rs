@@ -56,6 +56,16 @@ enum Cred {
     WrongSharedAndDeviceToken(usize),
 }
 
+/// The request id an approve or reject names, counted from the newest.
+#[derive(Debug, Clone)]
+enum Pick {
+    /// A pending request (any seen request when none is pending).
+    Pending(usize),
+    /// Any request id seen, perhaps approved, rejected or superseded since.
+    Seen(usize),
+    Unknown,
+}
+
 /// Who calls an RPC.
 #[derive(Debug, Clone)]
 enum Who {
@@ -73,20 +83,21 @@ enum Op {
     Connect {
         device: usize,
         node: bool,
-        scopes: Vec<&'static str>,
+        /// `None`: the device's usual scopes for this case.
+        scopes: Option<Vec<&'static str>>,
         cred: Cred,
         local: bool,
         darwin: bool,
     },
-    /// `request`: a known request id counted from the newest, or unknown.
     Approve {
         who: Who,
-        request: Option<usize>,
+        request: Pick,
     },
     Reject {
         who: Who,
-        request: Option<usize>,
+        request: Pick,
     },
+    /// In the RPCs below, `device` is a target (see [`target`]).
     Rotate {
         who: Who,
         device: usize,
@@ -118,8 +129,9 @@ fn scope_set() -> impl Strategy<Value = Vec<&'static str>> {
     })
 }
 
-/// What devices ask for at connect: mostly a few fixed sets, so that
-/// repeated connects find their approval, sometimes anything.
+/// What devices ask for at connect: each device has usual scopes for a case
+/// (one of a few fixed sets), so that repeated connects find their approval;
+/// sometimes a connect asks for another set.
 const PROFILES: &[&[&str]] = &[
     &[],
     &[READ],
@@ -140,7 +152,7 @@ fn who() -> impl Strategy<Value = Who> {
     prop_oneof![
         3 => Just(Who::Admin),
         4 => scope_set().prop_map(Who::Shared),
-        3 => (0..4usize).prop_map(Who::Session),
+        4 => (0..4usize).prop_map(Who::Session),
     ]
 }
 
@@ -154,27 +166,53 @@ fn cred() -> impl Strategy<Value = Cred> {
     ]
 }
 
-fn request() -> impl Strategy<Value = Option<usize>> {
-    prop::option::weighted(0.9, 0..3usize)
+fn request() -> impl Strategy<Value = Pick> {
+    prop_oneof![
+        6 => (0..3usize).prop_map(Pick::Pending),
+        2 => (0..4usize).prop_map(Pick::Seen),
+        1 => Just(Pick::Unknown),
+    ]
 }
 
 fn node() -> impl Strategy<Value = bool> {
     prop::bool::weighted(0.15)
 }
 
+/// The device an RPC targets: below [`POOL`], a paired device (when there
+/// is one); else a pool device, paired or not.
+fn target() -> impl Strategy<Value = usize> {
+    0..2 * POOL
+}
+
+fn connect() -> impl Strategy<Value = Op> {
+    (
+        0..POOL,
+        node(),
+        prop::option::weighted(0.25, connect_scopes()),
+        cred(),
+        any::<bool>(),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(device, node, scopes, cred, local, darwin)| Op::Connect {
+            device,
+            node,
+            scopes,
+            cred,
+            local,
+            darwin,
+        })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (0..POOL, node(), connect_scopes(), cred(), any::<bool>(), prop::bool::weighted(0.15))
-            .prop_map(|(device, node, scopes, cred, local, darwin)| Op::Connect {
-                device, node, scopes, cred, local, darwin
-            }),
+        8 => connect(),
         4 => (who(), request()).prop_map(|(who, request)| Op::Approve { who, request }),
         1 => (who(), request()).prop_map(|(who, request)| Op::Reject { who, request }),
-        2 => (who(), 0..POOL, node(), prop::option::of(scope_set()))
+        2 => (who(), target(), node(), prop::option::of(scope_set()))
             .prop_map(|(who, device, node, scopes)| Op::Rotate { who, device, node, scopes }),
-        1 => (who(), 0..POOL, node()).prop_map(|(who, device, node)| Op::Revoke { who, device, node }),
-        1 => (who(), 0..POOL).prop_map(|(who, device)| Op::Remove { who, device }),
-        1 => (who(), 0..POOL, 0..LABELS.len())
+        1 => (who(), target(), node()).prop_map(|(who, device, node)| Op::Revoke { who, device, node }),
+        1 => (who(), target()).prop_map(|(who, device)| Op::Remove { who, device }),
+        1 => (who(), target(), 0..LABELS.len())
             .prop_map(|(who, device, label)| Op::Rename { who, device, label }),
     ]
 }
@@ -226,6 +264,7 @@ struct Harness {
     state: Arc<GatewayState>,
     _dir: tempfile::TempDir,
     devices: Vec<TestDevice>,
+    usual_scopes: Vec<Vec<&'static str>>,
     /// Request ids from `PAIRING_REQUIRED` answers, oldest first.
     requests: Vec<String>,
     issued: Vec<Issued>,
@@ -242,7 +281,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(auto_approve_local: bool) -> Harness {
+    fn new(auto_approve_local: bool, usual_scopes: Vec<Vec<&'static str>>) -> Harness {
         let (mut cfg, dir) = common::config(AuthMode::Token);
         cfg.auto_approve_local = auto_approve_local;
         // Loopback peers are exempt from lockouts; keep the global budget out
@@ -257,6 +296,7 @@ impl Harness {
             state,
             _dir: dir,
             devices: (1..=POOL as u8).map(pool_device).collect(),
+            usual_scopes,
             requests: Vec::new(),
             issued: Vec::new(),
             minted: HashMap::new(),
@@ -284,11 +324,34 @@ impl Harness {
         (n > 0).then(|| list[n - 1 - i % n].token.clone())
     }
 
-    fn pick_request(&self, i: Option<usize>) -> String {
-        let n = self.requests.len();
-        match i {
-            Some(i) if n > 0 => self.requests[n - 1 - i % n].clone(),
-            _ => UNKNOWN_REQUEST.to_string(),
+    fn pick_request(&self, pick: &Pick) -> String {
+        let pending: Vec<String> = self
+            .state
+            .store
+            .pending_list()
+            .into_iter()
+            .map(|p| p.request_id)
+            .collect();
+        let (list, i) = match pick {
+            Pick::Pending(i) if !pending.is_empty() => (&pending, *i),
+            Pick::Pending(i) | Pick::Seen(i) => (&self.requests, *i),
+            Pick::Unknown => return UNKNOWN_REQUEST.to_string(),
+        };
+        match list.len() {
+            0 => UNKNOWN_REQUEST.to_string(),
+            n => list[n - 1 - i % n].clone(),
+        }
+    }
+
+    /// The pool index an RPC's `target` names (see [`target`]).
+    fn target(&self, t: usize) -> usize {
+        let paired: Vec<usize> = (0..POOL)
+            .filter(|&d| self.state.store.device(&self.devices[d].id).is_some())
+            .collect();
+        if t < POOL && !paired.is_empty() {
+            paired[t % paired.len()]
+        } else {
+            t % POOL
         }
     }
 
@@ -417,10 +480,15 @@ impl Harness {
                 cred,
                 local,
                 darwin,
-            } => self.connect(*device, role_of(*node), scopes, cred, *local, *darwin)?,
+            } => {
+                let scopes = scopes
+                    .clone()
+                    .unwrap_or_else(|| self.usual_scopes[*device].clone());
+                self.connect(*device, role_of(*node), &scopes, cred, *local, *darwin)?
+            }
             Op::Approve { who, request } => {
                 let caller = self.caller(who);
-                let id = self.pick_request(*request);
+                let id = self.pick_request(request);
                 let pending = self.state.store.pending(&id);
                 let before = pending
                     .as_ref()
@@ -455,7 +523,7 @@ impl Harness {
             }
             Op::Reject { who, request } => {
                 let caller = self.caller(who);
-                let id = self.pick_request(*request);
+                let id = self.pick_request(request);
                 let pending = self.state.store.pending(&id);
                 let res = self.dispatch(&caller, "device.pair.reject", json!({"requestId": id}));
                 if res.is_ok() {
@@ -472,7 +540,8 @@ impl Harness {
             } => {
                 let caller = self.caller(who);
                 let role = role_of(*node);
-                let id = self.devices[*device].id.clone();
+                let device = self.target(*device);
+                let id = self.devices[device].id.clone();
                 let mut params = json!({"deviceId": id, "role": role.as_str()});
                 if let Some(s) = requested {
                     params["scopes"] = json!(s);
@@ -497,16 +566,17 @@ impl Harness {
                         let entry = self.state.store.token_by_hash(&hash_token(t));
                         prop_assert!(entry.is_some_and(|e| e.scopes == granted));
                     }
-                    self.kill(*device, role);
+                    self.kill(device, role);
                     self.sessions
-                        .retain(|s| !(s.device == *device && role == Role::Operator));
-                    self.minted(*device, role, token);
+                        .retain(|s| !(s.device == device && role == Role::Operator));
+                    self.minted(device, role, token);
                 }
             }
             Op::Revoke { who, device, node } => {
                 let caller = self.caller(who);
                 let role = role_of(*node);
-                let id = self.devices[*device].id.clone();
+                let device = self.target(*device);
+                let id = self.devices[device].id.clone();
                 let params = json!({"deviceId": id, "role": role.as_str()});
                 if self
                     .dispatch(&caller, "device.token.revoke", params)
@@ -514,28 +584,30 @@ impl Harness {
                 {
                     check_authorized(&caller, &id)?;
                     check_role_admin(&caller, role)?;
-                    self.kill(*device, role);
+                    self.kill(device, role);
                     self.sessions
-                        .retain(|s| !(s.device == *device && role == Role::Operator));
+                        .retain(|s| !(s.device == device && role == Role::Operator));
                 }
             }
             Op::Remove { who, device } => {
                 let caller = self.caller(who);
-                let id = self.devices[*device].id.clone();
+                let device = self.target(*device);
+                let id = self.devices[device].id.clone();
                 let before = self.state.store.device(&id);
                 let res = self.dispatch(&caller, "device.pair.remove", json!({"deviceId": id}));
                 if res.is_ok() {
                     check_authorized(&caller, &id)?;
                     check_session_non_operator(&caller, before.as_ref())?;
                     prop_assert!(self.state.store.device(&id).is_none());
-                    self.kill(*device, Role::Operator);
-                    self.kill(*device, Role::Node);
-                    self.close_sessions(*device);
+                    self.kill(device, Role::Operator);
+                    self.kill(device, Role::Node);
+                    self.close_sessions(device);
                 }
             }
             Op::Rename { who, device, label } => {
                 let caller = self.caller(who);
-                let id = self.devices[*device].id.clone();
+                let device = self.target(*device);
+                let id = self.devices[device].id.clone();
                 let before = self.state.store.device(&id);
                 let params = json!({"deviceId": id, "label": LABELS[*label]});
                 if self.dispatch(&caller, "device.pair.rename", params).is_ok() {
@@ -793,8 +865,12 @@ fn check_session_non_operator(
     Ok(())
 }
 
-fn run(auto_approve_local: bool, ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut h = Harness::new(auto_approve_local);
+fn run(
+    auto_approve_local: bool,
+    usual_scopes: Vec<Vec<&'static str>>,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let mut h = Harness::new(auto_approve_local, usual_scopes);
     for (i, op) in ops.iter().enumerate() {
         h.step(op)
             .and_then(|()| h.check())
@@ -805,7 +881,11 @@ fn run(auto_approve_local: bool, ops: &[Op]) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        // PROPTEST_CASES runs a longer search locally.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(48),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -813,8 +893,9 @@ proptest! {
     #[test]
     fn device_token_lifecycle_invariants(
         auto_approve_local in any::<bool>(),
+        usual_scopes in prop::collection::vec(connect_scopes(), POOL),
         ops in prop::collection::vec(op(), 10..40),
     ) {
-        run(auto_approve_local, &ops)?;
+        run(auto_approve_local, usual_scopes, &ops)?;
     }
 }
