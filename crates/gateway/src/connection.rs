@@ -93,7 +93,8 @@ where
     let mut ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(ws_config())).await;
     state.metrics.connection_opened();
     let conn_id = uuid::Uuid::new_v4().to_string();
-    let outcome = preauth(&state, &mut ws, &peer, &conn_id).await;
+    let mut slot = Some(slot);
+    let outcome = preauth(&state, &mut ws, &peer, &conn_id, &mut slot).await;
     drop(slot);
     let (authenticated, key, receiver) = match outcome {
         Preauth::Authenticated(b) => *b,
@@ -112,6 +113,7 @@ async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut Ws<S>,
     peer: &PeerContext,
     conn_id: &str,
+    slot: &mut Option<UnauthSlot>,
 ) -> Preauth {
     let nonce = uuid::Uuid::new_v4().to_string();
     let challenge = Event {
@@ -159,7 +161,7 @@ async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Some(Ok(Message::Close(_)))) => return Preauth::Closed,
             Ok(Some(Ok(_))) => continue,
         };
-        return handle_first_frame(state, ws, peer, &nonce, conn_id, &text).await;
+        return handle_first_frame(state, ws, peer, &nonce, conn_id, slot, &text).await;
     }
 }
 
@@ -177,6 +179,7 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
     peer: &PeerContext,
     nonce: &str,
     conn_id: &str,
+    slot: &mut Option<UnauthSlot>,
     text: &str,
 ) -> Preauth {
     let request = match parse_request(text) {
@@ -239,7 +242,11 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
         reject(ws, &request.id, e, close_code::TRY_AGAIN_LATER).await;
         return Preauth::Closed;
     }
-    match auth::authenticate(state, &params, role, peer, nonce) {
+    let decision = auth::authenticate(state, &params, role, peer, nonce);
+    // The socket is no longer waiting to authenticate: free its slot before
+    // answering, so a client that reconnects at once is not counted twice.
+    slot.take();
+    match decision {
         Ok(authenticated) => {
             // Registered before hello-ok goes out, so a rotation, revocation
             // or secret change that lands from here on reaches this session.
