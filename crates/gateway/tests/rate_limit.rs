@@ -100,10 +100,12 @@ async fn loopback_failures_are_delayed_not_locked() {
             "delay {took:?} < {expected_ms} ms"
         );
     }
-    // The right token still works straight away.
+    // The right token still works, and is not held back by the delay the
+    // next failure would get (2 s); the bound is loose so a busy machine
+    // cannot make it flaky.
     let started = Instant::now();
     assert_eq!(attempt(&gw, ip, None, TOKEN).await["ok"], true);
-    assert!(started.elapsed() < Duration::from_millis(250));
+    assert!(started.elapsed() < Duration::from_millis(1500));
     gw.stop().await;
 }
 
