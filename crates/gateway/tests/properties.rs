@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine;
 use clawgate_gateway::auth::{self, PeerContext};
 use clawgate_gateway::config::{AuthMode, RateLimitConfig};
 use clawgate_gateway::methods::{self, Caller, Refusal};
@@ -34,7 +33,6 @@ use common::{TOKEN, TestDevice};
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 use serde_json::{Value, json};
-use sha2::Digest;
 
 const NONCE: &str = "9d0c3a52-0f3e-4f51-9a55-6a3b8f0e2c11";
 const POOL: usize = 3;
@@ -219,18 +217,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// A pool device with a fixed key, so failing cases replay identically.
 fn pool_device(seed: u8) -> TestDevice {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    let raw = key.verifying_key().to_bytes();
-    let id = sha2::Sha256::digest(raw)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let public_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-    TestDevice {
-        key,
-        id,
-        public_key,
-    }
+    TestDevice::from_seed([seed; 32])
 }
 
 fn role_of(node: bool) -> Role {

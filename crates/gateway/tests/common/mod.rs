@@ -335,11 +335,16 @@ pub struct TestDevice {
 
 impl TestDevice {
     pub fn new() -> TestDevice {
-        use base64::Engine;
         use rand::RngCore;
-        use sha2::Digest;
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
+        TestDevice::from_seed(seed)
+    }
+
+    /// A device with a fixed key (replayable property-test cases).
+    pub fn from_seed(seed: [u8; 32]) -> TestDevice {
+        use base64::Engine;
+        use sha2::Digest;
         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
         let raw = key.verifying_key().to_bytes();
         let id = sha2::Sha256::digest(raw)
