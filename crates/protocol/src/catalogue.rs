@@ -735,9 +735,19 @@ mod tests {
             AuthFailure::Unauthorized,
         ];
         for f in failures {
-            let e = entry(f.code()).unwrap_or_else(|| panic!("{} missing", f.code()));
+            assert!(entry(f.code()).is_some(), "{} missing", f.code());
+        }
+        for e in CATALOGUE {
             assert!(
-                e.next.contains("clawgate") || e.code == "AUTH_UNAUTHORIZED" || !e.next.is_empty()
+                !e.meaning.is_empty() && !e.cause.is_empty() && !e.next.is_empty(),
+                "{}",
+                e.code
+            );
+            assert!(e.meaning.ends_with('.'), "{}: one sentence", e.code);
+            assert!(
+                !e.next.contains("openclaw "),
+                "{}: names the clawgate command",
+                e.code
             );
         }
         for d in [
