@@ -418,6 +418,7 @@ async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut seq: u64 = 0;
     let mut role_streak: u32 = 0;
+    let mut awaiting_pong = false;
     let mut shutdown = state.shutdown_signal();
     loop {
         tokio::select! {
@@ -428,6 +429,17 @@ async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 let sent = match out {
                     Outbound::Frame(text) => send_text(&mut ws, text).await,
                     Outbound::Event { name, payload } => {
+                        if &*name == "tick" {
+                            // Keepalive rides on the tick: a peer that has not
+                            // answered the previous tick's ping (or sent
+                            // anything) within one interval is gone.
+                            if awaiting_pong {
+                                debug!(peer = %peer.ip, "no pong within a tick interval; dropping the connection");
+                                break;
+                            }
+                            awaiting_pong = true;
+                            let _ = ws.feed(Message::Ping(Default::default())).await;
+                        }
                         seq += 1;
                         send_text(&mut ws, event_json_with_seq(&name, &payload, seq)).await
                     }
@@ -445,6 +457,7 @@ async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 break;
             }
             incoming = ws.next() => {
+                awaiting_pong = false;
                 let text = match incoming {
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Err(err)) => {

@@ -299,3 +299,27 @@ async fn http_endpoints() {
     assert!(status == 200 && page.contains("clawgate"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn peers_that_stop_answering_pings_are_dropped() {
+    let (cfg, dir) = config(AuthMode::Token);
+    let mut options = fast_options();
+    options.tick_interval = Duration::from_millis(150);
+    let gw = TestGateway::start_with(cfg, options, dir).await;
+    let mut alive = operator(&gw, &[]).await;
+    let silent = operator(&gw, &[]).await;
+    assert_eq!(gw.state.hub.len(), 2);
+    // `alive` keeps reading (and so answers pings); `silent` never reads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while gw.state.hub.len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "silent peer was never dropped"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(50), alive.next()).await;
+    }
+    // The one that answers is still served.
+    assert_eq!(alive.request("h", "health", None).await["ok"], true);
+    drop(silent);
+    gw.stop().await;
+}
