@@ -188,7 +188,15 @@ pub fn evaluate(
         return Ok(PairingOutcome::Approved(Box::new(device)));
     };
 
-    if silent_allowed(state, reason, ask, auth_method) {
+    // A request already waiting for an operator is not side-stepped by a
+    // local reconnect: the operator decides (as the reference does after a
+    // revoke).
+    let awaiting_operator = state
+        .store
+        .pending_for_device(&verified.device_id)
+        .iter()
+        .any(|p| !p.silent && p.refreshed_at_ms + PENDING_TTL_MS > now_ms);
+    if !awaiting_operator && silent_allowed(state, reason, ask, auth_method) {
         let device = approve_silently(state, ask, reason, same_key)?;
         return Ok(PairingOutcome::Approved(Box::new(device)));
     }

@@ -900,3 +900,40 @@ async fn lifecycle_times_and_event_audience() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_pending_operator_decision_is_not_side_stepped_by_a_local_reconnect() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let (_c, _) = paired(&gw, &d, &["operator.read"]).await;
+    admin
+        .request(
+            "rev",
+            "device.token.revoke",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    // From a page (not silent-eligible for a CLI client) a request opens...
+    let origin = format!("http://localhost:{}", gw.addr.port());
+    let mut c = gw.client_with(&[("origin", &origin)]).await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    assert_eq!(res["error"]["details"]["reason"], "role-upgrade", "{res}");
+    let request_id = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // ...and a plain local reconnect does not approve it behind the operator's back.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    assert_eq!(
+        res["error"]["details"]["requestId"],
+        request_id.as_str(),
+        "{res}"
+    );
+    gw.stop().await;
+}
