@@ -94,23 +94,24 @@ pub fn check_origin(
     peer: &PeerContext,
     allowed: &[String],
 ) -> Result<(), OriginRefusal> {
-    let normalized = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-    let Some((scheme, rest)) = normalized.split_once("://") else {
+    // The same normaliser as `gateway.controlUi.allowedOrigins`, so a
+    // configured origin and a header always compare alike.
+    let Some(normalized) = crate::config::normalize_origin(origin.trim()).filter(|o| o != "*")
+    else {
         return Err(OriginRefusal::MissingOrInvalid);
     };
-    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
-        return Err(OriginRefusal::MissingOrInvalid);
-    }
     if allowed.iter().any(|a| a == "*" || *a == normalized) {
         return Ok(());
     }
+    let (scheme, authority) = normalized.split_once("://").unwrap_or(("", ""));
+    // The gateway's own origin: same scheme, the request's Host.
     if let Some(host) = &peer.host
-        && host.eq_ignore_ascii_case(rest)
+        && crate::config::normalize_origin(&format!("{scheme}://{host}")).as_ref()
+            == Some(&normalized)
     {
         return Ok(());
     }
-    let hostname = host_without_port(rest);
-    if peer.direct_local && is_loopback_host(hostname) {
+    if peer.direct_local && is_loopback_host(host_without_port(authority)) {
         return Ok(());
     }
     Err(OriginRefusal::NotAllowed)

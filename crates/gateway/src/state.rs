@@ -1,7 +1,7 @@
 //! State shared by every connection of one gateway.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +25,6 @@ pub struct AuthState {
 pub struct GatewayState {
     pub config: GatewayConfig,
     auth: RwLock<AuthState>,
-    generation: AtomicU64,
     pub limiter: AuthLimiter,
     /// Device registry and audit log.
     pub store: Arc<clawgate_store::Store>,
@@ -91,7 +90,6 @@ impl GatewayState {
         Arc::new(GatewayState {
             config,
             auth: RwLock::new(auth),
-            generation: AtomicU64::new(1),
             limiter,
             store,
             hub: Hub::default(),
@@ -122,7 +120,7 @@ impl GatewayState {
             || guard.config.token != config.token
             || guard.config.password != config.password;
         let generation = if changed {
-            self.generation.fetch_add(1, Ordering::SeqCst) + 1
+            guard.generation + 1
         } else {
             guard.generation
         };
