@@ -371,22 +371,26 @@ pub fn authenticate(
         }
     };
 
-    // Device token: echo the one presented, or mint one for this session.
+    // Device token: echo the one presented, or mint one for this session;
+    // saved together with the refreshed device record in one transaction.
     let issued = match presented_token {
         Some((token, issued_at)) => {
-            let id = verified.device_id.clone();
-            let _ = state.store.transact(|tx| {
-                tx.touch_token(&id, role.as_str(), now)?;
-                Ok(())
-            });
-            Some((token, issued_at))
+            state
+                .store
+                .transact(|tx| {
+                    tx.put_device(&device)?;
+                    tx.touch_token(&device.device_id, role.as_str(), now)
+                })
+                .map_err(|e| Rejection::now(store_unavailable(e)))?;
+            (token, issued_at)
         }
         None => {
             let existing = state.store.role_token(&device.device_id, role.as_str());
             let token_scopes = tokens::token_scopes(role.as_str(), &requested, &device.scopes);
-            let minted = state
+            let (token, issued_at) = state
                 .store
                 .transact(|tx| {
+                    tx.put_device(&device)?;
                     tokens::mint(
                         tx,
                         existing.as_ref(),
@@ -397,7 +401,7 @@ pub fn authenticate(
                     )
                 })
                 .map_err(|e| Rejection::now(store_unavailable(e)))?;
-            Some((minted.0.expose().to_string(), minted.1))
+            (token.expose().to_string(), issued_at)
         }
     };
     Ok(Authenticated {
@@ -407,7 +411,7 @@ pub fn authenticate(
         shared_generation: (method != "device-token").then_some(auth.generation),
         device_id: Some(verified.device_id),
         device_token_auth: method == "device-token",
-        issued_token: issued,
+        issued_token: Some(issued),
     })
 }
 

@@ -71,7 +71,8 @@ impl PairingReason {
 /// The outcome of the pairing check.
 #[derive(Debug)]
 pub enum PairingOutcome {
-    /// Approved (already, or silently just now).
+    /// Approved (already, or silently just now), with its metadata refreshed
+    /// from this connect; the caller persists it.
     Approved(Box<Device>),
     /// Needs an operator: the error to send and its close reason.
     Required {
@@ -183,8 +184,8 @@ pub fn evaluate(
         device.remote_ip = Some(peer.ip.to_string());
         device.last_seen_at_ms = Some(now_ms);
         device.last_seen_reason = Some("connect".into());
-        let saved = device.clone();
-        state.store.transact(|tx| tx.put_device(&saved))?;
+        // Not written here: the caller saves the refreshed record in the
+        // same transaction as the device-token change, one write per connect.
         return Ok(PairingOutcome::Approved(Box::new(device)));
     };
 
