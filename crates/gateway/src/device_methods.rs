@@ -10,7 +10,7 @@
 use clawgate_protocol::frames::{ErrorShape, error_code};
 use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
 use clawgate_protocol::scopes;
-use clawgate_store::{AuditQuery, Device, StoreError};
+use clawgate_store::{AuditQuery, Device, StoreError, Tx};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -58,6 +58,30 @@ fn store_error(err: StoreError) -> ErrorShape {
     );
     e.retryable = Some(true);
     e
+}
+
+/// Applies `change` and its audit row in one transaction.
+fn commit(
+    state: &GatewayState,
+    caller: &Caller,
+    action: &str,
+    device_id: &str,
+    details: Value,
+    change: impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError>,
+) -> Result<(), ErrorShape> {
+    state
+        .store
+        .transact(|tx| {
+            change(tx)?;
+            tx.append_audit(&audit::record(
+                action,
+                audit::caller_actor(caller),
+                Some(device_id),
+                details,
+            ))?;
+            Ok(())
+        })
+        .map_err(store_error)
 }
 
 fn invalid(message: &str) -> ErrorShape {
@@ -216,9 +240,13 @@ pub fn pair_approve(
     let device = pairing::merged_device(existing.as_ref(), &request, "owner", now);
     let saved = device.clone();
     let others = state.store.pending_for_device(&request.device_id);
-    state
-        .store
-        .transact(|tx| {
+    commit(
+        state,
+        caller,
+        "pairing.approved",
+        &saved.device_id,
+        json!({"requestId": request.request_id, "roles": request.roles, "scopes": request.scopes, "approvedVia": "owner"}),
+        |tx| {
             if key_changed {
                 tx.delete_device(&saved.device_id)?;
             }
@@ -249,15 +277,9 @@ pub fn pair_approve(
             for p in &others {
                 tx.delete_pending(&p.request_id)?;
             }
-            tx.append_audit(&audit::record(
-                "pairing.approved",
-                audit::caller_actor(caller),
-                Some(&saved.device_id),
-                json!({"requestId": request.request_id, "roles": request.roles, "scopes": request.scopes, "approvedVia": "owner"}),
-            ))?;
             Ok(())
-        })
-        .map_err(store_error)?;
+        },
+    )?;
     info!(device = %device.device_id, request = %request.request_id, "device pairing approved");
     pairing::broadcast_resolved(state, &request.request_id, &device.device_id, "approved");
     Ok(json!({"requestId": request.request_id, "device": paired_json(state, &device, None)}))
@@ -278,19 +300,14 @@ pub fn pair_reject(
     let Some(request) = pending else {
         return Err(invalid("unknown requestId"));
     };
-    state
-        .store
-        .transact(|tx| {
-            tx.delete_pending(&request.request_id)?;
-            tx.append_audit(&audit::record(
-                "pairing.rejected",
-                audit::caller_actor(caller),
-                Some(&request.device_id),
-                json!({"requestId": request.request_id}),
-            ))?;
-            Ok(())
-        })
-        .map_err(store_error)?;
+    commit(
+        state,
+        caller,
+        "pairing.rejected",
+        &request.device_id,
+        json!({"requestId": request.request_id}),
+        |tx| tx.delete_pending(&request.request_id).map(|_| ()),
+    )?;
     info!(request = %request.request_id, "device pairing rejected");
     pairing::broadcast_resolved(state, &request.request_id, &request.device_id, "rejected");
     Ok(json!({"requestId": request.request_id, "deviceId": request.device_id}))
@@ -317,19 +334,14 @@ pub fn pair_remove(
     if device.is_none() {
         return Err(invalid("unknown deviceId"));
     }
-    state
-        .store
-        .transact(|tx| {
-            tx.delete_device(&device_id)?;
-            tx.append_audit(&audit::record(
-                "device.removed",
-                audit::caller_actor(caller),
-                Some(&device_id),
-                json!({}),
-            ))?;
-            Ok(())
-        })
-        .map_err(store_error)?;
+    commit(
+        state,
+        caller,
+        "device.removed",
+        &device_id,
+        json!({}),
+        |tx| tx.delete_device(&device_id).map(|_| ()),
+    )?;
     let closed = state
         .hub
         .close_device_sessions(&device_id, None, "device removed");
@@ -358,19 +370,14 @@ pub fn pair_rename(
     }
     let previous = device.operator_label.clone();
     device.operator_label = Some(label.clone());
-    state
-        .store
-        .transact(|tx| {
-            tx.put_device(&device)?;
-            tx.append_audit(&audit::record(
-                "device.renamed",
-                audit::caller_actor(caller),
-                Some(&device_id),
-                json!({"label": label, "previousLabel": previous}),
-            ))?;
-            Ok(())
-        })
-        .map_err(store_error)?;
+    commit(
+        state,
+        caller,
+        "device.renamed",
+        &device_id,
+        json!({"label": label, "previousLabel": previous}),
+        |tx| tx.put_device(&device).map(|_| ()),
+    )?;
     state.hub.broadcast("device.pair.changed", &json!({}));
     Ok(json!({"deviceId": device_id, "label": label}))
 }
@@ -516,20 +523,18 @@ pub fn token_revoke(
     };
     let now = now_ms();
     entry.revoked_at_ms = Some(now);
-    state
-        .store
-        .transact(|tx| {
+    commit(
+        state,
+        caller,
+        "token.revoked",
+        &device_id,
+        json!({"role": role}),
+        |tx| {
             tx.delete_token_hashes(&device_id, &role)?;
             tx.put_role_token(&entry)?;
-            tx.append_audit(&audit::record(
-                "token.revoked",
-                audit::caller_actor(caller),
-                Some(&device_id),
-                json!({"role": role}),
-            ))?;
             Ok(())
-        })
-        .map_err(store_error)?;
+        },
+    )?;
     let closed = state
         .hub
         .close_device_sessions(&device_id, Some(&role), "device token revoked");
