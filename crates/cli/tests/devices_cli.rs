@@ -85,8 +85,6 @@ fn clawgate(state: &std::path::Path, args: &[&str]) -> (i32, String, String) {
         .arg("--state-dir")
         .arg(state)
         .args(args)
-        .env_remove("CLAWGATE_GATEWAY_TOKEN")
-        .env_remove("OPENCLAW_GATEWAY_TOKEN")
         .output()
         .unwrap();
     (

@@ -109,8 +109,6 @@ fn refuses_bad_configuration_naming_the_key() {
             .arg(dir.path())
             .args(["gateway", "run", "--port", "0"])
             .args(*args);
-        cmd.env_remove("CLAWGATE_GATEWAY_TOKEN")
-            .env_remove("OPENCLAW_GATEWAY_TOKEN");
         for (k, v) in *env {
             cmd.env(k, v);
         }
@@ -140,8 +138,6 @@ fn refuses_bad_configuration_naming_the_key() {
             .arg("--state-dir")
             .arg(dir.path())
             .args(["gateway", "run", "--port", "0"])
-            .env_remove("CLAWGATE_GATEWAY_TOKEN")
-            .env_remove("OPENCLAW_GATEWAY_TOKEN")
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

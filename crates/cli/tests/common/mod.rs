@@ -6,8 +6,20 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The real binary, with no gateway secret or state dir inherited from the
+/// environment running the tests.
 pub fn bin() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin("clawgate"))
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("clawgate"));
+    for var in [
+        "CLAWGATE_STATE_DIR",
+        "CLAWGATE_GATEWAY_TOKEN",
+        "OPENCLAW_GATEWAY_TOKEN",
+        "CLAWGATE_GATEWAY_PASSWORD",
+        "OPENCLAW_GATEWAY_PASSWORD",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 pub struct Running {
@@ -25,10 +37,6 @@ pub fn start(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
         .arg(state)
         .args(["gateway", "run", "--port", "0"])
         .args(extra);
-    cmd.env_remove("CLAWGATE_GATEWAY_TOKEN")
-        .env_remove("OPENCLAW_GATEWAY_TOKEN")
-        .env_remove("CLAWGATE_GATEWAY_PASSWORD")
-        .env_remove("OPENCLAW_GATEWAY_PASSWORD");
     for (k, v) in env {
         cmd.env(k, v);
     }

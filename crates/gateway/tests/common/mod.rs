@@ -128,24 +128,16 @@ pub struct Closed {
 
 impl Client {
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, WsError> {
-        let mut req = url.into_client_request()?;
-        for (k, v) in headers {
-            let name =
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
-            req.headers_mut()
-                .insert(name, HeaderValue::from_str(v).unwrap());
-        }
         let cfg = WebSocketConfig::default()
             .max_message_size(None)
             .max_frame_size(None);
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(req, Some(cfg), false).await?;
-        let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("challenge in time")
-            .expect("challenge frame")?;
-        let challenge: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
-        Ok(Client { ws, challenge })
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(
+            upgrade_request(url, headers)?,
+            Some(cfg),
+            false,
+        )
+        .await?;
+        Client::after_upgrade(ws).await
     }
 
     /// Connects from a chosen loopback source address (127.0.0.x).
@@ -154,21 +146,25 @@ impl Client {
         url: &str,
         headers: &[(&str, &str)],
     ) -> Result<Client, WsError> {
-        let mut req = url.into_client_request()?;
-        for (k, v) in headers {
-            let name =
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
-            req.headers_mut()
-                .insert(name, HeaderValue::from_str(v).unwrap());
-        }
-        let host = req.uri().host().unwrap().to_string();
-        let port = req.uri().port_u16().unwrap();
-        let target: SocketAddr = format!("{host}:{port}").parse().unwrap();
+        let req = upgrade_request(url, headers)?;
+        let target: SocketAddr = format!(
+            "{}:{}",
+            req.uri().host().unwrap(),
+            req.uri().port_u16().unwrap()
+        )
+        .parse()
+        .unwrap();
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.bind(SocketAddr::new(local, 0)).unwrap();
         let stream = sock.connect(target).await.map_err(WsError::Io)?;
-        let (mut ws, _) =
-            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await?;
+        let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await?;
+        Client::after_upgrade(ws).await
+    }
+
+    /// Reads the challenge that follows the upgrade.
+    async fn after_upgrade(
+        mut ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ) -> Result<Client, WsError> {
         let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
             .expect("challenge in time")
@@ -252,6 +248,20 @@ impl Client {
             .await;
         self.response().await.expect("connect response")
     }
+}
+
+fn upgrade_request(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, WsError> {
+    let mut req = url.into_client_request()?;
+    for (k, v) in headers {
+        let name =
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        req.headers_mut()
+            .insert(name, HeaderValue::from_str(v).unwrap());
+    }
+    Ok(req)
 }
 
 pub fn client_info(id: &str, mode: &str) -> Value {
