@@ -17,6 +17,8 @@ use crate::Paths;
 pub enum GatewayCommand {
     /// Run the gateway in the foreground.
     Run(RunArgs),
+    /// Print the local gateway's shared token (needs --show and a terminal).
+    AuthToken(crate::local_cmd::AuthTokenArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -59,6 +61,7 @@ pub struct RunArgs {
 pub fn run(command: GatewayCommand, paths: &Paths) -> anyhow::Result<u8> {
     match command {
         GatewayCommand::Run(args) => run_gateway(args, paths),
+        GatewayCommand::AuthToken(args) => Ok(crate::local_cmd::auth_token(args, paths)),
     }
 }
 

@@ -2,7 +2,9 @@
 
 mod config_cmd;
 mod devices_cmd;
+mod explain_cmd;
 mod gateway_cmd;
+mod local_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +48,10 @@ enum Command {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
     },
+    /// The Control UI URL for the local gateway (the token only with --show-token).
+    Dashboard(local_cmd::DashboardArgs),
+    /// What an error code means, why it happens and the command that fixes it.
+    Explain(explain_cmd::ExplainArgs),
 }
 
 /// Where the state directory and config file are, from the global flags.
@@ -71,6 +77,8 @@ fn main() -> ExitCode {
         Command::Gateway { command } => gateway_cmd::run(command, &paths),
         Command::Config { command } => config_cmd::run(command, &paths),
         Command::Devices { command, target } => devices_cmd::run(command, target, &paths),
+        Command::Dashboard(args) => Ok(local_cmd::dashboard(args, &paths)),
+        Command::Explain(args) => Ok(explain_cmd::run(args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
