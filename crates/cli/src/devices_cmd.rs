@@ -1,37 +1,12 @@
 //! `clawgate devices ...`: list, approve, reject, remove, rename, rotate,
 //! revoke and clear paired devices and pending requests.
 
-use std::time::Duration;
-
-use clap::{Args, Subcommand};
-use clawgate_client::{ClientError, ConnectOptions, Session};
-use clawgate_gateway::config::{self, AuthMode, ConfigFile, EnvOverrides, RunOverrides};
-use clawgate_protocol::{Secret, catalogue};
+use clap::Subcommand;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL};
 use serde_json::{Value, json};
 
 use crate::Paths;
-
-/// Where and how to reach the gateway.
-#[derive(Debug, Args)]
-pub struct Target {
-    /// Gateway WebSocket URL (default: the local gateway from the config).
-    /// With --url, config credentials are not used: pass --token or --password.
-    #[arg(long, global = true)]
-    url: Option<String>,
-    /// Shared token.
-    #[arg(long, global = true)]
-    token: Option<String>,
-    /// Shared password.
-    #[arg(long, global = true)]
-    password: Option<String>,
-    /// Per-step timeout in milliseconds.
-    #[arg(long, global = true, default_value_t = 10_000)]
-    timeout: u64,
-    /// Machine-readable output.
-    #[arg(long, global = true)]
-    json: bool,
-}
+use crate::net::{self, Failure, Target, call, print_json};
 
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
@@ -85,10 +60,7 @@ pub enum DevicesCommand {
 
 pub fn run(command: DevicesCommand, target: Target, paths: &Paths) -> anyhow::Result<u8> {
     let json_out = target.json;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    match runtime.block_on(execute(command, &target, paths)) {
+    match net::runtime().block_on(execute(command, &target, paths)) {
         Ok(code) => Ok(code),
         Err(failure) => {
             failure.print(json_out);
@@ -97,174 +69,14 @@ pub fn run(command: DevicesCommand, target: Target, paths: &Paths) -> anyhow::Re
     }
 }
 
-/// A failure shown to the user: what happened and the next command.
-struct Failure {
-    code: Option<String>,
-    message: String,
-    details: Option<Box<Value>>,
-    next: String,
-}
-
-impl Failure {
-    fn plain(message: impl Into<String>, next: impl Into<String>) -> Failure {
-        Failure {
-            code: None,
-            message: message.into(),
-            details: None,
-            next: next.into(),
-        }
-    }
-
-    fn from_client(err: ClientError, url: &str) -> Failure {
-        match err {
-            ClientError::Gateway(e) => {
-                let code = e.detail_code().map(str::to_owned);
-                let entry = code.as_deref().and_then(catalogue::entry);
-                let next = match entry {
-                    Some(entry) => catalogue::next_command(entry, e.details.as_deref()),
-                    None => "Check the request, then run: clawgate devices list".into(),
-                };
-                Failure {
-                    code: code.or(Some(e.code.clone())),
-                    message: e.message.clone(),
-                    details: e.details.clone(),
-                    next,
-                }
-            }
-            ClientError::Unreachable { .. } | ClientError::Timeout(_) => Failure::plain(
-                format!("{err}"),
-                format!("Start the gateway with: clawgate gateway run (or check the URL {url})"),
-            ),
-            other => Failure::plain(
-                other.to_string(),
-                "Retry; if it persists, check the gateway log.",
-            ),
-        }
-    }
-
-    fn print(&self, json_out: bool) {
-        if json_out {
-            let mut error = json!({"message": self.message, "next": self.next});
-            if let Some(c) = &self.code {
-                error["code"] = json!(c);
-            }
-            if let Some(d) = &self.details {
-                error["details"] = (**d).clone();
-            }
-            println!("{}", json!({"ok": false, "error": error}));
-        } else {
-            match &self.code {
-                Some(code) => eprintln!("error: {} [{code}]", self.message),
-                None => eprintln!("error: {}", self.message),
-            }
-            if let Some(meaning) = self
-                .code
-                .as_deref()
-                .and_then(catalogue::entry)
-                .map(|e| e.meaning)
-            {
-                eprintln!("{meaning}");
-            }
-            eprintln!("next: {}", self.next);
-        }
-    }
-}
-
-fn connect_options(
-    target: &Target,
-    paths: &Paths,
-    scopes: &[&str],
-) -> Result<ConnectOptions, Failure> {
-    let timeout = Duration::from_millis(target.timeout.max(1));
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    if let Some(url) = &target.url {
-        if target.token.is_none() && target.password.is_none() {
-            return Err(Failure::plain(
-                "pass --token or --password with --url (config credentials are not used for other gateways)",
-                format!("clawgate devices list --url {url} --token <token>"),
-            ));
-        }
-        return Ok(ConnectOptions {
-            url: url.clone(),
-            token: target.token.clone().map(Secret::new),
-            password: target.password.clone().map(Secret::new),
-            scopes,
-            timeout,
-        });
-    }
-    let file = ConfigFile::load(&paths.config)
-        .map_err(|e| Failure::plain(e.to_string(), format!("Fix {}", paths.config.display())))?;
-    let cfg = config::resolve(
-        &file,
-        &paths.state_dir,
-        &RunOverrides::default(),
-        &EnvOverrides::from_process_env(),
-    )
-    .map_err(|e| {
-        Failure::plain(
-            format!("cannot use the local config: {e}"),
-            "clawgate config get gateway",
-        )
-    })?;
-    let host = if cfg.bind.is_loopback() || cfg.bind.address().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        cfg.bind.address().to_string()
-    };
-    let (token, password) = match cfg.auth.mode {
-        AuthMode::Token => (
-            target.token.clone().map(Secret::new).or(cfg.auth.token),
-            None,
-        ),
-        AuthMode::Password => (
-            None,
-            target
-                .password
-                .clone()
-                .map(Secret::new)
-                .or(cfg.auth.password),
-        ),
-        AuthMode::None => (None, None),
-    };
-    Ok(ConnectOptions {
-        url: format!("ws://{host}:{}/", cfg.port),
-        token,
-        password,
-        scopes,
-        timeout,
-    })
-}
-
-async fn session(
-    target: &Target,
-    paths: &Paths,
-    scopes: &[&str],
-) -> Result<(Session, String), Failure> {
-    let opts = connect_options(target, paths, scopes)?;
-    let s = Session::connect(&opts)
-        .await
-        .map_err(|e| Failure::from_client(e, &opts.url))?;
-    Ok((s, opts.url))
-}
-
-async fn call(s: &mut Session, url: &str, method: &str, params: Value) -> Result<Value, Failure> {
-    s.request(method, params)
-        .await
-        .map_err(|e| Failure::from_client(e, url))
-}
-
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
-
 async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Result<u8, Failure> {
     use DevicesCommand::*;
     let admin = &["operator.admin"][..];
     let pairing = &["operator.pairing"][..];
     match command {
         List => {
-            let (mut s, url) = session(target, paths, pairing).await?;
-            let list = call(&mut s, &url, "device.pair.list", json!({})).await?;
+            let (s, ctx) = net::connect(target, paths, pairing).await?;
+            let list = call(&s, &ctx, "device.pair.list", json!({})).await?;
             if target.json {
                 print_json(&list);
             } else {
@@ -273,11 +85,11 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             Ok(0)
         }
         Approve { request_id, latest } => {
-            let (mut s, url) = session(target, paths, admin).await?;
+            let (s, ctx) = net::connect(target, paths, admin).await?;
             let id = match request_id.filter(|_| !latest) {
                 Some(id) => id,
                 None => {
-                    let list = call(&mut s, &url, "device.pair.list", json!({})).await?;
+                    let list = call(&s, &ctx, "device.pair.list", json!({})).await?;
                     let newest = list["pending"]
                         .as_array()
                         .and_then(|p| p.iter().max_by_key(|r| r["ts"].as_u64().unwrap_or(0)))
@@ -306,13 +118,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                     return Ok(1);
                 }
             };
-            let res = call(
-                &mut s,
-                &url,
-                "device.pair.approve",
-                json!({"requestId": id}),
-            )
-            .await?;
+            let res = call(&s, &ctx, "device.pair.approve", json!({"requestId": id})).await?;
             if target.json {
                 print_json(&res);
             } else {
@@ -324,10 +130,10 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             Ok(0)
         }
         Reject { request_id } => {
-            let (mut s, url) = session(target, paths, pairing).await?;
+            let (s, ctx) = net::connect(target, paths, pairing).await?;
             let res = call(
-                &mut s,
-                &url,
+                &s,
+                &ctx,
                 "device.pair.reject",
                 json!({"requestId": request_id}),
             )
@@ -340,10 +146,10 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             Ok(0)
         }
         Remove { device_id } => {
-            let (mut s, url) = session(target, paths, pairing).await?;
+            let (s, ctx) = net::connect(target, paths, pairing).await?;
             let res = call(
-                &mut s,
-                &url,
+                &s,
+                &ctx,
                 "device.pair.remove",
                 json!({"deviceId": device_id}),
             )
@@ -356,10 +162,10 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             Ok(0)
         }
         Rename { device, name } => {
-            let (mut s, url) = session(target, paths, pairing).await?;
+            let (s, ctx) = net::connect(target, paths, pairing).await?;
             let res = call(
-                &mut s,
-                &url,
+                &s,
+                &ctx,
                 "device.pair.rename",
                 json!({"deviceId": device, "label": name}),
             )
@@ -380,22 +186,22 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             scopes,
             no_scopes,
         } => {
-            let (mut s, url) = session(target, paths, admin).await?;
+            let (s, ctx) = net::connect(target, paths, admin).await?;
             let mut params = json!({"deviceId": device, "role": role});
             if no_scopes {
                 params["scopes"] = json!([]);
             } else if !scopes.is_empty() {
                 params["scopes"] = json!(scopes);
             }
-            print_json(&call(&mut s, &url, "device.token.rotate", params).await?);
+            print_json(&call(&s, &ctx, "device.token.rotate", params).await?);
             Ok(0)
         }
         Revoke { device, role } => {
-            let (mut s, url) = session(target, paths, admin).await?;
+            let (s, ctx) = net::connect(target, paths, admin).await?;
             print_json(
                 &call(
-                    &mut s,
-                    &url,
+                    &s,
+                    &ctx,
                     "device.token.revoke",
                     json!({"deviceId": device, "role": role}),
                 )
@@ -410,13 +216,13 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                     "clawgate devices clear --yes",
                 ));
             }
-            let (mut s, url) = session(target, paths, admin).await?;
-            let list = call(&mut s, &url, "device.pair.list", json!({})).await?;
+            let (s, ctx) = net::connect(target, paths, admin).await?;
+            let list = call(&s, &ctx, "device.pair.list", json!({})).await?;
             let mut removed = 0;
             for d in list["paired"].as_array().into_iter().flatten() {
                 call(
-                    &mut s,
-                    &url,
+                    &s,
+                    &ctx,
                     "device.pair.remove",
                     json!({"deviceId": d["deviceId"]}),
                 )
@@ -427,8 +233,8 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if pending {
                 for r in list["pending"].as_array().into_iter().flatten() {
                     call(
-                        &mut s,
-                        &url,
+                        &s,
+                        &ctx,
                         "device.pair.reject",
                         json!({"requestId": r["requestId"]}),
                     )

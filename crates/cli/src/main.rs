@@ -5,6 +5,7 @@ mod devices_cmd;
 mod explain_cmd;
 mod gateway_cmd;
 mod local_cmd;
+mod net;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,7 +42,7 @@ enum Command {
         #[command(subcommand)]
         command: devices_cmd::DevicesCommand,
         #[command(flatten)]
-        target: devices_cmd::Target,
+        target: net::Target,
     },
     /// Read and change the configuration file.
     Config {

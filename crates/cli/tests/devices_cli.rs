@@ -220,12 +220,12 @@ fn devices_commands_end_to_end() {
         err["error"]["next"]
             .as_str()
             .unwrap()
-            .contains("clawgate config get gateway.auth.token")
+            .contains("clawgate gateway auth-token --show")
     );
     let (code, _, err) = clawgate(state, &["devices", "list", "--url", &url]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("pass --token or --password with --url"),
+        err.contains("pass --token or --password with --url") && err.contains("clawgate gateway auth-token --show"),
         "{err}"
     );
     let (code, _, err) = clawgate(
@@ -241,7 +241,7 @@ fn devices_commands_end_to_end() {
     );
     assert_eq!(code, 1);
     assert!(
-        err.contains("unreachable") && err.contains("clawgate gateway run"),
+        err.contains("not reachable") && err.contains("clawgate gateway run"),
         "{err}"
     );
     let (code, _, _) = clawgate(state, &["devices", "frobnicate"]);

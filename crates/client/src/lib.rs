@@ -1,165 +1,323 @@
-//! Async client for OpenClaw-protocol gateways.
+//! Async client for OpenClaw-protocol gateways (clawgate and OpenClaw).
 //!
-//! This first cut connects with the shared secret (no device identity, as
-//! the reference CLI does on loopback), runs requests and reports failures
-//! as structured errors. The device identity, token cache, the one bounded
-//! retry and reconnects come with the client library work.
+//! [`Client::connect`] opens a connection, answers the challenge (signing it
+//! with the client's Ed25519 [`DeviceIdentity`] when there is one), caches
+//! the device token the gateway issues, and keeps the connection up:
+//!
+//! - credentials are chosen in the reference's order ([`auth::select`]);
+//! - when the gateway says the shared token no longer matches and the
+//!   client holds a cached device token for a trusted endpoint, it retries
+//!   once, 250 ms later, with both (a success is reported as
+//!   [`ClientEvent::Recovered`], not as an error);
+//! - on the auth failures a retry cannot fix (the pause list) it stops and
+//!   hands the caller the gateway's structured error;
+//! - dropped connections are re-opened with exponential backoff (1 s to
+//!   30 s, full jitter), honouring the gateway's `retryAfterMs`;
+//! - a silent gateway (no frame for two tick intervals) is closed with 4000
+//!   and re-opened.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), clawgate_client::ClientError> {
+//! use clawgate_client::{Client, ConnectOptions};
+//! let opts = ConnectOptions::new("ws://127.0.0.1:18789")
+//!     .token("my-gateway-token")
+//!     .state_dir(clawgate_client::default_client_dir())?;
+//! let client = Client::connect(opts).await?;
+//! let health = client.request("health", serde_json::json!({})).await?;
+//! println!("{health}");
+//! client.close().await;
+//! # Ok(()) }
+//! ```
 
+pub mod auth;
+mod client;
+mod conn;
+pub mod endpoint;
+pub mod identity;
+mod storage;
+pub mod tls;
+pub mod token_cache;
+
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clawgate_protocol::frames::{ErrorShape, ServerFrame};
-use clawgate_protocol::{PROTOCOL_VERSION, Secret};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use clawgate_protocol::Secret;
+use clawgate_protocol::frames::ErrorShape;
+use serde_json::Value;
 
-/// How to connect.
+pub use client::Client;
+pub use endpoint::{Endpoint, Fingerprint, is_trusted_retry_endpoint};
+pub use identity::DeviceIdentity;
+pub use storage::{StorageError, default_client_dir};
+pub use token_cache::{CachedToken, FileTokenCache, MemoryTokenCache, TokenCache, TokenKey};
+
+/// How the client describes itself in `connect`.
 #[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// One of the protocol's client ids (`gateway-client`, `cli`, ...).
+    pub id: String,
+    pub display_name: Option<String>,
+    pub version: String,
+    pub platform: String,
+    pub device_family: Option<String>,
+    /// One of the protocol's modes (`backend`, `cli`, `ui`, ...).
+    pub mode: String,
+    pub instance_id: String,
+}
+
+impl Default for ClientInfo {
+    fn default() -> Self {
+        ClientInfo {
+            id: "gateway-client".into(),
+            display_name: None,
+            version: env!("CARGO_PKG_VERSION").into(),
+            platform: std::env::consts::OS.into(),
+            device_family: None,
+            mode: "backend".into(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+/// Everything [`Client::connect`] needs.
+#[derive(Clone)]
 pub struct ConnectOptions {
-    /// `ws://host:port/`.
+    /// `ws://host:port/` or `wss://...`.
     pub url: String,
+    /// Shared gateway token.
     pub token: Option<Secret>,
+    /// Shared gateway password.
     pub password: Option<Secret>,
-    pub scopes: Vec<String>,
-    /// Per step (handshake, each request).
-    pub timeout: Duration,
+    /// A device token given explicitly (beats the cached one).
+    pub device_token: Option<Secret>,
+    pub bootstrap_token: Option<Secret>,
+    pub prefer_bootstrap_token: bool,
+    /// Scopes to ask for; `None`: the cached token's, else `operator.admin`.
+    pub scopes: Option<Vec<String>>,
+    pub role: String,
+    pub client: ClientInfo,
+    /// The device identity to present; `None` connects device-less.
+    pub identity: Option<DeviceIdentity>,
+    /// Where device tokens are cached; `None` keeps none.
+    pub token_cache: Option<Arc<dyn TokenCache>>,
+    /// Pin the `wss://` server certificate to this SHA-256 fingerprint.
+    pub tls_fingerprint: Option<Fingerprint>,
+    /// From opening the socket to `hello-ok` (default 15 s).
+    pub handshake_timeout: Duration,
+    /// Default per-request timeout (default 30 s).
+    pub request_timeout: Duration,
+    /// Re-open the connection when it drops (default true). The first
+    /// connect never retries except for the one device-token retry.
+    pub reconnect: bool,
+    /// First reconnect delay (default 1 s); doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Pause before the one device-token retry (default 250 ms).
+    pub retry_delay: Duration,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("url", &self.url)
+            .field("token", &self.token)
+            .field("password", &self.password)
+            .field("device_token", &self.device_token)
+            .field("scopes", &self.scopes)
+            .field("role", &self.role)
+            .field("client", &self.client)
+            .field("identity", &self.identity)
+            .field("tls_fingerprint", &self.tls_fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectOptions {
+    pub fn new(url: impl Into<String>) -> ConnectOptions {
+        ConnectOptions {
+            url: url.into(),
+            token: None,
+            password: None,
+            device_token: None,
+            bootstrap_token: None,
+            prefer_bootstrap_token: false,
+            scopes: None,
+            role: "operator".into(),
+            client: ClientInfo::default(),
+            identity: None,
+            token_cache: None,
+            tls_fingerprint: None,
+            handshake_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(30),
+            reconnect: true,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            retry_delay: Duration::from_millis(250),
+        }
+    }
+
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Secret::new(token));
+        self
+    }
+
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(Secret::new(password));
+        self
+    }
+
+    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Uses the identity and token cache in `dir`, creating the identity on
+    /// first use (`identity.json` and `device-tokens.json`, files 0600,
+    /// directory 0700).
+    pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Result<Self, ClientError> {
+        let dir = dir.as_ref();
+        self.identity = Some(DeviceIdentity::load_or_create(dir)?);
+        self.token_cache = Some(Arc::new(FileTokenCache::new(dir)));
+        Ok(self)
+    }
+
+    /// The token cache key for `role` on this gateway, when the client has
+    /// an identity.
+    pub fn token_key(&self) -> Option<TokenKey> {
+        let id = self.identity.as_ref()?;
+        let ep = Endpoint::parse(&self.url).ok()?;
+        Some(TokenKey {
+            gateway: ep.origin(),
+            device_id: id.device_id().to_string(),
+            role: self.role.clone(),
+        })
+    }
 }
 
 /// What went wrong.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// Nothing answered at the URL.
-    #[error("gateway unreachable at {url}: {reason}")]
+    #[error("gateway not reachable at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The HTTP upgrade was refused.
+    #[error("gateway rejected the websocket upgrade (HTTP {status}){}", if .body.is_empty() { String::new() } else { format!(": {}", .body) })]
+    Rejected { status: u16, body: String },
+    #[error("TLS failed: {0}")]
+    Tls(String),
     /// The gateway refused the connect or a request, with its structured error.
     #[error("{}", .0.message)]
     Gateway(Box<ErrorShape>),
     /// The socket closed without an error response.
     #[error("gateway closed the connection ({code}{})", if .reason.is_empty() { String::new() } else { format!(": {}", .reason) })]
     Closed { code: u16, reason: String },
-    #[error("gateway did not answer within {0:?}")]
+    #[error("gateway did not answer within {} ms", .0.as_millis())]
     Timeout(Duration),
+    /// Between connections: the client is reconnecting.
+    #[error("not connected to the gateway (reconnecting)")]
+    NotConnected,
     #[error("unexpected reply from the gateway: {0}")]
     Protocol(String),
+    #[error("client state: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    InvalidOptions(String),
+    /// The client was closed.
+    #[error("client closed")]
+    Stopped,
 }
 
-/// An authenticated connection.
-pub struct Session {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    hello: Value,
-    next_id: u64,
-    timeout: Duration,
+impl From<StorageError> for ClientError {
+    fn from(e: StorageError) -> Self {
+        ClientError::Storage(e.to_string())
+    }
 }
 
-impl Session {
-    /// Connects and completes the handshake.
-    pub async fn connect(opts: &ConnectOptions) -> Result<Session, ClientError> {
-        let (ws, _) =
-            tokio::time::timeout(opts.timeout, tokio_tungstenite::connect_async(&opts.url))
-                .await
-                .map_err(|_| ClientError::Timeout(opts.timeout))?
-                .map_err(|e| ClientError::Unreachable {
-                    url: opts.url.clone(),
-                    reason: e.to_string(),
-                })?;
-        let mut session = Session {
-            ws,
-            hello: Value::Null,
-            next_id: 0,
-            timeout: opts.timeout,
-        };
-        let challenge = session.next_frame().await?;
-        if !matches!(&challenge, ServerFrame::Event(e) if e.event == "connect.challenge") {
-            return Err(ClientError::Protocol("expected connect.challenge".into()));
-        }
-        let mut auth = json!({});
-        if let Some(t) = &opts.token {
-            auth["token"] = json!(t.expose());
-        }
-        if let Some(p) = &opts.password {
-            auth["password"] = json!(p.expose());
-        }
-        let params = json!({
-            "minProtocol": PROTOCOL_VERSION,
-            "maxProtocol": PROTOCOL_VERSION,
-            "client": {
-                "id": "cli",
-                "version": env!("CARGO_PKG_VERSION"),
-                "platform": std::env::consts::OS,
-                "mode": "cli",
-            },
-            "role": "operator",
-            "scopes": opts.scopes,
-            "auth": auth,
-        });
-        session.hello = session.call("connect", params).await?;
-        Ok(session)
-    }
-
-    /// The `hello-ok` payload.
-    pub fn hello(&self) -> &Value {
-        &self.hello
-    }
-
-    /// Sends a request and waits for its response, skipping events.
-    pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
-        self.call(method, params).await
-    }
-
-    async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
-        self.next_id += 1;
-        let id = format!("{}:{}", self.next_id, uuid::Uuid::new_v4());
-        let frame = json!({"type": "req", "id": id, "method": method, "params": params});
-        self.ws
-            .send(Message::Text(frame.to_string().into()))
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        loop {
-            match self.next_frame().await? {
-                ServerFrame::Response(r) if r.id == id => {
-                    return match (r.ok, r.error) {
-                        (true, _) => Ok(r.payload.unwrap_or(Value::Null)),
-                        (false, Some(e)) => Err(ClientError::Gateway(Box::new(e))),
-                        (false, None) => Err(ClientError::Protocol("error without details".into())),
-                    };
-                }
-                _ => continue,
-            }
+impl ClientError {
+    /// The gateway's error, if this is one.
+    pub fn gateway_error(&self) -> Option<&ErrorShape> {
+        match self {
+            ClientError::Gateway(e) => Some(e),
+            _ => None,
         }
     }
 
-    async fn next_frame(&mut self) -> Result<ServerFrame, ClientError> {
-        loop {
-            let msg = tokio::time::timeout(self.timeout, self.ws.next())
-                .await
-                .map_err(|_| ClientError::Timeout(self.timeout))?;
-            match msg {
-                Some(Ok(Message::Text(t))) => {
-                    return serde_json::from_str(t.as_str())
-                        .map_err(|e| ClientError::Protocol(e.to_string()));
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
-                    return Err(ClientError::Closed { code, reason });
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
-                None => {
-                    return Err(ClientError::Closed {
-                        code: 1006,
-                        reason: String::new(),
-                    });
-                }
-            }
-        }
+    /// `details.code` of a gateway error.
+    pub fn detail_code(&self) -> Option<&str> {
+        self.gateway_error().and_then(ErrorShape::detail_code)
     }
+}
 
-    /// Closes the socket politely.
-    pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+/// What happens on the connection, in order.
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    /// `hello-ok` arrived. `auth_method` is `token`, `password`,
+    /// `device-token`, ...
+    Connected {
+        auth_method: String,
+        hello: Arc<Value>,
+    },
+    /// The shared token was refused, and the one retry with the cached
+    /// device token succeeded.
+    Recovered {
+        error: Box<ErrorShape>,
+        auth_method: String,
+    },
+    /// The connection dropped.
+    Disconnected { code: u16, reason: String },
+    /// A reconnect is scheduled.
+    Reconnecting {
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// Reconnecting stopped for good; the error says why.
+    Paused(ClientError),
+    /// An event frame from the gateway.
+    Event {
+        event: String,
+        payload: Value,
+        seq: Option<u64>,
+    },
+}
+
+/// Auth failures that stop reconnecting (clients.md 1.4): a retry with the
+/// same credentials cannot succeed, so the caller must act.
+pub fn pauses_reconnect(error: &ErrorShape) -> bool {
+    const PAUSE: &[&str] = &[
+        "AUTH_TOKEN_MISSING",
+        "AUTH_BOOTSTRAP_TOKEN_INVALID",
+        "AUTH_PASSWORD_MISSING",
+        "AUTH_PASSWORD_MISMATCH",
+        "AUTH_RATE_LIMITED",
+        "AUTH_DEVICE_TOKEN_MISMATCH",
+        "AUTH_SCOPE_MISMATCH",
+        "AUTH_VERIFIED_USER_REQUIRED",
+        "CONTROL_UI_BUILD_MISMATCH",
+        "CONTROL_UI_DEVICE_IDENTITY_REQUIRED",
+        "DEVICE_IDENTITY_REQUIRED",
+        // Without a pending device-token retry these cannot recover either.
+        "AUTH_TOKEN_MISMATCH",
+        "AUTH_IDENTITY_HEADER_REQUIRED",
+        // Terminal: the two sides do not speak the same protocol.
+        "PROTOCOL_MISMATCH",
+        "CLIENT_VERSION_MISMATCH",
+    ];
+    let Some(code) = error.detail_code() else {
+        return false;
+    };
+    if code == "PAIRING_REQUIRED" {
+        let details = error.details.as_deref();
+        let keep_going = details
+            .and_then(|d| d.get("pauseReconnect"))
+            .and_then(Value::as_bool)
+            == Some(false)
+            || details
+                .and_then(|d| d.get("recommendedNextStep"))
+                .and_then(Value::as_str)
+                == Some("wait_then_retry");
+        return !keep_going;
     }
+    PAUSE.contains(&code)
 }
