@@ -70,7 +70,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Authentication required",
         "The gateway needs credentials before it accepts this connection.",
         "The client connected without any token, password or device token.",
-        "Pass the gateway token: clawgate config get gateway.auth.token (on the gateway host), then retry with --token."
+        "Pass the gateway token with --token (or the password with --password). To print the token, run on the gateway host: clawgate gateway auth-token --show"
     ),
     entry!(
         "AUTH_UNAUTHORIZED",
@@ -79,7 +79,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Unauthorized",
         "The gateway refused the credentials for a reason that has no more specific code.",
         "The gateway's auth configuration does not accept this kind of client.",
-        "Check the gateway's auth settings: clawgate config get gateway.auth"
+        "On the gateway host, check the auth settings with: clawgate config get gateway.auth; then run: clawgate doctor"
     ),
     entry!(
         "AUTH_TOKEN_MISSING",
@@ -88,7 +88,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Gateway token missing",
         "The gateway runs in token mode and this connection sent no token.",
         "The client has no gateway token configured, or the Control UI has none saved for this gateway URL.",
-        "On the gateway host run: clawgate config get gateway.auth.token; then pass it with --token (or paste it in the Control UI)."
+        "On the gateway host run: clawgate gateway auth-token --show; then pass it with --token (or paste it in the Control UI)."
     ),
     entry!(
         "AUTH_TOKEN_MISMATCH",
@@ -97,7 +97,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Gateway token mismatch",
         "The token this client sent is not the gateway's current token.",
         "The gateway token was changed (or regenerated) and this client still has the old one.",
-        "On the gateway host run: clawgate config get gateway.auth.token; retry with that token. A paired device may instead retry with its device token."
+        "On the gateway host run: clawgate gateway auth-token --show; retry with that token. A paired device may instead retry with its device token."
     ),
     entry!(
         "AUTH_TOKEN_NOT_CONFIGURED",
@@ -106,7 +106,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Gateway has no token",
         "The gateway is in token mode but has no token configured.",
         "gateway.auth.mode is token and gateway.auth.token is empty.",
-        "On the gateway host run: clawgate config set gateway.auth.token <new-token>, then restart with clawgate gateway run."
+        "On the gateway host run: clawgate doctor --generate-gateway-token, then restart with clawgate gateway run."
     ),
     entry!(
         "AUTH_PASSWORD_MISSING",
@@ -115,7 +115,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Gateway password missing",
         "The gateway runs in password mode and this connection sent no password.",
         "The client has no gateway password configured.",
-        "Retry with --password (the value of gateway.auth.password on the gateway host)."
+        "Retry with --password. To print the password, run on the gateway host: clawgate config get gateway.auth.password"
     ),
     entry!(
         "AUTH_PASSWORD_MISMATCH",
@@ -142,7 +142,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Setup code rejected",
         "The setup code is invalid, expired, revoked or already used.",
         "Setup codes are single-use and short-lived.",
-        "Create a new setup code and review devices with: clawgate devices list"
+        "Connect with the gateway token instead (on the gateway host: clawgate gateway auth-token --show), then review devices with: clawgate devices list"
     ),
     entry!(
         "AUTH_DEVICE_TOKEN_MISMATCH",
@@ -178,7 +178,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Tailscale identity missing",
         "The connection carried no Tailscale identity.",
         "Tailscale Serve auth is not in front of this gateway.",
-        "Use the gateway token or password instead: clawgate config get gateway.auth.token"
+        "Use the gateway token or password instead. To print the token, run on the gateway host: clawgate gateway auth-token --show"
     ),
     entry!(
         "AUTH_TAILSCALE_PROXY_MISSING",
@@ -187,7 +187,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Tailscale proxy headers missing",
         "The connection did not come through Tailscale Serve.",
         "Tailscale Serve auth is not in front of this gateway.",
-        "Use the gateway token or password instead: clawgate config get gateway.auth.token"
+        "Use the gateway token or password instead. To print the token, run on the gateway host: clawgate gateway auth-token --show"
     ),
     entry!(
         "AUTH_TAILSCALE_WHOIS_FAILED",
@@ -196,7 +196,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Tailscale identity check failed",
         "The gateway could not confirm the Tailscale identity.",
         "The Tailscale daemon did not answer.",
-        "Use the gateway token or password instead: clawgate config get gateway.auth.token"
+        "Use the gateway token or password instead. To print the token, run on the gateway host: clawgate gateway auth-token --show"
     ),
     entry!(
         "AUTH_TAILSCALE_IDENTITY_MISMATCH",
@@ -205,7 +205,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Tailscale identity mismatch",
         "The Tailscale identity does not match the allowed user.",
         "Another Tailscale user reached the gateway.",
-        "Use the gateway token or password instead: clawgate config get gateway.auth.token"
+        "Use the gateway token or password instead. To print the token, run on the gateway host: clawgate gateway auth-token --show"
     ),
     entry!(
         "AUTH_IDENTITY_HEADER_REQUIRED",
@@ -214,7 +214,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Identity header required",
         "The trusted proxy did not pass the identity header.",
         "The reverse proxy is not configured to forward the user identity.",
-        "Check gateway.trustedProxies and the proxy's header settings: clawgate config get gateway"
+        "Check the proxy's header settings and the trusted proxies: clawgate config get gateway.trustedProxies"
     ),
     entry!(
         "AUTH_VERIFIED_USER_REQUIRED",
@@ -223,7 +223,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Verified user required",
         "This gateway requires a verified user for device-token sign-in.",
         "Operator roles are configured but the connection has no verified user.",
-        "Reconnect with the gateway token: clawgate config get gateway.auth.token"
+        "Reconnect with the gateway token. To print it, run on the gateway host: clawgate gateway auth-token --show"
     ),
     entry!(
         "AUTHENTICATED_PROFILE_UNAVAILABLE",
@@ -241,7 +241,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Control UI out of date",
         "The Control UI page is older than the gateway.",
         "The gateway was upgraded while the page was open.",
-        "Reload the Control UI page."
+        "Reload the Control UI page, or open a fresh one with: clawgate dashboard"
     ),
     entry!(
         "CONTROL_UI_ORIGIN_NOT_ALLOWED",
@@ -259,7 +259,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Protocol version mismatch",
         "The client and the gateway do not share a protocol version.",
         "The client is older or newer than this gateway (protocol 4; 3 for nodes and probes).",
-        "Upgrade the client (or the gateway) so both speak protocol 4."
+        "Upgrade the client (or the gateway) so both speak protocol 4; check the gateway with: clawgate gateway probe"
     ),
     entry!(
         "CONTROL_UI_DEVICE_IDENTITY_REQUIRED",
@@ -268,7 +268,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Browser identity required",
         "The Control UI must present a device identity, which needs a secure context.",
         "The page was opened over plain HTTP from a non-localhost address, so the browser withheld WebCrypto.",
-        "Open the Control UI over HTTPS or through an SSH tunnel to localhost: ssh -N -L 18789:127.0.0.1:18789 user@gateway-host"
+        "Open the Control UI over HTTPS or through an SSH tunnel: ssh -N -L 18789:127.0.0.1:18789 user@gateway-host, then open http://127.0.0.1:18789/ (clawgate dashboard --no-open prints the URL)"
     ),
     entry!(
         "DEVICE_IDENTITY_REQUIRED",
@@ -277,7 +277,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Device identity required",
         "This connection must present a device identity (a signed key) or valid shared-secret credentials.",
         "A client without a device identity sent no token, or asked for a non-operator role.",
-        "Retry with the gateway token (clawgate config get gateway.auth.token on the gateway host) or use a client that has a device identity."
+        "Retry with the gateway token (on the gateway host: clawgate gateway auth-token --show) or use a client that has a device identity."
     ),
     entry!(
         "DEVICE_AUTH_INVALID",
@@ -286,7 +286,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Device proof invalid",
         "The device identity proof could not be checked.",
         "The client sent a malformed device proof.",
-        "Recreate the client's identity and pair again; list devices with: clawgate devices list"
+        "Delete the client's identity.json so it makes a new identity, then pair again; list devices with: clawgate devices list"
     ),
     entry!(
         "DEVICE_AUTH_DEVICE_ID_MISMATCH",
@@ -295,7 +295,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Device id mismatch",
         "The device id is not the SHA-256 of the public key the client sent.",
         "The client's identity files are corrupt or were edited.",
-        "Recreate the client's identity and pair again; list devices with: clawgate devices list"
+        "Delete the client's identity.json so it makes a new identity, then pair again; list devices with: clawgate devices list"
     ),
     entry!(
         "DEVICE_AUTH_SIGNATURE_EXPIRED",
@@ -304,7 +304,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Device signature expired",
         "The device signature's timestamp is more than two minutes away from the gateway's clock.",
         "The client's or the gateway's clock is wrong.",
-        "Fix the clock (enable NTP) on the client and the gateway host, then retry."
+        "Fix the clock (enable NTP) on the client and the gateway host, then retry; check with: clawgate gateway probe"
     ),
     entry!(
         "DEVICE_AUTH_NONCE_REQUIRED",
@@ -313,7 +313,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Device nonce missing",
         "The device proof did not include the gateway's challenge nonce.",
         "The client did not wait for connect.challenge.",
-        "Upgrade the client so it signs the connect.challenge nonce."
+        "Upgrade the client so it signs the connect.challenge nonce; check the gateway with: clawgate gateway probe"
     ),
     entry!(
         "DEVICE_AUTH_NONCE_MISMATCH",
@@ -322,7 +322,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Device nonce mismatch",
         "The device proof signed a nonce from another connection.",
         "The client reused an old challenge, or something replayed a captured connect.",
-        "Retry the connection; if it persists, upgrade the client."
+        "Retry the connection; if it persists, upgrade the client. Check the gateway with: clawgate gateway probe"
     ),
     entry!(
         "DEVICE_AUTH_SIGNATURE_INVALID",
@@ -331,7 +331,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Device signature invalid",
         "The device signature does not verify with the device's public key.",
         "The client signed different fields than it sent (often the token slot), or its key is corrupt.",
-        "Recreate the client's identity and pair again; list devices with: clawgate devices list"
+        "Delete the client's identity.json so it makes a new identity, then pair again; list devices with: clawgate devices list"
     ),
     entry!(
         "DEVICE_AUTH_PUBLIC_KEY_INVALID",
@@ -340,7 +340,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Device public key invalid",
         "The device public key is not a valid Ed25519 key.",
         "The client's identity files are corrupt.",
-        "Recreate the client's identity and pair again; list devices with: clawgate devices list"
+        "Delete the client's identity.json so it makes a new identity, then pair again; list devices with: clawgate devices list"
     ),
     entry!(
         "PAIRING_REQUIRED",
@@ -358,7 +358,7 @@ pub const CATALOGUE: &[Entry] = &[
         "Client version mismatch",
         "The gateway does not accept this client version.",
         "The client is too old for this gateway.",
-        "Upgrade the client."
+        "Upgrade the client; check the gateway with: clawgate gateway probe"
     ),
     entry!(
         "MISSING_SCOPE",
@@ -778,6 +778,97 @@ mod tests {
             e.details.as_ref().unwrap()["canRetryWithDeviceToken"],
             false
         );
+    }
+
+    /// The `clawgate` commands and flags a `next` text may name.
+    const COMMANDS: &[(&str, &[&str])] = &[
+        (
+            "gateway run",
+            &[
+                "--port",
+                "--bind",
+                "--host",
+                "--auth",
+                "--token",
+                "--token-file",
+                "--password",
+                "--password-file",
+            ],
+        ),
+        ("gateway auth-token", &["--show"]),
+        ("gateway call", &["--params"]),
+        ("gateway probe", &[]),
+        ("gateway health", &[]),
+        ("gateway status", &[]),
+        ("devices list", &[]),
+        ("devices approve", &["--latest"]),
+        ("devices reject", &[]),
+        ("devices remove", &[]),
+        ("devices rename", &["--device", "--name"]),
+        (
+            "devices rotate",
+            &["--device", "--role", "--scope", "--no-scopes"],
+        ),
+        ("devices revoke", &["--device", "--role"]),
+        ("devices clear", &["--yes", "--pending"]),
+        ("dashboard", &["--no-open", "--json", "--show-token"]),
+        ("explain", &[]),
+        ("doctor", &["--json", "--generate-gateway-token"]),
+        ("config path", &[]),
+        ("config get", &[]),
+        ("config set", &[]),
+        ("config unset", &[]),
+        ("health", &[]),
+        ("status", &[]),
+    ];
+    const NETWORK_FLAGS: &[&str] = &[
+        "--url",
+        "--token",
+        "--password",
+        "--timeout",
+        "--json",
+        "--tls-fingerprint",
+    ];
+
+    #[test]
+    fn every_next_names_a_real_clawgate_command() {
+        for e in CATALOGUE {
+            let mut named = 0;
+            for (at, _) in e.next.match_indices("clawgate ") {
+                let rest = &e.next[at + "clawgate ".len()..];
+                let (cmd, flags) = COMMANDS
+                    .iter()
+                    .find(|(c, _)| {
+                        rest.starts_with(c)
+                            && rest[c.len()..]
+                                .chars()
+                                .next()
+                                .is_none_or(|ch| !ch.is_alphanumeric() && ch != '-')
+                    })
+                    .unwrap_or_else(|| {
+                        panic!("{}: `clawgate {rest}` is not a clawgate command", e.code)
+                    });
+                // The command's own words, up to the end of the sentence.
+                let args = rest[cmd.len()..]
+                    .split([';', ',', '(', ')'])
+                    .next()
+                    .unwrap_or("");
+                for word in args.split_whitespace().filter(|w| w.starts_with("--")) {
+                    assert!(
+                        flags.contains(&word) || NETWORK_FLAGS.contains(&word),
+                        "{}: `clawgate {cmd}` has no flag {word}",
+                        e.code
+                    );
+                }
+                named += 1;
+            }
+            assert!(named > 0, "{}: next names no clawgate command", e.code);
+            assert!(
+                !e.next.contains("config get gateway.auth.token"),
+                "{}: print the token with clawgate gateway auth-token --show",
+                e.code
+            );
+        }
     }
 
     #[test]
