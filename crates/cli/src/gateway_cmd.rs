@@ -19,6 +19,16 @@ pub enum GatewayCommand {
     Run(RunArgs),
     /// Print the local gateway's shared token (needs --show and a terminal).
     AuthToken(crate::local_cmd::AuthTokenArgs),
+    /// Call one gateway method and print its result.
+    Call(crate::ops_cmd::CallArgs),
+    /// Check that the gateway answers and accepts these credentials (exit 1 if not).
+    Probe(crate::ops_cmd::NetArgs),
+    /// Whether the gateway answers and is healthy.
+    Health(crate::ops_cmd::NetArgs),
+    /// The gateway's version, uptime, auth mode and connections.
+    Status(crate::ops_cmd::NetArgs),
+    /// Stay connected and print gateway events; reconnects, and stops on auth failures.
+    Watch(crate::ops_cmd::WatchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -62,6 +72,11 @@ pub fn run(command: GatewayCommand, paths: &Paths) -> anyhow::Result<u8> {
     match command {
         GatewayCommand::Run(args) => run_gateway(args, paths),
         GatewayCommand::AuthToken(args) => Ok(crate::local_cmd::auth_token(args, paths)),
+        GatewayCommand::Call(args) => crate::ops_cmd::call(args, paths),
+        GatewayCommand::Probe(args) => crate::ops_cmd::probe(args, paths),
+        GatewayCommand::Health(args) => crate::ops_cmd::health(args, paths),
+        GatewayCommand::Status(args) => crate::ops_cmd::status(args, paths),
+        GatewayCommand::Watch(args) => crate::ops_cmd::watch(args, paths),
     }
 }
 

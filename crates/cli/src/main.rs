@@ -2,10 +2,12 @@
 
 mod config_cmd;
 mod devices_cmd;
+mod doctor_cmd;
 mod explain_cmd;
 mod gateway_cmd;
 mod local_cmd;
 mod net;
+mod ops_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,12 @@ enum Command {
     Dashboard(local_cmd::DashboardArgs),
     /// What an error code means, why it happens and the command that fixes it.
     Explain(explain_cmd::ExplainArgs),
+    /// Check the local setup end to end and print the command that fixes each problem.
+    Doctor(doctor_cmd::DoctorArgs),
+    /// Whether the gateway answers and is healthy.
+    Health(ops_cmd::NetArgs),
+    /// The gateway's version, uptime, auth mode and connections.
+    Status(ops_cmd::NetArgs),
 }
 
 /// Where the state directory and config file are, from the global flags.
@@ -80,6 +88,9 @@ fn main() -> ExitCode {
         Command::Devices { command, target } => devices_cmd::run(command, target, &paths),
         Command::Dashboard(args) => Ok(local_cmd::dashboard(args, &paths)),
         Command::Explain(args) => Ok(explain_cmd::run(args)),
+        Command::Doctor(args) => doctor_cmd::run(args, &paths),
+        Command::Health(args) => ops_cmd::health(args, &paths),
+        Command::Status(args) => ops_cmd::status(args, &paths),
     };
     match result {
         Ok(code) => ExitCode::from(code),

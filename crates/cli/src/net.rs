@@ -94,8 +94,7 @@ impl Failure {
                 }
             }
             ClientError::Unreachable { .. } | ClientError::Timeout(_)
-                if ctx.local
-                    || Endpoint::parse(&ctx.url).is_ok_and(|ep| ep.is_loopback()) =>
+                if ctx.local || Endpoint::parse(&ctx.url).is_ok_and(|ep| ep.is_loopback()) =>
             {
                 Failure::plain(
                     err.to_string(),
@@ -181,6 +180,9 @@ pub struct Context {
     pub local: bool,
     pub device_id: Option<String>,
     pub client_dir: PathBuf,
+    /// The connect only succeeded through the one device-token retry, after
+    /// the gateway refused the shared secret with this code.
+    pub recovered: Option<String>,
 }
 
 /// Connection options for `target`, asking for `needed` scopes.
@@ -203,6 +205,7 @@ pub fn options(
         local: target.url.is_none(),
         device_id: None,
         client_dir: dir.clone(),
+        recovered: None,
     };
     let fingerprint = match &target.tls_fingerprint {
         Some(fp) => Some(
@@ -325,11 +328,35 @@ pub async fn connect(
     paths: &Paths,
     needed: &[&str],
 ) -> Result<(Client, Context), Failure> {
-    let (opts, ctx) = options(target, paths, needed)?;
+    let (opts, mut ctx) = options(target, paths, needed)?;
     match Client::connect(opts).await {
-        Ok(c) => Ok((c, ctx)),
+        Ok(c) => {
+            ctx.recovered = recovered(&c);
+            if let Some(code) = &ctx.recovered {
+                eprintln!(
+                    "note: the gateway refused the shared secret ({code}); connected with this device's cached device token instead."
+                );
+                eprintln!(
+                    "      Update the secret you pass (on the gateway host: clawgate gateway auth-token --show)."
+                );
+            }
+            Ok((c, ctx))
+        }
         Err(e) => Err(Failure::from_client(e, &ctx)),
     }
+}
+
+/// The code of the first failure when the connect only succeeded through
+/// the one device-token retry (takes the client's event stream).
+fn recovered(client: &Client) -> Option<String> {
+    let mut events = client.events()?;
+    let mut code = None;
+    while let Ok(event) = events.try_recv() {
+        if let clawgate_client::ClientEvent::Recovered { error, .. } = event {
+            code = Some(error.detail_code().unwrap_or(&error.code).to_string());
+        }
+    }
+    code
 }
 
 /// The scope a method needs (least privilege), for `gateway call`.
@@ -352,12 +379,6 @@ pub async fn call(
         .request(method, params)
         .await
         .map_err(|e| Failure::from_client(e, ctx))
-}
-
-/// The cached device token for this gateway and role, if any.
-pub fn cached_token(opts: &ConnectOptions) -> Option<clawgate_client::CachedToken> {
-    let key = opts.token_key()?;
-    opts.token_cache.as_ref()?.load(&key).ok().flatten()
 }
 
 pub fn print_json(v: &Value) {

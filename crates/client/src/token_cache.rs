@@ -143,6 +143,32 @@ impl FileTokenCache {
         self.dir.join(TOKENS_FILE)
     }
 
+    /// Every cached token (for diagnostics such as `clawgate doctor`).
+    pub fn list(&self) -> Result<Vec<(TokenKey, CachedToken)>, StorageError> {
+        if !self.path().exists() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .read()?
+            .tokens
+            .into_iter()
+            .map(|r| {
+                (
+                    TokenKey {
+                        gateway: r.gateway,
+                        device_id: r.device_id,
+                        role: r.role,
+                    },
+                    CachedToken {
+                        token: Secret::new(r.token),
+                        scopes: r.scopes,
+                        updated_at_ms: r.updated_at_ms,
+                    },
+                )
+            })
+            .collect())
+    }
+
     fn read(&self) -> Result<TokensFile, StorageError> {
         let path = self.path();
         match fs::read(&path) {

@@ -1,0 +1,427 @@
+//! `clawgate doctor`: checks the local setup end to end and prints each
+//! problem with the exact command that fixes it. It never prints a secret.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use clawgate_client::{
+    Client, ClientError, ConnectOptions, DeviceIdentity, Endpoint, FileTokenCache,
+};
+use clawgate_gateway::config::{self, AuthMode, ConfigFile, EnvOverrides, RunOverrides};
+use clawgate_protocol::{Secret, catalogue, scopes};
+use serde_json::{Value, json};
+
+use crate::Paths;
+use crate::net::{self, Failure, Target};
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Generate a new gateway token and save it in the config (never printed).
+    #[arg(long)]
+    generate_gateway_token: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug)]
+struct Check {
+    name: &'static str,
+    ok: bool,
+    /// Warnings are problems that do not make the setup fail.
+    warn: bool,
+    detail: String,
+    fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: true,
+            warn: false,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: false,
+            warn: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            warn: true,
+            ..Check::fail(name, detail, fix)
+        }
+    }
+}
+
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn step(&self, what: &str) {
+        if self.on {
+            eprint!("\r\x1b[2K… {what}");
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+pub fn run(args: DoctorArgs, paths: &Paths) -> anyhow::Result<u8> {
+    if args.generate_gateway_token {
+        return Ok(generate_token(paths));
+    }
+    let json_out = args.target.json;
+    let progress = Progress {
+        on: !json_out && std::io::stderr().is_terminal(),
+    };
+    let checks = net::runtime().block_on(diagnose(&args.target, paths, &progress));
+    progress.done();
+    let failed = checks.iter().any(|c| !c.ok && !c.warn);
+    if json_out {
+        let list: Vec<Value> = checks
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "ok": c.ok,
+                    "severity": if c.ok { "ok" } else if c.warn { "warning" } else { "error" },
+                    "detail": c.detail,
+                    "fix": c.fix,
+                })
+            })
+            .collect();
+        net::print_json(&json!({"ok": !failed, "checks": list}));
+    } else {
+        for c in &checks {
+            let mark = if c.ok {
+                "ok  "
+            } else if c.warn {
+                "warn"
+            } else {
+                "FAIL"
+            };
+            println!("[{mark}] {}: {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                println!("       fix: {fix}");
+            }
+        }
+        if failed {
+            println!("Some checks failed; run the fix commands above, then: clawgate doctor");
+        } else {
+            println!("All checks passed.");
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+fn generate_token(paths: &Paths) -> u8 {
+    let mut file = match ConfigFile::load(&paths.config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("next: fix {} and retry", paths.config.display());
+            return 1;
+        }
+    };
+    let token = config::generate_token();
+    let saved = file
+        .set("gateway.auth.mode", json!("token"))
+        .and_then(|_| file.set("gateway.auth.token", json!(token.expose())))
+        .and_then(|_| file.save());
+    if let Err(e) = saved {
+        eprintln!("error: {e}");
+        return 1;
+    }
+    println!(
+        "Generated a new gateway token and saved it in {} (gateway.auth.token).",
+        paths.config.display()
+    );
+    println!(
+        "A running gateway applies it within seconds; clients using the old token must update."
+    );
+    println!("Show it in a terminal on this host with: clawgate gateway auth-token --show");
+    0
+}
+
+async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Check> {
+    let mut checks = Vec::new();
+
+    // 1. The config file.
+    progress.step("reading the config");
+    let remote = target.url.is_some();
+    let cfg = if remote {
+        None
+    } else {
+        match config_check(paths) {
+            Ok((check, cfg)) => {
+                checks.push(check);
+                Some(cfg)
+            }
+            Err(check) => {
+                checks.push(check);
+                return checks;
+            }
+        }
+    };
+    if let Some(cfg) = &cfg
+        && cfg.auth.mode == AuthMode::Token
+        && cfg.auth.token.is_none()
+    {
+        checks.push(Check::fail(
+            "Gateway token",
+            "the gateway is in token mode but no token is configured",
+            "clawgate doctor --generate-gateway-token",
+        ));
+        return checks;
+    }
+
+    // 2. Reachable, and 3. the shared secret accepted (device-less, as the
+    // gateway host's own CLI connects).
+    progress.step("connecting to the gateway");
+    let (mut opts, ctx) = match net::options(target, paths, &[scopes::ADMIN]) {
+        Ok(x) => x,
+        Err(f) => {
+            checks.push(Check::fail("Gateway", f.message, f.next));
+            return checks;
+        }
+    };
+    let identity = opts.identity.take();
+    let cache = opts.token_cache.take();
+    opts.handshake_timeout = opts.handshake_timeout.min(Duration::from_secs(5));
+    let shared = Client::connect(opts.clone()).await;
+    let client = match shared {
+        Ok(c) => {
+            checks.push(Check::ok("Gateway", format!("reachable at {}", ctx.url)));
+            let mode = if opts.password.is_some() {
+                "password"
+            } else if opts.token.is_some() {
+                "token"
+            } else {
+                "none"
+            };
+            checks.push(Check::ok(
+                "Shared secret",
+                format!(
+                    "the gateway accepts the {mode} {}",
+                    if remote { "given" } else { "from the config" }
+                ),
+            ));
+            Some(c)
+        }
+        Err(e @ (ClientError::Unreachable { .. } | ClientError::Timeout(_))) => {
+            let f = Failure::from_client(e, &ctx);
+            checks.push(Check::fail("Gateway", f.message, f.next));
+            None
+        }
+        Err(e) => {
+            checks.push(Check::ok("Gateway", format!("reachable at {}", ctx.url)));
+            let code = e.detail_code().map(str::to_owned);
+            let f = Failure::from_client(e, &ctx);
+            let check = match code.as_deref() {
+                Some("AUTH_TOKEN_MISMATCH") | Some("AUTH_PASSWORD_MISMATCH") if !remote => {
+                    Check::fail(
+                        "Shared secret",
+                        format!(
+                            "token drift: the running gateway does not accept the secret in {} ({}); it was started with another one (--token, --token-file or CLAWGATE_GATEWAY_TOKEN)",
+                            paths.config.display(),
+                            code.as_deref().unwrap_or_default()
+                        ),
+                        "Restart the gateway so it uses the config: stop it, then run: clawgate gateway run",
+                    )
+                }
+                _ => Check::fail(
+                    "Shared secret",
+                    format!("{} [{}]", f.message, code.as_deref().unwrap_or("?")),
+                    f.next,
+                ),
+            };
+            checks.push(check);
+            None
+        }
+    };
+
+    // 4. This client's identity.
+    progress.step("checking this client's identity");
+    let dir = net::client_dir(paths);
+    let identity = match identity {
+        Some(id) => Some(id),
+        None => match DeviceIdentity::load(&dir) {
+            Ok(id) => id,
+            Err(e) => {
+                checks.push(Check::fail(
+                    "Client identity",
+                    e.to_string(),
+                    format!(
+                        "mv {} {}.bad (a new identity is created on next use; it needs approval again)",
+                        DeviceIdentity::path_in(&dir).display(),
+                        DeviceIdentity::path_in(&dir).display()
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    match &identity {
+        Some(id) => checks.push(Check::ok(
+            "Client identity",
+            format!("device {} ({})", id.device_id(), dir.display()),
+        )),
+        None if !checks.iter().any(|c| c.name == "Client identity") => checks.push(Check::ok(
+            "Client identity",
+            "none yet; the CLI creates one the first time it connects with --url",
+        )),
+        None => {}
+    }
+
+    // 5. The cached device token for this gateway.
+    let origin = Endpoint::parse(&ctx.url)
+        .map(|e| e.origin())
+        .unwrap_or_default();
+    let cache = cache.unwrap_or_else(|| Arc::new(FileTokenCache::new(&dir)));
+    if let Some(id) = &identity {
+        progress.step("checking the cached device token");
+        let key = clawgate_client::TokenKey {
+            gateway: origin.clone(),
+            device_id: id.device_id().to_string(),
+            role: "operator".into(),
+        };
+        match cache.load(&key) {
+            Err(e) => checks.push(Check::fail(
+                "Device token",
+                e.to_string(),
+                format!(
+                    "mv {}/device-tokens.json {}/device-tokens.json.bad",
+                    dir.display(),
+                    dir.display()
+                ),
+            )),
+            Ok(None) => checks.push(Check::ok(
+                "Device token",
+                format!("none cached for {origin}"),
+            )),
+            Ok(Some(cached)) => {
+                let mut dev = ConnectOptions::new(ctx.url.clone());
+                dev.client = opts.client.clone();
+                dev.identity = Some(id.clone());
+                dev.device_token = Some(Secret::new(cached.token.expose()));
+                dev.scopes = Some(cached.scopes.clone());
+                dev.tls_fingerprint = opts.tls_fingerprint.clone();
+                dev.handshake_timeout = opts.handshake_timeout;
+                dev.reconnect = false;
+                match Client::connect(dev).await {
+                    Ok(c) => {
+                        c.close().await;
+                        checks.push(Check::ok(
+                            "Device token",
+                            format!("the cached token for {origin} is accepted"),
+                        ));
+                    }
+                    Err(e) if e.detail_code().is_some() => {
+                        let code = e.detail_code().unwrap_or_default().to_string();
+                        let fix = if code == "AUTH_DEVICE_TOKEN_MISMATCH" {
+                            format!(
+                                "The cached device token is stale (rotated or revoked). Reconnect with the current shared secret to get a new one: clawgate health --url {} --token <token>; or, on the gateway host: clawgate devices rotate --device {} --role operator",
+                                ctx.url,
+                                id.device_id()
+                            )
+                        } else {
+                            catalogue::entry(&code)
+                                .map(|entry| {
+                                    catalogue::next_command(
+                                        entry,
+                                        e.gateway_error().and_then(|g| g.details.as_deref()),
+                                    )
+                                    .replace("<deviceId>", id.device_id())
+                                })
+                                .unwrap_or_else(|| format!("clawgate explain {code}"))
+                        };
+                        checks.push(Check::fail(
+                            "Device token",
+                            format!("the gateway refused the cached token [{code}]"),
+                            fix,
+                        ));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
+    // 6. Pending requests for this device.
+    if let (Some(client), Some(id)) = (&client, &identity) {
+        progress.step("looking for pending pairing requests");
+        if let Ok(list) = client.request("device.pair.list", json!({})).await {
+            for req in list["pending"].as_array().into_iter().flatten() {
+                if req["deviceId"].as_str() == Some(id.device_id()) {
+                    let rid = req["requestId"].as_str().unwrap_or("");
+                    checks.push(Check::warn(
+                        "Pairing",
+                        format!("this device has a pending request {rid}"),
+                        format!("On the gateway host run: clawgate devices approve {rid}"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(client) = client {
+        client.close().await;
+    }
+    checks
+}
+
+fn config_check(paths: &Paths) -> Result<(Check, config::GatewayConfig), Check> {
+    let path = &paths.config;
+    if !path.exists() {
+        return Err(Check::fail(
+            "Config",
+            format!("no config at {}", path.display()),
+            "Create it by starting the gateway once: clawgate gateway run",
+        ));
+    }
+    let file = ConfigFile::load(path).map_err(|e| {
+        Check::fail(
+            "Config",
+            e.to_string(),
+            format!(
+                "Fix the file {} (or move it aside and run: clawgate gateway run)",
+                path.display()
+            ),
+        )
+    })?;
+    let cfg = config::resolve(
+        &file,
+        &paths.state_dir,
+        &RunOverrides::default(),
+        &EnvOverrides::from_process_env(),
+    )
+    .map_err(|e| {
+        let key = e.key().unwrap_or("the file").to_string();
+        Check::fail(
+            "Config",
+            e.to_string(),
+            format!("clawgate config get {key} (then: clawgate config set {key} <value>)"),
+        )
+    })?;
+    Ok((
+        Check::ok("Config", format!("{} is valid", path.display())),
+        cfg,
+    ))
+}
