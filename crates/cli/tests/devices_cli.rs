@@ -225,7 +225,8 @@ fn devices_commands_end_to_end() {
     let (code, _, err) = clawgate(state, &["devices", "list", "--url", &url]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("pass --token or --password with --url") && err.contains("clawgate gateway auth-token --show"),
+        err.contains("pass --token or --password with --url")
+            && err.contains("clawgate gateway auth-token --show"),
         "{err}"
     );
     let (code, _, err) = clawgate(

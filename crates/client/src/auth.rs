@@ -53,8 +53,9 @@ pub fn select(i: &AuthInputs<'_>) -> AuthPlan {
         .filter(|(t, _)| !t.expose().is_empty())
         .map(|(t, s)| (t.expose().to_string(), s));
 
-    if i.prefer_bootstrap_token && bootstrap.is_some() {
-        let b = bootstrap.expect("checked");
+    if i.prefer_bootstrap_token
+        && let Some(b) = bootstrap.clone()
+    {
         return AuthPlan {
             signature_token: b.clone(),
             bootstrap_token: Some(b),
