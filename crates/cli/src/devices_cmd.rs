@@ -90,35 +90,22 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                 Some(id) => id,
                 None => {
                     let list = call(&s, &ctx, "device.pair.list", json!({})).await?;
-                    let newest = list["pending"]
-                        .as_array()
-                        .and_then(|p| p.iter().max_by_key(|r| r["ts"].as_u64().unwrap_or(0)))
-                        .cloned();
-                    let Some(req) = newest else {
-                        return Err(Failure::plain(
-                            "no pending device pairing requests",
-                            "clawgate devices list",
-                        ));
-                    };
-                    let cmd = format!(
-                        "clawgate devices approve {}",
-                        req["requestId"].as_str().unwrap_or("")
-                    );
-                    if target.json {
-                        print_json(&json!({"selected": req, "approveCommand": cmd}));
-                    } else {
-                        println!(
-                            "Selected pending device request {}",
-                            req["requestId"].as_str().unwrap_or("")
-                        );
-                        println!("  Device: {}", device_name(&req));
-                        println!("  Requested: {}", requested_text(&req));
-                        println!("Approve this exact request with: {cmd}");
-                    }
-                    return Ok(1);
+                    return preview_latest(&list, target);
                 }
             };
-            let res = call(&s, &ctx, "device.pair.approve", json!({"requestId": id})).await?;
+            let res = match s
+                .request("device.pair.approve", json!({"requestId": id}))
+                .await
+            {
+                Ok(res) => res,
+                Err(e) if is_unknown_request(&e) => {
+                    return Err(Failure::plain(
+                        format!("No pending device request matches {id}."),
+                        "Run clawgate devices list and retry with the current request ID: clawgate devices approve <requestId>",
+                    ));
+                }
+                Err(e) => return Err(Failure::from_client(e, &ctx)),
+            };
             if target.json {
                 print_json(&res);
             } else {
@@ -131,13 +118,21 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
         }
         Reject { request_id } => {
             let (s, ctx) = net::connect(target, paths, pairing).await?;
-            let res = call(
-                &s,
-                &ctx,
-                "device.pair.reject",
-                json!({"requestId": request_id}),
-            )
-            .await?;
+            let res = match s
+                .request("device.pair.reject", json!({"requestId": request_id}))
+                .await
+            {
+                Ok(res) => res,
+                Err(e) if is_unknown_request(&e) => {
+                    return Err(Failure::plain(
+                        format!(
+                            "unknown requestId: no pending device request matches {request_id}."
+                        ),
+                        "Run clawgate devices list and retry with the current request ID: clawgate devices reject <requestId>",
+                    ));
+                }
+                Err(e) => return Err(Failure::from_client(e, &ctx)),
+            };
             if target.json {
                 print_json(&res);
             } else {
@@ -193,20 +188,39 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             } else if !scopes.is_empty() {
                 params["scopes"] = json!(scopes);
             }
-            print_json(&call(&s, &ctx, "device.token.rotate", params).await?);
+            let res = call(&s, &ctx, "device.token.rotate", params).await?;
+            if target.json {
+                print_json(&res);
+            } else {
+                println!(
+                    "Rotated the {role} token of {device} (scopes: {}).",
+                    list_text(&res["scopes"])
+                );
+                if res.get("token").is_none() {
+                    println!(
+                        "The new token is not shown here: the device gets it the next time it connects with the gateway's shared secret."
+                    );
+                }
+            }
             Ok(0)
         }
         Revoke { device, role } => {
             let (s, ctx) = net::connect(target, paths, admin).await?;
-            print_json(
-                &call(
-                    &s,
-                    &ctx,
-                    "device.token.revoke",
-                    json!({"deviceId": device, "role": role}),
-                )
-                .await?,
-            );
+            let res = call(
+                &s,
+                &ctx,
+                "device.token.revoke",
+                json!({"deviceId": device, "role": role}),
+            )
+            .await?;
+            if target.json {
+                print_json(&res);
+            } else {
+                println!("Revoked the {role} token of {device}; its {role} sessions were closed.");
+                println!(
+                    "To let it back in: clawgate devices rotate --device {device} --role {role}"
+                );
+            }
             Ok(0)
         }
         Clear { yes, pending } => {
@@ -243,7 +257,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                 }
             }
             if target.json {
-                print_json(&json!({"removed": removed, "rejected": rejected}));
+                print_json(&json!({"removedDevices": removed, "rejectedPending": rejected}));
             } else {
                 println!(
                     "Cleared {removed} paired device{}",
@@ -258,6 +272,97 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             }
             Ok(0)
         }
+    }
+}
+
+/// The gateway's answer to an approve/reject for a request it does not have.
+fn is_unknown_request(e: &clawgate_client::ClientError) -> bool {
+    e.gateway_error()
+        .is_some_and(|g| g.message.contains("unknown requestId"))
+}
+
+/// `approve --latest` / `approve` without an id: shows the newest pending
+/// request and the exact command that approves it; exits 1 (nothing was
+/// approved).
+fn preview_latest(list: &Value, target: &Target) -> Result<u8, Failure> {
+    let pending = list["pending"].as_array().cloned().unwrap_or_default();
+    let Some(req) = pending
+        .iter()
+        .max_by_key(|r| r["ts"].as_u64().unwrap_or(0))
+        .cloned()
+    else {
+        return Err(Failure::plain(
+            "No pending device pairing requests to approve",
+            "Have the device connect (it creates a request), then: clawgate devices approve --latest",
+        ));
+    };
+    let rid = req["requestId"].as_str().unwrap_or("");
+    let paired = list["paired"].as_array().cloned().unwrap_or_default();
+    let approved = paired
+        .iter()
+        .find(|d| d["deviceId"] == req["deviceId"])
+        .cloned();
+    let kind = request_kind(&req, approved.as_ref());
+    let mut cmd = format!("clawgate devices approve {rid}");
+    if let Some(url) = &target.url {
+        cmd.push_str(&format!(" --url {url}"));
+    }
+    if target.token.is_some() {
+        cmd.push_str(" --token <token>");
+    } else if target.password.is_some() {
+        cmd.push_str(" --password <password>");
+    }
+    let note = match kind {
+        "new pairing" => "First-time device pairing request.",
+        "re-approval" => {
+            "Approval-bound device details changed, so the gateway created a fresh request instead of silently reusing the old approval."
+        }
+        _ => {
+            "Already paired. The requested role or scopes exceed the current approval, so reconnecting stays blocked until you approve this upgrade."
+        }
+    };
+    if target.json {
+        print_json(&json!({
+            "selected": req,
+            "approvalState": {
+                "kind": kind,
+                "requested": {"roles": req["roles"], "scopes": req["scopes"]},
+                "approved": approved.as_ref().map(|d| json!({"roles": d["roles"], "scopes": d["scopes"]})),
+            },
+            "approveCommand": cmd,
+            "requiresAuthFlags": {"token": target.token.is_some(), "password": target.password.is_some()},
+        }));
+    } else {
+        println!("Selected pending device request {rid}");
+        println!("  Device:    {}", device_name(&req));
+        println!("  Requested: {}", requested_text(&req));
+        if let Some(d) = &approved {
+            println!("  Approved:  {}", requested_text(d));
+        }
+        if let Some(ip) = req["remoteIp"].as_str() {
+            println!("  IP:        {ip}");
+        }
+        println!("  Note:      {note}");
+        println!("Approve this exact request with: {cmd}");
+        if target.token.is_some() || target.password.is_some() {
+            println!("(Pass the same --token/--password value when you run it.)");
+        }
+    }
+    Ok(1)
+}
+
+fn request_kind(req: &Value, approved: Option<&Value>) -> &'static str {
+    match approved {
+        None if req["isRepair"] == true => "re-approval",
+        None => "new pairing",
+        Some(d)
+            if !d["roles"]
+                .as_array()
+                .is_some_and(|a| a.contains(&req["role"])) =>
+        {
+            "role upgrade"
+        }
+        Some(_) => "scope upgrade",
     }
 }
 
@@ -333,18 +438,7 @@ fn print_list(list: &Value) {
             let approved = paired
                 .iter()
                 .find(|d| d["deviceId"] == r["deviceId"] && d["publicKey"] == r["publicKey"]);
-            let status = match approved {
-                None if r["isRepair"] == true => "re-approval",
-                None => "new pairing",
-                Some(d)
-                    if !d["roles"]
-                        .as_array()
-                        .is_some_and(|a| a.contains(&r["role"])) =>
-                {
-                    "role upgrade"
-                }
-                Some(_) => "scope upgrade",
-            };
+            let status = request_kind(r, approved);
             let mut device = device_name(r);
             if let Some(ip) = r["remoteIp"].as_str() {
                 device = format!("{device} · {ip}");

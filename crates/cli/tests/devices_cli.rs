@@ -136,11 +136,49 @@ fn devices_commands_end_to_end() {
         out.contains(&format!("clawgate devices approve {rid}")),
         "{out}"
     );
+    assert!(out.contains("First-time device pairing request."), "{out}");
+    let (code, out, _) = clawgate(state, &["devices", "approve", "--latest", "--json"]);
+    assert_eq!(code, 1, "a preview approves nothing");
+    let preview: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(preview["selected"]["requestId"], rid.as_str());
+    assert_eq!(preview["approvalState"]["kind"], "new pairing");
+    assert_eq!(
+        preview["approveCommand"],
+        format!("clawgate devices approve {rid}")
+    );
+    assert_eq!(preview["requiresAuthFlags"]["token"], false);
     let (code, out, _) = clawgate(state, &["devices", "approve", &rid]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("Approved {} ({rid})", a.id)));
     let res = rt.block_on(connect(r.port, &a, &["operator.read"]));
     assert_eq!(res["ok"], true);
+    let (code, _, err) = clawgate(state, &["devices", "approve", &rid]);
+    assert_eq!(code, 1, "approving twice fails");
+    assert!(
+        err.contains(&format!("No pending device request matches {rid}"))
+            && err.contains("clawgate devices list"),
+        "{err}"
+    );
+    let (code, _, err) = clawgate(state, &["devices", "approve", "--latest"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No pending device pairing requests"), "{err}");
+    let (code, out, _) = clawgate(
+        state,
+        &[
+            "devices",
+            "rename",
+            "--device",
+            &a.id,
+            "--name",
+            "Json Laptop",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["label"],
+        "Json Laptop"
+    );
 
     let (code, out, _) = clawgate(
         state,
@@ -168,16 +206,51 @@ fn devices_commands_end_to_end() {
         &["devices", "rotate", "--device", &a.id, "--role", "operator"],
     );
     assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("Rotated the operator token of {}", a.id))
+            && out.contains("operator.read"),
+        "{out}"
+    );
+    let (code, out, _) = clawgate(
+        state,
+        &[
+            "devices", "rotate", "--device", &a.id, "--role", "operator", "--json",
+        ],
+    );
+    assert_eq!(code, 0);
     let rotated: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rotated["tokenDelivery"], "withheld-cross-device");
+    assert!(
+        rotated.get("token").is_none(),
+        "no token for another device"
+    );
+    let (code, _, err) = clawgate(state, &["devices", "rotate", "--device", &a.id]);
+    assert_eq!(code, 2, "--role is required: {err}");
     let (code, out, _) = clawgate(
         state,
         &["devices", "revoke", "--device", &a.id, "--role", "operator"],
     );
     assert_eq!(code, 0);
+    assert!(out.contains("Revoked the operator token"), "{out}");
+    let (code, out, _) = clawgate(
+        state,
+        &[
+            "devices", "revoke", "--device", &a.id, "--role", "operator", "--json",
+        ],
+    );
+    assert_eq!(code, 0);
     assert!(serde_json::from_str::<Value>(&out).unwrap()["revokedAtMs"].is_u64());
-    let (code, out, _) = clawgate(state, &["devices", "remove", &a.id]);
+    let (code, out, _) = clawgate(state, &["devices", "remove", &a.id, "--json"]);
     assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["deviceId"],
+        a.id.as_str()
+    );
+    let (code, out, _) = clawgate(state, &["devices", "list"]);
+    assert!(
+        code == 0 && out.contains("No device pairing entries."),
+        "{out}"
+    );
 
     // Reject, clear, and the errors users see.
     let b = device();
@@ -186,8 +259,11 @@ fn devices_commands_end_to_end() {
         .as_str()
         .unwrap()
         .to_string();
-    let (code, out, _) = clawgate(state, &["devices", "reject", &rid_b]);
-    assert!(code == 0 && out.contains(&b.id), "{out}");
+    let (code, out, _) = clawgate(state, &["devices", "reject", &rid_b, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let rejected: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rejected["requestId"], rid_b.as_str());
+    assert_eq!(rejected["deviceId"], b.id.as_str());
     let (code, _, err) = clawgate(state, &["devices", "reject", &rid_b]);
     assert_eq!(code, 1);
     assert!(
@@ -204,6 +280,12 @@ fn devices_commands_end_to_end() {
         code == 0 && out.contains("Rejected 1 pending request"),
         "{out}"
     );
+    let d = device();
+    rt.block_on(connect(r.port, &d, &[]));
+    let (code, out, _) = clawgate(state, &["devices", "clear", "--yes", "--pending", "--json"]);
+    assert_eq!(code, 0);
+    let cleared: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(cleared, json!({"removedDevices": 0, "rejectedPending": 1}));
 
     let url = format!("ws://127.0.0.1:{}/", r.port);
     let (code, out, _) = clawgate(
