@@ -178,7 +178,7 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
             }
             Some(_) => {
                 println!("Generated a gateway token and saved it to {}.", paths.config.display());
-                println!("Dashboard: {http} (get the token with: clawgate config get gateway.auth.token)");
+                println!("Dashboard: {http} (show the token in a terminal with: clawgate gateway auth-token --show)");
             }
             None => println!("Dashboard: {http}"),
         }

@@ -297,13 +297,13 @@ fn local_options(target: &Target, paths: &Paths) -> Result<ConnectOptions, Failu
             "Check it with: clawgate doctor",
         )
     })?;
-    let host = if cfg.bind.is_loopback() || cfg.bind.address().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        match cfg.bind.address() {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        }
+    // A wildcard bind is reached on loopback; any other address as bound
+    // (a gateway bound to 127.0.0.2 or ::1 only listens there).
+    let host = match cfg.bind.address() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
     };
     let mut opts = ConnectOptions::new(format!("ws://{host}:{}/", cfg.port));
     match cfg.auth.mode {

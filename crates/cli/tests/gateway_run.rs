@@ -68,7 +68,7 @@ fn first_run_generates_a_private_token_and_never_prints_it_to_a_pipe() {
         0o700
     );
     assert!(
-        r.stdout.contains("clawgate config get gateway.auth.token"),
+        r.stdout.contains("clawgate gateway auth-token --show"),
         "{}",
         r.stdout
     );
