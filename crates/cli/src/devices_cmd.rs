@@ -17,6 +17,9 @@ pub enum DevicesCommand {
         request_id: Option<String>,
         #[arg(long)]
         latest: bool,
+        /// With --latest: wait up to this many seconds for a request to arrive.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
     },
     /// Reject a pending request.
     Reject { request_id: String },
@@ -84,12 +87,16 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             }
             Ok(0)
         }
-        Approve { request_id, latest } => {
+        Approve {
+            request_id,
+            latest,
+            wait,
+        } => {
             let (s, ctx) = net::connect(target, paths, admin).await?;
             let id = match request_id.filter(|_| !latest) {
                 Some(id) => id,
                 None => {
-                    let list = call(&s, &ctx, "device.pair.list", json!({})).await?;
+                    let list = wait_for_pending(&s, &ctx, wait, target.json).await?;
                     return preview_latest(&list, target);
                 }
             };
@@ -272,6 +279,39 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             }
             Ok(0)
         }
+    }
+}
+
+/// `device.pair.list`, polled until a request is pending or `wait` seconds
+/// pass; a terminal shows how long it has waited.
+async fn wait_for_pending(
+    s: &clawgate_client::Client,
+    ctx: &net::Context,
+    wait: Option<u64>,
+    json_out: bool,
+) -> Result<Value, Failure> {
+    use std::io::{IsTerminal, Write};
+    let started = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(wait.unwrap_or(0));
+    let tty = !json_out && std::io::stderr().is_terminal();
+    loop {
+        let list = call(s, ctx, "device.pair.list", json!({})).await?;
+        let has_pending = list["pending"].as_array().is_some_and(|p| !p.is_empty());
+        if has_pending || started.elapsed() >= limit {
+            if tty && !limit.is_zero() {
+                eprint!("\r\x1b[2K");
+            }
+            return Ok(list);
+        }
+        if tty {
+            eprint!(
+                "\r\x1b[2KWaiting for a pairing request… {}s of {}s (have the device connect now)",
+                started.elapsed().as_secs(),
+                limit.as_secs()
+            );
+            let _ = std::io::stderr().flush();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

@@ -498,3 +498,43 @@ fn doctor_finds_token_drift_and_stale_device_tokens() {
     assert!(new.len() >= 32);
     assert!(!out.contains(new) && !err.contains(new));
 }
+
+#[test]
+fn approve_latest_waits_for_the_device_to_ask() {
+    let gw_dir = tempfile::tempdir().unwrap();
+    let client_dir = tempfile::tempdir().unwrap();
+    let token = "wait-token-3";
+    let gw = start_gw(
+        gw_dir.path(),
+        json!({"gateway": {"auth": {"mode": "token", "token": token},
+                "nodes": {"pairing": {"autoApproveLocal": false}}}}),
+        &[],
+    );
+    let url = format!("ws://127.0.0.1:{}", gw.port);
+    let waiter = bin()
+        .arg("--state-dir")
+        .arg(gw_dir.path())
+        .args(["devices", "approve", "--latest", "--wait", "15", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, _, err) = clawgate(
+        client_dir.path(),
+        &["health", "--url", &url, "--token", token],
+    );
+    assert_eq!(code, 1, "{err}");
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a preview approves nothing");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["selected"]["deviceId"],
+        device_id(client_dir.path()).as_str()
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no progress output when not on a terminal / in --json"
+    );
+    stop(gw);
+}
