@@ -34,6 +34,7 @@ mod client;
 mod conn;
 pub mod endpoint;
 pub mod identity;
+pub mod methods;
 mod storage;
 pub mod tls;
 pub mod token_cache;
