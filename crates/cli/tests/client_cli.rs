@@ -13,20 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-fn clawgate(state: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = bin()
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 fn write_config(state: &Path, config: Value) {
     std::fs::create_dir_all(state).unwrap();
     std::fs::write(state.join("clawgate.json"), config.to_string()).unwrap();

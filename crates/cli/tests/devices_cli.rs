@@ -80,20 +80,6 @@ async fn connect(port: u16, d: &Device, scopes: &[&str]) -> Value {
     serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap()
 }
 
-fn clawgate(state: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = bin()
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 #[test]
 fn devices_commands_end_to_end() {
     let dir = tempfile::tempdir().unwrap();

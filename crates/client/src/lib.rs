@@ -283,28 +283,10 @@ pub enum ClientEvent {
     },
 }
 
-/// Auth failures that stop reconnecting (clients.md 1.4): a retry with the
-/// same credentials cannot succeed, so the caller must act.
+/// Auth failures that stop reconnecting
+/// ([`clawgate_protocol::catalogue::PAUSE_RECONNECT`]): a retry with the same
+/// credentials cannot succeed, so the caller must act.
 pub fn pauses_reconnect(error: &ErrorShape) -> bool {
-    const PAUSE: &[&str] = &[
-        "AUTH_TOKEN_MISSING",
-        "AUTH_BOOTSTRAP_TOKEN_INVALID",
-        "AUTH_PASSWORD_MISSING",
-        "AUTH_PASSWORD_MISMATCH",
-        "AUTH_RATE_LIMITED",
-        "AUTH_DEVICE_TOKEN_MISMATCH",
-        "AUTH_SCOPE_MISMATCH",
-        "AUTH_VERIFIED_USER_REQUIRED",
-        "CONTROL_UI_BUILD_MISMATCH",
-        "CONTROL_UI_DEVICE_IDENTITY_REQUIRED",
-        "DEVICE_IDENTITY_REQUIRED",
-        // Without a pending device-token retry these cannot recover either.
-        "AUTH_TOKEN_MISMATCH",
-        "AUTH_IDENTITY_HEADER_REQUIRED",
-        // Terminal: the two sides do not speak the same protocol.
-        "PROTOCOL_MISMATCH",
-        "CLIENT_VERSION_MISMATCH",
-    ];
     let Some(code) = error.detail_code() else {
         return false;
     };
@@ -320,5 +302,36 @@ pub fn pauses_reconnect(error: &ErrorShape) -> bool {
                 == Some("wait_then_retry");
         return !keep_going;
     }
-    PAUSE.contains(&code)
+    clawgate_protocol::catalogue::PAUSE_RECONNECT.contains(&code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn error(details: Value) -> ErrorShape {
+        let mut e = ErrorShape::new("NOT_PAIRED", "x");
+        e.details = Some(Box::new(details));
+        e
+    }
+
+    #[test]
+    fn pause_list_with_its_pairing_exceptions() {
+        assert!(pauses_reconnect(&error(
+            json!({"code": "AUTH_DEVICE_TOKEN_MISMATCH"})
+        )));
+        assert!(pauses_reconnect(&error(
+            json!({"code": "PAIRING_REQUIRED"})
+        )));
+        assert!(!pauses_reconnect(&error(
+            json!({"code": "PAIRING_REQUIRED", "pauseReconnect": false})
+        )));
+        assert!(!pauses_reconnect(&error(
+            json!({"code": "PAIRING_REQUIRED", "recommendedNextStep": "wait_then_retry"})
+        )));
+        // Unknown codes and errors without a code keep reconnecting.
+        assert!(!pauses_reconnect(&error(json!({"code": "SOMETHING_NEW"}))));
+        assert!(!pauses_reconnect(&ErrorShape::new("UNAVAILABLE", "busy")));
+    }
 }

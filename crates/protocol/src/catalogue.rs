@@ -372,6 +372,31 @@ pub const CATALOGUE: &[Entry] = &[
 ];
 
 /// Looks a code up.
+/// The codes on which a client stops reconnecting (clients.md 1.4): a
+/// retry with the same credentials cannot succeed, so a person must act.
+/// `AUTH_TOKEN_MISMATCH` and `AUTH_IDENTITY_HEADER_REQUIRED` stop it only
+/// when no device-token retry is pending; `PAIRING_REQUIRED` unless the
+/// details say `pauseReconnect: false` or `wait_then_retry`;
+/// `PROTOCOL_MISMATCH` and `CLIENT_VERSION_MISMATCH` are terminal.
+pub const PAUSE_RECONNECT: &[&str] = &[
+    "AUTH_TOKEN_MISSING",
+    "AUTH_BOOTSTRAP_TOKEN_INVALID",
+    "AUTH_PASSWORD_MISSING",
+    "AUTH_PASSWORD_MISMATCH",
+    "AUTH_RATE_LIMITED",
+    "AUTH_DEVICE_TOKEN_MISMATCH",
+    "AUTH_SCOPE_MISMATCH",
+    "AUTH_VERIFIED_USER_REQUIRED",
+    "CONTROL_UI_BUILD_MISMATCH",
+    "CONTROL_UI_DEVICE_IDENTITY_REQUIRED",
+    "DEVICE_IDENTITY_REQUIRED",
+    "PAIRING_REQUIRED",
+    "AUTH_TOKEN_MISMATCH",
+    "AUTH_IDENTITY_HEADER_REQUIRED",
+    "PROTOCOL_MISMATCH",
+    "CLIENT_VERSION_MISMATCH",
+];
+
 pub fn entry(code: &str) -> Option<&'static Entry> {
     CATALOGUE.iter().find(|e| e.code == code)
 }

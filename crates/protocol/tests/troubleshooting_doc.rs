@@ -185,22 +185,7 @@ fn doc_covers_1008_the_retry_and_the_ssh_tunnel() {
     }
 
     let retry = section(&doc, "The one bounded retry");
-    for code in [
-        "AUTH_TOKEN_MISSING",
-        "AUTH_BOOTSTRAP_TOKEN_INVALID",
-        "AUTH_PASSWORD_MISSING",
-        "AUTH_PASSWORD_MISMATCH",
-        "AUTH_RATE_LIMITED",
-        "AUTH_DEVICE_TOKEN_MISMATCH",
-        "AUTH_SCOPE_MISMATCH",
-        "AUTH_VERIFIED_USER_REQUIRED",
-        "CONTROL_UI_BUILD_MISMATCH",
-        "CONTROL_UI_DEVICE_IDENTITY_REQUIRED",
-        "DEVICE_IDENTITY_REQUIRED",
-        "PAIRING_REQUIRED",
-        "PROTOCOL_MISMATCH",
-        "CLIENT_VERSION_MISMATCH",
-    ] {
+    for code in clawgate_protocol::catalogue::PAUSE_RECONNECT {
         assert!(
             retry.contains(&format!("`{code}`")),
             "{DOC}: the retry section must list `{code}` among the codes that stop reconnecting"

@@ -22,6 +22,21 @@ pub fn bin() -> Command {
     cmd
 }
 
+/// Runs `clawgate --state-dir <state> <args>`: (exit code, stdout, stderr).
+pub fn clawgate(state: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = bin()
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 pub struct Running {
     pub child: Child,
     pub port: u16,
