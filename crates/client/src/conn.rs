@@ -60,15 +60,30 @@ pub(crate) async fn open(opts: &ConnectOptions, ep: &Endpoint) -> Result<Ws, Cli
                 .unwrap_or_default();
             Err(ClientError::Rejected { status, body })
         }
-        Err(tungstenite::Error::Io(e)) => Err(ClientError::Unreachable {
-            url,
-            reason: e.to_string(),
-        }),
+        // tokio-tungstenite hands rustls handshake failures (a pin or
+        // certificate mismatch) back as I/O errors: they are TLS failures,
+        // not an unreachable gateway.
+        Err(tungstenite::Error::Io(e)) => match tls_failure(&e) {
+            Some(msg) => Err(ClientError::Tls(msg)),
+            None => Err(ClientError::Unreachable {
+                url,
+                reason: e.to_string(),
+            }),
+        },
         Err(tungstenite::Error::Tls(e)) => Err(ClientError::Tls(e.to_string())),
         Err(e) => Err(ClientError::Unreachable {
             url,
             reason: e.to_string(),
         }),
+    }
+}
+
+/// The rustls error inside an I/O error, as text (`General` errors, such
+/// as the pinned verifier's, without rustls's "unexpected error" prefix).
+fn tls_failure(e: &std::io::Error) -> Option<String> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::General(msg) => Some(msg.clone()),
+        other => Some(other.to_string()),
     }
 }
 
