@@ -438,6 +438,8 @@ impl Driver {
 
     /// Runs a live connection until it ends.
     async fn serve(&mut self, mut ws: Ws, tick: Duration) -> End {
+        // Request ids count from 2 on each connection (`1:` was the connect).
+        self.next_id = 1;
         let watchdog = tick * 2;
         let mut last_frame = Instant::now();
         loop {
@@ -483,6 +485,13 @@ impl Driver {
                     }
                 },
                 _ = tokio::time::sleep_until(last_frame + watchdog) => {
+                    // A request still waiting has its own deadline (as in
+                    // the reference); only an idle silent socket is dead.
+                    self.pending.retain(|_, r| !r.is_closed());
+                    if !self.pending.is_empty() {
+                        last_frame = Instant::now();
+                        continue;
+                    }
                     conn::close(&mut ws, 4000, "tick timeout").await;
                     return End::Dropped { code: 4000, reason: "tick timeout".into() };
                 }

@@ -470,11 +470,24 @@ async fn a_long_lived_client_reconnects_recovers_and_pauses_on_a_rotated_token()
 struct FakeConn {
     hello_sent: Instant,
     close: Option<(u16, String, Instant)>,
+    /// Ids of the requests after `connect`.
+    request_ids: Vec<String>,
 }
 
 /// A gateway that answers `connect` with hello-ok (tickIntervalMs 1000)
 /// and then never sends another frame, while still reading.
 async fn silent_gateway() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<FakeConn>,
+) {
+    fake_gateway(None).await
+}
+
+/// A gateway that completes the handshake (tick interval 1 s), never sends
+/// ticks, and answers each request after `answer_after` (never when None).
+async fn fake_gateway(
+    answer_after: Option<Duration>,
+) -> (
     std::net::SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<FakeConn>,
 ) {
@@ -515,8 +528,23 @@ async fn silent_gateway() -> (
                     .unwrap();
                 let hello_sent = Instant::now();
                 let mut close = None;
+                let mut request_ids = Vec::new();
                 while let Some(msg) = ws.next().await {
                     match msg {
+                        Ok(Message::Text(t)) if answer_after.is_some() => {
+                            let req: Value = serde_json::from_str(t.as_str()).unwrap();
+                            request_ids.push(req["id"].as_str().unwrap_or("").to_string());
+                            tokio::time::sleep(answer_after.unwrap()).await;
+                            let res = json!({"type": "res", "id": req["id"], "ok": true,
+                                "payload": {"ok": true}});
+                            if ws
+                                .send(Message::Text(res.to_string().into()))
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
                         Ok(Message::Close(frame)) => {
                             let (code, reason) = frame
                                 .map(|f| (u16::from(f.code), f.reason.to_string()))
@@ -528,7 +556,11 @@ async fn silent_gateway() -> (
                         Err(_) => break,
                     }
                 }
-                let _ = tx.send(FakeConn { hello_sent, close });
+                let _ = tx.send(FakeConn {
+                    hello_sent,
+                    close,
+                    request_ids,
+                });
             });
         }
     });
@@ -573,6 +605,38 @@ async fn a_silent_gateway_is_closed_with_4000_tick_timeout_and_reopened() {
     assert_eq!(
         second.close.map(|(c, r, _)| (c, r)),
         Some((1000, "client closed".to_string()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_is_not_mistaken_for_a_dead_gateway() {
+    // The answer comes after 2.6 s, past the 2 x 1 s watchdog: a request
+    // still waiting has its own deadline, so the socket stays up.
+    let (addr, mut conns) = fake_gateway(Some(Duration::from_millis(2600))).await;
+    let mut opts = ConnectOptions::new(format!("ws://{addr}")).token("anything");
+    opts.reconnect = false;
+    let client = Client::connect(opts).await.expect("hello-ok");
+    let answer = client
+        .request_with_timeout("health", json!({}), Duration::from_secs(6))
+        .await
+        .expect("the slow answer arrives on the same connection");
+    assert_eq!(answer["ok"], true);
+    client.close().await;
+    let conn = timeout(Duration::from_secs(3), conns.recv())
+        .await
+        .expect("connection ends")
+        .unwrap();
+    assert_eq!(
+        conn.close.map(|(c, r, _)| (c, r)),
+        Some((1000, "client closed".to_string())),
+        "closed by the client, not by the watchdog"
+    );
+    // Request ids are per connection: `1:` was the connect.
+    assert_eq!(conn.request_ids.len(), 1);
+    assert!(
+        conn.request_ids[0].starts_with("2:"),
+        "{:?}",
+        conn.request_ids
     );
 }
 

@@ -147,6 +147,38 @@ pub struct GatewayConfig {
     pub config_path: PathBuf,
 }
 
+impl GatewayConfig {
+    /// A loopback gateway with `auth`, state in `state_dir` and every other
+    /// setting at its default (port 18789, Control UI on, local devices
+    /// approved silently, no trusted proxies). For embedding the gateway in
+    /// another program; set `port` to 0 for a free port.
+    pub fn loopback(state_dir: impl Into<PathBuf>, auth: AuthConfig) -> GatewayConfig {
+        let state_dir = state_dir.into();
+        GatewayConfig {
+            port: DEFAULT_PORT,
+            bind: BindMode::Loopback,
+            auth,
+            control_ui: ControlUiConfig::default(),
+            auto_approve_local: true,
+            trusted_proxies: Vec::new(),
+            config_path: state_dir.join(CONFIG_FILE_NAME),
+            state_dir,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// `mode` with the given secrets and the default rate limits.
+    pub fn new(mode: AuthMode, token: Option<Secret>, password: Option<Secret>) -> AuthConfig {
+        AuthConfig {
+            mode,
+            token,
+            password,
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
 /// `gateway run` flags and other per-invocation overrides.
 #[derive(Debug, Clone, Default)]
 pub struct RunOverrides {

@@ -31,6 +31,32 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 pub use config::GatewayConfig;
+
+/// A gateway serving on a background task (see [`Gateway::spawn`]).
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    state: Arc<GatewayState>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl GatewayHandle {
+    /// The address it listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
+    /// Shuts down as on SIGTERM (broadcast `shutdown`, close sockets with
+    /// 1012) and waits until the gateway has stopped.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
 pub use state::{GatewayState, RuntimeOptions};
 
 /// clawgate's own version.
@@ -77,6 +103,23 @@ impl Gateway {
 
     pub fn state(&self) -> Arc<GatewayState> {
         self.state.clone()
+    }
+
+    /// Serves on a background task (for embedding the gateway in another
+    /// program, and for tests); [`GatewayHandle::stop`] shuts it down.
+    pub fn spawn(self) -> std::io::Result<GatewayHandle> {
+        let addr = self.local_addr()?;
+        let state = self.state();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(async move {
+            let _ = stopped.await;
+        }));
+        Ok(GatewayHandle {
+            addr,
+            state,
+            stop,
+            task,
+        })
     }
 
     /// Serves until `shutdown` resolves, then broadcasts `shutdown`, closes

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clawgate_gateway::config::{
-    AuthConfig, AuthMode, BindMode, ControlUiConfig, GatewayConfig, RateLimitConfig,
-};
+use clawgate_gateway::config::{AuthConfig, AuthMode, GatewayConfig};
 use clawgate_gateway::{Gateway, GatewayState, RuntimeOptions};
 use clawgate_protocol::Secret;
 use futures_util::{SinkExt, StreamExt};
@@ -26,28 +24,21 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub state: Arc<GatewayState>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    handle: clawgate_gateway::GatewayHandle,
     _dir: tempfile::TempDir,
 }
 
 pub fn config(mode: AuthMode) -> (GatewayConfig, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = GatewayConfig {
-        port: 0,
-        bind: BindMode::Loopback,
-        auth: AuthConfig {
+    let mut cfg = GatewayConfig::loopback(
+        dir.path(),
+        AuthConfig::new(
             mode,
-            token: (mode == AuthMode::Token).then(|| Secret::new(TOKEN)),
-            password: (mode == AuthMode::Password).then(|| Secret::new(PASSWORD)),
-            rate_limit: RateLimitConfig::default(),
-        },
-        control_ui: ControlUiConfig::default(),
-        auto_approve_local: true,
-        trusted_proxies: vec![],
-        state_dir: dir.path().to_path_buf(),
-        config_path: dir.path().join("clawgate.json"),
-    };
+            (mode == AuthMode::Token).then(|| Secret::new(TOKEN)),
+            (mode == AuthMode::Password).then(|| Secret::new(PASSWORD)),
+        ),
+    );
+    cfg.port = 0;
     (cfg, dir)
 }
 
@@ -69,18 +60,15 @@ impl TestGateway {
         options: RuntimeOptions,
         dir: tempfile::TempDir,
     ) -> TestGateway {
-        let gw = Gateway::bind(cfg, options).await.expect("bind");
-        let addr = gw.local_addr().unwrap();
-        let state = gw.state();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(gw.serve(async move {
-            let _ = rx.await;
-        }));
+        let handle = Gateway::bind(cfg, options)
+            .await
+            .expect("bind")
+            .spawn()
+            .expect("spawn");
         TestGateway {
-            addr,
-            state,
-            stop: Some(tx),
-            task: Some(task),
+            addr: handle.local_addr(),
+            state: handle.state().clone(),
+            handle,
             _dir: dir,
         }
     }
@@ -94,13 +82,8 @@ impl TestGateway {
     }
 
     /// Stops the gateway and waits for `serve` to return.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
+    pub async fn stop(self) {
+        self.handle.stop().await.unwrap();
     }
 
     pub async fn client(&self) -> Client {
