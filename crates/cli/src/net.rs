@@ -21,13 +21,23 @@ use crate::Paths;
 pub struct Target {
     /// Gateway WebSocket URL (default: the local gateway from the config).
     /// With --url, config credentials are not used: pass --token or --password.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "CLAWGATE_GATEWAY_URL")]
     pub url: Option<String>,
-    /// Shared gateway token.
-    #[arg(long, global = true)]
+    /// Shared gateway token (the environment variable keeps it out of `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "CLAWGATE_GATEWAY_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Shared gateway password.
-    #[arg(long, global = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CLAWGATE_GATEWAY_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// Timeout in milliseconds for connecting and for each request.
     #[arg(long, global = true, default_value_t = 10_000)]
@@ -221,7 +231,7 @@ pub fn options(
             })?;
             if target.token.is_none() && target.password.is_none() {
                 return Err(Failure::plain(
-                    "gateway URL override requires explicit credentials: pass --token or --password with --url (config credentials are not used for other gateways)",
+                    "gateway URL override requires explicit credentials: pass --token or --password with --url, or set CLAWGATE_GATEWAY_TOKEN (config credentials are not used for other gateways)",
                     format!(
                         "Retry with the gateway's token: --url {} --token <token> (on the gateway host: clawgate gateway auth-token --show)",
                         ep.url()

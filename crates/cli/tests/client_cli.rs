@@ -396,6 +396,26 @@ fn health_status_call_and_probe() {
     assert_eq!(code, 1);
     assert!(err.contains("64 hex digits"), "{err}");
 
+    // The target and its secret from the environment (out of `ps`).
+    let env_client = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("--state-dir")
+        .arg(env_client.path())
+        .args(["health", "--json"])
+        .env("CLAWGATE_GATEWAY_URL", &url)
+        .env("CLAWGATE_GATEWAY_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["ok"],
+        true
+    );
+    assert!(
+        env_client.path().join("client/identity.json").exists(),
+        "an env URL is a --url target: the CLI presents its identity"
+    );
+
     assert!(!outputs.contains(token), "a command printed the token");
     stop(gw);
 }

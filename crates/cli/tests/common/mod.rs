@@ -12,6 +12,8 @@ pub fn bin() -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("clawgate"));
     for var in [
         "CLAWGATE_STATE_DIR",
+        "CLAWGATE_GATEWAY_URL",
+        "CLAWGATE_CLIENT_DIR",
         "CLAWGATE_GATEWAY_TOKEN",
         "OPENCLAW_GATEWAY_TOKEN",
         "CLAWGATE_GATEWAY_PASSWORD",
