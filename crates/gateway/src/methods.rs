@@ -100,13 +100,14 @@ pub const METHODS: &[Method] = &[
     },
 ];
 
-/// Names for `hello-ok.features.methods`.
+/// The names of [`METHODS`], in order: `hello-ok.features.methods`, and
+/// the metrics' per-method slots (indexed by position).
 pub fn method_names() -> Vec<&'static str> {
     METHODS.iter().map(|m| m.name).collect()
 }
 
-pub fn lookup(name: &str) -> Option<&'static Method> {
-    METHODS.iter().find(|m| m.name == name)
+pub fn lookup(name: &str) -> Option<(usize, &'static Method)> {
+    METHODS.iter().enumerate().find(|(_, m)| m.name == name)
 }
 
 /// Why a request was refused before reaching a handler.
@@ -127,9 +128,9 @@ pub fn dispatch(
 ) -> (&'static str, Result<Value, Refusal>) {
     let started = Instant::now();
     let found = lookup(method);
-    let label = found.map_or("unknown", |m| m.name);
+    let (index, label) = found.map_or((METHODS.len(), "unknown"), |(i, m)| (i, m.name));
     let result = authorize(caller, method).and_then(|()| {
-        let Some(m) = found else {
+        let Some((_, m)) = found else {
             return Err(Refusal::Other(ErrorShape::invalid_request(format!(
                 "unknown method: {method}"
             ))));
@@ -145,7 +146,7 @@ pub fn dispatch(
     });
     state
         .metrics
-        .request(label, result.is_ok(), started.elapsed());
+        .request(index, result.is_ok(), started.elapsed());
     (label, result)
 }
 

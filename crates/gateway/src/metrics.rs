@@ -16,30 +16,50 @@ const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// Counters and a latency histogram for one method, all atomics: the
+/// request path takes no lock.
+#[derive(Debug)]
+struct MethodStats {
+    name: &'static str,
+    ok: AtomicU64,
+    error: AtomicU64,
+    /// Cumulative counts per bucket bound.
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_nanos: AtomicU64,
 }
 
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
+impl MethodStats {
+    fn new(name: &'static str) -> MethodStats {
+        MethodStats {
+            name,
+            ok: AtomicU64::new(0),
+            error: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
         }
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.counts[i] += 1;
+    }
+
+    fn observe(&self, ok: bool, elapsed: Duration) {
+        let counter = if ok { &self.ok } else { &self.error };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        // Buckets are cumulative: bump every bound the time fits under.
+        if let Some(first) = BUCKETS.iter().position(|b| secs <= *b) {
+            for b in &self.buckets[first..] {
+                b.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.sum += secs;
-        self.count += 1;
+        self.sum_nanos
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed) + self.error.load(Ordering::Relaxed)
     }
 }
 
 /// All gateway metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     connections_open: AtomicI64,
     connections_authenticated: AtomicI64,
@@ -47,11 +67,29 @@ pub struct Metrics {
     upgrades_refused: Mutex<BTreeMap<&'static str, u64>>,
     handshakes: Mutex<BTreeMap<&'static str, u64>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
-    requests: Mutex<BTreeMap<(&'static str, bool), u64>>,
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    handshakes_ok: AtomicU64,
+    /// One entry per method of the dispatch table, then "unknown".
+    methods: Vec<MethodStats>,
 }
 
 impl Metrics {
+    /// Metrics for a gateway serving `methods` (indexes into this slice
+    /// are what [`Metrics::request`] takes).
+    pub fn new(methods: &[&'static str]) -> Metrics {
+        let mut stats: Vec<MethodStats> = methods.iter().map(|m| MethodStats::new(m)).collect();
+        stats.push(MethodStats::new("unknown"));
+        Metrics {
+            connections_open: AtomicI64::new(0),
+            connections_authenticated: AtomicI64::new(0),
+            lockouts: AtomicU64::new(0),
+            upgrades_refused: Mutex::default(),
+            handshakes: Mutex::default(),
+            auth_failures: Mutex::default(),
+            handshakes_ok: AtomicU64::new(0),
+            methods: stats,
+        }
+    }
+
     pub fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
     }
@@ -70,6 +108,8 @@ impl Metrics {
         if outcome == "ok" {
             self.connections_authenticated
                 .fetch_add(1, Ordering::Relaxed);
+            self.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         *self
             .handshakes
@@ -97,21 +137,15 @@ impl Metrics {
             .entry(reason)
             .or_default() += 1;
     }
-    /// A request finished. `method` must come from the dispatch table (or
-    /// be "unknown"), never straight from the client.
-    pub fn request(&self, method: &'static str, ok: bool, elapsed: Duration) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics")
-            .entry((method, ok))
-            .or_default() += 1;
-        self.latency
-            .lock()
-            .expect("metrics")
-            .entry(method)
-            .or_default()
-            .observe(elapsed.as_secs_f64());
+    /// A request finished. `method` is the index of the method in the
+    /// table given to [`Metrics::new`]; anything past it counts as
+    /// "unknown" (labels never come straight from the client).
+    pub fn request(&self, method: usize, ok: bool, elapsed: Duration) {
+        let stats = self
+            .methods
+            .get(method)
+            .unwrap_or_else(|| self.methods.last().expect("unknown slot"));
+        stats.observe(ok, elapsed);
     }
 
     /// The exposition text.
@@ -147,12 +181,17 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
             }
         };
+        let mut handshakes = self.handshakes.lock().expect("metrics").clone();
+        let ok = self.handshakes_ok.load(Ordering::Relaxed);
+        if ok > 0 {
+            handshakes.insert("ok", ok);
+        }
         labelled(
             &mut out,
             "clawgate_handshakes_total",
             "Completed handshakes by outcome (ok or the error's details.code).",
             "outcome",
-            &self.handshakes.lock().expect("metrics"),
+            &handshakes,
         );
         labelled(
             &mut out,
@@ -172,29 +211,37 @@ impl Metrics {
             out,
             "# HELP clawgate_requests_total Requests by method and result.\n# TYPE clawgate_requests_total counter"
         );
-        for ((m, ok), v) in self.requests.lock().expect("metrics").iter() {
-            let result = if *ok { "ok" } else { "error" };
-            let _ = writeln!(
-                out,
-                "clawgate_requests_total{{method=\"{m}\",result=\"{result}\"}} {v}"
-            );
+        let used: Vec<&MethodStats> = self.methods.iter().filter(|m| m.count() > 0).collect();
+        for m in &used {
+            for (result, v) in [("ok", &m.ok), ("error", &m.error)] {
+                let v = v.load(Ordering::Relaxed);
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "clawgate_requests_total{{method=\"{}\",result=\"{result}\"}} {v}",
+                        m.name
+                    );
+                }
+            }
         }
         let _ = writeln!(
             out,
             "# HELP clawgate_request_duration_seconds Request handling time by method.\n# TYPE clawgate_request_duration_seconds histogram"
         );
-        for (m, h) in self.latency.lock().expect("metrics").iter() {
-            for (i, b) in BUCKETS.iter().enumerate() {
+        for m in &used {
+            let name = m.name;
+            for (b, count) in BUCKETS.iter().zip(&m.buckets) {
                 let _ = writeln!(
                     out,
-                    "clawgate_request_duration_seconds_bucket{{method=\"{m}\",le=\"{b}\"}} {}",
-                    h.counts.get(i).copied().unwrap_or(0)
+                    "clawgate_request_duration_seconds_bucket{{method=\"{name}\",le=\"{b}\"}} {}",
+                    count.load(Ordering::Relaxed)
                 );
             }
+            let count = m.count();
+            let sum = m.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
             let _ = writeln!(
                 out,
-                "clawgate_request_duration_seconds_bucket{{method=\"{m}\",le=\"+Inf\"}} {}\nclawgate_request_duration_seconds_sum{{method=\"{m}\"}} {}\nclawgate_request_duration_seconds_count{{method=\"{m}\"}} {}",
-                h.count, h.sum, h.count
+                "clawgate_request_duration_seconds_bucket{{method=\"{name}\",le=\"+Inf\"}} {count}\nclawgate_request_duration_seconds_sum{{method=\"{name}\"}} {sum}\nclawgate_request_duration_seconds_count{{method=\"{name}\"}} {count}"
             );
         }
         out

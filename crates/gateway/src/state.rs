@@ -93,7 +93,7 @@ impl GatewayState {
             limiter,
             store,
             hub: Hub::default(),
-            metrics: Metrics::default(),
+            metrics: Metrics::new(&crate::methods::method_names()),
             unauth: UnauthSlots::default(),
             boot_id: uuid::Uuid::new_v4().to_string(),
             instance_id: uuid::Uuid::new_v4().to_string(),
