@@ -120,8 +120,43 @@ fn env_duration_ms(names: &[&str]) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
+/// Raises the open-file soft limit to the hard limit: every connection is
+/// a descriptor, and the usual soft default (1024) would cap the gateway
+/// long before memory does. Returns the limit in force.
+fn raise_fd_limit() -> Option<u64> {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return Some(raised.rlim_cur as u64);
+            }
+        }
+        Some(lim.rlim_cur as u64)
+    }
+}
+
 fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
     init_logging(args.log_format);
+    if let Some(limit) = raise_fd_limit() {
+        tracing::debug!(limit, "open file limit");
+        if limit < 4096 {
+            warn!(
+                limit,
+                "open file limit is low; the gateway can hold at most about this many connections (raise it with ulimit -n)"
+            );
+        }
+    }
     let overrides = RunOverrides {
         port: args.port,
         bind: args.bind,
