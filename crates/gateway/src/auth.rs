@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use crate::config::AuthMode;
 use crate::limiter::{Admission, LimitKey, LimitScope};
 use crate::state::{AuthState, GatewayState, now_ms};
-use crate::{audit, device_proof, pairing, tokens};
+use crate::{audit, deferred, device_proof, pairing, tokens};
 
 /// Facts about the peer, fixed at upgrade time.
 #[derive(Debug, Clone)]
@@ -371,9 +371,22 @@ pub fn authenticate(
         }
     };
 
-    // Device token: echo the one presented, or mint one for this session;
-    // saved together with the refreshed device record in one transaction.
+    // Device token: echo the one presented, hand out again the one this
+    // process minted earlier, or mint one. A routine reconnect (only the
+    // last-seen fields changed) queues its bookkeeping instead of writing;
+    // anything else is one transaction with the refreshed device record.
+    let routine = state
+        .store
+        .device(&device.device_id)
+        .is_some_and(|stored| deferred::only_seen_changed(&stored, &device));
     let issued = match presented_token {
+        Some((token, issued_at)) if routine => {
+            state.deferred.seen(&device);
+            state
+                .deferred
+                .touched(&device.device_id, role.as_str(), now);
+            (token, issued_at)
+        }
         Some((token, issued_at)) => {
             state
                 .store
@@ -385,23 +398,48 @@ pub fn authenticate(
             (token, issued_at)
         }
         None => {
-            let existing = state.store.role_token(&device.device_id, role.as_str());
             let token_scopes = tokens::token_scopes(role.as_str(), &requested, &device.scopes);
-            let (token, issued_at) = state
-                .store
-                .transact(|tx| {
-                    tx.put_device(&device)?;
-                    tokens::mint(
-                        tx,
-                        existing.as_ref(),
+            let reused = routine
+                .then(|| {
+                    state.deferred.reusable(
+                        &state.store,
                         &device.device_id,
                         role.as_str(),
-                        token_scopes,
-                        now,
+                        &token_scopes,
                     )
                 })
-                .map_err(|e| Rejection::now(store_unavailable(e)))?;
-            (token.expose().to_string(), issued_at)
+                .flatten();
+            match reused {
+                Some(found) => {
+                    state.deferred.seen(&device);
+                    found
+                }
+                None => {
+                    let existing = state.store.role_token(&device.device_id, role.as_str());
+                    let (token, issued_at) = state
+                        .store
+                        .transact(|tx| {
+                            tx.put_device(&device)?;
+                            tokens::mint(
+                                tx,
+                                existing.as_ref(),
+                                &device.device_id,
+                                role.as_str(),
+                                token_scopes.clone(),
+                                now,
+                            )
+                        })
+                        .map_err(|e| Rejection::now(store_unavailable(e)))?;
+                    state.deferred.remember(
+                        &device.device_id,
+                        role.as_str(),
+                        &token,
+                        &token_scopes,
+                        issued_at,
+                    );
+                    (token.expose().to_string(), issued_at)
+                }
+            }
         }
     };
     Ok(Authenticated {

@@ -181,6 +181,8 @@ fn live_pending(state: &GatewayState) -> Vec<clawgate_store::PendingRequest> {
 }
 
 pub fn pair_list(state: &GatewayState, caller: &Caller, _: Value) -> Result<Value, ErrorShape> {
+    // Show exact last-seen times: write the queued ones first.
+    state.flush_deferred();
     let own = caller.device_id.as_deref().filter(|_| !is_admin(caller));
     let pending: Vec<Value> = live_pending(state)
         .iter()
@@ -345,6 +347,7 @@ pub fn pair_remove(
     let closed = state
         .hub
         .close_device_sessions(&device_id, None, "device removed");
+    state.deferred.forget(&device_id, None);
     info!(device = %device_id, closed, "device removed");
     Ok(json!({"deviceId": device_id}))
 }
@@ -485,6 +488,7 @@ pub fn token_rotate(
     let closed = state
         .hub
         .close_device_sessions(&device_id, Some(&role), "device token rotated");
+    state.deferred.forget(&device_id, Some(&role));
     info!(device = %device_id, role = %role, closed, "device token rotated");
     let in_band = caller.device_id.as_deref() == Some(device_id.as_str());
     let mut result = json!({"deviceId": device_id, "role": role});
@@ -538,6 +542,7 @@ pub fn token_revoke(
     let closed = state
         .hub
         .close_device_sessions(&device_id, Some(&role), "device token revoked");
+    state.deferred.forget(&device_id, Some(&role));
     info!(device = %device_id, role = %role, closed, "device token revoked");
     Ok(json!({"deviceId": device_id, "role": role, "revokedAtMs": now}))
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod deferred;
 pub mod device_methods;
 pub mod device_proof;
 pub mod hub;
@@ -133,6 +134,7 @@ impl Gateway {
         let ticker = tokio::spawn(tick_loop(state.clone()));
         let presence = tokio::spawn(presence_loop(state.clone()));
         let pruner = tokio::spawn(prune_loop(state.clone()));
+        let flusher = tokio::spawn(flush_loop(state.clone()));
         let app =
             listener::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stop_state = state.clone();
@@ -159,6 +161,8 @@ impl Gateway {
         ticker.abort();
         presence.abort();
         pruner.abort();
+        flusher.abort();
+        state.flush_deferred();
         let _ = http_stop_tx.send(());
         match tokio::time::timeout(Duration::from_secs(2), server).await {
             Ok(Ok(result)) => result,
@@ -184,6 +188,17 @@ async fn prune_loop(state: Arc<GatewayState>) {
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "pruning expired pairing requests failed"),
         }
+    }
+}
+
+/// Writes the queued last-seen and token-use updates once a second.
+async fn flush_loop(state: Arc<GatewayState>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || s.flush_deferred()).await;
     }
 }
 

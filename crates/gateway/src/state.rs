@@ -30,6 +30,9 @@ pub struct GatewayState {
     pub store: Arc<clawgate_store::Store>,
     pub hub: Hub,
     pub metrics: Metrics,
+    /// Routine connect updates waiting to be written, and tokens this
+    /// process minted (see `deferred.rs`).
+    pub deferred: crate::deferred::Deferred,
     pub unauth: UnauthSlots,
     /// Per-process id reported as `server.bootId`.
     pub boot_id: String,
@@ -94,6 +97,7 @@ impl GatewayState {
             store,
             hub: Hub::default(),
             metrics: Metrics::new(&crate::methods::method_names()),
+            deferred: crate::deferred::Deferred::default(),
             unauth: UnauthSlots::default(),
             boot_id: uuid::Uuid::new_v4().to_string(),
             instance_id: uuid::Uuid::new_v4().to_string(),
@@ -104,6 +108,13 @@ impl GatewayState {
             failure_audit: std::sync::Mutex::new((0, 0, 0)),
             options,
         })
+    }
+
+    /// Writes the queued last-seen and token-use updates now.
+    pub fn flush_deferred(&self) {
+        if let Err(err) = self.deferred.flush(&self.store) {
+            tracing::warn!(%err, "writing last-seen updates failed");
+        }
     }
 
     /// The auth settings in force now.

@@ -937,3 +937,65 @@ async fn a_pending_operator_decision_is_not_side_stepped_by_a_local_reconnect() 
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn routine_reconnects_reuse_the_token_and_defer_last_seen() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let (first, token) = paired(&gw, &d, &["operator.read"]).await;
+    drop(first);
+    let hashes = gw.state.store.token_hashes(&d.id, "operator").len();
+
+    // A routine shared-token reconnect gets the same token back: no new
+    // token is minted, nothing is written synchronously.
+    let (_again, again) = paired(&gw, &d, &["operator.read"]).await;
+    assert_eq!(again, token);
+    assert_eq!(gw.state.store.token_hashes(&d.id, "operator").len(), hashes);
+
+    // Its last-seen update is queued, and `device.pair.list` writes it first.
+    let before = gw.state.store.device(&d.id).unwrap().last_seen_at_ms;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (_third, _) = paired(&gw, &d, &["operator.read"]).await;
+    let list = admin.request("l", "device.pair.list", None).await;
+    let listed = list["payload"]["paired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["deviceId"] == d.id.as_str())
+        .unwrap()["lastSeenAtMs"]
+        .as_u64();
+    assert!(listed > before, "{listed:?} after {before:?}");
+
+    // Asking for other scopes mints a token for them.
+    let (_wider, wider) = paired(&gw, &d, &["operator.read", "operator.pairing"]).await;
+    assert_ne!(wider, token);
+    // After a rotation the old token is never handed out again.
+    admin
+        .request(
+            "r",
+            "device.token.rotate",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    let (_rotated, after) = paired(&gw, &d, &["operator.read", "operator.pairing"]).await;
+    assert_ne!(after, wider);
+    assert_ne!(after, token);
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(None, Some(&wider), &["operator.read"]))
+        .await;
+    assert_eq!(
+        res["error"]["details"]["code"],
+        "AUTH_DEVICE_TOKEN_MISMATCH"
+    );
+
+    // A device removed while its last-seen update waits stays removed.
+    let (_last, _) = paired(&gw, &d, &["operator.read", "operator.pairing"]).await;
+    admin
+        .request("x", "device.pair.remove", Some(json!({"deviceId": d.id})))
+        .await;
+    gw.state.flush_deferred();
+    assert!(gw.state.store.device(&d.id).is_none());
+    gw.stop().await;
+}

@@ -678,8 +678,23 @@ impl Harness {
                             scopes: a.scopes.clone(),
                         });
                     }
+                } else if let Some(idx) = self.issued.iter().position(|t| t.token == token) {
+                    // Handed out again (the gateway keeps the tokens it
+                    // minted): only a live token of this (device, role),
+                    // still stored, within this session's scopes.
+                    prop_assert!(
+                        !self.dead.contains(&idx) && self.is_alive(idx),
+                        "a dead token was handed out again: {:?}",
+                        self.issued[idx]
+                    );
+                    prop_assert_eq!(self.issued[idx].device, device);
+                    prop_assert_eq!(self.issued[idx].role, role);
+                    let entry = self.state.store.token_by_hash(&hash_token(&token));
+                    prop_assert!(entry.is_some(), "reused token not stored");
+                    let entry = entry.unwrap();
+                    prop_assert!(scopes::covers(&a.scopes, &entry.scopes));
+                    prop_assert!(scopes::covers(&stored.scopes, &entry.scopes));
                 } else {
-                    prop_assert!(self.issued.iter().all(|t| t.token != token));
                     let entry = self.state.store.token_by_hash(&hash_token(&token));
                     prop_assert!(entry.is_some(), "issued token not stored");
                     let entry = entry.unwrap();

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{Device, PendingRequest, RoleToken, TokenHash};
+use crate::model::{Device, PendingRequest, RoleToken, Seen, TokenHash};
 
 /// One committed change, recorded by `Tx` as it runs the SQL. Effects that
 /// SQL decides (which hashes a trim removed) are recorded concretely.
@@ -20,6 +20,10 @@ pub(crate) enum Op {
         device_id: String,
         role: String,
         last_used_at_ms: u64,
+    },
+    MarkSeen {
+        device_id: String,
+        seen: Seen,
     },
     AddTokenHash(TokenHash),
     RemoveTokenHashes(Vec<[u8; 32]>),
@@ -96,6 +100,13 @@ impl Cache {
                         .and_then(|roles| roles.get_mut(&role))
                     {
                         t.last_used_at_ms = Some(last_used_at_ms);
+                    }
+                }
+                Op::MarkSeen { device_id, seen } => {
+                    if let Some(d) = self.devices.get_mut(&device_id) {
+                        d.last_seen_at_ms = Some(seen.at_ms);
+                        d.last_seen_reason = seen.reason;
+                        d.remote_ip = seen.remote_ip;
                     }
                 }
                 Op::AddTokenHash(h) => self.add_token_hash(h),

@@ -21,7 +21,7 @@ pub use audit::GENESIS_HASH;
 pub use error::StoreError;
 pub use model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
-    RoleToken, TokenHash,
+    RoleToken, Seen, TokenHash,
 };
 pub use store::{Store, Tx};
 

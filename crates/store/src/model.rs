@@ -34,6 +34,15 @@ pub struct Device {
     pub last_seen_reason: Option<String>,
 }
 
+/// When and from where a device was last seen (the fields a routine
+/// connect refreshes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub at_ms: u64,
+    pub reason: Option<String>,
+    pub remote_ip: Option<String>,
+}
+
 /// The per-(device, role) token entry. The token strings themselves are
 /// never stored; see [`TokenHash`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 
 use crate::audit::StoredAuditRow;
 use crate::error::StoreError;
-use crate::model::{AuditQuery, Device, PendingRequest, RoleToken, TokenHash, from_hex32, to_hex};
+use crate::model::{
+    AuditQuery, Device, PendingRequest, RoleToken, Seen, TokenHash, from_hex32, to_hex,
+};
 
 /// How long a writer waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -309,6 +311,21 @@ pub(crate) fn upsert_role_token(conn: &Connection, t: &RoleToken) -> Result<(), 
         t.last_used_at_ms,
     ])?;
     Ok(())
+}
+
+/// Sets the last-seen fields of a device; returns whether it exists.
+pub(crate) fn mark_device_seen(
+    conn: &Connection,
+    device_id: &str,
+    seen: &Seen,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE devices SET last_seen_at_ms = ?2, last_seen_reason = ?3, remote_ip = ?4 \
+             WHERE device_id = ?1",
+        )?
+        .execute(params![device_id, seen.at_ms, seen.reason, seen.remote_ip])?;
+    Ok(n > 0)
 }
 
 /// Sets `last_used_at_ms`; returns whether the entry exists.

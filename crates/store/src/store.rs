@@ -17,7 +17,7 @@ use crate::cache::{Cache, Op};
 use crate::error::StoreError;
 use crate::model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
-    RoleToken, TokenHash, is_lower_hex64,
+    RoleToken, Seen, TokenHash, is_lower_hex64,
 };
 use crate::schema;
 
@@ -326,6 +326,18 @@ impl Tx<'_> {
             role: role.to_string(),
         });
         Ok(n)
+    }
+
+    /// Sets a device's last-seen time, reason and address. Does nothing
+    /// when the device is gone (removed since it was seen).
+    pub fn mark_seen(&mut self, device_id: &str, seen: &Seen) -> Result<(), StoreError> {
+        if schema::mark_device_seen(&self.sql, device_id, seen)? {
+            self.ops.push(Op::MarkSeen {
+                device_id: device_id.to_string(),
+                seen: seen.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Sets the entry's `last_used_at_ms`. Does nothing when the entry is

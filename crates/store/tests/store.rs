@@ -847,3 +847,37 @@ fn corrupt_rows_are_reported_not_panicked() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+#[test]
+fn mark_seen_updates_only_devices_that_still_exist() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    store.transact(|tx| tx.put_device(&device(1))).unwrap();
+    let seen = clawgate_store::Seen {
+        at_ms: 9_000,
+        reason: Some("connect".into()),
+        remote_ip: Some("10.0.0.9".into()),
+    };
+    store
+        .transact(|tx| {
+            tx.mark_seen(&id(1), &seen)?;
+            // A device removed before its seen-update is flushed stays gone.
+            tx.mark_seen(&id(2), &seen)
+        })
+        .unwrap();
+    let d = store.device(&id(1)).unwrap();
+    assert_eq!(d.last_seen_at_ms, Some(9_000));
+    assert_eq!(d.last_seen_reason.as_deref(), Some("connect"));
+    assert_eq!(d.remote_ip.as_deref(), Some("10.0.0.9"));
+    assert_eq!(
+        d.display_name,
+        device(1).display_name,
+        "other fields untouched"
+    );
+    assert!(store.device(&id(2)).is_none());
+    // The same on disk.
+    drop(store);
+    let again = open(&dir);
+    assert_eq!(again.device(&id(1)).unwrap().last_seen_at_ms, Some(9_000));
+    assert!(again.device(&id(2)).is_none());
+}
