@@ -140,7 +140,14 @@ impl Gateway {
         let stop_state = state.clone();
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(self.listener, app)
+            // Replies are small frames written back to back: without
+            // TCP_NODELAY, Nagle plus delayed ACKs stall them ~40 ms.
+            let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "TCP_NODELAY not set");
+                }
+            });
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = http_stop_rx.await;
                 })
