@@ -5,7 +5,7 @@
 //! counts the bytes waiting in it and cuts off a connection whose backlog
 //! passes `maxBufferedBytes` ("slow consumer") instead of letting memory grow.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use clawgate_protocol::connect::Role;
 use clawgate_protocol::{MAX_BUFFERED_BYTES, close_code, scopes};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 /// Something for a connection's writer to send.
 #[derive(Debug)]
@@ -36,30 +35,59 @@ impl Outbound {
     }
 }
 
+/// A connection's outbound queue: a `VecDeque` behind a mutex and a
+/// `Notify`. Unlike a channel it allocates nothing until something is
+/// queued, which matters with thousands of idle connections.
+#[derive(Debug, Default)]
+struct Queue {
+    items: std::sync::Mutex<VecDeque<Outbound>>,
+    notify: tokio::sync::Notify,
+    /// Bytes queued and not yet written (the slow-consumer cap).
+    queued: AtomicUsize,
+    senders: AtomicUsize,
+    /// The receiver (the connection) is gone.
+    closed: std::sync::atomic::AtomicBool,
+}
+
 /// The sending side of a connection's queue.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnSender {
-    tx: mpsc::UnboundedSender<Outbound>,
-    queued: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
+}
+
+impl Clone for ConnSender {
+    fn clone(&self) -> Self {
+        self.queue.senders.fetch_add(1, Ordering::Relaxed);
+        ConnSender {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl Drop for ConnSender {
+    fn drop(&mut self) {
+        if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last sender is gone: wake the receiver so it sees the end.
+            self.queue.notify.notify_one();
+        }
+    }
 }
 
 /// The receiving side, owned by the connection.
 #[derive(Debug)]
 pub struct ConnReceiver {
-    pub rx: mpsc::UnboundedReceiver<Outbound>,
-    queued: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
 }
 
 /// A queue for one connection.
 pub fn conn_channel() -> (ConnSender, ConnReceiver) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let queue = Arc::new(Queue::default());
+    queue.senders.store(1, Ordering::Relaxed);
     (
         ConnSender {
-            tx,
-            queued: queued.clone(),
+            queue: queue.clone(),
         },
-        ConnReceiver { rx, queued },
+        ConnReceiver { queue },
     )
 }
 
@@ -67,26 +95,65 @@ impl ConnSender {
     /// Queues `out`; if the backlog would pass the cap the connection is told
     /// to close as a slow consumer instead. Returns false if it is gone.
     pub fn send(&self, out: Outbound) -> bool {
-        let cost = out.cost();
-        let before = self.queued.fetch_add(cost, Ordering::Relaxed);
-        if before + cost > MAX_BUFFERED_BYTES {
-            self.queued.fetch_sub(cost, Ordering::Relaxed);
-            return self
-                .tx
-                .send(Outbound::Close {
-                    code: close_code::POLICY_VIOLATION,
-                    reason: "slow consumer".into(),
-                })
-                .is_ok();
+        let q = &self.queue;
+        if q.closed.load(Ordering::Acquire) {
+            return false;
         }
-        self.tx.send(out).is_ok()
+        let cost = out.cost();
+        let before = q.queued.fetch_add(cost, Ordering::Relaxed);
+        let out = if before + cost > MAX_BUFFERED_BYTES {
+            q.queued.fetch_sub(cost, Ordering::Relaxed);
+            Outbound::Close {
+                code: close_code::POLICY_VIOLATION,
+                reason: "slow consumer".into(),
+            }
+        } else {
+            out
+        };
+        q.items.lock().expect("queue").push_back(out);
+        q.notify.notify_one();
+        true
+    }
+}
+
+impl Drop for ConnReceiver {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Release);
+        self.queue.items.lock().expect("queue").clear();
     }
 }
 
 impl ConnReceiver {
+    /// The next queued item; `None` once every sender is gone and the queue
+    /// is empty.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        loop {
+            if let Some(out) = self.try_recv() {
+                return Some(out);
+            }
+            if self.queue.senders.load(Ordering::Acquire) == 0 {
+                return self.try_recv();
+            }
+            // `notify_one` keeps a permit when nobody waits, so a send
+            // between the check above and this await is not lost.
+            self.queue.notify.notified().await;
+        }
+    }
+
+    /// The next queued item, without waiting.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        let mut items = self.queue.items.lock().expect("queue");
+        let out = items.pop_front();
+        if items.is_empty() && items.capacity() > 64 {
+            // A burst grew the queue; give the memory back when it drains.
+            items.shrink_to_fit();
+        }
+        out
+    }
+
     /// Marks a dequeued item as written.
     pub fn written(&self, out: &Outbound) {
-        self.queued.fetch_sub(out.cost(), Ordering::Relaxed);
+        self.queue.queued.fetch_sub(out.cost(), Ordering::Relaxed);
     }
 }
 
@@ -297,7 +364,7 @@ mod tests {
         // The third would pass 50 MiB: the connection is told to close instead.
         assert!(tx.send(Outbound::Frame(big)));
         let mut got = Vec::new();
-        while let Ok(out) = rx.rx.try_recv() {
+        while let Some(out) = rx.try_recv() {
             rx.written(&out);
             got.push(out);
         }
@@ -309,6 +376,32 @@ mod tests {
             }
             other => panic!("expected close, got {other:?}"),
         }
-        assert_eq!(rx.queued.load(Ordering::Relaxed), 0);
+        assert_eq!(rx.queue.queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn the_queue_ends_when_senders_or_the_receiver_go() {
+        let (tx, mut rx) = conn_channel();
+        let tx2 = tx.clone();
+        assert!(tx.send(Outbound::Frame("a".into())));
+        drop(tx);
+        assert!(tx2.send(Outbound::Frame("b".into())));
+        // A waiting receiver is woken by a send from another task.
+        let waiter = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Outbound::Frame(f)) = rx.recv().await {
+                got.push(f);
+            }
+            got
+        });
+        tokio::task::yield_now().await;
+        assert!(tx2.send(Outbound::Frame("c".into())));
+        drop(tx2);
+        // Every queued item is delivered, then the end.
+        assert_eq!(waiter.await.unwrap(), vec!["a", "b", "c"]);
+
+        let (tx, rx) = conn_channel();
+        drop(rx);
+        assert!(!tx.send(Outbound::Frame("lost".into())), "no receiver");
     }
 }
