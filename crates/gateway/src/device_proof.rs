@@ -68,12 +68,36 @@ pub fn raw_public_key(wire: &str) -> Option<[u8; 32]> {
 
 /// `device.id`: lowercase hex SHA-256 of the raw key.
 pub fn device_id_for(raw: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(raw);
     let mut out = String::with_capacity(64);
     for b in digest {
-        out.push_str(&format!("{b:02x}"));
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
     }
     out
+}
+
+/// Decompressing a public key costs ~3 µs (a field square root); paired
+/// devices reconnect with the same key, so decoded keys are kept. Bounded:
+/// the map is emptied when it reaches [`KEY_CACHE_MAX`] entries.
+const KEY_CACHE_MAX: usize = 4096;
+
+fn verifying_key(raw: &[u8; 32]) -> Option<VerifyingKey> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KEYS: OnceLock<Mutex<HashMap<[u8; 32], VerifyingKey>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(Mutex::default);
+    if let Some(k) = keys.lock().expect("key cache").get(raw) {
+        return Some(*k);
+    }
+    let key = VerifyingKey::from_bytes(raw).ok()?;
+    let mut map = keys.lock().expect("key cache");
+    if map.len() >= KEY_CACHE_MAX {
+        map.clear();
+    }
+    map.insert(*raw, key);
+    Some(key)
 }
 
 /// The token slot of the signed payload: the first *present* of
@@ -113,7 +137,7 @@ pub fn verify(
     if nonce != challenge_nonce {
         return Err(DeviceAuthFailure::NonceMismatch);
     }
-    let key = VerifyingKey::from_bytes(&raw).map_err(|_| DeviceAuthFailure::SignatureInvalid)?;
+    let key = verifying_key(&raw).ok_or(DeviceAuthFailure::SignatureInvalid)?;
     let sig_bytes = decode_base64_lenient(&device.signature)
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .ok_or(DeviceAuthFailure::SignatureInvalid)?;
