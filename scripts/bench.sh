@@ -24,7 +24,7 @@ HOLD_SECS=${HOLD_SECS:-60}
 BAD_M=${BAD_M:-2000}
 REF_HS_N=${REF_HS_N:-3000}
 REF_RPC_R=${REF_RPC_R:-60000}
-REF_HOLD_K=${REF_HOLD_K:-2000}
+REF_HOLD_K=${REF_HOLD_K:-10000}
 CACHE=${CLAWGATE_INTEROP_CACHE:-$HOME/.cache/clawgate-interop}
 OUT=${OUT:-$ROOT/target/bench/results.jsonl}
 SRC_IPS=127.0.0.1-8
@@ -84,7 +84,7 @@ scenarios() {
     run "$label" "${common[@]}" handshake -n "$n" -c "$HS_C" --device v3 --device-pool 64 --src-ips "$SRC_IPS" --max-secs 60
     run "$label" "${common[@]}" rpc -c 16 -r "$rpc_r" --method health --max-secs 60
   done
-  run "$label" "${common[@]}" badauth -m "$BAD_M" --src-ips 127.0.0.9-40 --max-secs 20
+  run "$label" "${common[@]}" badauth -m "$BAD_M" --src-ips 127.0.0.9-250 --max-secs 20
   run "$label" "${common[@]}" hold -k "$hold_k" --secs "$HOLD_SECS" --src-ips "$SRC_IPS"
 }
 

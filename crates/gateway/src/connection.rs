@@ -40,7 +40,9 @@ type Ws<S> = WebSocketStream<PreauthGuardedIo<S>>;
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(512)
-        .write_buffer_size(0)
+        // Frames fed without a flush (an error response before its close
+        // frame, a ping before a tick) go out in one write.
+        .write_buffer_size(4096)
         .max_message_size(Some(MAX_PAYLOAD_BYTES))
         .max_frame_size(Some(MAX_PAYLOAD_BYTES))
 }
@@ -93,7 +95,10 @@ async fn reject<S: AsyncRead + AsyncWrite + Unpin>(
     code: u16,
 ) {
     let reason = error.message.clone();
-    let _ = send_text(ws, Response::err(id, error).to_json()).await;
+    // Fed, not sent: the close below flushes both in one write.
+    let _ = ws
+        .feed(Message::Text(Response::err(id, error).to_json().into()))
+        .await;
     close(ws, code, &reason).await;
 }
 
@@ -308,14 +313,23 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
                 let claimed = params.device.as_ref().map(|d| d.id.as_str());
                 state.audit_auth_failure(code, peer, claimed);
             }
-            info!(peer = %peer.ip, client = %params.client.id, code, "connect rejected");
+            if let Some(suppressed) = state.rejection_log_budget() {
+                if suppressed > 0 {
+                    info!(peer = %peer.ip, client = %params.client.id, code, suppressed, "connect rejected (earlier rejections not logged: see the metrics and audit log)");
+                } else {
+                    info!(peer = %peer.ip, client = %params.client.id, code, "connect rejected");
+                }
+            }
             if !rejection.delay.is_zero() {
                 tokio::time::sleep(rejection.delay).await;
             }
             match rejection.close_reason {
                 Some(reason) => {
-                    let _ =
-                        send_text(ws, Response::err(&request.id, rejection.error).to_json()).await;
+                    let _ = ws
+                        .feed(Message::Text(
+                            Response::err(&request.id, rejection.error).to_json().into(),
+                        ))
+                        .await;
                     close(ws, rejection.close_code, &reason).await;
                 }
                 None => reject(ws, &request.id, rejection.error, rejection.close_code).await,

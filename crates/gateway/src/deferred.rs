@@ -4,7 +4,8 @@
 //! last seen (and when its token was last used). Those updates are not
 //! acknowledged to anyone, so they are queued and written in one
 //! transaction per second (and before `device.pair.list` reads them, and at
-//! shutdown) instead of one transaction per connect.
+//! shutdown) instead of one transaction per connect. Audit rows for refused
+//! connects (at most 50 a second) are batched the same way.
 //!
 //! A device that connects with the shared secret gets a device token in
 //! `hello-ok`. Tokens are stored only as hashes, so the gateway cannot
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use clawgate_protocol::Secret;
-use clawgate_store::{Device, Seen, Store, hash_token};
+use clawgate_store::{AuditRecord, Device, Seen, Store, hash_token};
 
 /// A token this process minted, kept so it can be handed out again.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ struct Issued {
 struct Pending {
     seen: HashMap<String, Seen>,
     touched: HashMap<(String, String), u64>,
+    /// Audit rows nobody waits for (refused connects), in order.
+    audit: Vec<AuditRecord>,
 }
 
 #[derive(Debug, Default)]
@@ -128,12 +131,19 @@ impl Deferred {
             .insert((device_id.to_string(), role.to_string()), at_ms);
     }
 
+    /// Queues an audit row that no reply depends on (a refused connect):
+    /// under a brute-force attack these are written in one transaction a
+    /// second instead of one each.
+    pub fn audit(&self, record: AuditRecord) {
+        self.pending.lock().expect("pending").audit.push(record);
+    }
+
     /// Writes what is queued, in one transaction. An update older than
     /// what the store already holds (a later synchronous write) is skipped;
     /// a device removed meanwhile stays removed.
     pub fn flush(&self, store: &Store) -> Result<usize, clawgate_store::StoreError> {
         let pending = std::mem::take(&mut *self.pending.lock().expect("pending"));
-        let n = pending.seen.len() + pending.touched.len();
+        let n = pending.seen.len() + pending.touched.len() + pending.audit.len();
         if n == 0 {
             return Ok(0);
         }
@@ -148,6 +158,9 @@ impl Deferred {
             }
             for ((device_id, role), at) in &pending.touched {
                 tx.touch_token(device_id, role, *at)?;
+            }
+            for record in &pending.audit {
+                tx.append_audit(record)?;
             }
             Ok(())
         })?;

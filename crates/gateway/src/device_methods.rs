@@ -548,6 +548,8 @@ pub fn token_revoke(
 }
 
 pub fn audit_list(state: &GatewayState, _: &Caller, params: Value) -> Result<Value, ErrorShape> {
+    // Rows batched for the next flush are part of the log: write them first.
+    state.flush_deferred();
     let u64_param = |k: &str| params.get(k).and_then(Value::as_u64);
     let query = AuditQuery {
         action: params

@@ -45,6 +45,9 @@ pub struct GatewayState {
     /// Rate of auth-failure audit rows: (second it counts, rows so far,
     /// rows suppressed since the last written one).
     failure_audit: std::sync::Mutex<(u64, u32, u64)>,
+    /// The same for "connect rejected" log lines: an attack must not flood
+    /// the log (nor pay a write per attempt).
+    rejection_log: std::sync::Mutex<(u64, u32, u64)>,
     pub options: RuntimeOptions,
 }
 
@@ -79,6 +82,25 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// At most `limit` events a second: `Some(suppressed since the last one
+/// admitted)` when this one is admitted, `None` when it is suppressed.
+fn per_second(budget: &std::sync::Mutex<(u64, u32, u64)>, limit: u32) -> Option<u64> {
+    let mut g = budget.lock().expect("budget lock");
+    let second = now_ms() / 1000;
+    if g.0 != second {
+        *g = (second, 0, g.2);
+    }
+    if g.1 >= limit {
+        g.2 += 1;
+        return None;
+    }
+    g.1 += 1;
+    Some(std::mem::take(&mut g.2))
+}
+
+/// "connect rejected" log lines per second.
+pub const REJECTION_LOGS_PER_SECOND: u32 = 20;
+
 impl GatewayState {
     pub fn new(
         config: GatewayConfig,
@@ -106,6 +128,7 @@ impl GatewayState {
             shutting_down: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
             failure_audit: std::sync::Mutex::new((0, 0, 0)),
+            rejection_log: std::sync::Mutex::new((0, 0, 0)),
             options,
         })
     }
@@ -187,24 +210,21 @@ impl GatewayState {
     /// [`FAILURE_AUDIT_PER_SECOND`] rows a second, so a flood cannot turn the
     /// audit log into a write amplifier; the next row written says how many
     /// were left out.
+    /// Whether a "connect rejected" line may be logged now (at most
+    /// [`REJECTION_LOGS_PER_SECOND`] a second); `Some(n)`: yes, and `n`
+    /// lines were suppressed since the last one.
+    pub fn rejection_log_budget(&self) -> Option<u64> {
+        per_second(&self.rejection_log, REJECTION_LOGS_PER_SECOND)
+    }
+
     pub fn audit_auth_failure(
         &self,
         code: &str,
         peer: &crate::auth::PeerContext,
         claimed_device: Option<&str>,
     ) {
-        let suppressed = {
-            let mut g = self.failure_audit.lock().expect("audit budget lock");
-            let second = now_ms() / 1000;
-            if g.0 != second {
-                *g = (second, 0, g.2);
-            }
-            if g.1 >= FAILURE_AUDIT_PER_SECOND {
-                g.2 += 1;
-                return;
-            }
-            g.1 += 1;
-            std::mem::take(&mut g.2)
+        let Some(suppressed) = per_second(&self.failure_audit, FAILURE_AUDIT_PER_SECOND) else {
+            return;
         };
         let mut details = serde_json::json!({"code": code});
         if suppressed > 0 {
@@ -213,15 +233,12 @@ impl GatewayState {
         if let Some(origin) = &peer.origin {
             details["origin"] = serde_json::json!(origin);
         }
-        let _ = self.store.transact(|tx| {
-            tx.append_audit(&crate::audit::record(
-                "auth.failure",
-                crate::audit::peer_actor(peer),
-                claimed_device,
-                details,
-            ))
-            .map(|_| ())
-        });
+        self.deferred.audit(crate::audit::record(
+            "auth.failure",
+            crate::audit::peer_actor(peer),
+            claimed_device,
+            details,
+        ));
     }
 
     pub fn uptime_ms(&self) -> u64 {
@@ -231,5 +248,24 @@ impl GatewayState {
     /// Whether `ip` may send forwarding headers.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.config.trusted_proxies.contains(&ip)
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn per_second_admits_the_limit_then_counts_what_it_suppressed() {
+        let budget = std::sync::Mutex::new((now_ms() / 1000, 0, 0));
+        let admitted: Vec<_> = (0..5).map(|_| per_second(&budget, 3)).collect();
+        // Unless the second turned over mid-test, 3 get in and 2 are counted.
+        if budget.lock().unwrap().0 == now_ms() / 1000 {
+            assert_eq!(admitted, vec![Some(0), Some(0), Some(0), None, None]);
+            assert_eq!(budget.lock().unwrap().2, 2);
+        }
+        // A new second admits again and reports what was suppressed.
+        budget.lock().unwrap().0 = 0;
+        assert_eq!(per_second(&budget, 3), Some(2));
     }
 }

@@ -813,6 +813,8 @@ async fn auth_failures_are_audited_without_secrets() {
         res["error"]["details"]["code"],
         "AUTH_DEVICE_TOKEN_MISMATCH"
     );
+    // Refused-connect rows are batched; write the batch now.
+    gw.state.flush_deferred();
     let rows = gw
         .state
         .store
