@@ -130,6 +130,14 @@ where
             return;
         }
     };
+    // The codec's read buffer grew to the size of the connect frame and
+    // would keep that capacity for the whole session. When nothing but that
+    // frame has been read (no pipelined bytes to lose), start the session
+    // with a fresh codec instead.
+    if ws.get_ref().read_exactly_one_frame() {
+        ws = WebSocketStream::from_raw_socket(ws.into_inner(), WsRole::Server, Some(ws_config()))
+            .await;
+    }
     armed.store(false, Ordering::Relaxed);
     Box::pin(authenticated_loop(
         &state,

@@ -237,7 +237,9 @@ struct Registered {
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Hub {
-    conns: Mutex<HashMap<u64, Registered>>,
+    /// Boxed records: the table's slots stay small (it is sized for the
+    /// peak number of sessions, and keeps that size).
+    conns: Mutex<HashMap<u64, Box<Registered>>>,
     next_key: AtomicU64,
     presence_version: AtomicU64,
 }
@@ -250,7 +252,7 @@ impl Hub {
         self.conns
             .lock()
             .expect("hub lock")
-            .insert(key, Registered { info, sender });
+            .insert(key, Box::new(Registered { info, sender }));
         if visible {
             self.presence_changed();
         }

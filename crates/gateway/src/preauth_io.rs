@@ -41,6 +41,8 @@ struct FrameTracker {
     header_len: usize,
     payload_left: u64,
     message_len: u64,
+    /// Frame headers seen so far.
+    frames: u64,
 }
 
 impl FrameTracker {
@@ -88,6 +90,7 @@ impl FrameTracker {
             }
             self.payload_left = len;
             self.header_len = 0;
+            self.frames += 1;
         }
         true
     }
@@ -103,6 +106,14 @@ pub struct PreauthGuardedIo<S> {
 }
 
 impl<S> PreauthGuardedIo<S> {
+    /// Whether exactly one whole frame has been read from the socket and
+    /// nothing after it: then a codec that returned that frame holds no
+    /// unread bytes and can be replaced by a fresh one.
+    pub fn read_exactly_one_frame(&self) -> bool {
+        let t = &self.tracker;
+        t.frames == 1 && t.payload_left == 0 && t.header_len == 0
+    }
+
     pub fn new(inner: S, cap: usize) -> (Self, Arc<AtomicBool>) {
         let armed = Arc::new(AtomicBool::new(true));
         (
@@ -205,5 +216,33 @@ mod tests {
         let mut t = FrameTracker::default();
         assert!(t.feed(&frame(false, 1, 40000), 65536));
         assert!(!t.feed(&frame(true, 0, 40000), 65536));
+    }
+
+    #[test]
+    fn knows_when_exactly_one_whole_frame_was_read() {
+        let io = |t: FrameTracker| PreauthGuardedIo {
+            inner: (),
+            armed: Arc::new(AtomicBool::new(true)),
+            cap: 65536,
+            tracker: t,
+        };
+        let one = frame(true, 1, 700);
+        let mut t = FrameTracker::default();
+        assert!(t.feed(&one[..300], 65536));
+        assert!(!io(t).read_exactly_one_frame(), "mid-frame");
+        let mut t = FrameTracker::default();
+        for chunk in one.chunks(64) {
+            t.feed(chunk, 65536);
+        }
+        assert!(io(t).read_exactly_one_frame());
+        // A pipelined second frame (even its first header byte) rules it out.
+        let mut two = one.clone();
+        two.extend(frame(true, 1, 10));
+        let mut t = FrameTracker::default();
+        t.feed(&two[..one.len() + 1], 65536);
+        assert!(!io(t).read_exactly_one_frame());
+        let mut t = FrameTracker::default();
+        t.feed(&two, 65536);
+        assert!(!io(t).read_exactly_one_frame());
     }
 }

@@ -328,3 +328,25 @@ async fn peers_that_stop_answering_pings_are_dropped() {
     drop(silent);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_pipelined_right_behind_connect_is_answered() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    for _ in 0..20 {
+        let mut c = gw.client().await;
+        // Both frames leave before hello-ok comes back: the server may read
+        // them in one go, and must not lose the second.
+        c.send_json(&json!({"type": "req", "id": "c", "method": "connect",
+            "params": cli_params(TOKEN, &["operator.read"])}))
+            .await;
+        c.send_json(&json!({"type": "req", "id": "h", "method": "health"}))
+            .await;
+        let hello = c.response().await.unwrap();
+        assert_eq!(hello["id"], "c");
+        assert_eq!(hello["ok"], true, "{hello}");
+        let health = c.response().await.unwrap();
+        assert_eq!(health["id"], "h");
+        assert_eq!(health["ok"], true, "{health}");
+    }
+    gw.stop().await;
+}
