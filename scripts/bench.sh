@@ -38,14 +38,15 @@ mkdir -p "$(dirname "$OUT")"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
+  # Each server runs in its own process group (setsid): end the whole group.
   for p in "${PIDS[@]:-}"; do
-    [ -n "$p" ] && kill "$p" 2>/dev/null || true
+    [ -n "$p" ] && kill -TERM -- "-$p" 2>/dev/null || true
   done
-  sleep 0.5
+  sleep 1
   for p in "${PIDS[@]:-}"; do
-    [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
+    [ -n "$p" ] && kill -KILL -- "-$p" 2>/dev/null || true
   done
-  rm -rf "$WORK"
+  rm -rf "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -96,7 +97,7 @@ for i in $(seq 1 "$RUNS"); do
     "$CLAWGATE" --state-dir "$WORK/startup-$i" gateway run --port "$P" --token "$TOKEN"
 done
 CG_PORT=$(free_port)
-CLAWGATE_LOG=warn "$CLAWGATE" --state-dir "$WORK/clawgate" gateway run --port "$CG_PORT" --token "$TOKEN" \
+CLAWGATE_LOG=warn setsid "$CLAWGATE" --state-dir "$WORK/clawgate" gateway run --port "$CG_PORT" --token "$TOKEN" \
   >"$WORK/clawgate.out" 2>"$WORK/clawgate.err" &
 CG_PID=$!
 PIDS+=("$CG_PID")
@@ -104,7 +105,7 @@ wait_port "$CG_PORT" || { echo "clawgate did not start"; cat "$WORK/clawgate.err
 sleep 1
 echo "{\"bench\":\"idle\",\"label\":\"clawgate\",\"rss_kb\":$(rss_kb "$CG_PID")}" >>"$OUT"
 scenarios clawgate "ws://127.0.0.1:$CG_PORT" "$TOKEN" "$CG_PID" "$HS_N" "$RPC_R" "$HOLD_K"
-kill "$CG_PID"; wait "$CG_PID" 2>/dev/null || true
+kill "$CG_PID" 2>/dev/null || true; wait "$CG_PID" 2>/dev/null || true
 echo "{\"bench\":\"binary\",\"label\":\"clawgate\",\"bytes\":$(stat -c %s "$CLAWGATE")}" >>"$OUT"
 
 # --- reference ----------------------------------------------------------------
@@ -129,18 +130,21 @@ if [ "${BENCH_REFERENCE:-1}" = 1 ] && [ -x "$OPENCLAW" ]; then
   export OPENCLAW REF_TOKEN
   for i in $(seq 1 "$RUNS"); do
     P=$(free_port)
+    # The reference CLI starts its gateway and workers as child processes:
+    # run it in its own process group, and end the whole group on SIGTERM.
     run openclaw --url "ws://127.0.0.1:$P" --token "$REF_TOKEN" startup --ready-timeout-secs 90 -- \
-      bash -c "ref_cmd $P $WORK/ref-startup-$i"
+      setsid bash -c "trap 'kill -KILL 0' TERM; ref_cmd $P $WORK/ref-startup-$i & wait"
   done
   REF_PORT=$(free_port)
-  bash -c "ref_cmd $REF_PORT $WORK/ref" >"$WORK/ref.out" 2>&1 &
-  PIDS+=("$!")
+  setsid bash -c "ref_cmd $REF_PORT $WORK/ref" >"$WORK/ref.out" 2>&1 &
+  REF_GROUP=$!
+  PIDS+=("$REF_GROUP")
   wait_port "$REF_PORT" || { echo "reference did not start"; tail -20 "$WORK/ref.out"; exit 1; }
   REF_PID=$(listener_pid "$REF_PORT")
-  PIDS+=("$REF_PID")
   sleep 5
   echo "{\"bench\":\"idle\",\"label\":\"openclaw\",\"rss_kb\":$(rss_kb "$REF_PID")}" >>"$OUT"
   scenarios openclaw "ws://127.0.0.1:$REF_PORT" "$REF_TOKEN" "$REF_PID" "$REF_HS_N" "$REF_RPC_R" "$REF_HOLD_K"
+  kill -TERM -- "-$REF_GROUP" 2>/dev/null || true
 else
   echo "reference not installed at $OPENCLAW (BENCH_INSTALL_REFERENCE=1 installs it); clawgate only" >&2
 fi

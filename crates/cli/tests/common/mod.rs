@@ -44,7 +44,15 @@ pub struct Running {
     pub port: u16,
     pub stdout: String,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
-    stderr_reader: std::thread::JoinHandle<()>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A test that fails before `stop` must not leave its gateway running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Starts `gateway run --port 0` and waits for the listening line.
@@ -105,7 +113,7 @@ pub fn start(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
         port,
         stdout,
         stderr,
-        stderr_reader,
+        stderr_reader: Some(stderr_reader),
     }
 }
 
@@ -114,7 +122,9 @@ pub fn stop(mut r: Running) -> (i32, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = r.child.try_wait().unwrap() {
-            r.stderr_reader.join().unwrap();
+            if let Some(reader) = r.stderr_reader.take() {
+                reader.join().unwrap();
+            }
             let err = r.stderr.lock().unwrap().clone();
             return (status.code().unwrap_or(-1), err);
         }
