@@ -329,10 +329,7 @@ impl DeviceKey {
         let seed: [u8; 32] = Sha256::digest(format!("clawgate-bench device seed v1 #{i}")).into();
         let key = SigningKey::from_bytes(&seed);
         let raw = key.verifying_key().to_bytes();
-        let id = Sha256::digest(raw)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = clawgate_protocol::device_auth::device_id(&raw);
         DeviceKey {
             key,
             id,

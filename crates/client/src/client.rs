@@ -449,9 +449,7 @@ impl Driver {
                     match incoming {
                         Some(Ok(Message::Text(text))) => self.on_frame(text.as_str()),
                         Some(Ok(Message::Close(frame))) => {
-                            let ClientError::Closed { code, reason } = conn::closed(frame) else {
-                                unreachable!("closed() builds Closed")
-                            };
+                            let (code, reason) = conn::close_code_reason(frame);
                             return End::Dropped { code, reason };
                         }
                         Some(Ok(_)) => {}

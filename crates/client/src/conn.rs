@@ -213,7 +213,10 @@ pub(crate) async fn next_frame(ws: &mut Ws) -> Result<ServerFrame, ClientError> 
                 return serde_json::from_str(t.as_str())
                     .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")));
             }
-            Some(Ok(Message::Close(frame))) => return Err(closed(frame)),
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = close_code_reason(frame);
+                return Err(ClientError::Closed { code, reason });
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
                 return Err(ClientError::Closed {
@@ -231,11 +234,11 @@ pub(crate) async fn next_frame(ws: &mut Ws) -> Result<ServerFrame, ClientError> 
     }
 }
 
-pub(crate) fn closed(frame: Option<CloseFrame>) -> ClientError {
-    let (code, reason) = frame
+/// The code and reason of a close frame (1005 when it carried none).
+pub(crate) fn close_code_reason(frame: Option<CloseFrame>) -> (u16, String) {
+    frame
         .map(|f| (u16::from(f.code), f.reason.to_string()))
-        .unwrap_or((1005, String::new()));
-    ClientError::Closed { code, reason }
+        .unwrap_or((1005, String::new()))
 }
 
 /// Closes politely, without waiting long for the peer.

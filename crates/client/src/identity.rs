@@ -9,7 +9,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::storage::{self, StorageError};
 
@@ -147,10 +146,7 @@ impl DeviceIdentity {
 
 /// Hex SHA-256 of the raw public key, as the gateway derives device ids.
 pub fn device_id_for(key: &VerifyingKey) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    clawgate_protocol::device_auth::device_id(key.as_bytes())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use crate::config::AuthMode;
 use crate::limiter::{Admission, LimitKey, LimitScope};
 use crate::state::{AuthState, GatewayState, now_ms};
-use crate::{audit, deferred, device_proof, pairing, tokens};
+use crate::{audit, device_proof, pairing, tokens};
 
 /// Facts about the peer, fixed at upgrade time.
 #[derive(Debug, Clone)]
@@ -356,8 +356,8 @@ pub fn authenticate(
     };
     let outcome =
         pairing::evaluate(state, &ask, method).map_err(|e| Rejection::now(store_unavailable(e)))?;
-    let device = match outcome {
-        pairing::PairingOutcome::Approved(d) => d,
+    let (device, routine) = match outcome {
+        pairing::PairingOutcome::Approved { device, routine } => (device, routine),
         pairing::PairingOutcome::Required {
             error,
             close_reason,
@@ -375,10 +375,6 @@ pub fn authenticate(
     // process minted earlier, or mint one. A routine reconnect (only the
     // last-seen fields changed) queues its bookkeeping instead of writing;
     // anything else is one transaction with the refreshed device record.
-    let routine = state
-        .store
-        .device(&device.device_id)
-        .is_some_and(|stored| deferred::only_seen_changed(&stored, &device));
     let issued = match presented_token {
         Some((token, issued_at)) if routine => {
             state.deferred.seen(&device);

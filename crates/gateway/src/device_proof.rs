@@ -8,7 +8,6 @@ use clawgate_protocol::catalogue::DeviceAuthFailure;
 use clawgate_protocol::connect::{ConnectParams, DeviceProof};
 use clawgate_protocol::device_auth::{PayloadFields, payload_v2, payload_v3};
 use ed25519_dalek::{Signature, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 /// Allowed distance between `signedAt` and the gateway clock.
 pub const SIGNATURE_SKEW_MS: u64 = 120_000;
@@ -68,14 +67,7 @@ pub fn raw_public_key(wire: &str) -> Option<[u8; 32]> {
 
 /// `device.id`: lowercase hex SHA-256 of the raw key.
 pub fn device_id_for(raw: &[u8; 32]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(raw);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0x0f)] as char);
-    }
-    out
+    clawgate_protocol::device_auth::device_id(raw)
 }
 
 /// Decompressing a public key costs ~3 µs (a field square root); paired

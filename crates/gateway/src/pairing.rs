@@ -72,8 +72,9 @@ impl PairingReason {
 #[derive(Debug)]
 pub enum PairingOutcome {
     /// Approved (already, or silently just now), with its metadata refreshed
-    /// from this connect; the caller persists it.
-    Approved(Box<Device>),
+    /// from this connect; the caller persists it. `routine`: only the
+    /// last-seen fields differ from the stored record (see `deferred.rs`).
+    Approved { device: Box<Device>, routine: bool },
     /// Needs an operator: the error to send and its close reason.
     Required {
         error: ErrorShape,
@@ -185,8 +186,12 @@ pub fn evaluate(
         device.last_seen_at_ms = Some(now_ms);
         device.last_seen_reason = Some("connect".into());
         // Not written here: the caller saves the refreshed record in the
-        // same transaction as the device-token change, one write per connect.
-        return Ok(PairingOutcome::Approved(Box::new(device)));
+        // same transaction as the device-token change, or queues it.
+        let routine = same_key.is_some_and(|s| crate::deferred::only_seen_changed(s, &device));
+        return Ok(PairingOutcome::Approved {
+            device: Box::new(device),
+            routine,
+        });
     };
 
     // A request already waiting for an operator is not side-stepped by a
@@ -199,7 +204,14 @@ pub fn evaluate(
         .any(|p| !p.silent && p.refreshed_at_ms + PENDING_TTL_MS > now_ms);
     if !awaiting_operator && silent_allowed(state, reason, ask, auth_method) {
         let device = approve_silently(state, ask, reason, same_key)?;
-        return Ok(PairingOutcome::Approved(Box::new(device)));
+        let routine = state
+            .store
+            .device(&device.device_id)
+            .is_some_and(|s| crate::deferred::only_seen_changed(&s, &device));
+        return Ok(PairingOutcome::Approved {
+            device: Box::new(device),
+            routine,
+        });
     }
 
     let request = open_request(state, ask, reason, is_repair)?;

@@ -84,9 +84,8 @@ pub fn now_ms() -> u64 {
 
 /// At most `limit` events a second: `Some(suppressed since the last one
 /// admitted)` when this one is admitted, `None` when it is suppressed.
-fn per_second(budget: &std::sync::Mutex<(u64, u32, u64)>, limit: u32) -> Option<u64> {
+fn per_second(budget: &std::sync::Mutex<(u64, u32, u64)>, limit: u32, second: u64) -> Option<u64> {
     let mut g = budget.lock().expect("budget lock");
-    let second = now_ms() / 1000;
     if g.0 != second {
         *g = (second, 0, g.2);
     }
@@ -214,7 +213,11 @@ impl GatewayState {
     /// [`REJECTION_LOGS_PER_SECOND`] a second); `Some(n)`: yes, and `n`
     /// lines were suppressed since the last one.
     pub fn rejection_log_budget(&self) -> Option<u64> {
-        per_second(&self.rejection_log, REJECTION_LOGS_PER_SECOND)
+        per_second(
+            &self.rejection_log,
+            REJECTION_LOGS_PER_SECOND,
+            now_ms() / 1000,
+        )
     }
 
     pub fn audit_auth_failure(
@@ -223,7 +226,11 @@ impl GatewayState {
         peer: &crate::auth::PeerContext,
         claimed_device: Option<&str>,
     ) {
-        let Some(suppressed) = per_second(&self.failure_audit, FAILURE_AUDIT_PER_SECOND) else {
+        let Some(suppressed) = per_second(
+            &self.failure_audit,
+            FAILURE_AUDIT_PER_SECOND,
+            now_ms() / 1000,
+        ) else {
             return;
         };
         let mut details = serde_json::json!({"code": code});
@@ -257,15 +264,11 @@ mod budget_tests {
 
     #[test]
     fn per_second_admits_the_limit_then_counts_what_it_suppressed() {
-        let budget = std::sync::Mutex::new((now_ms() / 1000, 0, 0));
-        let admitted: Vec<_> = (0..5).map(|_| per_second(&budget, 3)).collect();
-        // Unless the second turned over mid-test, 3 get in and 2 are counted.
-        if budget.lock().unwrap().0 == now_ms() / 1000 {
-            assert_eq!(admitted, vec![Some(0), Some(0), Some(0), None, None]);
-            assert_eq!(budget.lock().unwrap().2, 2);
-        }
+        let budget = std::sync::Mutex::new((7, 0, 0));
+        let admitted: Vec<_> = (0..5).map(|_| per_second(&budget, 3, 7)).collect();
+        assert_eq!(admitted, vec![Some(0), Some(0), Some(0), None, None]);
         // A new second admits again and reports what was suppressed.
-        budget.lock().unwrap().0 = 0;
-        assert_eq!(per_second(&budget, 3), Some(2));
+        assert_eq!(per_second(&budget, 3, 8), Some(2));
+        assert_eq!(per_second(&budget, 3, 8), Some(0));
     }
 }

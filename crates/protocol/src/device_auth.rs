@@ -17,6 +17,20 @@ pub struct PayloadFields<'a> {
     pub device_family: &'a str,
 }
 
+/// A device id: the lowercase hex SHA-256 of the raw 32-byte Ed25519
+/// public key (what the gateway derives and what clients send).
+pub fn device_id(raw_public_key: &[u8; 32]) -> String {
+    use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(raw_public_key);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
 /// Trims and lower-cases ASCII letters only, as the reference does for the
 /// v3 platform and device-family fields.
 pub fn normalize_metadata(value: &str) -> String {
