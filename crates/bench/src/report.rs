@@ -98,8 +98,8 @@ impl Latencies {
         out.insert("max_ms".into(), json!(Self::pct(&self.0, 100.0)));
     }
 
-    pub fn summary(&self) -> String {
-        // Expects add_fields (which sorts) to have run.
+    pub fn summary(&mut self) -> String {
+        self.0.sort_unstable();
         let f = |p: f64| {
             Self::pct(&self.0, p)
                 .map(|v| format!("{v}"))

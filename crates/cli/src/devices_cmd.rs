@@ -62,14 +62,10 @@ pub enum DevicesCommand {
 }
 
 pub fn run(command: DevicesCommand, target: Target, paths: &Paths) -> anyhow::Result<u8> {
-    let json_out = target.json;
-    match net::runtime().block_on(execute(command, &target, paths)) {
-        Ok(code) => Ok(code),
-        Err(failure) => {
-            failure.print(json_out);
-            Ok(1)
-        }
-    }
+    net::finish(
+        net::runtime().block_on(execute(command, &target, paths)),
+        target.json,
+    )
 }
 
 async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Result<u8, Failure> {

@@ -270,9 +270,8 @@ async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Ch
                     "Client identity",
                     e.to_string(),
                     format!(
-                        "mv {} {}.bad (a new identity is created on next use; it needs approval again)",
-                        DeviceIdentity::path_in(&dir).display(),
-                        DeviceIdentity::path_in(&dir).display()
+                        "mv {path} {path}.bad (a new identity is created on next use; it needs approval again)",
+                        path = DeviceIdentity::path_in(&dir).display(),
                     ),
                 ));
                 None
@@ -308,9 +307,8 @@ async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Ch
                 "Device token",
                 e.to_string(),
                 format!(
-                    "mv {}/device-tokens.json {}/device-tokens.json.bad",
-                    dir.display(),
-                    dir.display()
+                    "mv {path} {path}.bad",
+                    path = FileTokenCache::new(&dir).path().display(),
                 ),
             )),
             Ok(None) => checks.push(Check::ok(

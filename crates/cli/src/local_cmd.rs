@@ -253,15 +253,7 @@ fn open_browser(url: &str) -> bool {
 }
 
 fn dashboard_error(json_out: bool, message: &str, next: &str) -> u8 {
-    if json_out {
-        println!(
-            "{}",
-            json!({"ok": false, "error": {"message": message, "next": next}})
-        );
-    } else {
-        eprintln!("error: {message}");
-        eprintln!("next: {next}");
-    }
+    crate::net::Failure::plain(message, next).print(json_out);
     1
 }
 

@@ -395,6 +395,18 @@ pub fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// A command's exit code: 0/1 from the command, or 1 after printing its
+/// failure.
+pub fn finish(result: Result<u8, Failure>, json_out: bool) -> anyhow::Result<u8> {
+    match result {
+        Ok(code) => Ok(code),
+        Err(failure) => {
+            failure.print(json_out);
+            Ok(1)
+        }
+    }
+}
+
 /// A current-thread runtime for one command.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -9,7 +9,7 @@ use clawgate_protocol::scopes;
 use serde_json::{Value, json};
 
 use crate::Paths;
-use crate::net::{self, Failure, Target, print_json};
+use crate::net::{self, Failure, Target, finish, print_json};
 
 #[derive(Debug, Args)]
 pub struct NetArgs {
@@ -38,16 +38,6 @@ pub struct WatchArgs {
     pub ticks: bool,
     #[command(flatten)]
     pub target: Target,
-}
-
-fn finish(result: Result<u8, Failure>, json_out: bool) -> anyhow::Result<u8> {
-    match result {
-        Ok(code) => Ok(code),
-        Err(failure) => {
-            failure.print(json_out);
-            Ok(1)
-        }
-    }
 }
 
 pub fn health(args: NetArgs, paths: &Paths) -> anyhow::Result<u8> {

@@ -129,6 +129,21 @@ struct TokenRow {
 }
 
 impl TokenRow {
+    fn into_entry(self) -> (TokenKey, CachedToken) {
+        (
+            TokenKey {
+                gateway: self.gateway,
+                device_id: self.device_id,
+                role: self.role,
+            },
+            CachedToken {
+                token: Secret::new(self.token),
+                scopes: self.scopes,
+                updated_at_ms: self.updated_at_ms,
+            },
+        )
+    }
+
     fn is(&self, key: &TokenKey) -> bool {
         self.gateway == key.gateway && self.device_id == key.device_id && self.role == key.role
     }
@@ -145,27 +160,11 @@ impl FileTokenCache {
 
     /// Every cached token (for diagnostics such as `clawgate doctor`).
     pub fn list(&self) -> Result<Vec<(TokenKey, CachedToken)>, StorageError> {
-        if !self.path().exists() {
-            return Ok(Vec::new());
-        }
         Ok(self
             .read()?
             .tokens
             .into_iter()
-            .map(|r| {
-                (
-                    TokenKey {
-                        gateway: r.gateway,
-                        device_id: r.device_id,
-                        role: r.role,
-                    },
-                    CachedToken {
-                        token: Secret::new(r.token),
-                        scopes: r.scopes,
-                        updated_at_ms: r.updated_at_ms,
-                    },
-                )
-            })
+            .map(TokenRow::into_entry)
             .collect())
     }
 
@@ -228,19 +227,12 @@ impl FileTokenCache {
 
 impl TokenCache for FileTokenCache {
     fn load(&self, key: &TokenKey) -> Result<Option<CachedToken>, StorageError> {
-        if !Path::new(&self.path()).exists() {
-            return Ok(None);
-        }
         Ok(self
             .read()?
             .tokens
             .into_iter()
             .find(|r| r.is(key))
-            .map(|r| CachedToken {
-                token: Secret::new(r.token),
-                scopes: r.scopes,
-                updated_at_ms: r.updated_at_ms,
-            }))
+            .map(|r| r.into_entry().1))
     }
 
     fn store(

@@ -95,7 +95,7 @@ async fn typed_requests_round_trip_against_the_gateway() {
             .all(|d| d.device_id != identity.device_id())
     );
 
-    // The audit log recorded it all for this device, in order.
+    // The audit log recorded each of these for this device.
     let page = admin
         .audit_list(&AuditQuery {
             device_id: Some(identity.device_id().to_string()),

@@ -514,7 +514,7 @@ async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
             }
             incoming = ws.next() => {
                 awaiting_pong = false;
-                let text = match incoming {
+                let message = match incoming {
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Err(err)) => {
                         if is_oversize(&err) {
@@ -522,14 +522,18 @@ async fn authenticated_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         break;
                     }
-                    Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
-                    Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
+                    Some(Ok(m)) => m,
+                };
+                // Parsed in place: no copy of the frame per request.
+                let text = match &message {
+                    Message::Text(t) => t.as_str(),
+                    Message::Binary(b) => match std::str::from_utf8(b) {
                         Ok(t) => t,
                         Err(_) => continue,
                     },
-                    Some(Ok(_)) => continue,
+                    _ => continue,
                 };
-                let reply = match parse_request(&text) {
+                let reply = match parse_request(text) {
                     Err(FrameError::NotJson) => {
                         debug!("dropped a frame that is not JSON");
                         continue;

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::audit;
 use crate::methods::Caller;
-use crate::pairing::{self, PENDING_TTL_MS};
+use crate::pairing;
 use crate::state::{GatewayState, now_ms};
 use crate::tokens;
 
@@ -176,7 +176,7 @@ fn live_pending(state: &GatewayState) -> Vec<clawgate_store::PendingRequest> {
         .store
         .pending_list()
         .into_iter()
-        .filter(|p| p.refreshed_at_ms + PENDING_TTL_MS > now)
+        .filter(|p| pairing::is_live(p, now))
         .collect()
 }
 
@@ -212,7 +212,7 @@ pub fn pair_approve(
     let pending = state
         .store
         .pending(request_id)
-        .filter(|p| p.refreshed_at_ms + PENDING_TTL_MS > now);
+        .filter(|p| pairing::is_live(p, now));
     if !is_admin(caller) {
         let Some(p) = &pending else {
             return Err(invalid("device pairing approval denied"));
@@ -462,8 +462,11 @@ pub fn token_rotate(
         .store
         .transact(|tx| {
             tx.delete_token_hashes(&device_id, &role)?;
+            // The entry as it will be after the rotation; `mint` writes it.
             let mut base = current.clone().expect("checked above");
             base.revoked_at_ms = None;
+            base.scopes = token_scopes.clone();
+            base.rotated_at_ms = Some(now);
             let (token, at) = tokens::mint(
                 tx,
                 Some(&base),
@@ -472,10 +475,6 @@ pub fn token_rotate(
                 token_scopes.clone(),
                 now,
             )?;
-            let mut entry = base;
-            entry.scopes = token_scopes.clone();
-            entry.rotated_at_ms = Some(now);
-            tx.put_role_token(&entry)?;
             tx.append_audit(&audit::record(
                 "token.rotated",
                 audit::caller_actor(caller),

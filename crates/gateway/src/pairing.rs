@@ -18,6 +18,11 @@ use crate::state::GatewayState;
 /// Pending requests expire this long after their last refresh.
 pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
 
+/// Whether a pending request has not expired at `now_ms`.
+pub fn is_live(p: &PendingRequest, now_ms: u64) -> bool {
+    p.refreshed_at_ms + PENDING_TTL_MS > now_ms
+}
+
 /// Why a device needs approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairingReason {
@@ -201,16 +206,13 @@ pub fn evaluate(
         .store
         .pending_for_device(&verified.device_id)
         .iter()
-        .any(|p| !p.silent && p.refreshed_at_ms + PENDING_TTL_MS > now_ms);
+        .any(|p| !p.silent && is_live(p, now_ms));
     if !awaiting_operator && silent_allowed(state, reason, ask, auth_method) {
+        // `approve_silently` has just stored this very record.
         let device = approve_silently(state, ask, reason, same_key)?;
-        let routine = state
-            .store
-            .device(&device.device_id)
-            .is_some_and(|s| crate::deferred::only_seen_changed(&s, &device));
         return Ok(PairingOutcome::Approved {
             device: Box::new(device),
-            routine,
+            routine: true,
         });
     }
 
@@ -383,7 +385,7 @@ fn open_request(
         .store
         .pending_for_device(&verified.device_id)
         .into_iter()
-        .filter(|p| p.refreshed_at_ms + PENDING_TTL_MS > now_ms)
+        .filter(|p| is_live(p, now_ms))
         .collect();
     let covering = live.iter().find(|p| {
         p.public_key == verified.public_key

@@ -541,19 +541,6 @@ pub(crate) fn select_pending(
         .optional()?)
 }
 
-pub(crate) fn select_pending_for_device(
-    conn: &Connection,
-    device_id: &str,
-) -> Result<Vec<PendingRequest>, StoreError> {
-    let sql = format!(
-        "SELECT {PENDING_COLUMNS} FROM pending_requests WHERE device_id = ?1 \
-         ORDER BY ts, request_id"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([device_id], pending_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 pub(crate) fn select_all_pending(conn: &Connection) -> Result<Vec<PendingRequest>, StoreError> {
     let sql = format!("SELECT {PENDING_COLUMNS} FROM pending_requests ORDER BY ts, request_id");
     let mut stmt = conn.prepare(&sql)?;

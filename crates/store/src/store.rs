@@ -439,11 +439,6 @@ impl Tx<'_> {
     pub fn pending(&self, request_id: &str) -> Result<Option<PendingRequest>, StoreError> {
         schema::select_pending(&self.sql, request_id)
     }
-
-    /// The device's pending requests as this transaction sees them, by `ts`.
-    pub fn pending_for_device(&self, device_id: &str) -> Result<Vec<PendingRequest>, StoreError> {
-        schema::select_pending_for_device(&self.sql, device_id)
-    }
 }
 
 /// Creates the parent directory (0700) when missing and the database file
