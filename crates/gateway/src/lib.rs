@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod control_ui;
 pub mod deferred;
 pub mod device_methods;
 pub mod device_proof;

@@ -196,7 +196,11 @@ async fn root(
 ) -> Response {
     let headers = req.headers();
     if !is_websocket_upgrade(headers) {
-        return control_ui(&state, req.uri().path());
+        let path = req.uri().path();
+        if !state.control_ui.owns(path) {
+            return refuse(StatusCode::NOT_FOUND, "not found");
+        }
+        return state.control_ui.serve(req.method(), path, headers);
     }
     let forwarded = has_forwarding_headers(headers);
     if forwarded && !state.is_trusted_proxy(addr.ip()) {
@@ -267,26 +271,3 @@ async fn root(
     resp
 }
 
-fn control_ui(state: &GatewayState, path: &str) -> Response {
-    let ui = &state.config.control_ui;
-    if !ui.enabled || !path.starts_with(ui.base_path.trim_end_matches('/')) {
-        return refuse(StatusCode::NOT_FOUND, "not found");
-    }
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>clawgate</title></head>\
-         <body><h1>clawgate {}</h1><p>The gateway is running. The Control UI is not built yet; \
-         use the CLI: <code>clawgate gateway call health</code>.</p></body></html>",
-        crate::VERSION
-    );
-    let mut resp = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; frame-ancestors 'none'"),
-    );
-    with_security_headers(resp)
-}

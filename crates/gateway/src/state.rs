@@ -49,6 +49,8 @@ pub struct GatewayState {
     /// the log (nor pay a write per attempt).
     rejection_log: std::sync::Mutex<(u64, u32, u64)>,
     pub options: RuntimeOptions,
+    /// The Control UI's files and build id.
+    pub control_ui: crate::control_ui::ControlUi,
 }
 
 /// Timings that tests shorten; the defaults are the protocol's.
@@ -111,7 +113,9 @@ impl GatewayState {
             config: Arc::new(config.auth.clone()),
             generation: 1,
         };
+        let control_ui = crate::control_ui::ControlUi::new(&config.control_ui);
         Arc::new(GatewayState {
+            control_ui,
             config,
             auth: RwLock::new(auth),
             limiter,

@@ -1,0 +1,294 @@
+//! The Control UI: the static files in `ui/` (HTML, CSS, ES modules), embedded
+//! into the binary with `rust-embed` and served under
+//! `gateway.controlUi.basePath`.
+//!
+//! Release builds carry the files; debug builds read them from the checkout
+//! at request time (rust-embed's default), so UI work needs no rebuild.
+//! `index.html` is a template: `__CLAWGATE_BASE__`, `__CLAWGATE_BUILD_ID__`
+//! and `__CLAWGATE_VERSION__` are filled in. Every response carries a strict
+//! Content-Security-Policy (scripts, styles and connections from this origin
+//! only, Trusted Types required), `Cache-Control: no-cache` and an `ETag`, so
+//! browsers revalidate and get a 304 until the build changes.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rust_embed::RustEmbed;
+use sha2::{Digest, Sha256};
+
+use crate::config::ControlUiConfig;
+
+#[derive(RustEmbed)]
+#[folder = "../../ui/"]
+#[exclude = "tests/*"]
+#[exclude = "*.md"]
+#[exclude = "*/LICENSE*"]
+struct Assets;
+
+/// The file served for the base path and for client-side routes.
+const INDEX: &str = "index.html";
+
+/// The policy for every Control UI response. `connect-src` gets the page's
+/// own `ws://` and `wss://` origin appended (see [`csp`]): CSP's `'self'`
+/// does not cover WebSocket schemes in every browser.
+const CSP_BASE: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; manifest-src 'self'; base-uri 'self'; form-action 'none'; \
+     frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
+
+/// The Control UI of one gateway: its base path and build id.
+#[derive(Debug)]
+pub struct ControlUi {
+    enabled: bool,
+    /// Always starts and ends with '/'.
+    base: String,
+    build_id: String,
+}
+
+impl ControlUi {
+    pub fn new(config: &ControlUiConfig) -> ControlUi {
+        ControlUi {
+            enabled: config.enabled,
+            base: config.base_path.clone(),
+            build_id: build_id(),
+        }
+    }
+
+    /// Hash of every file the UI is made of: changes whenever any of them
+    /// does (`<html data-build-id>`).
+    pub fn build_id(&self) -> &str {
+        &self.build_id
+    }
+
+    /// Whether `path` is the UI's to answer.
+    pub fn owns(&self, path: &str) -> bool {
+        self.enabled && (path.starts_with(&self.base) || path == self.base.trim_end_matches('/'))
+    }
+
+    /// Answers a request for `path` (already known to be [`owns`](Self::owns)).
+    pub fn serve(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+        if method != Method::GET && method != Method::HEAD {
+            let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
+        let Some(rel) = path.strip_prefix(&self.base) else {
+            // The base path without its trailing slash: relative asset URLs
+            // only resolve under the slash.
+            let mut resp = plain(StatusCode::PERMANENT_REDIRECT, "moved");
+            if let Ok(location) = HeaderValue::from_str(&self.base) {
+                resp.headers_mut().insert(header::LOCATION, location);
+            }
+            return resp;
+        };
+        let Some(file) = resolve(rel) else {
+            return plain(StatusCode::NOT_FOUND, "not found");
+        };
+        let (bytes, etag, mime) = if file == INDEX {
+            let Some(body) = self.index() else {
+                return plain(StatusCode::NOT_FOUND, "the Control UI is not part of this build");
+            };
+            let etag = short_hash(&body);
+            (body, etag, "text/html; charset=utf-8")
+        } else {
+            let Some(asset) = Assets::get(file) else {
+                return plain(StatusCode::NOT_FOUND, "not found");
+            };
+            let etag = hex(&asset.metadata.sha256_hash()[..8]);
+            (asset.data.into_owned(), etag, content_type(file))
+        };
+        let etag = format!("\"{}-{etag}\"", self.build_id);
+        let fresh = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        let mut resp = if fresh {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let mut resp = Response::new(Body::from(bytes));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+            resp
+        };
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, v);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        secure(h, headers);
+        resp
+    }
+
+    /// `index.html` with the placeholders filled in.
+    fn index(&self) -> Option<Vec<u8>> {
+        let template = Assets::get(INDEX)?;
+        let text = String::from_utf8_lossy(&template.data)
+            .replace("__CLAWGATE_BASE__", &html_attr(&self.base))
+            .replace("__CLAWGATE_BUILD_ID__", &self.build_id)
+            .replace("__CLAWGATE_VERSION__", crate::VERSION);
+        Some(text.into_bytes())
+    }
+}
+
+/// The embedded file a request path (relative to the base) names: the file
+/// itself, or `index.html` for the base and for client-side routes (a last
+/// segment without a dot). `None` for anything else, including any path
+/// that tries to leave the UI folder or reach the excluded files.
+fn resolve(rel: &str) -> Option<&str> {
+    if rel.is_empty() {
+        return Some(INDEX);
+    }
+    let clean = rel
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.starts_with('.'))
+        && !rel.contains(['\\', '%', '\0']);
+    if !clean {
+        return None;
+    }
+    let last = rel.rsplit('/').next().unwrap_or(rel);
+    if !last.contains('.') {
+        return Some(INDEX);
+    }
+    if rel == INDEX {
+        return Some(INDEX);
+    }
+    Assets::get(rel).is_some().then_some(rel)
+}
+
+fn content_type(file: &str) -> &'static str {
+    match file.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("webmanifest") => "application/manifest+json",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The Content-Security-Policy for a page loaded through `Host: host`.
+fn csp(request: &HeaderMap) -> String {
+    let host = request
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    match host {
+        Some(host) => format!("{CSP_BASE}; connect-src 'self' ws://{host} wss://{host}"),
+        None => format!("{CSP_BASE}; connect-src 'self'"),
+    }
+}
+
+fn secure(h: &mut HeaderMap, request: &HeaderMap) {
+    if let Ok(v) = HeaderValue::from_str(&csp(request)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), usb=()"),
+    );
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secure(h, &HeaderMap::new());
+    resp
+}
+
+/// The build id: the first 12 hex digits of a hash over every file's path
+/// and content hash, in path order.
+fn build_id() -> String {
+    let mut files: Vec<_> = Assets::iter().collect();
+    files.sort();
+    let mut hasher = Sha256::new();
+    for path in files {
+        if let Some(file) = Assets::get(&path) {
+            hasher.update(path.as_bytes());
+            hasher.update([0]);
+            hasher.update(file.metadata.sha256_hash());
+        }
+    }
+    hex(&hasher.finalize()[..6])
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes)[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The base path is validated by the config loader; escaping keeps the
+/// template safe whatever it holds.
+fn html_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_to_files_or_the_index() {
+        assert_eq!(resolve(""), Some(INDEX));
+        assert_eq!(resolve("devices"), Some(INDEX));
+        assert_eq!(resolve("settings/devices"), Some(INDEX));
+        assert_eq!(resolve("catalogue.json"), Some("catalogue.json"));
+        for bad in [
+            "../Cargo.toml",
+            "js/../../Cargo.toml",
+            "./index.html",
+            "a//b",
+            ".git/config",
+            "%2e%2e/x",
+            "js\\main.js",
+            "tests/package.json",
+            "README.md",
+            "missing.js",
+        ] {
+            assert_eq!(resolve(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn csp_takes_only_a_plain_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:18789"));
+        assert!(csp(&h).ends_with("connect-src 'self' ws://127.0.0.1:18789 wss://127.0.0.1:18789"));
+        h.insert(header::HOST, HeaderValue::from_static("evil; script-src *"));
+        assert!(csp(&h).ends_with("connect-src 'self'"));
+    }
+}
