@@ -2,54 +2,9 @@
 
 import assert from 'node:assert/strict';
 import {
-  KEYS, TIMEOUT, appState, connectWithToken, deviceIdOf, idbIdentity, storage, text, uiTest, waitScreen,
+  KEYS, TIMEOUT, appState, assertDeviceAuth, assertErrorScreen, assertLocalStorageClean, connectWithToken,
+  deviceIdOf, idbIdentity, storage, text, uiTest, waitScreen,
 } from './harness.mjs';
-
-/** localStorage holds nothing but the identity and the device tokens. */
-export function assertLocalStorageClean(local, gw, secrets = []) {
-  const allowed = [KEYS.identity, KEYS.deviceAuth(gw.wsUrl)];
-  const extra = Object.keys(local).filter((k) => !allowed.includes(k));
-  assert.deepEqual(extra, [], 'localStorage keys besides the identity and device tokens');
-  for (const [k, v] of Object.entries(local)) {
-    for (const s of secrets) assert.ok(!v.includes(s), `localStorage ${k} holds the shared secret`);
-  }
-}
-
-/** The device-token entry of ui/README.md, for `deviceId`. */
-export function assertDeviceAuth(local, gw, deviceId, secret) {
-  const raw = local[KEYS.deviceAuth(gw.wsUrl)];
-  assert.ok(raw, `no ${KEYS.deviceAuth(gw.wsUrl)} in localStorage: ${JSON.stringify(Object.keys(local))}`);
-  const v = JSON.parse(raw);
-  assert.equal(v.version, 1);
-  assert.equal(v.deviceId, deviceId);
-  const op = v.tokens?.operator;
-  assert.ok(op, `no operator token: ${raw.replace(/"token":"[^"]*"/g, '"token":"…"')}`);
-  assert.equal(typeof op.token, 'string');
-  assert.ok(op.token.length >= 16, 'device token too short');
-  assert.notEqual(op.token, secret, 'the shared secret stored as the device token');
-  assert.equal(op.role, 'operator');
-  assert.ok(Array.isArray(op.scopes) && op.scopes.length > 0, 'device token scopes');
-  assert.equal(typeof op.updatedAtMs, 'number');
-  return v;
-}
-
-/** The error-screen furniture every auth/error screen has. */
-export async function assertErrorScreen(page, code) {
-  const title = await text(page, 'h1#screen-title');
-  const message = await text(page, 'p#screen-message');
-  assert.ok(title, 'empty #screen-title');
-  assert.ok(message, 'empty #screen-message');
-  const cmd = page.locator('code.next-command').first();
-  await cmd.waitFor({ state: 'attached' });
-  assert.ok((await cmd.textContent()).trim(), 'empty code.next-command');
-  assert.ok(await page.locator('button.copy').count() > 0, 'no button.copy beside the command');
-  const raw = page.locator('details#raw-error pre');
-  await raw.waitFor({ state: 'attached' });
-  const rawText = (await raw.textContent()).trim();
-  assert.doesNotThrow(() => JSON.parse(rawText), `raw error is not JSON: ${rawText}`);
-  if (code) assert.ok(rawText.includes(code), `raw error does not name ${code}: ${rawText}`);
-  return { title, message, rawText };
-}
 
 uiTest('login screen when no token (AUTH_TOKEN_MISSING), then connect from the form', async (env) => {
   const gw = await env.gateway();

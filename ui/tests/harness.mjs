@@ -626,3 +626,94 @@ export async function intOf(page, sel) {
 export function readJson(path) {
   return JSON.parse(readFileSync(path, 'utf8'));
 }
+
+// ------------------------------------------------------ shared assertions
+
+/** localStorage holds nothing but the identity and the device tokens. */
+export function assertLocalStorageClean(local, gw, secrets = []) {
+  const allowed = [KEYS.identity, KEYS.deviceAuth(gw.wsUrl)];
+  const extra = Object.keys(local).filter((k) => !allowed.includes(k));
+  assert.deepEqual(extra, [], 'localStorage keys besides the identity and device tokens');
+  for (const [k, v] of Object.entries(local)) {
+    for (const s of secrets) assert.ok(!v.includes(s), `localStorage ${k} holds the shared secret`);
+  }
+}
+
+/** The device-token entry of ui/README.md, for `deviceId`. */
+export function assertDeviceAuth(local, gw, deviceId, secret) {
+  const raw = local[KEYS.deviceAuth(gw.wsUrl)];
+  assert.ok(raw, `no ${KEYS.deviceAuth(gw.wsUrl)} in localStorage: ${JSON.stringify(Object.keys(local))}`);
+  const v = JSON.parse(raw);
+  assert.equal(v.version, 1);
+  assert.equal(v.deviceId, deviceId);
+  const op = v.tokens?.operator;
+  assert.ok(op, `no operator token: ${raw.replace(/"token":"[^"]*"/g, '"token":"…"')}`);
+  assert.equal(typeof op.token, 'string');
+  assert.ok(op.token.length >= 16, 'device token too short');
+  assert.notEqual(op.token, secret, 'the shared secret stored as the device token');
+  assert.equal(op.role, 'operator');
+  assert.ok(Array.isArray(op.scopes) && op.scopes.length > 0, 'device token scopes');
+  assert.equal(typeof op.updatedAtMs, 'number');
+  return v;
+}
+
+/** The error-screen furniture every auth/error screen has. */
+export async function assertErrorScreen(page, code) {
+  const title = await text(page, 'h1#screen-title');
+  const message = await text(page, 'p#screen-message');
+  assert.ok(title, 'empty #screen-title');
+  assert.ok(message, 'empty #screen-message');
+  const cmd = page.locator('code.next-command').first();
+  await cmd.waitFor({ state: 'attached' });
+  assert.ok((await cmd.textContent()).trim(), 'empty code.next-command');
+  assert.ok(await page.locator('button.copy').count() > 0, 'no button.copy beside the command');
+  const raw = page.locator('details#raw-error pre');
+  await raw.waitFor({ state: 'attached' });
+  const rawText = (await raw.textContent()).trim();
+  assert.doesNotThrow(() => JSON.parse(rawText), `raw error is not JSON: ${rawText}`);
+  if (code) assert.ok(rawText.includes(code), `raw error does not name ${code}: ${rawText}`);
+  return { title, message, rawText };
+}
+
+export const NO_AUTO_APPROVE = { gateway: { nodes: { pairing: { autoApproveLocal: false } } } };
+export const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+/** Opens the #token= link and waits for the pairing screen: {requestId, deviceId}. */
+export async function waitForPairing(page, gw) {
+  await page.goto(`${gw.url()}#token=${encodeURIComponent(gw.token)}`);
+  await waitScreen(page, 'pairing', 'PAIRING_REQUIRED');
+  const cmd = await text(page, 'code#approve-command');
+  const m = cmd.match(/^clawgate devices approve (\S+)$/);
+  assert.ok(m, `code#approve-command is not "clawgate devices approve <id>": ${JSON.stringify(cmd)}`);
+  assert.match(m[1], REQUEST_ID);
+  const deviceId = await text(page, '#pairing-device-id');
+  assert.match(deviceId, /^[0-9a-f]{64}$/, '#pairing-device-id');
+  return { requestId: m[1], deviceId };
+}
+
+/** Pairs `page` through the CLI on the gateway host; returns its device id. */
+export async function pairWithCli(page, gw) {
+  const { requestId, deviceId } = await waitForPairing(page, gw);
+  await gw.cliOk(['devices', 'approve', requestId]);
+  await waitScreen(page, 'app', undefined, 30_000);
+  return deviceId;
+}
+
+/**
+ * Clicks `[data-action=action]` in `scope`, confirms in dialog#confirm if it
+ * opens, and waits until `done()` holds.
+ */
+export async function act(page, scope, action, done, what) {
+  const button = scope.locator(`[data-action="${action}"]`);
+  assert.equal(await button.isDisabled(), false, `${action} is disabled: ${await button.getAttribute('title')}`);
+  await button.click();
+  await waitFor(async () => {
+    const dialog = page.locator('dialog#confirm[open]');
+    if (await dialog.count()) {
+      assert.ok((await text(page, '#confirm-message')).length > 0, 'empty #confirm-message');
+      await page.click('button#confirm-ok');
+    }
+    return done();
+  }, what, 30_000, 250);
+}
+

@@ -30,7 +30,8 @@ export default async function* reporter(source) {
     if (type === 'test:pass' || type === 'test:fail') {
       if (data.details?.type === 'suite') continue;
       const ms = Math.round(data.details?.duration_ms ?? 0);
-      const where = data.file ? ` (${data.file.split('/').pop()})` : '';
+      const file = data.file ? data.file.split('/').pop() : '';
+      const where = file && file !== 'harness.mjs' ? ` (${file})` : '';
       if (data.skip || data.todo) {
         skipped += 1;
         yield `- skip ${data.name}${where}\n`;

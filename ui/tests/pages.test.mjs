@@ -1,0 +1,191 @@
+// The connected pages: Overview numbers, Devices (this browser connected,
+// rename), Audit entries and filters, and a read-only session's disabled
+// actions.
+
+import assert from 'node:assert/strict';
+import {
+  BIN, KEYS, NO_AUTO_APPROVE, TIMEOUT, connectWithToken, intOf, pairWithCli, storage, text, uiTest, waitFor,
+  waitForPairing, waitScreen,
+} from './harness.mjs';
+import { execFileSync } from 'node:child_process';
+
+const VERSION = execFileSync(BIN, ['--version'], { encoding: 'utf8' }).trim().split(/\s+/).pop();
+
+async function nav(page, gw, to) {
+  await page.click(`a[data-nav="${to}"]`);
+  await page.waitForURL(gw.url(to === 'overview' ? '' : to));
+  await waitScreen(page, 'app');
+}
+
+async function overview(page) {
+  await page.locator('#ov-pending').waitFor();
+  return {
+    version: await text(page, '#ov-version'),
+    uptime: await text(page, '#ov-uptime'),
+    auth: await text(page, '#ov-auth-mode'),
+    clients: await intOf(page, '#ov-clients'),
+    pending: await intOf(page, '#ov-pending'),
+  };
+}
+
+/** Waits until the overview numbers are `want` (reloading, as the page may not be live). */
+async function overviewIs(page, want) {
+  let last;
+  await waitFor(async () => {
+    last = await overview(page);
+    if (last.clients === want.clients && last.pending === want.pending) return true;
+    await page.reload();
+    await waitScreen(page, 'app');
+    return false;
+  }, `overview ${JSON.stringify(want)}`, 30_000, 500).catch((e) => {
+    throw new Error(`${e.message}; last overview ${JSON.stringify(last)}`);
+  });
+  return last;
+}
+
+uiTest('Overview: version, uptime, auth mode, clients and pending numbers', async (env) => {
+  const gw = await env.gateway({ config: NO_AUTO_APPROVE });
+  const { page } = await env.context({ label: 'overview' });
+  await pairWithCli(page, gw);
+  await page.goto(gw.url());
+  await waitScreen(page, 'app');
+  let ov = await overviewIs(page, { clients: 1, pending: 0 });
+  assert.ok(ov.version.includes(VERSION), `#ov-version "${ov.version}" lacks ${VERSION}`);
+  assert.ok(ov.uptime.length > 0, '#ov-uptime empty');
+  assert.match(ov.auth, /token/i, '#ov-auth-mode');
+  await env.shot(page, 'overview-one-client');
+
+  // Another browser waiting for approval: one pending request.
+  const guest = (await env.context({ label: 'guest' })).page;
+  const g = await waitForPairing(guest, gw);
+  ov = await overviewIs(page, { clients: 1, pending: 1 });
+  await env.shot(page, 'overview-one-pending');
+
+  await gw.cliOk(['devices', 'approve', g.requestId]);
+  await waitScreen(guest, 'app', undefined, 30_000);
+  ov = await overviewIs(page, { clients: 2, pending: 0 });
+  await env.shot(page, 'overview-two-clients');
+
+  // The numbers agree with the CLI's view.
+  const status = await gw.cliOk(['status'], { json: true });
+  assert.ok(status.json, `status --json: ${status.stdout}`);
+});
+
+uiTest('Devices: this browser is listed as connected; rename shows everywhere', async (env) => {
+  const gw = await env.gateway();
+  const { page } = await env.context({ label: 'devices' });
+  await connectWithToken(page, gw);
+  const id = await text(page, '#this-device-id');
+  await nav(page, gw, 'devices');
+  const card = page.locator(`section#paired-devices article.device[data-device-id="${id}"]`);
+  await card.locator('.badge-connected').waitFor();
+  for (const action of ['rename', 'rotate', 'revoke', 'remove']) {
+    const b = card.locator(`[data-action="${action}"]`);
+    assert.equal(await b.count(), 1, `no ${action} button on this device`);
+    assert.equal(await b.isDisabled(), false, `${action} disabled for an admin session`);
+  }
+  assert.ok((await card.innerText()).includes(id.slice(0, 8)), 'the card does not show the device id');
+  await env.shot(page, 'devices-this-browser');
+
+  await card.locator('[data-action="rename"]').click();
+  await page.locator('dialog#rename[open]').waitFor();
+  await page.fill('#rename-input', 'UI test browser');
+  await page.click('button#rename-ok');
+  await waitFor(async () => (await card.innerText()).includes('UI test browser'), 'the new name on the card');
+  const list = await gw.cliOk(['devices', 'list'], { json: true });
+  const dev = list.json.paired.find((d) => d.deviceId === id);
+  assert.ok(JSON.stringify(dev).includes('UI test browser'), `the gateway did not keep the name: ${JSON.stringify(dev)}`);
+  await env.shot(page, 'devices-renamed');
+});
+
+uiTest('Audit: lists entries, filters by action and device', async (env) => {
+  const gw = await env.gateway();
+  // A refused browser first, so there is more than one kind of entry.
+  const stranger = (await env.context({ label: 'stranger' })).page;
+  await stranger.goto(`${gw.url()}#token=wrong-token-for-audit`);
+  await waitScreen(stranger, 'login', 'AUTH_TOKEN_MISMATCH');
+
+  const { page } = await env.context({ label: 'audit' });
+  await connectWithToken(page, gw);
+  const id = await text(page, '#this-device-id');
+  await nav(page, gw, 'audit');
+  const rows = page.locator('table#audit-table tbody tr[data-seq]');
+  await rows.first().waitFor();
+  const all = await rows.evaluateAll((trs) => trs.map((tr) => ({ seq: tr.getAttribute('data-seq'), text: tr.innerText })));
+  assert.ok(all.length >= 2, `expected at least 2 audit rows, got ${all.length}`);
+  for (const r of all) assert.match(r.seq, /^\d+$/, 'data-seq is a number');
+  assert.equal(new Set(all.map((r) => r.seq)).size, all.length, 'data-seq values repeat');
+  const joined = all.map((r) => r.text).join('\n');
+  assert.ok(joined.includes('pairing.silent_approved'), `no pairing.silent_approved row:\n${joined}`);
+  assert.ok(joined.includes('auth.failure'), `no auth.failure row:\n${joined}`);
+  await env.shot(page, 'audit-all');
+
+  const setField = async (sel, value) => {
+    const tag = await page.locator(sel).evaluate((el) => el.tagName);
+    if (tag === 'SELECT') await page.selectOption(sel, value);
+    else await page.fill(sel, value);
+  };
+  await setField('#audit-action', 'pairing.silent_approved');
+  await page.click('button#audit-apply');
+  await waitFor(async () => {
+    const texts = await rows.allInnerTexts();
+    return texts.length > 0 && texts.every((t) => t.includes('pairing.silent_approved'));
+  }, 'only pairing.silent_approved rows');
+  await env.shot(page, 'audit-filtered-action');
+
+  await setField('#audit-action', '');
+  await setField('#audit-device', id);
+  await page.click('button#audit-apply');
+  await waitFor(async () => {
+    const texts = await rows.allInnerTexts();
+    return texts.length > 0 && texts.length < all.length && !texts.some((t) => t.includes('auth.failure'));
+  }, 'only this device\'s rows');
+  await env.shot(page, 'audit-filtered-device');
+});
+
+uiTest('read-only session: actions the scopes do not allow are disabled with the reason', async (env) => {
+  const gw = await env.gateway({ config: NO_AUTO_APPROVE });
+  const { context, page: first } = await env.context({ label: 'reader-first-tab' });
+  const id = await pairWithCli(first, gw);
+  // The device's cached token entry says operator.read: a tab without the
+  // shared token connects with that token and asks for those scopes only.
+  const st = await storage(first);
+  const entry = JSON.parse(st.local[KEYS.deviceAuth(gw.wsUrl)]);
+  entry.tokens.operator.scopes = ['operator.read'];
+  await first.evaluate(([k, v]) => localStorage.setItem(k, v), [KEYS.deviceAuth(gw.wsUrl), JSON.stringify(entry)]);
+  await first.close();
+  const page = await context.newPage();
+
+  // A pending request to (not) act on.
+  const guest = (await env.context({ label: 'guest' })).page;
+  const g = await waitForPairing(guest, gw);
+
+  await page.goto(gw.url('devices'));
+  await waitScreen(page, 'app');
+  assert.equal((await storage(page)).session[KEYS.token(gw.wsUrl)], undefined);
+  const pending = page.locator(`section#pending-requests article.pending[data-request-id="${g.requestId}"]`);
+  await pending.waitFor({ timeout: TIMEOUT });
+  const mine = page.locator(`section#paired-devices article.device[data-device-id="${id}"]`);
+  await mine.waitFor();
+  const checks = [
+    [pending, 'approve'], [pending, 'reject'],
+    [mine, 'rename'], [mine, 'rotate'], [mine, 'revoke'], [mine, 'remove'],
+  ];
+  const bodyText = await page.locator('#app').innerText();
+  for (const [scope, action] of checks) {
+    const b = scope.locator(`[data-action="${action}"]`);
+    assert.equal(await b.count(), 1, `no ${action} button`);
+    assert.equal(await b.isDisabled(), true, `${action} is enabled in a read-only session`);
+    const title = (await b.getAttribute('title'))?.trim();
+    assert.ok(title, `disabled ${action} has no reason in title`);
+    const scopeName = title.match(/operator\.[a-z.]+/)?.[0];
+    assert.ok(
+      bodyText.includes(title) || (scopeName && bodyText.includes(scopeName)),
+      `the reason for disabled ${action} ("${title}") is not in the visible text`,
+    );
+  }
+  await env.shot(page, 'read-only-devices');
+  // Nothing was approved behind the disabled button.
+  const list = await gw.cliOk(['devices', 'list'], { json: true });
+  assert.ok(list.json.pending.some((p) => p.requestId === g.requestId));
+});
