@@ -1,0 +1,245 @@
+// Devices: pending pairing requests and paired devices, refreshed live on
+// device.pair.* events. Actions the session's scopes do not allow are
+// disabled with the reason in `title` and in visible text.
+
+import { h, replace, copyButton, formatAge, formatTime, shortId, announce } from '../dom.js';
+import { RequestError } from '../gateway.js';
+
+const PAIRING = 'operator.pairing';
+const ADMIN = 'operator.admin';
+
+function nameOf(d) {
+  return d.operatorLabel || d.displayName || d.clientId || shortId(d.deviceId);
+}
+
+function chips(list, cls = 'chip') {
+  if (!list || !list.length) return h('span', { class: 'muted' }, 'none');
+  return h('ul', { class: 'chips' }, list.map((s) => h('li', { class: cls }, s)));
+}
+
+function idLine(id) {
+  const code = h('code', { class: 'wrap' }, id);
+  return h('div', { class: 'id-line' }, code, copyButton(code, 'Copy device id'));
+}
+
+/** A button, disabled with its reason when `reason` is set. */
+function action(name, label, reason, onclick, cls = 'secondary', extra = {}) {
+  return h('button', {
+    type: 'button',
+    class: cls,
+    dataset: { action: name, ...extra },
+    disabled: !!reason,
+    title: reason || null,
+    'aria-describedby': reason ? 'devices-scope-reason' : null,
+    onclick: reason ? null : onclick,
+  }, label);
+}
+
+function covers(held, requested) {
+  const ok = (s) => held.includes(s) || held.includes(ADMIN)
+    || (held.includes('operator.write') && ['operator.read', 'operator.talk', 'operator.sessions.read', 'operator.sessions.write'].includes(s));
+  return (requested || []).every(ok);
+}
+
+function requestKind(p, paired) {
+  if (!paired) return p.isRepair ? 'new pairing · repair' : 'new pairing';
+  const rolesNew = (p.roles || [p.role]).some((r) => !(paired.roles || []).includes(r));
+  if (rolesNew) return 'role upgrade';
+  if (!covers(paired.scopes || [], p.scopes || [])) return 'scope upgrade';
+  return 're-approval';
+}
+
+export function mount(el, app) {
+  let data = { pending: [], paired: [] };
+  let refreshTimer = null;
+  let ageTimer = null;
+  let loading = false;
+  const pendingSection = h('section', { id: 'pending-requests', class: 'panel', 'aria-labelledby': 'pending-title' });
+  const pairedSection = h('section', { id: 'paired-devices', class: 'panel', 'aria-labelledby': 'paired-title' });
+  const scopeNote = h('p', { id: 'devices-scope-reason', class: 'scope-reason', hidden: true });
+  const errorLine = h('p', { class: 'error-line', role: 'alert', hidden: true });
+
+  replace(el,
+    h('h1', { class: 'page-title' }, 'Devices'),
+    h('p', { class: 'page-lead muted' }, 'Pairing requests waiting for approval, and every device paired with this gateway.'),
+    scopeNote, errorLine, pendingSection, pairedSection);
+
+  function denyReason() {
+    return app.can(PAIRING) ? null : 'Needs operator.pairing: this session can only view devices.';
+  }
+
+  function showError(e) {
+    errorLine.textContent = e instanceof RequestError ? `${e.message} (${e.code})` : String(e.message || e);
+    errorLine.hidden = false;
+  }
+
+  async function run(label, fn) {
+    errorLine.hidden = true;
+    try {
+      await fn();
+      announce(label);
+      app.notify(label);
+    } catch (e) {
+      showError(e);
+    }
+    scheduleRefresh(0);
+  }
+
+  function pendingCard(p) {
+    const paired = data.paired.find((d) => d.deviceId === p.deviceId);
+    const kind = requestKind(p, paired);
+    const deny = denyReason();
+    const held = app.scopes;
+    const approveReason = deny || (covers(held, p.scopes) ? null : 'Needs operator.admin: the request asks for scopes this session does not hold.');
+    const isMe = p.deviceId === app.identity.deviceId;
+    return h('article', { class: 'item pending', dataset: { requestId: p.requestId, deviceId: p.deviceId }, 'aria-label': `Pairing request from ${nameOf(p)}` },
+      h('div', { class: 'item-head' },
+        h('div', null,
+          h('h3', null, nameOf(p), ' ', h('span', { class: 'badge badge-pending' }, kind), isMe ? h('span', { class: 'badge' }, 'this browser') : null),
+          h('p', { class: 'muted meta' }, [p.platform, p.clientMode && `${p.clientId || ''} (${p.clientMode})`, p.remoteIp, `requested ${formatAge(Date.now() - p.ts)}`].filter(Boolean).join(' · '))),
+        h('div', { class: 'item-actions' },
+          action('approve', 'Approve', approveReason, () => run(`Approved ${nameOf(p)}.`, () => app.client.request('device.pair.approve', { requestId: p.requestId })), 'primary'),
+          action('reject', 'Reject', deny, () => run(`Rejected the request from ${nameOf(p)}.`, () => app.client.request('device.pair.reject', { requestId: p.requestId }))))),
+      approveReason && !deny ? h('p', { class: 'reason' }, approveReason) : null,
+      h('dl', { class: 'facts' },
+        h('dt', null, 'Requests'), h('dd', null, `role ${(p.roles && p.roles.join(', ')) || p.role}`, chips(p.scopes)),
+        paired ? [h('dt', null, 'Approved now'), h('dd', null, `role ${(paired.roles || []).join(', ') || '—'}`, chips(paired.scopes, 'chip muted'))] : null,
+        h('dt', null, 'Device id'), h('dd', null, idLine(p.deviceId)),
+        h('dt', null, 'Request'), h('dd', null, h('code', { class: 'wrap' }, p.requestId)),
+        p.browserOrigin ? [h('dt', null, 'Origin'), h('dd', null, p.browserOrigin)] : null));
+  }
+
+  function tokenRow(d, t, isMe) {
+    const deny = denyReason() || (t.role !== 'operator' && !app.can(ADMIN) ? `Needs operator.admin to manage ${t.role} tokens.` : null);
+    const name = nameOf(d);
+    const revoked = !!t.revokedAtMs;
+    const rotateMsg = isMe
+      ? `Rotate this browser's ${t.role} token? Its current token stops working and this page reconnects; with the gateway token in this tab it gets a new one at once, otherwise you will be asked for the token.`
+      : `Rotate the ${t.role} token of ${name}? Its current token stops working and its open sessions are disconnected; it gets a new token the next time it connects with the gateway token.`;
+    const revokeMsg = isMe
+      ? `Revoke this browser's ${t.role} token? This page is disconnected and this browser has to be approved again before it can reconnect.`
+      : `Revoke the ${t.role} token of ${name}? It is disconnected and has to be approved again (clawgate devices approve) before it can reconnect as ${t.role}.`;
+    return h('li', { class: 'token' },
+      h('div', null,
+        h('strong', null, t.role), revoked ? h('span', { class: 'badge badge-revoked' }, 'revoked') : null, ' ',
+        chips(t.scopes),
+        h('p', { class: 'muted meta' }, [
+          `issued ${formatAge(Date.now() - (t.rotatedAtMs || t.createdAtMs))}`,
+          t.lastUsedAtMs ? `last used ${formatAge(Date.now() - t.lastUsedAtMs)}` : 'never used',
+          revoked ? `revoked ${formatAge(Date.now() - t.revokedAtMs)}` : null,
+        ].filter(Boolean).join(' · '))),
+      h('div', { class: 'item-actions' },
+        action('rotate', 'Rotate', deny, async () => {
+          if (await app.confirm({ title: `Rotate ${t.role} token`, message: rotateMsg, ok: 'Rotate token' })) {
+            run(`Rotated the ${t.role} token of ${name}.`, () => app.client.request('device.token.rotate', { deviceId: d.deviceId, role: t.role }));
+          }
+        }, 'secondary', { role: t.role }),
+        action('revoke', 'Revoke', deny || (revoked ? 'Already revoked.' : null), async () => {
+          if (await app.confirm({ title: `Revoke ${t.role} token`, message: revokeMsg, ok: 'Revoke token' })) {
+            run(`Revoked the ${t.role} token of ${name}.`, () => app.client.request('device.token.revoke', { deviceId: d.deviceId, role: t.role }));
+          }
+        }, 'secondary', { role: t.role })));
+  }
+
+  function pairedCard(d) {
+    const deny = denyReason();
+    const isMe = d.deviceId === app.identity.deviceId;
+    const name = nameOf(d);
+    const removeMsg = isMe
+      ? `Remove this browser (${name})? Removing this browser disconnects it and deletes its device token; it has to be paired again to come back.`
+      : `Remove ${name}? It is disconnected, its tokens are deleted, and it has to be paired again before it can reconnect.`;
+    return h('article', { class: 'item device', dataset: { deviceId: d.deviceId }, 'aria-label': `Device ${name}` },
+      h('div', { class: 'item-head' },
+        h('div', null,
+          h('h3', null, name, ' ',
+            d.connected ? h('span', { class: 'badge badge-connected' }, 'connected') : h('span', { class: 'badge badge-offline' }, 'offline'),
+            isMe ? h('span', { class: 'badge' }, 'this browser') : null),
+          h('p', { class: 'muted meta' }, [
+            d.platform, d.clientId && `${d.clientId}${d.clientMode ? ` (${d.clientMode})` : ''}`,
+            d.approvedVia === 'silent' ? 'auto-paired' : d.approvedVia && `approved by ${d.approvedVia}`,
+            d.lastSeenAtMs ? `seen ${formatAge(Date.now() - d.lastSeenAtMs)}` : null,
+          ].filter(Boolean).join(' · '))),
+        h('div', { class: 'item-actions' },
+          action('rename', 'Rename', deny, async () => {
+            const label = await app.rename(d.operatorLabel || d.displayName || '');
+            if (label) run(`Renamed to ${label}.`, () => app.client.request('device.pair.rename', { deviceId: d.deviceId, label }));
+          }),
+          action('remove', 'Remove', deny, async () => {
+            if (await app.confirm({ title: isMe ? 'Remove this browser' : `Remove ${name}`, message: removeMsg, ok: 'Remove device' })) {
+              run(`Removed ${name}.`, () => app.client.request('device.pair.remove', { deviceId: d.deviceId }));
+            }
+          }, 'danger-outline'))),
+      h('dl', { class: 'facts' },
+        h('dt', null, 'Device id'), h('dd', null, idLine(d.deviceId)),
+        h('dt', null, 'Roles'), h('dd', null, (d.roles || []).join(', ') || '—'),
+        h('dt', null, 'Scopes'), h('dd', null, chips(d.scopes)),
+        h('dt', null, 'Tokens'), h('dd', null, (d.tokens || []).length
+          ? h('ul', { class: 'tokens' }, d.tokens.map((t) => tokenRow(d, t, isMe)))
+          : h('span', { class: 'muted' }, 'none')),
+        d.remoteIp ? [h('dt', null, 'IP'), h('dd', null, d.remoteIp)] : null,
+        d.browserOrigin ? [h('dt', null, 'Origin'), h('dd', null, d.browserOrigin)] : null,
+        h('dt', null, 'Paired'), h('dd', null, formatTime(d.approvedAtMs || d.createdAtMs)),
+        h('dt', null, 'Last seen'), h('dd', null, d.lastSeenAtMs ? `${formatTime(d.lastSeenAtMs)}${d.lastSeenReason ? ` (${d.lastSeenReason})` : ''}` : '—')));
+  }
+
+  function render() {
+    const deny = denyReason();
+    scopeNote.hidden = !deny;
+    scopeNote.textContent = deny ? 'Read-only: this session lacks operator.pairing, so approve, reject, rename, rotate, revoke and remove are disabled.' : '';
+    const pending = [...data.pending].sort((a, b) => (b.ts || 0) - (a.ts || 0));
+    replace(pendingSection,
+      h('h2', { id: 'pending-title' }, 'Pending approval ', h('span', { class: 'count' }, String(pending.length))),
+      pending.length ? pending.map(pendingCard) : h('p', { class: 'muted empty' }, 'No pairing requests are waiting.'));
+    const paired = [...data.paired].sort((a, b) => Number(b.connected) - Number(a.connected) || (b.lastSeenAtMs || 0) - (a.lastSeenAtMs || 0));
+    const connected = paired.filter((d) => d.connected).length;
+    replace(pairedSection,
+      h('h2', { id: 'paired-title' }, 'Paired devices ', h('span', { class: 'count' }, String(paired.length))),
+      h('p', { class: 'muted' }, `${connected} of ${paired.length} connected`),
+      paired.length ? paired.map(pairedCard) : h('p', { class: 'muted empty' }, 'No devices are paired yet.'));
+  }
+
+  async function load() {
+    if (loading) {
+      scheduleRefresh(200);
+      return;
+    }
+    if (!app.can(PAIRING)) {
+      data = { pending: [], paired: [] };
+      render();
+      replace(pendingSection, h('h2', { id: 'pending-title' }, 'Pending approval'), h('p', { class: 'muted' }, 'Needs operator.pairing to list devices.'));
+      replace(pairedSection, h('h2', { id: 'paired-title' }, 'Paired devices'), h('p', { class: 'muted' }, 'Needs operator.pairing to list devices.'));
+      return;
+    }
+    loading = true;
+    try {
+      const res = await app.client.request('device.pair.list', {});
+      data = { pending: res.pending || [], paired: res.paired || [] };
+      errorLine.hidden = true;
+      render();
+    } catch (e) {
+      showError(e);
+    } finally {
+      loading = false;
+    }
+  }
+
+  function scheduleRefresh(ms = 150) {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(load, ms);
+  }
+
+  app.onEvent((ev) => {
+    if (ev.event.startsWith('device.pair.') || ev.event === 'presence') scheduleRefresh();
+  });
+  ageTimer = setInterval(() => { if (!document.querySelector('dialog[open]')) render(); }, 30000);
+  render();
+  load();
+
+  return {
+    refresh: load,
+    destroy() {
+      clearTimeout(refreshTimer);
+      clearInterval(ageTimer);
+    },
+  };
+}
