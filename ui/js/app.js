@@ -101,7 +101,7 @@ export function createApp(main, { client, identity, url, onDisconnect, onRequest
   const status = h('span', { id: 'conn-status', class: 'pill', 'data-state': 'connected', role: 'status' }, 'Connected');
   const deviceId = h('code', { id: 'this-device-id', class: 'ellipsis', title: identity.deviceId }, identity.deviceId);
   const navLinks = Object.keys(ROUTES).map((name) => h('a', {
-    href: ROUTES[name] || './',
+    href: new URL(ROUTES[name] || './', document.baseURI).pathname,
     dataset: { nav: name },
     onclick: (ev) => {
       if (ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.button !== 0) return;

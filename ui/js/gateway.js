@@ -365,7 +365,9 @@ export class GatewayClient {
     }
     // The shared secret: kept for the tab only in token mode, and only if
     // the gateway accepted it (not when the device token carried the day).
-    const mode = snapshot.authMode;
+    // snapshot.authMode is only sent to admin sessions; auth.method names
+    // the mode whenever the shared secret was what got the socket in.
+    const mode = snapshot.authMode || (['token', 'password', 'none'].includes(auth.method) ? auth.method : undefined);
     if (mode === 'password') {
       this.kind = 'password';
       clearSessionToken(this.url);

@@ -107,7 +107,8 @@ function connectFromForm(urlText, secret) {
   saveTabGatewayUrl(url);
   setSignedOut(url, false);
   state.typedSecret = secret;
-  state.client.setSecret(secret, 'auto');
+  // A gateway already known to want a password gets it in auth.password.
+  state.client.setSecret(secret, state.client.kind === 'password' ? 'password' : 'auto');
   state.client.requestScopes(null);
   state.pairing = { requestId: null, superseded: false };
   state.client.start();
@@ -251,9 +252,15 @@ function onPaused(err) {
     setView('error');
     const ms = (err.error && err.error.retryAfterMs) || 60000;
     authScreen(main, ctx(), code, err, { seconds: Math.ceil(ms / 1000) });
+    state.view = 'login';
     focusTitle();
     announce(`Too many failed attempts. Trying again in ${Math.ceil(ms / 1000)} seconds.`);
-    startCountdown('countdown', Date.now() + ms, () => state.client.start());
+    startCountdown('countdown', Date.now() + ms, () => {
+      // Whatever is in the secret field now is what the next attempt uses.
+      const typed = state.typedSecret;
+      if (typed && typed !== state.client.secret) state.client.setSecret(typed, 'auto');
+      state.client.start();
+    });
     return;
   }
   setView('error');

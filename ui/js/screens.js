@@ -134,9 +134,9 @@ export function describe(code, ctx, err) {
       };
     case 'AUTH_RATE_LIMITED':
       return {
-        screen: 'error',
+        screen: 'login',
         title: 'Too many failed attempts',
-        message: `After too many wrong secrets, ${host} is refusing sign-ins from this browser for a while. This page tries again by itself when the countdown ends.`,
+        message: `After too many wrong secrets, ${host} is refusing sign-ins from this browser for a while. Check the secret below; this page tries again with it when the countdown ends.`,
         label: 'Meanwhile, get the correct token on the gateway host:',
         command: TOKEN_CMD,
         countdown: true,
@@ -232,7 +232,7 @@ export function describe(code, ctx, err) {
 }
 
 /** The login form: #gateway-url, #gateway-secret, #secret-toggle, #connect. */
-function loginForm(ctx) {
+function loginForm(ctx, lockedReason) {
   const url = h('input', {
     id: 'gateway-url', name: 'gateway-url', type: 'text', inputmode: 'url', autocomplete: 'off',
     spellcheck: 'false', autocapitalize: 'off', value: ctx.url, required: true, 'aria-describedby': 'gateway-url-hint',
@@ -252,7 +252,7 @@ function loginForm(ctx) {
     secret.focus();
   });
   const urlError = h('p', { id: 'gateway-url-hint', class: 'hint' }, 'Where the gateway listens, e.g. ws://127.0.0.1:18789');
-  const submit = h('button', { type: 'submit', id: 'connect', class: 'primary' }, 'Connect');
+  const submit = h('button', { type: 'submit', id: 'connect', class: 'primary', disabled: !!lockedReason, title: lockedReason }, 'Connect');
   const form = h('form', { class: 'login', novalidate: true },
     h('label', { for: 'gateway-url' }, 'Gateway URL'), url, urlError,
     h('label', { for: 'gateway-secret' }, 'Gateway secret'),
@@ -302,7 +302,7 @@ export function authScreen(main, ctx, code, err, extra = {}) {
   if (d.resetIdentity) actions.push(actionButton('reset-identity', 'Create a new identity', ctx.onResetIdentity, true));
   if (d.reload) actions.push(actionButton('reload', 'Reload page', () => location.reload(), !d.retry));
   if (d.retry && !d.unreachable) actions.push(actionButton('retry', 'Retry', ctx.onRetry, false));
-  if (screen === 'login') children.push(loginForm(ctx));
+  if (screen === 'login') children.push(loginForm(ctx, d.countdown ? 'Wait for the countdown: the gateway refuses sign-ins until then.' : null));
   if (actions.length) children.push(h('div', { class: 'actions' }, actions));
   children.push(nextStep(d.label, d.command));
   if (d.alt) {

@@ -182,7 +182,26 @@ export function mount(el, app) {
         h('dt', null, 'Last seen'), h('dd', null, d.lastSeenAtMs ? `${formatTime(d.lastSeenAtMs)}${d.lastSeenReason ? ` (${d.lastSeenReason})` : ''}` : '—')));
   }
 
+  /** Where keyboard focus is, so a live refresh can put it back. */
+  function focusKey() {
+    const a = document.activeElement;
+    if (!a || !el.contains(a) || !a.dataset || !a.dataset.action) return null;
+    const item = a.closest('article');
+    return item ? { action: a.dataset.action, role: a.dataset.role, device: item.dataset.deviceId, request: item.dataset.requestId } : null;
+  }
+
+  function restoreFocus(key) {
+    if (!key) return;
+    const item = key.request
+      ? el.querySelector(`article.pending[data-request-id="${CSS.escape(key.request)}"]`)
+      : el.querySelector(`article.device[data-device-id="${CSS.escape(key.device)}"]`);
+    const sel = `[data-action="${key.action}"]${key.role ? `[data-role="${CSS.escape(key.role)}"]` : ''}`;
+    const target = item && item.querySelector(sel);
+    if (target && !target.disabled) target.focus({ preventScroll: true });
+  }
+
   function render() {
+    const focused = focusKey();
     const deny = denyReason();
     scopeNote.hidden = !deny;
     scopeNote.textContent = deny ? 'Read-only: this session lacks operator.pairing, so approve, reject, rename, rotate, revoke and remove are disabled.' : '';
@@ -196,6 +215,7 @@ export function mount(el, app) {
       h('h2', { id: 'paired-title' }, 'Paired devices ', h('span', { class: 'count' }, String(paired.length))),
       h('p', { class: 'muted' }, `${connected} of ${paired.length} connected`),
       paired.length ? paired.map(pairedCard) : h('p', { class: 'muted empty' }, 'No devices are paired yet.'));
+    restoreFocus(focused);
   }
 
   async function load() {
