@@ -376,10 +376,14 @@ fn hello_ok(
             "mainKey": "main",
             "mainSessionKey": "agent:main:main",
             "scope": "per-sender",
+            "modelConfigured": false,
+            "selectionRequired": false,
+            "ownership": "sole",
         },
-        "authMode": state.auth().config.mode.as_str(),
     });
+    // As in the reference, the auth mode and paths are for admins only.
     if admin {
+        snapshot["authMode"] = json!(state.auth().config.mode.as_str());
         snapshot["configPath"] = json!(state.config.config_path.display().to_string());
         snapshot["stateDir"] = json!(state.config.state_dir.display().to_string());
     }
@@ -404,7 +408,7 @@ fn hello_ok(
         }
     }
     let tick_ms = state.options.tick_interval.as_millis() as u64;
-    let payload = json!({
+    let mut payload = json!({
         "type": "hello-ok",
         "protocol": PROTOCOL_VERSION,
         "server": {
@@ -429,6 +433,10 @@ fn hello_ok(
             "hasMultipleSessionSharingIdentities": false,
         },
     });
+    // The Control UI is built into the binary, which the reference calls "bundled".
+    if state.config.control_ui.enabled {
+        payload["server"]["controlUiBuildSource"] = json!("bundled");
+    }
     Response::ok(request.id.clone(), payload).to_json()
 }
 

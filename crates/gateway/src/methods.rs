@@ -195,8 +195,16 @@ pub fn health_summary(state: &GatewayState) -> Value {
     })
 }
 
+/// `modelRuntime` of `health` and `status`: clawgate runs no models.
+fn model_runtime() -> Value {
+    json!({"degraded": false, "pendingAgents": []})
+}
+
 fn health(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
-    Ok(health_summary(state))
+    // The method's result has `modelRuntime`; the hello-ok snapshot's health does not.
+    let mut summary = health_summary(state);
+    summary["modelRuntime"] = model_runtime();
+    Ok(summary)
 }
 
 fn process_memory() -> Value {
@@ -229,7 +237,16 @@ fn status(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShap
         "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
         "processMemory": process_memory(),
         "workerPools": {},
+        "modelRuntime": model_runtime(),
         "pid": std::process::id(),
+        // No agent work to drain on shutdown.
+        "shutdownBudget": {
+            "timeoutMs": 0,
+            "reserveMs": 0,
+            "nativeStopBudget": false,
+            "activeWork": {"rootRequests": 0, "cronRuns": 0, "sessionMutations": 0, "terminalPersistence": 0, "lifecycleWrites": 0},
+            "writeCustody": [],
+        },
         "gateway": {
             "implementation": "clawgate",
             "version": crate::VERSION,

@@ -75,16 +75,29 @@ pub fn verify(
 
 /// The scopes a token for `role` may carry: operator tokens hold only
 /// operator scopes within the approved baseline; other roles hold none.
+/// Normalised as the reference stores them: `operator.admin` adds
+/// `operator.read` and `operator.write`, `operator.write` adds
+/// `operator.read`; deduplicated and sorted.
 pub fn token_scopes(role: &str, requested: &[String], approved: &[String]) -> Vec<String> {
     if role != "operator" {
         return Vec::new();
     }
-    let mut out: Vec<String> = Vec::new();
-    for s in requested {
-        if scopes::is_operator_scope(s) && scopes::satisfies(approved, s) && !out.contains(s) {
-            out.push(s.clone());
-        }
+    let has = |scope: &str| requested.iter().any(|s| s == scope);
+    let mut implied: Vec<&str> = Vec::new();
+    if has(scopes::ADMIN) {
+        implied.extend([scopes::READ, scopes::WRITE]);
+    } else if has(scopes::WRITE) {
+        implied.push(scopes::READ);
     }
+    let mut out: Vec<String> = requested
+        .iter()
+        .map(String::as_str)
+        .chain(implied)
+        .filter(|s| scopes::is_operator_scope(s) && scopes::satisfies(approved, s))
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -99,6 +112,13 @@ pub fn mint(
     now_ms: u64,
 ) -> Result<(Secret, u64), StoreError> {
     let token = generate();
+    // Broader scopes than the live entry replace its tokens, as the
+    // reference replaces its one token; narrower or equal ones are one more
+    // token beside them (this gateway cannot hand a stored token out again).
+    let live = existing.filter(|rt| rt.revoked_at_ms.is_none());
+    if live.is_some_and(|rt| !scopes::covers(&rt.scopes, &token_scopes)) {
+        tx.delete_token_hashes(device_id, role)?;
+    }
     tx.add_token_hash(
         &TokenHash {
             hash: hash_token(token.expose()),
@@ -112,13 +132,21 @@ pub fn mint(
     let entry = match existing {
         Some(rt) if rt.revoked_at_ms.is_none() => {
             let mut rt = rt.clone();
-            if rt.scopes != token_scopes {
+            if !scopes::covers(&rt.scopes, &token_scopes) {
                 rt.scopes = token_scopes;
                 rt.rotated_at_ms = Some(now_ms);
             }
             rt
         }
-        _ => RoleToken {
+        // Re-issued after a revoke: the entry keeps its creation and
+        // last-use times and records the re-issue, as in the reference.
+        Some(rt) => RoleToken {
+            scopes: token_scopes,
+            rotated_at_ms: Some(now_ms),
+            revoked_at_ms: None,
+            ..rt.clone()
+        },
+        None => RoleToken {
             device_id: device_id.to_string(),
             role: role.to_string(),
             scopes: token_scopes,

@@ -1001,3 +1001,73 @@ async fn routine_reconnects_reuse_the_token_and_defer_last_seen() {
     assert!(gw.state.store.device(&d.id).is_none());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn token_scopes_are_normalised_and_a_broader_token_replaces_the_old_one() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    // Implied scopes added and sorted, as the reference stores token scopes.
+    let (_c, narrow) = paired(&gw, &d, &["operator.write", "operator.pairing"]).await;
+    let rot = admin
+        .request(
+            "rot",
+            "device.token.rotate",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    assert_eq!(
+        rot["payload"]["scopes"],
+        json!(["operator.pairing", "operator.read", "operator.write"])
+    );
+    let (_c, before) = paired(&gw, &d, &["operator.read"]).await;
+    assert_ne!(before, narrow, "the rotated-away token is not handed out");
+    let list = admin.request("l", "device.pair.list", None).await;
+    let rec = &list["payload"]["paired"][0];
+    assert_eq!(
+        rec["tokens"][0]["scopes"],
+        json!(["operator.pairing", "operator.read", "operator.write"]),
+        "a narrower connect leaves the role entry as it was"
+    );
+
+    // A silently approved scope upgrade mints a token that replaces the old one.
+    let (_c, upgraded) = paired(&gw, &d, &["operator.admin"]).await;
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(None, Some(&before), &["operator.read"]))
+        .await;
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH",
+        "{res}"
+    );
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(None, Some(&upgraded), &["operator.read"]))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+}
+
+#[tokio::test]
+async fn a_token_reissued_after_revoke_keeps_its_creation_time() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    let _ = paired(&gw, &d, &["operator.read"]).await;
+    let list = admin.request("l1", "device.pair.list", None).await;
+    let created = list["payload"]["paired"][0]["tokens"][0]["createdAtMs"].clone();
+    let res = admin
+        .request(
+            "rev",
+            "device.token.revoke",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    // From loopback with the shared token the role is re-approved silently.
+    let _ = paired(&gw, &d, &["operator.read"]).await;
+    let list = admin.request("l2", "device.pair.list", None).await;
+    let token = &list["payload"]["paired"][0]["tokens"][0];
+    assert_eq!(token["createdAtMs"], created);
+    assert!(token["rotatedAtMs"].as_u64().is_some(), "{token}");
+    assert!(token.get("revokedAtMs").is_none(), "{token}");
+}

@@ -641,6 +641,13 @@ impl Harness {
         };
         let params = self.connect_params(device, role, scopes, auth, darwin);
         let dev_id = self.devices[device].id.clone();
+        // The live role entry before the connect: a token minted with
+        // broader scopes replaces every earlier one (as in the reference).
+        let live_before = self
+            .state
+            .store
+            .role_token(&dev_id, role.as_str())
+            .filter(|rt| rt.revoked_at_ms.is_none());
         match self.authenticate(&params, role, local) {
             Ok(a) => {
                 prop_assert_eq!(a.device_id.as_deref(), Some(dev_id.as_str()));
@@ -708,6 +715,9 @@ impl Harness {
                         a.scopes
                     );
                     prop_assert!(scopes::covers(&stored.scopes, &entry.scopes));
+                    if live_before.is_some_and(|rt| !scopes::covers(&rt.scopes, &entry.scopes)) {
+                        self.kill(device, role);
+                    }
                     self.minted(device, role, Some(token));
                 }
             }

@@ -42,9 +42,35 @@ async fn read_scope_methods() {
         "sessions",
         "processMemory",
         "pid",
+        "modelRuntime",
+        "shutdownBudget",
     ] {
         assert!(p.get(key).is_some(), "status lacks {key}");
     }
+    // As the reference: health's result has modelRuntime (its hello-ok
+    // snapshot copy does not), and a read-only session's hello-ok snapshot
+    // has no auth mode or paths.
+    let health = c.request("h", "health", Some(json!({}))).await;
+    assert_eq!(
+        health["payload"]["modelRuntime"],
+        json!({"degraded": false, "pendingAgents": []})
+    );
+    let mut fresh = gw.client().await;
+    let hello = fresh
+        .connect_with(cli_params(TOKEN, &["operator.read"]))
+        .await;
+    let snapshot = &hello["payload"]["snapshot"];
+    for key in ["authMode", "configPath", "stateDir"] {
+        assert!(
+            snapshot.get(key).is_none(),
+            "a read-only session sees {key}"
+        );
+    }
+    assert!(snapshot["health"].get("modelRuntime").is_none());
+    assert_eq!(
+        hello["payload"]["server"]["controlUiBuildSource"],
+        "bundled"
+    );
     assert_eq!(p["gateway"]["authMode"], "token");
     assert!(
         !status.to_string().contains(TOKEN),
