@@ -10,8 +10,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 # Integration tests bind extra loopback source addresses (127.0.0.x) and
-# need nothing else from the system. The interop smoke needs Node and npm
-# for the real openclaw CLI; scripts/interop.sh installs both into a cache.
+# need nothing else from the system. The browser tests need Debian's
+# chromium, Node and the npm packages of ui/tests (scripts/ui-test.sh
+# installs them when missing). The interop suite needs Node 24 and the real
+# openclaw package; scripts/interop.sh installs both into a cache.
 
 export CARGO_TERM_COLOR=never
 # Snapshots are reviewed and committed; a missing or changed one fails.
@@ -22,6 +24,9 @@ cargo test --workspace --all-targets 2>&1 | tee /tmp/clawgate-cargo-test.log
 grep -E '^test result:' /tmp/clawgate-cargo-test.log | awk '
   { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?/) p += $(i-1); if ($i ~ /^failed;?/) f += $(i-1) } }
   END { printf "cargo: %d passed, %d failed\n", p, f }'
+
+echo "== Control UI in headless Chromium (ui/tests)"
+bash scripts/ui-test.sh
 
 echo "== interop smoke (real openclaw CLI against clawgate)"
 bash scripts/interop.sh
