@@ -22,7 +22,6 @@ use crate::config::ControlUiConfig;
 #[folder = "../../ui/"]
 #[exclude = "tests/*"]
 #[exclude = "*.md"]
-#[exclude = "*/LICENSE*"]
 struct Assets;
 
 /// The file served for the base path and for client-side routes.
