@@ -54,7 +54,9 @@ export function confirmDialog({ title, message, ok = 'Confirm', danger = true })
 /** Opens dialog#rename; resolves with the new name or null. */
 export function renameDialog(current) {
   const dialog = document.getElementById('rename');
-  const input = document.getElementById('rename-input');
+  // The field exists only while the dialog is open.
+  const input = h('input', { id: 'rename-input', type: 'text', maxlength: '64', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'rename-error' });
+  document.getElementById('rename-field').replaceChildren(input);
   const okBtn = document.getElementById('rename-ok');
   const cancel = document.getElementById('rename-cancel');
   const error = document.getElementById('rename-error');
@@ -67,6 +69,7 @@ export function renameDialog(current) {
       dialog.removeEventListener('cancel', onCancel);
       input.removeEventListener('keydown', onKey);
       if (dialog.open) dialog.close();
+      input.remove();
       resolve(value);
     };
     const onOk = () => {

@@ -14,7 +14,7 @@ import { createApp } from './app.js';
 
 // 1. A `#token=` fragment is taken once and removed from the address bar
 //    before anything else runs (it never reaches the server or history).
-const fragmentToken = (() => {
+function takeFragmentToken() {
   const hash = location.hash.replace(/^#/, '');
   if (!hash) return null;
   const params = new URLSearchParams(hash);
@@ -24,7 +24,8 @@ const fragmentToken = (() => {
   const rest = params.toString();
   history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
   return token.trim() || null;
-})();
+}
+const fragmentToken = takeFragmentToken();
 
 const PAIRING_POLL_MS = 3000;
 const PAIRING_POLL_HIDDEN_MS = 15000;
@@ -316,6 +317,19 @@ function disconnect() {
   state.typedSecret = '';
   showLoginForm('Disconnected. Enter the token to connect again; this tab will not reconnect on its own.');
 }
+
+// A #token= link opened in a tab that already shows the UI is a same-page
+// navigation: take the token the same way and connect with it.
+window.addEventListener('hashchange', () => {
+  const token = takeFragmentToken();
+  if (!token || !state.client) return;
+  clearTimers();
+  setSignedOut(state.url, false);
+  state.typedSecret = token;
+  state.client.setSecret(token, 'token');
+  state.client.requestScopes(null);
+  state.client.start();
+});
 
 document.addEventListener('visibilitychange', () => {
   if (state.view === 'pairing' && !document.hidden) schedulePairingPoll();
