@@ -72,6 +72,19 @@ uiTest('#token= link: connects, fragment gone, token only in sessionStorage', as
   assert.ok(list.json.paired.some((d) => d.deviceId === thisId), 'the browser is not paired');
 });
 
+uiTest('#token= link opened in a tab already showing the login screen', async (env) => {
+  const gw = await env.gateway();
+  const { page } = await env.context({ label: 'same-tab' });
+  await page.goto(gw.url());
+  await waitScreen(page, 'login', 'AUTH_TOKEN_MISSING');
+  // The same page with a fragment: the browser does not reload the document.
+  await page.goto(`${gw.url()}#token=${encodeURIComponent(gw.token)}`);
+  await waitScreen(page, 'app');
+  assert.ok(!page.url().includes('#'), `fragment still in the URL: ${page.url()}`);
+  assert.equal((await storage(page)).session[KEYS.token(gw.wsUrl)], gw.token);
+  await env.shot(page, 'connected-from-same-tab-link');
+});
+
 uiTest('wrong token: AUTH_TOKEN_MISMATCH screen, nothing stored, then the right one', async (env) => {
   const gw = await env.gateway();
   const { page } = await env.context({ label: 'wrong' });

@@ -610,6 +610,13 @@ export async function connectWithToken(page, gw, path = '') {
   await waitScreen(page, 'app');
 }
 
+/** Types the gateway's secret into the login form and waits for the app. */
+export async function connectFromForm(page, gw) {
+  await page.fill('#gateway-secret', gw.token ?? gw.password);
+  await page.click('button#connect');
+  await waitScreen(page, 'app');
+}
+
 /** The text of `sel`, trimmed. */
 export async function text(page, sel) {
   return (await page.locator(sel).first().textContent({ timeout: TIMEOUT }))?.trim();

@@ -2,7 +2,7 @@
 // dark theme. Screenshots of each page.
 
 import assert from 'node:assert/strict';
-import { connectWithToken, text, uiTest, waitScreen } from './harness.mjs';
+import { connectFromForm, text, uiTest, waitScreen } from './harness.mjs';
 
 async function noHorizontalScroll(page, width, where) {
   const m = await page.evaluate(() => ({
@@ -34,7 +34,7 @@ uiTest('375 px wide: login, pairing-free connect and every page without horizont
   await waitScreen(page, 'login', 'AUTH_TOKEN_MISSING');
   await noHorizontalScroll(page, 375, 'login at 375 px');
   await env.shot(page, '375-login');
-  await connectWithToken(page, gw);
+  await connectFromForm(page, gw);
   await pages(env, page, gw, 375, '375');
 });
 
@@ -44,7 +44,7 @@ uiTest('1440 px wide: every page', async (env) => {
   await page.goto(gw.url());
   await waitScreen(page, 'login', 'AUTH_TOKEN_MISSING');
   await env.shot(page, '1440-login');
-  await connectWithToken(page, gw);
+  await connectFromForm(page, gw);
   await pages(env, page, gw, 1440, '1440');
 });
 
@@ -61,7 +61,7 @@ uiTest('dark theme: prefers-color-scheme dark gives a dark page', async (env) =>
   await page.goto(gw.url());
   await waitScreen(page, 'login', 'AUTH_TOKEN_MISSING');
   await env.shot(page, 'dark-login');
-  await connectWithToken(page, gw);
+  await connectFromForm(page, gw);
   assert.ok((await text(page, '#this-device-id')).length === 64);
   const colours = async () => page.evaluate(() => {
     const bg = (e) => {

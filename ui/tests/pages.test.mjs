@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import {
-  BIN, KEYS, NO_AUTO_APPROVE, TIMEOUT, connectWithToken, intOf, pairWithCli, storage, text, uiTest, waitFor,
+  BIN, KEYS, NO_AUTO_APPROVE, connectWithToken, intOf, pairWithCli, storage, text, uiTest, waitFor,
   waitForPairing, waitScreen,
 } from './harness.mjs';
 import { execFileSync } from 'node:child_process';
@@ -143,49 +143,69 @@ uiTest('Audit: lists entries, filters by action and device', async (env) => {
   await env.shot(page, 'audit-filtered-device');
 });
 
-uiTest('read-only session: actions the scopes do not allow are disabled with the reason', async (env) => {
-  const gw = await env.gateway({ config: NO_AUTO_APPROVE });
-  const { context, page: first } = await env.context({ label: 'reader-first-tab' });
+/**
+ * A tab of a device paired through the CLI whose cached device token says
+ * `scopes`: without the shared token it connects with that token and asks
+ * for those scopes only, so the session holds just them.
+ */
+async function limitedTab(env, gw, scopes, label) {
+  const { context, page: first } = await env.context({ label });
   const id = await pairWithCli(first, gw);
-  // The device's cached token entry says operator.read: a tab without the
-  // shared token connects with that token and asks for those scopes only.
   const st = await storage(first);
   const entry = JSON.parse(st.local[KEYS.deviceAuth(gw.wsUrl)]);
-  entry.tokens.operator.scopes = ['operator.read'];
+  entry.tokens.operator.scopes = scopes;
   await first.evaluate(([k, v]) => localStorage.setItem(k, v), [KEYS.deviceAuth(gw.wsUrl), JSON.stringify(entry)]);
   await first.close();
   const page = await context.newPage();
-
-  // A pending request to (not) act on.
-  const guest = (await env.context({ label: 'guest' })).page;
-  const g = await waitForPairing(guest, gw);
-
   await page.goto(gw.url('devices'));
   await waitScreen(page, 'app');
   assert.equal((await storage(page)).session[KEYS.token(gw.wsUrl)], undefined);
-  const pending = page.locator(`section#pending-requests article.pending[data-request-id="${g.requestId}"]`);
-  await pending.waitFor({ timeout: TIMEOUT });
-  const mine = page.locator(`section#paired-devices article.device[data-device-id="${id}"]`);
+  assert.equal(await text(page, '#this-device-id'), id);
+  return { page, id };
+}
+
+uiTest('limited sessions: actions the scopes do not allow are disabled with the reason', async (env) => {
+  const gw = await env.gateway({ config: NO_AUTO_APPROVE });
+
+  // operator.read only: the gateway lists no devices to such a session, so
+  // there is nothing to press, and the page says which scope is missing.
+  const reader = await limitedTab(env, gw, ['operator.read'], 'reader');
+  await reader.page.locator('section#pending-requests').waitFor();
+  await waitFor(async () => (await reader.page.locator('#app').innerText()).includes('operator.pairing'),
+    'the read-only page to name the missing operator.pairing');
+  const enabled = await reader.page.locator('#app [data-action]:not([disabled])').count();
+  assert.equal(enabled, 0, 'enabled device actions in an operator.read session');
+  await env.shot(reader.page, 'read-only-devices');
+
+  // operator.read + operator.pairing: this device's card. Its operator token
+  // holds operator.admin, which this session does not: the gateway refuses
+  // to rotate it ("caller-missing-scope"), so Rotate must be disabled, with
+  // the reason.
+  const pairer = await limitedTab(env, gw, ['operator.read', 'operator.pairing'], 'pairer');
+  const mine = pairer.page.locator(`section#paired-devices article.device[data-device-id="${pairer.id}"]`);
   await mine.waitFor();
-  const checks = [
-    [pending, 'approve'], [pending, 'reject'],
-    [mine, 'rename'], [mine, 'rotate'], [mine, 'revoke'], [mine, 'remove'],
-  ];
-  const bodyText = await page.locator('#app').innerText();
-  for (const [scope, action] of checks) {
-    const b = scope.locator(`[data-action="${action}"]`);
-    assert.equal(await b.count(), 1, `no ${action} button`);
-    assert.equal(await b.isDisabled(), true, `${action} is enabled in a read-only session`);
-    const title = (await b.getAttribute('title'))?.trim();
-    assert.ok(title, `disabled ${action} has no reason in title`);
-    const scopeName = title.match(/operator\.[a-z.]+/)?.[0];
-    assert.ok(
-      bodyText.includes(title) || (scopeName && bodyText.includes(scopeName)),
-      `the reason for disabled ${action} ("${title}") is not in the visible text`,
-    );
+  assert.equal(await mine.locator('[data-action="rename"]').isDisabled(), false, 'rename disabled with operator.pairing');
+  await env.shot(pairer.page, 'pairing-only-devices');
+  const rotate = mine.locator('[data-action="rotate"]');
+  if (!(await rotate.isDisabled())) {
+    // Show what pressing it does, for the failure message.
+    await rotate.click();
+    let outcome = 'nothing visible';
+    await waitFor(async () => {
+      if (await pairer.page.locator('dialog#confirm[open]').count()) await pairer.page.click('button#confirm-ok');
+      const err = pairer.page.locator('[role="alert"]:visible, .error:visible, .toast:visible');
+      if (await err.count()) {
+        outcome = (await err.allInnerTexts()).join(' | ').trim();
+        return outcome.length > 0;
+      }
+      return false;
+    }, 'an outcome of the rotate click', 10_000).catch(() => {});
+    await env.shot(pairer.page, 'pairing-only-rotate-pressed');
+    assert.fail(`Rotate is enabled in an operator.read+operator.pairing session although the token holds operator.admin; pressing it: ${outcome}`);
   }
-  await env.shot(page, 'read-only-devices');
-  // Nothing was approved behind the disabled button.
-  const list = await gw.cliOk(['devices', 'list'], { json: true });
-  assert.ok(list.json.pending.some((p) => p.requestId === g.requestId));
+  const title = (await rotate.getAttribute('title'))?.trim();
+  assert.ok(title, 'disabled rotate has no reason in title');
+  assert.match(title, /operator\.admin/, 'the reason names the missing scope');
+  assert.ok((await mine.innerText()).includes(title) || (await pairer.page.locator('#app').innerText()).includes(title),
+    `the reason "${title}" is not in the visible text`);
 });
