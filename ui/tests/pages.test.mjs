@@ -193,7 +193,7 @@ uiTest('limited sessions: actions the scopes do not allow are disabled with the 
     let outcome = 'nothing visible';
     await waitFor(async () => {
       if (await pairer.page.locator('dialog#confirm[open]').count()) await pairer.page.click('button#confirm-ok');
-      const err = pairer.page.locator('[role="alert"]:visible, .error:visible, .toast:visible');
+      const err = pairer.page.locator('#app [role="alert"]:visible, #notice:visible');
       if (await err.count()) {
         outcome = (await err.allInnerTexts()).join(' | ').trim();
         return outcome.length > 0;
