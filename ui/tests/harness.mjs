@@ -331,6 +331,7 @@ export class Env {
     this.consoleErrors = []; // {text, url, page}
     this.pageErrors = [];
     this.csp = [];
+    this.sockets = []; // {url, page, closed}: every WebSocket a page opened
     this.allowedConsole = [];
     this.shots = 0;
   }
@@ -385,6 +386,11 @@ export class Env {
     page.on('pageerror', (err) => this.pageErrors.push({ text: String(err?.stack || err), page: label }));
     page.on('websocket', (ws) => {
       this.requests.push({ url: ws.url(), method: 'GET', type: 'websocket', page: label });
+      const entry = { url: ws.url(), page: label, closed: false };
+      this.sockets.push(entry);
+      ws.on('close', () => {
+        entry.closed = true;
+      });
     });
   }
 

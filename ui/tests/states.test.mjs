@@ -58,22 +58,28 @@ uiTest('rate limited: countdown, then the client reconnects by itself', async (e
   const { page } = await env.context({ label: 'ratelimit' });
   await page.goto(`${gw.url()}#token=wrong-1`);
   await waitScreen(page, 'login', 'AUTH_TOKEN_MISMATCH');
-  // Wrong secrets until the limiter trips (the 3rd failure locks the peer).
-  let state = await appState(page);
-  for (let i = 2; i <= 3; i += 1) {
-    await page.fill('#gateway-secret', `wrong-${i}`);
+  // One attempt from the form: a new WebSocket, then an answer on screen.
+  const attempt = async (secret) => {
+    const before = env.sockets.length;
+    await page.fill('#gateway-secret', secret);
     await page.click('button#connect');
+    await waitFor(() => env.sockets.length > before, 'the attempt\'s WebSocket', 10_000, 50);
+    // Refused: the gateway closes the socket after its answer.
+    await waitFor(() => env.sockets.slice(before).every((w) => w.closed), 'the refused socket to close', 10_000, 50);
     await waitFor(async () => {
       const s = await appState(page);
-      return s.screen !== 'connecting' && (s.code === 'AUTH_RATE_LIMITED' || s.code === 'AUTH_TOKEN_MISMATCH') && s;
-    }, `the answer to attempt ${i}`);
-    state = await appState(page);
+      return ['login', 'error', 'app'].includes(s.screen) && s;
+    }, 'the answer to the attempt');
+    return appState(page);
+  };
+  // The 2nd and 3rd wrong secrets: the 3rd failure locks this browser.
+  let state;
+  for (const secret of ['wrong-2', 'wrong-3']) {
+    state = await attempt(secret);
+    assert.equal(state.code, 'AUTH_TOKEN_MISMATCH', `answer to ${secret}`);
   }
   // Locked now: even the right token is refused, with the time to wait.
-  if (state.code !== 'AUTH_RATE_LIMITED') {
-    await page.fill('#gateway-secret', gw.token);
-    await page.click('button#connect');
-  }
+  await attempt(gw.token);
   await waitFor(async () => (await appState(page)).code === 'AUTH_RATE_LIMITED', 'AUTH_RATE_LIMITED');
   await assertErrorScreen(page, 'AUTH_RATE_LIMITED');
   const first = await intOf(page, '#countdown');
@@ -82,10 +88,6 @@ uiTest('rate limited: countdown, then the client reconnects by itself', async (e
   await waitFor(async () => (await intOf(page, '#countdown')) < first, '#countdown to count down', 5_000, 100);
   await env.shot(page, 'rate-limited-counting');
 
-  if (state.code === 'AUTH_RATE_LIMITED') {
-    // Locked by a wrong secret: put the right one in for the automatic retry.
-    await page.fill('#gateway-secret', gw.token).catch(() => {});
-  }
   await waitScreen(page, 'app', undefined, 30_000);
   assert.equal((await storage(page)).session[KEYS.token(gw.wsUrl)], gw.token);
   await env.shot(page, 'rate-limit-over');
@@ -108,9 +110,19 @@ uiTest('gateway unreachable: GATEWAY_UNREACHABLE with retry, back when it return
   assert.ok(next >= 0 && next <= 120, `#next-retry ${next}`);
   await env.shot(page, 'unreachable');
 
+  // Retry makes a new attempt at once (one more WebSocket), still refused.
+  const sockets = () => env.requests.filter((r) => r.type === 'websocket').length;
+  const before = sockets();
+  // With the automatic attempt 2 s or more away, the new socket is Retry's.
+  const soon = (await intOf(page, '#next-retry')) >= 2 ? 1_500 : 10_000;
+  await page.click('button#retry');
+  await waitFor(() => sockets() > before, `Retry to open a new WebSocket within ${soon} ms`, soon, 50);
+  await waitScreen(page, 'error', 'GATEWAY_UNREACHABLE');
+
   await gw.start(port);
   assert.equal(gw.port, port);
-  await page.click('button#retry');
+  // Back: Retry (or the automatic attempt, whichever comes first) connects.
+  await page.click('button#retry', { timeout: 2_000 }).catch(() => {});
   await waitScreen(page, 'app', undefined, 30_000);
   assert.equal(await text(page, '#this-device-id'), id);
   await env.shot(page, 'reconnected');
