@@ -57,7 +57,8 @@ async fn main() {
                     tokio::time::timeout(Duration::from_millis(200), events.recv()).await
                 {
                     if let ClientEvent::Recovered { error, auth_method } = ev {
-                        recovered = json!({"detailCode": error.detail_code(), "authMethod": auth_method});
+                        recovered =
+                            json!({"detailCode": error.detail_code(), "authMethod": auth_method});
                     }
                 }
             }
