@@ -39,6 +39,8 @@ uiTest('#token= link: connects, fragment gone, token only in sessionStorage', as
   const gw = await env.gateway();
   const { page } = await env.context({ label: 'fragment' });
   await connectWithToken(page, gw);
+  await page.locator('#conn-status').waitFor({ state: 'visible' });
+  await page.locator('button#disconnect').waitFor({ state: 'visible' });
   await env.shot(page, 'connected');
 
   const url = page.url();
