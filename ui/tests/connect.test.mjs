@@ -39,7 +39,7 @@ uiTest('#token= link: connects, fragment gone, token only in sessionStorage', as
   const gw = await env.gateway();
   const { page } = await env.context({ label: 'fragment' });
   await connectWithToken(page, gw);
-  await page.locator('#conn-status').waitFor({ state: 'visible' });
+  await page.locator('#conn-status[data-state="connected"]').waitFor({ state: 'visible' });
   await page.locator('button#disconnect').waitFor({ state: 'visible' });
   await env.shot(page, 'connected');
 

@@ -176,6 +176,16 @@ uiTest('limited sessions: actions the scopes do not allow are disabled with the 
   const enabled = await reader.page.locator('#app [data-action]:not([disabled])').count();
   assert.equal(enabled, 0, 'enabled device actions in an operator.read session');
   await env.shot(reader.page, 'read-only-devices');
+  // Audit needs operator.admin: the filters are disabled and the page says why.
+  await nav(reader.page, gw, 'audit');
+  await reader.page.locator('button#audit-apply').waitFor();
+  await waitFor(async () => reader.page.locator('button#audit-apply').isDisabled(), '#audit-apply disabled without operator.admin');
+  assert.ok((await reader.page.locator('#app').innerText()).includes('operator.admin'), 'the audit page does not say operator.admin is missing');
+  await env.shot(reader.page, 'read-only-audit');
+  // The overview offers to ask for more access.
+  await nav(reader.page, gw, 'overview');
+  await reader.page.locator('button#request-more-access').waitFor({ state: 'visible' });
+  await env.shot(reader.page, 'read-only-overview');
 
   // operator.read + operator.pairing: this device's card. Its operator token
   // holds operator.admin, which this session does not: the gateway refuses

@@ -4,8 +4,8 @@
 
 import assert from 'node:assert/strict';
 import {
-  KEYS, act, appState, assertErrorScreen, assertLocalStorageClean, connectWithToken, storage, text, uiTest,
-  waitFor, waitScreen,
+  KEYS, NO_AUTO_APPROVE, act, appState, assertErrorScreen, assertLocalStorageClean, connectWithToken, pairWithCli,
+  storage, text, uiTest, waitScreen,
 } from './harness.mjs';
 
 const deviceToken = async (page, gw) => {
@@ -79,4 +79,25 @@ uiTest('rotate from the CLI while the tab has only its device token: the page ex
   const fresh = await deviceToken(page, gw);
   assert.ok(fresh && fresh !== oldToken, 'no new device token after reconnecting');
   await env.shot(page, 'recovered-with-shared-token');
+});
+
+uiTest('remove this browser from the CLI: DEVICE_REMOVED, device token dropped, connect again', async (env) => {
+  const gw = await env.gateway({ config: NO_AUTO_APPROVE });
+  const { page } = await env.context({ label: 'removed' });
+  const id = await pairWithCli(page, gw);
+  await gw.cliOk(['devices', 'remove', id]);
+  await waitScreen(page, 'error', 'DEVICE_REMOVED', 30_000);
+  await assertErrorScreen(page);
+  assert.equal(await deviceToken(page, gw), undefined, 'the removed device\'s token is still cached');
+  assertLocalStorageClean((await storage(page)).local, gw, [gw.token]);
+  await env.shot(page, 'device-removed');
+  // Connecting again asks for a new approval (same identity), which the CLI gives.
+  await page.click('button#pair-again');
+  await waitScreen(page, 'pairing', 'PAIRING_REQUIRED');
+  assert.equal(await text(page, '#pairing-device-id'), id, 'a new identity after removal');
+  const cmd = await text(page, 'code#approve-command');
+  await gw.cliOk(['devices', 'approve', cmd.split(' ').pop()]);
+  await waitScreen(page, 'app', undefined, 30_000);
+  assert.equal(await text(page, '#this-device-id'), id);
+  await env.shot(page, 'paired-again');
 });

@@ -84,6 +84,7 @@ uiTest('rate limited: countdown, then the client reconnects by itself', async (e
   await assertErrorScreen(page, 'AUTH_RATE_LIMITED');
   const first = await intOf(page, '#countdown');
   assert.ok(first >= 1 && first <= 8, `#countdown starts at ${first}, lockout is 8 s`);
+  assert.equal(await page.isDisabled('button#connect'), true, '#connect enabled during the lockout');
   await env.shot(page, 'rate-limited');
   await waitFor(async () => (await intOf(page, '#countdown')) < first, '#countdown to count down', 5_000, 100);
   await env.shot(page, 'rate-limited-counting');
