@@ -174,7 +174,9 @@ export function createApp(main, { client, identity, url, onDisconnect, onRequest
   };
   window.addEventListener('popstate', onPop);
 
-  function notify(text) {
+  function notify(text, kind = 'info') {
+    notice.dataset.kind = kind;
+    notice.setAttribute('role', kind === 'error' ? 'alert' : 'status');
     notice.textContent = text;
     notice.hidden = false;
     announce(text);

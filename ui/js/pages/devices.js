@@ -68,6 +68,26 @@ export function mount(el, app) {
     return app.can(PAIRING) ? null : 'Needs operator.pairing: this session can only view devices.';
   }
 
+  // The gateway's own rules (crates/gateway device_methods.rs): a session
+  // that signed in with its device token and lacks operator.admin manages
+  // only its own device, and only operator roles; a caller never mints or
+  // grants scopes it does not hold.
+  const isAdmin = () => app.can(ADMIN);
+  const deviceSession = () => !!(app.hello && app.hello.auth && app.hello.auth.method === 'device-token');
+  function crossReason(deviceId) {
+    return !isAdmin() && deviceSession() && deviceId !== app.identity.deviceId
+      ? 'Needs operator.admin: a session signed in with its device token manages only its own device.'
+      : null;
+  }
+  function roleReason(roles) {
+    return !isAdmin() && (roles || []).some((r) => r !== 'operator')
+      ? 'Needs operator.admin to manage non-operator roles.'
+      : null;
+  }
+  function missingScopes(wanted) {
+    return (wanted || []).filter((sc) => !covers(app.scopes, [sc]));
+  }
+
   function showError(e) {
     errorLine.textContent = e instanceof RequestError ? `${e.message} (${e.code})` : String(e.message || e);
     errorLine.hidden = false;
@@ -81,6 +101,7 @@ export function mount(el, app) {
       app.notify(label);
     } catch (e) {
       showError(e);
+      app.notify(`That did not work: ${errorLine.textContent}`, 'error');
     }
     scheduleRefresh(0);
   }
@@ -89,8 +110,10 @@ export function mount(el, app) {
     const paired = data.paired.find((d) => d.deviceId === p.deviceId);
     const kind = requestKind(p, paired);
     const deny = denyReason();
-    const held = app.scopes;
-    const approveReason = deny || (covers(held, p.scopes) ? null : 'Needs operator.admin: the request asks for scopes this session does not hold.');
+    const missing = missingScopes(p.scopes);
+    const approveReason = deny || crossReason(p.deviceId) || roleReason(p.roles || [p.role])
+      || (missing.length ? `Needs operator.admin: the request asks for ${missing.join(', ')}, which this session does not hold.` : null);
+    const rejectReason = deny || crossReason(p.deviceId);
     const isMe = p.deviceId === app.identity.deviceId;
     return h('article', { class: 'item pending', dataset: { requestId: p.requestId, deviceId: p.deviceId }, 'aria-label': `Pairing request from ${nameOf(p)}` },
       h('div', { class: 'item-head' },
@@ -99,8 +122,9 @@ export function mount(el, app) {
           h('p', { class: 'muted meta' }, [p.platform, p.clientMode && `${p.clientId || ''} (${p.clientMode})`, p.remoteIp, `requested ${formatAge(Date.now() - p.ts)}`].filter(Boolean).join(' · '))),
         h('div', { class: 'item-actions' },
           action('approve', 'Approve', approveReason, () => run(`Approved ${nameOf(p)}.`, () => app.client.request('device.pair.approve', { requestId: p.requestId })), 'primary'),
-          action('reject', 'Reject', deny, () => run(`Rejected the request from ${nameOf(p)}.`, () => app.client.request('device.pair.reject', { requestId: p.requestId }))))),
+          action('reject', 'Reject', rejectReason, () => run(`Rejected the request from ${nameOf(p)}.`, () => app.client.request('device.pair.reject', { requestId: p.requestId }))))),
       approveReason && !deny ? h('p', { class: 'reason' }, approveReason) : null,
+      rejectReason && !deny && rejectReason !== approveReason ? h('p', { class: 'reason' }, rejectReason) : null,
       h('dl', { class: 'facts' },
         h('dt', null, 'Requests'), h('dd', null, `role ${(p.roles && p.roles.join(', ')) || p.role}`, chips(p.scopes)),
         paired ? [h('dt', null, 'Approved now'), h('dd', null, `role ${(paired.roles || []).join(', ') || '—'}`, chips(paired.scopes, 'chip muted'))] : null,
@@ -110,7 +134,11 @@ export function mount(el, app) {
   }
 
   function tokenRow(d, t, isMe) {
-    const deny = denyReason() || (t.role !== 'operator' && !app.can(ADMIN) ? `Needs operator.admin to manage ${t.role} tokens.` : null);
+    const deny = denyReason() || crossReason(d.deviceId) || roleReason([t.role]);
+    const missing = t.role === 'operator' ? missingScopes(t.scopes) : [];
+    const rotateReason = deny || (missing.length
+      ? `Needs ${missing.join(', ')}: this token holds scopes this session does not, so the gateway refuses to rotate it.`
+      : null);
     const name = nameOf(d);
     const revoked = !!t.revokedAtMs;
     const rotateMsg = isMe
@@ -128,8 +156,9 @@ export function mount(el, app) {
           t.lastUsedAtMs ? `last used ${formatAge(Date.now() - t.lastUsedAtMs)}` : 'never used',
           revoked ? `revoked ${formatAge(Date.now() - t.revokedAtMs)}` : null,
         ].filter(Boolean).join(' · '))),
+      rotateReason && !denyReason() ? h('p', { class: 'reason' }, rotateReason) : null,
       h('div', { class: 'item-actions' },
-        action('rotate', 'Rotate', deny, async () => {
+        action('rotate', 'Rotate', rotateReason, async () => {
           if (await app.confirm({ title: `Rotate ${t.role} token`, message: rotateMsg, ok: 'Rotate token' })) {
             run(`Rotated the ${t.role} token of ${name}.`, () => app.client.request('device.token.rotate', { deviceId: d.deviceId, role: t.role }));
           }
@@ -142,7 +171,7 @@ export function mount(el, app) {
   }
 
   function pairedCard(d) {
-    const deny = denyReason();
+    const deny = denyReason() || crossReason(d.deviceId) || (deviceSession() ? roleReason(d.roles) : null);
     const isMe = d.deviceId === app.identity.deviceId;
     const name = nameOf(d);
     const removeMsg = isMe
@@ -234,7 +263,6 @@ export function mount(el, app) {
     try {
       const res = await app.client.request('device.pair.list', {});
       data = { pending: res.pending || [], paired: res.paired || [] };
-      errorLine.hidden = true;
       render();
     } catch (e) {
       showError(e);
