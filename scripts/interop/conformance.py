@@ -1056,8 +1056,9 @@ def backend_helper_check(ref, cg):
 
 
 @scenario("local gateway-client/backend helper with a device identity and the shared token",
-          known="OPEN: the reference skips pairing for a local gateway-client/backend helper (no pairing record, "
-                "no device token); clawgate pairs it silently and issues a token",
+          deliberate="a local gateway-client/backend client with a device identity is paired (silently on "
+                     "loopback) and gets a device token, so it shows in devices list and can be revoked; the "
+                     "reference skips pairing for it (no record, no token)",
           check=backend_helper_check)
 async def s_backend_helper(gw, src):
     dev = Device()
