@@ -85,7 +85,10 @@ impl ControlUi {
         };
         let (bytes, etag, mime) = if file == INDEX {
             let Some(body) = self.index() else {
-                return plain(StatusCode::NOT_FOUND, "the Control UI is not part of this build");
+                return plain(
+                    StatusCode::NOT_FOUND,
+                    "the Control UI is not part of this build",
+                );
             };
             let etag = short_hash(&body);
             (body, etag, "text/html; charset=utf-8")
@@ -194,7 +197,10 @@ fn secure(h: &mut HeaderMap, request: &HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         "cross-origin-opener-policy",

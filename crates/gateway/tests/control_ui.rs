@@ -112,7 +112,13 @@ async fn files_revalidate_with_their_etag() {
     );
     let etag = r.headers["etag"].clone();
     assert!(etag.contains(gw.state.control_ui.build_id()), "{etag}");
-    let again = http(gw.addr, "GET", "/catalogue.json", &[("If-None-Match", &etag)]).await;
+    let again = http(
+        gw.addr,
+        "GET",
+        "/catalogue.json",
+        &[("If-None-Match", &etag)],
+    )
+    .await;
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty());
     let stale = http(
@@ -185,7 +191,10 @@ async fn base_path_and_disabled_ui() {
     cfg.control_ui.enabled = false;
     let gw = TestGateway::start_with(cfg, fast_options(), dir).await;
     assert_eq!(http(gw.addr, "GET", "/", &[]).await.status, 404);
-    assert_eq!(http(gw.addr, "GET", "/catalogue.json", &[]).await.status, 404);
+    assert_eq!(
+        http(gw.addr, "GET", "/catalogue.json", &[]).await.status,
+        404
+    );
     assert_eq!(http(gw.addr, "GET", "/healthz", &[]).await.status, 200);
     gw.stop().await;
 }
