@@ -270,4 +270,3 @@ async fn root(
     );
     resp
 }
-
