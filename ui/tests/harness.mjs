@@ -57,6 +57,23 @@ mkdirSync(ARTIFACTS, { recursive: true });
 
 /** Every child process this file started and has not seen exit. */
 const live = new Set();
+/** Every temp dir this file made and has not removed. */
+const tempDirs = new Set();
+
+function tempDir(prefix) {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(d);
+  return d;
+}
+
+function removeDir(d) {
+  try {
+    rmSync(d, { recursive: true, force: true });
+  } catch {
+    // best effort
+  }
+  tempDirs.delete(d);
+}
 
 function cleanEnv(extra = {}) {
   const env = { ...process.env, NO_COLOR: '1' };
@@ -76,7 +93,10 @@ function killAllSync() {
   }
   live.clear();
 }
-process.on('exit', killAllSync);
+process.on('exit', () => {
+  killAllSync();
+  for (const d of [...tempDirs]) removeDir(d);
+});
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     killAllSync();
@@ -108,8 +128,8 @@ function deepMerge(a, b) {
 export class Gateway {
   constructor({ auth = 'token', config = {}, name = 'gw' } = {}) {
     this.name = name;
-    this.stateDir = mkdtempSync(join(tmpdir(), 'clawgate-ui-gw-'));
-    this.cliDir = mkdtempSync(join(tmpdir(), 'clawgate-ui-cli-'));
+    this.stateDir = tempDir('clawgate-ui-gw-');
+    this.cliDir = tempDir('clawgate-ui-cli-');
     this.authMode = auth;
     this.token = auth === 'token' ? randomSecret('tok') : undefined;
     this.password = auth === 'password' ? randomSecret('pw') : undefined;
@@ -239,13 +259,8 @@ export class Gateway {
   }
 
   cleanup() {
-    for (const d of [this.stateDir, this.cliDir]) {
-      try {
-        rmSync(d, { recursive: true, force: true });
-      } catch {
-        // best effort
-      }
-    }
+    removeDir(this.stateDir);
+    removeDir(this.cliDir);
   }
 }
 
