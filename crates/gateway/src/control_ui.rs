@@ -5,12 +5,14 @@
 //! Release builds carry the files; debug builds read them from the checkout
 //! at request time (rust-embed's default), so UI work needs no rebuild.
 //! `index.html` is a template: `__CLAWGATE_BASE__`, `__CLAWGATE_BUILD_ID__`
-//! and `__CLAWGATE_VERSION__` are filled in. Every response carries a strict
+//! and `__CLAWGATE_VERSION__` are filled in once, when the gateway starts
+//! (in a debug build an edit to `index.html` shows after a restart; the
+//! other files on reload). Every response carries a strict
 //! Content-Security-Policy (scripts, styles and connections from this origin
 //! only, Trusted Types required), `Cache-Control: no-cache` and an `ETag`, so
 //! browsers revalidate and get a 304 until the build changes.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
@@ -34,21 +36,43 @@ const CSP_BASE: &str = "default-src 'none'; script-src 'self'; style-src 'self';
      img-src 'self' data:; manifest-src 'self'; base-uri 'self'; form-action 'none'; \
      frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
 
-/// The Control UI of one gateway: its base path and build id.
+/// The Control UI of one gateway: its base path, build id and the rendered
+/// `index.html`.
 #[derive(Debug)]
 pub struct ControlUi {
     enabled: bool,
     /// Always starts and ends with '/'.
     base: String,
     build_id: String,
+    /// `index.html` with the placeholders filled in, and its ETag; `None`
+    /// when the build has no UI.
+    index: Option<(Bytes, String)>,
+}
+
+/// What a request path names.
+enum Target {
+    /// The base path or a client-side route.
+    Index,
+    /// An embedded file and its content type.
+    File(rust_embed::EmbeddedFile, &'static str),
 }
 
 impl ControlUi {
     pub fn new(config: &ControlUiConfig) -> ControlUi {
+        let build_id = build_id();
+        let index = Assets::get(INDEX).map(|template| {
+            let text = String::from_utf8_lossy(&template.data)
+                .replace("__CLAWGATE_BASE__", &html_attr(&config.base_path))
+                .replace("__CLAWGATE_BUILD_ID__", &build_id)
+                .replace("__CLAWGATE_VERSION__", crate::VERSION);
+            let etag = etag(&build_id, &Sha256::digest(text.as_bytes()));
+            (Bytes::from(text), etag)
+        });
         ControlUi {
             enabled: config.enabled,
             base: config.base_path.clone(),
-            build_id: build_id(),
+            build_id,
+            index,
         }
     }
 
@@ -80,26 +104,23 @@ impl ControlUi {
             }
             return resp;
         };
-        let Some(file) = resolve(rel) else {
-            return plain(StatusCode::NOT_FOUND, "not found");
+        let (etag, body, mime) = match resolve(rel) {
+            None => return plain(StatusCode::NOT_FOUND, "not found"),
+            Some(Target::Index) => match &self.index {
+                Some((body, etag)) => (etag.clone(), Body::from(body.clone()), INDEX_TYPE),
+                None => {
+                    return plain(
+                        StatusCode::NOT_FOUND,
+                        "the Control UI is not part of this build",
+                    );
+                }
+            },
+            Some(Target::File(file, mime)) => (
+                etag(&self.build_id, &file.metadata.sha256_hash()),
+                Body::from(file.data),
+                mime,
+            ),
         };
-        let (bytes, etag, mime) = if file == INDEX {
-            let Some(body) = self.index() else {
-                return plain(
-                    StatusCode::NOT_FOUND,
-                    "the Control UI is not part of this build",
-                );
-            };
-            let etag = short_hash(&body);
-            (body, etag, "text/html; charset=utf-8")
-        } else {
-            let Some(asset) = Assets::get(file) else {
-                return plain(StatusCode::NOT_FOUND, "not found");
-            };
-            let etag = hex(&asset.metadata.sha256_hash()[..8]);
-            (asset.data.into_owned(), etag, content_type(file))
-        };
-        let etag = format!("\"{}-{etag}\"", self.build_id);
         let fresh = headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
@@ -107,7 +128,7 @@ impl ControlUi {
         let mut resp = if fresh {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
-            let mut resp = Response::new(Body::from(bytes));
+            let mut resp = Response::new(body);
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
             resp
@@ -117,28 +138,20 @@ impl ControlUi {
             h.insert(header::ETAG, v);
         }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        secure(h, headers);
+        ui_policy(h, headers);
         resp
-    }
-
-    /// `index.html` with the placeholders filled in.
-    fn index(&self) -> Option<Vec<u8>> {
-        let template = Assets::get(INDEX)?;
-        let text = String::from_utf8_lossy(&template.data)
-            .replace("__CLAWGATE_BASE__", &html_attr(&self.base))
-            .replace("__CLAWGATE_BUILD_ID__", &self.build_id)
-            .replace("__CLAWGATE_VERSION__", crate::VERSION);
-        Some(text.into_bytes())
     }
 }
 
-/// The embedded file a request path (relative to the base) names: the file
-/// itself, or `index.html` for the base and for client-side routes (a last
-/// segment without a dot). `None` for anything else, including any path
-/// that tries to leave the UI folder or reach the excluded files.
-fn resolve(rel: &str) -> Option<&str> {
+const INDEX_TYPE: &str = "text/html; charset=utf-8";
+
+/// What a request path (relative to the base) names: an embedded file, or
+/// `index.html` for the base and for client-side routes (a last segment
+/// without a dot). `None` for anything else, including any path that tries
+/// to leave the UI folder or reach the excluded files.
+fn resolve(rel: &str) -> Option<Target> {
     if rel.is_empty() {
-        return Some(INDEX);
+        return Some(Target::Index);
     }
     let clean = rel
         .split('/')
@@ -148,13 +161,10 @@ fn resolve(rel: &str) -> Option<&str> {
         return None;
     }
     let last = rel.rsplit('/').next().unwrap_or(rel);
-    if !last.contains('.') {
-        return Some(INDEX);
+    if !last.contains('.') || rel == INDEX {
+        return Some(Target::Index);
     }
-    if rel == INDEX {
-        return Some(INDEX);
-    }
-    Assets::get(rel).is_some().then_some(rel)
+    Assets::get(rel).map(|file| Target::File(file, content_type(rel)))
 }
 
 fn content_type(file: &str) -> &'static str {
@@ -189,19 +199,13 @@ fn csp(request: &HeaderMap) -> String {
     }
 }
 
-fn secure(h: &mut HeaderMap, request: &HeaderMap) {
+/// The listener's headers plus the UI's policy: the CSP, and no sharing
+/// of the window or the resources with other origins.
+fn ui_policy(h: &mut HeaderMap, request: &HeaderMap) {
+    crate::listener::security_headers(h);
     if let Ok(v) = HeaderValue::from_str(&csp(request)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
@@ -216,16 +220,10 @@ fn secure(h: &mut HeaderMap, request: &HeaderMap) {
     );
 }
 
+/// A plain-text refusal (as the listener sends) under the UI's policy.
 fn plain(status: StatusCode, message: &str) -> Response {
-    let mut resp = (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{message}\n"),
-    )
-        .into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    secure(h, &HeaderMap::new());
+    let mut resp = crate::listener::refuse(status, message);
+    ui_policy(resp.headers_mut(), &HeaderMap::new());
     resp
 }
 
@@ -245,8 +243,9 @@ fn build_id() -> String {
     hex(&hasher.finalize()[..6])
 }
 
-fn short_hash(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes)[..8])
+/// `"<build id>-<first 16 hex digits of the content hash>"`.
+fn etag(build_id: &str, content_hash: &[u8]) -> String {
+    format!("\"{build_id}-{}\"", hex(&content_hash[..8]))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -268,10 +267,15 @@ mod tests {
 
     #[test]
     fn paths_resolve_to_files_or_the_index() {
-        assert_eq!(resolve(""), Some(INDEX));
-        assert_eq!(resolve("devices"), Some(INDEX));
-        assert_eq!(resolve("settings/devices"), Some(INDEX));
-        assert_eq!(resolve("catalogue.json"), Some("catalogue.json"));
+        let named = |rel: &str| match resolve(rel) {
+            Some(Target::Index) => Some(INDEX),
+            Some(Target::File(_, mime)) => Some(mime),
+            None => None,
+        };
+        assert_eq!(named(""), Some(INDEX));
+        assert_eq!(named("devices"), Some(INDEX));
+        assert_eq!(named("settings/devices"), Some(INDEX));
+        assert_eq!(named("catalogue.json"), Some("application/json"));
         for bad in [
             "../Cargo.toml",
             "js/../../Cargo.toml",
@@ -284,7 +288,7 @@ mod tests {
             "README.md",
             "missing.js",
         ] {
-            assert_eq!(resolve(bad), None, "{bad}");
+            assert_eq!(named(bad), None, "{bad}");
         }
     }
 

@@ -88,14 +88,23 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .with_state(state)
 }
 
-fn with_security_headers(mut resp: Response) -> Response {
-    let h = resp.headers_mut();
+/// The headers every HTTP response carries (the Control UI adds its own
+/// policy on top, see `control_ui.rs`).
+pub(crate) fn security_headers(h: &mut HeaderMap) {
     h.insert(
-        "x-content-type-options",
+        header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+fn with_security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    security_headers(h);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -178,7 +187,7 @@ fn forwarded_client(state: &GatewayState, headers: &HeaderMap, peer: IpAddr) -> 
         .unwrap_or(peer)
 }
 
-fn refuse(status: StatusCode, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
     with_security_headers(
         (
             status,

@@ -74,31 +74,18 @@ pub fn verify(
 }
 
 /// The scopes a token for `role` may carry: operator tokens hold only
-/// operator scopes within the approved baseline; other roles hold none.
-/// Normalised as the reference stores them: `operator.admin` adds
-/// `operator.read` and `operator.write`, `operator.write` adds
-/// `operator.read`; deduplicated and sorted.
+/// operator scopes within the approved baseline, normalised as the
+/// reference stores them ([`scopes::token_normalised`]); other roles hold
+/// none.
 pub fn token_scopes(role: &str, requested: &[String], approved: &[String]) -> Vec<String> {
     if role != "operator" {
         return Vec::new();
     }
-    let has = |scope: &str| requested.iter().any(|s| s == scope);
-    let mut implied: Vec<&str> = Vec::new();
-    if has(scopes::ADMIN) {
-        implied.extend([scopes::READ, scopes::WRITE]);
-    } else if has(scopes::WRITE) {
-        implied.push(scopes::READ);
-    }
-    let mut out: Vec<String> = requested
-        .iter()
-        .map(String::as_str)
-        .chain(implied)
+    scopes::token_normalised(requested)
+        .into_iter()
         .filter(|s| scopes::is_operator_scope(s) && scopes::satisfies(approved, s))
         .map(str::to_owned)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+        .collect()
 }
 
 /// Mints a token for (device, role) inside `tx` and returns it with its
@@ -115,8 +102,9 @@ pub fn mint(
     // Broader scopes than the live entry replace its tokens, as the
     // reference replaces its one token; narrower or equal ones are one more
     // token beside them (this gateway cannot hand a stored token out again).
-    let live = existing.filter(|rt| rt.revoked_at_ms.is_none());
-    if live.is_some_and(|rt| !scopes::covers(&rt.scopes, &token_scopes)) {
+    let broader = existing
+        .is_some_and(|rt| rt.revoked_at_ms.is_none() && !scopes::covers(&rt.scopes, &token_scopes));
+    if broader {
         tx.delete_token_hashes(device_id, role)?;
     }
     tx.add_token_hash(
@@ -132,7 +120,7 @@ pub fn mint(
     let entry = match existing {
         Some(rt) if rt.revoked_at_ms.is_none() => {
             let mut rt = rt.clone();
-            if !scopes::covers(&rt.scopes, &token_scopes) {
+            if broader {
                 rt.scopes = token_scopes;
                 rt.rotated_at_ms = Some(now_ms);
             }

@@ -66,6 +66,29 @@ pub fn covers<S: AsRef<str>, T: AsRef<str>>(held: &[S], requested: &[T]) -> bool
     requested.iter().all(|r| satisfies(held, r.as_ref()))
 }
 
+/// `requested` as the reference stores a token's scopes: `operator.admin`
+/// adds `operator.read` and `operator.write`, `operator.write` adds
+/// `operator.read`; sorted, without duplicates. (Narrower than
+/// [`scope_grants`]: a token does not list every scope it grants.)
+pub fn token_normalised<S: AsRef<str>>(requested: &[S]) -> Vec<&str> {
+    let has = |scope: &str| requested.iter().any(|s| s.as_ref() == scope);
+    let implied: &[&str] = if has(ADMIN) {
+        &[READ, WRITE]
+    } else if has(WRITE) {
+        &[READ]
+    } else {
+        &[]
+    };
+    let mut out: Vec<&str> = requested
+        .iter()
+        .map(AsRef::as_ref)
+        .chain(implied.iter().copied())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The first scope of `requested` that `held` does not grant.
 pub fn first_uncovered<'a, S: AsRef<str>, T: AsRef<str>>(
     held: &[S],
