@@ -7,6 +7,7 @@
 import {
   loadDeviceToken, storeDeviceToken, removeDeviceToken, saveSessionToken, clearSessionToken,
 } from './storage.js';
+import { PAUSE_RECONNECT as PAUSE_LIST, SCOPE_GRANTS } from './protocol.js';
 
 export const CLIENT_ID = 'openclaw-control-ui';
 export const CLIENT_MODE = 'webchat';
@@ -16,13 +17,7 @@ export const PROTOCOL = 4;
 export const UI_SCOPES = ['operator.admin', 'operator.read', 'operator.write', 'operator.approvals', 'operator.pairing'];
 
 /** Errors that stop automatic reconnecting (catalogue PAUSE_RECONNECT). */
-export const PAUSE_RECONNECT = new Set([
-  'AUTH_TOKEN_MISSING', 'AUTH_BOOTSTRAP_TOKEN_INVALID', 'AUTH_PASSWORD_MISSING', 'AUTH_PASSWORD_MISMATCH',
-  'AUTH_RATE_LIMITED', 'AUTH_DEVICE_TOKEN_MISMATCH', 'AUTH_SCOPE_MISMATCH', 'AUTH_VERIFIED_USER_REQUIRED',
-  'CONTROL_UI_BUILD_MISMATCH', 'CONTROL_UI_DEVICE_IDENTITY_REQUIRED', 'DEVICE_IDENTITY_REQUIRED',
-  'PAIRING_REQUIRED', 'AUTH_TOKEN_MISMATCH', 'AUTH_IDENTITY_HEADER_REQUIRED', 'PROTOCOL_MISMATCH',
-  'CLIENT_VERSION_MISMATCH',
-]);
+const PAUSE_RECONNECT = new Set(PAUSE_LIST);
 
 const INITIAL_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30000;
@@ -31,13 +26,9 @@ const CHALLENGE_TIMEOUT_MS = 10000;
 const HANDSHAKE_TIMEOUT_MS = 15000;
 const REQUEST_TIMEOUT_MS = 30000;
 
-/** Whether `scopes` (held) grant `required` (admin grants everything). */
+/** Whether `scopes` (held) grant `required` (the gateway's scopes::scope_grants). */
 export function hasScope(scopes, required) {
-  const held = scopes || [];
-  if (held.includes(required) || held.includes('operator.admin')) return true;
-  if (held.includes('operator.write') && ['operator.read', 'operator.talk', 'operator.sessions.read', 'operator.sessions.write'].includes(required)) return true;
-  if ((held.includes('operator.read') || held.includes('operator.sessions.write')) && required === 'operator.sessions.read') return true;
-  return false;
+  return (scopes || []).some((held) => held === required || (SCOPE_GRANTS[held] || []).includes(required));
 }
 
 export function pausesReconnect(error) {

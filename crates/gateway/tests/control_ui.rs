@@ -49,21 +49,36 @@ fn repo_file(rel: &str) -> std::path::PathBuf {
         .join(rel)
 }
 
+/// Writes `want` to `rel` under `UPDATE_CATALOGUE=1`; asserts the file
+/// equals it.
+fn export_in_sync(rel: &str, want: &str) {
+    let path = repo_file(rel);
+    if std::env::var_os("UPDATE_CATALOGUE").is_some() {
+        std::fs::write(&path, want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{rel} is out of date; regenerate it with: \
+         UPDATE_CATALOGUE=1 cargo test -p clawgate-gateway --test control_ui"
+    );
+}
+
 /// The UI reads the error catalogue from `ui/catalogue.json`; it must be
 /// the protocol crate's catalogue exactly. `UPDATE_CATALOGUE=1` rewrites it.
 #[test]
 fn catalogue_export_is_in_sync() {
     let want = format!("{}\n", clawgate_protocol::catalogue::catalogue_json());
-    let path = repo_file("ui/catalogue.json");
-    if std::env::var_os("UPDATE_CATALOGUE").is_some() {
-        std::fs::write(&path, &want).unwrap();
-    }
-    let have = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        have == want,
-        "ui/catalogue.json is out of date; regenerate it with: \
-         UPDATE_CATALOGUE=1 cargo test -p clawgate-gateway --test control_ui"
-    );
+    export_in_sync("ui/catalogue.json", &want);
+}
+
+/// The pause list, scope implications and method scopes the UI's client
+/// follows come from the protocol crate too (`ui/js/protocol.js`).
+#[test]
+fn client_rules_export_is_in_sync() {
+    let methods = clawgate_gateway::methods::method_names();
+    let want = clawgate_protocol::catalogue::control_ui_rules_module(&methods);
+    export_in_sync("ui/js/protocol.js", &want);
 }
 
 #[tokio::test]

@@ -406,6 +406,50 @@ pub fn catalogue_json() -> String {
     serde_json::to_string_pretty(CATALOGUE).expect("catalogue serializes")
 }
 
+/// The client rules the Control UI needs synchronously, as an ES module
+/// (`ui/js/protocol.js`): the pause list, which scope grants which, and
+/// the scope each of `methods` needs (`null`: any authenticated socket).
+/// A gateway test keeps the file equal to this.
+pub fn control_ui_rules_module(methods: &[&str]) -> String {
+    use crate::scopes::{self, MethodAccess};
+    let grants: Map<String, Value> = scopes::OPERATOR_SCOPES
+        .iter()
+        .map(|held| {
+            let granted: Vec<&str> = scopes::OPERATOR_SCOPES
+                .iter()
+                .copied()
+                .filter(|required| required != held && scopes::scope_grants(held, required))
+                .collect();
+            (held.to_string(), json!(granted))
+        })
+        .collect();
+    let method_scopes: Map<String, Value> = methods
+        .iter()
+        .map(|m| {
+            let scope = match scopes::method_access(m) {
+                MethodAccess::Operator(scope) => json!(scope),
+                MethodAccess::Anyone | MethodAccess::NodeOnly => Value::Null,
+            };
+            (m.to_string(), scope)
+        })
+        .collect();
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("rules serialize");
+    format!(
+        "// Generated from crates/protocol (catalogue::PAUSE_RECONNECT, scopes::scope_grants,\n\
+         // scopes::method_access); do not edit. Regenerate with:\n\
+         // UPDATE_CATALOGUE=1 cargo test -p clawgate-gateway --test control_ui\n\n\
+         /** Codes on which a client stops reconnecting (see pausesReconnect in gateway.js). */\n\
+         export const PAUSE_RECONNECT = {};\n\n\
+         /** For each operator scope, the other scopes it grants. */\n\
+         export const SCOPE_GRANTS = {};\n\n\
+         /** The scope each method needs; null: any authenticated socket. */\n\
+         export const METHOD_SCOPES = {};\n",
+        pretty(&json!(PAUSE_RECONNECT)),
+        pretty(&Value::Object(grants)),
+        pretty(&Value::Object(method_scopes)),
+    )
+}
+
 /// Why shared-secret or credential authentication failed (`authReason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthFailure {

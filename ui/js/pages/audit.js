@@ -2,6 +2,9 @@
 // "Load more" through the cursor.
 
 import { h, replace, shortId, formatTime } from '../dom.js';
+import { METHOD_SCOPES } from '../protocol.js';
+
+const AUDIT = METHOD_SCOPES['audit.list'];
 
 const ACTIONS = [
   'pairing.requested', 'pairing.approved', 'pairing.silent_approved', 'pairing.rejected', 'pairing.superseded',
@@ -46,7 +49,7 @@ export function mount(el, app) {
   const tbody = h('tbody');
   const more = h('button', { type: 'button', id: 'audit-more', class: 'secondary', hidden: true }, 'Load more');
   const info = h('p', { class: 'muted', id: 'audit-info', role: 'status' });
-  const deny = app.can('operator.admin') ? null : 'Needs operator.admin: the audit log is admin-only.';
+  const deny = app.can(AUDIT) ? null : `Needs ${AUDIT}: the audit log is admin-only.`;
 
   const form = h('form', { class: 'filters', 'aria-label': 'Audit filters', novalidate: true },
     h('div', { class: 'field' }, h('label', { for: 'audit-action' }, 'Action'), action,

@@ -3,9 +3,10 @@
 // disabled with the reason in `title` and in visible text.
 
 import { h, replace, copyButton, formatAge, formatTime, shortId, announce } from '../dom.js';
-import { RequestError } from '../gateway.js';
+import { RequestError, hasScope } from '../gateway.js';
+import { METHOD_SCOPES } from '../protocol.js';
 
-const PAIRING = 'operator.pairing';
+const PAIRING = METHOD_SCOPES['device.pair.list'];
 const ADMIN = 'operator.admin';
 
 function nameOf(d) {
@@ -36,9 +37,7 @@ function action(name, label, reason, onclick, cls = 'secondary', extra = {}) {
 }
 
 function covers(held, requested) {
-  const ok = (s) => held.includes(s) || held.includes(ADMIN)
-    || (held.includes('operator.write') && ['operator.read', 'operator.talk', 'operator.sessions.read', 'operator.sessions.write'].includes(s));
-  return (requested || []).every(ok);
+  return (requested || []).every((s) => hasScope(held, s));
 }
 
 function requestKind(p, paired) {
@@ -65,7 +64,7 @@ export function mount(el, app) {
     scopeNote, errorLine, pendingSection, pairedSection);
 
   function denyReason() {
-    return app.can(PAIRING) ? null : 'Needs operator.pairing: this session can only view devices.';
+    return app.can(PAIRING) ? null : `Needs ${PAIRING}: this session can only view devices.`;
   }
 
   // The gateway's own rules (crates/gateway device_methods.rs): a session
@@ -255,8 +254,8 @@ export function mount(el, app) {
     if (!app.can(PAIRING)) {
       data = { pending: [], paired: [] };
       render();
-      replace(pendingSection, h('h2', { id: 'pending-title' }, 'Pending approval'), h('p', { class: 'muted' }, 'Needs operator.pairing to list devices.'));
-      replace(pairedSection, h('h2', { id: 'paired-title' }, 'Paired devices'), h('p', { class: 'muted' }, 'Needs operator.pairing to list devices.'));
+      replace(pendingSection, h('h2', { id: 'pending-title' }, 'Pending approval'), h('p', { class: 'muted' }, `Needs ${PAIRING} to list devices.`));
+      replace(pairedSection, h('h2', { id: 'paired-title' }, 'Paired devices'), h('p', { class: 'muted' }, `Needs ${PAIRING} to list devices.`));
       return;
     }
     loading = true;

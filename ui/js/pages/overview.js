@@ -2,8 +2,12 @@
 // approvals, and what this session may do.
 
 import { h, replace, formatDuration, formatAge } from '../dom.js';
+import { METHOD_SCOPES } from '../protocol.js';
 
-const WANTED = ['operator.read', 'operator.pairing', 'operator.admin'];
+// The scopes the page's requests need.
+const READ = METHOD_SCOPES.status;
+const PAIRING = METHOD_SCOPES['device.pair.list'];
+const WANTED = [READ, PAIRING, 'operator.admin'];
 
 function stat(id, label) {
   const value = h('dd', { id, class: 'stat-value' }, '—');
@@ -61,10 +65,10 @@ export function mount(el, app) {
 
   function renderPresence() {
     const list = app.presence.list.filter((p) => p && p.mode !== 'gateway');
-    clients.value.textContent = app.can('operator.read') ? String(list.length) : '—';
-    clients.note.textContent = app.can('operator.read') ? '' : 'Needs operator.read';
+    clients.value.textContent = app.can(READ) ? String(list.length) : '—';
+    clients.note.textContent = app.can(READ) ? '' : `Needs ${READ}`;
     if (!list.length) {
-      replace(presenceBody, h('tr', null, h('td', { colspan: '5', class: 'muted' }, app.can('operator.read') ? 'No other clients are connected.' : 'Needs operator.read to list clients.')));
+      replace(presenceBody, h('tr', null, h('td', { colspan: '5', class: 'muted' }, app.can(READ) ? 'No other clients are connected.' : `Needs ${READ} to list clients.`)));
       return;
     }
     replace(presenceBody, list.map((p) => h('tr', null,
@@ -79,9 +83,9 @@ export function mount(el, app) {
     const snapshot = (app.hello && app.hello.snapshot) || {};
     authMode.value.textContent = snapshot.authMode || '—';
     if (snapshot.uptimeMs !== undefined) uptimeBase = [snapshot.uptimeMs, Date.now()];
-    if (!app.can('operator.read')) {
+    if (!app.can(READ)) {
       version.value.textContent = '—';
-      version.note.textContent = 'Needs operator.read';
+      version.note.textContent = `Needs ${READ}`;
     } else {
       try {
         const status = await app.client.request('status', {});
@@ -98,9 +102,9 @@ export function mount(el, app) {
   }
 
   async function loadPending() {
-    if (!app.can('operator.pairing')) {
+    if (!app.can(PAIRING)) {
       pending.value.textContent = '—';
-      pending.note.textContent = 'Needs operator.pairing';
+      pending.note.textContent = `Needs ${PAIRING}`;
       return;
     }
     try {
