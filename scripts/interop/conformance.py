@@ -24,8 +24,6 @@ Each scenario uses its own loopback source address (127.0.0.N), so failed
 auth in one scenario never delays or locks another.
 """
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import re
@@ -34,8 +32,8 @@ import time
 import uuid
 
 import websockets
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from devicekit import Device, b64url, signed_payload
 
 RECV_TIMEOUT = 8.0
 # The reference keys its browser failed-auth limiter on the Origin, so every
@@ -140,26 +138,6 @@ class Gateway:
     def __init__(self, name, port, token):
         self.name, self.port, self.token = name, int(port), token
         self.url = f"ws://127.0.0.1:{self.port}/"
-
-
-class Device:
-    """An Ed25519 device identity, as the reference clients make one."""
-
-    def __init__(self):
-        self.key = Ed25519PrivateKey.generate()
-        self.raw = self.key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                       serialization.PublicFormat.Raw)
-        self.id = hashlib.sha256(self.raw).hexdigest()
-        self.public_key = b64url(self.raw)
-        self.pem = self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-    def sign(self, payload: str) -> str:
-        return b64url(self.key.sign(payload.encode()))
-
-
-def b64url(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
 class Conn:
@@ -270,12 +248,9 @@ def connect_params(gw, conn, device=None, *, role="operator", scopes=("operator.
         if sign_token is ...:
             sign_token = token if token is not None else (device_token or "")
         did = device_id or device.id
-        fields = [version, did, client["id"], client["mode"], role, ",".join(scopes),
-                  str(signed_at), sign_token or "", ch_nonce]
-        if version == "v3":
-            fields += [client.get("platform", "").lower(), client.get("deviceFamily", "").lower()]
+        payload = signed_payload(version, did, client, role, scopes, signed_at, sign_token, ch_nonce)
         params["device"] = {"id": did, "publicKey": public_key or device.public_key,
-                            "signature": signature or device.sign("|".join(fields)),
+                            "signature": signature or device.sign(payload),
                             "signedAt": signed_at, "nonce": ch_nonce if nonce is None else nonce}
     if extra:
         params.update(extra)

@@ -11,32 +11,13 @@ usage: device_client.py [--role ROLE] [--no-origin] PORT TOKEN KEYFILE [SCOPE ..
                 eligible for silent pairing on the reference gateway.
 """
 import asyncio
-import base64
-import hashlib
 import json
-import os
 import sys
 import time
 
 import websockets
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-
-def b64url(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-def load_key(path: str) -> Ed25519PrivateKey:
-    if os.path.exists(path):
-        return Ed25519PrivateKey.from_private_bytes(open(path, "rb").read())
-    key = Ed25519PrivateKey.generate()
-    raw = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
-        f.write(raw)
-    return key
+from devicekit import Device, signed_payload
 
 
 async def main() -> None:
@@ -54,9 +35,7 @@ async def main() -> None:
         sys.exit(__doc__)
     port, token, keyfile = args[0], args[1], args[2]
     scopes = args[3:]
-    key = load_key(keyfile)
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    device_id = hashlib.sha256(raw).hexdigest()
+    dev = Device.from_file(keyfile)
     # An Origin header makes a loopback CLI client ineligible for silent pairing.
     headers = {"Origin": f"http://127.0.0.1:{port}"} if origin else {}
     async with websockets.connect(f"ws://127.0.0.1:{port}/", additional_headers=headers) as ws:
@@ -65,13 +44,12 @@ async def main() -> None:
         signed_at = int(time.time() * 1000)
         client = {"id": "cli", "version": "1", "platform": "linux", "mode": "cli",
                   "displayName": "interop-device"}
-        payload = "|".join(["v3", device_id, "cli", "cli", role, ",".join(scopes),
-                            str(signed_at), token, nonce, "linux", ""])
+        payload = signed_payload("v3", dev.id, client, role, scopes, signed_at, token, nonce)
         params = {
             "minProtocol": 4, "maxProtocol": 4, "client": client, "role": role,
             "scopes": scopes, "auth": {"token": token},
-            "device": {"id": device_id, "publicKey": b64url(raw),
-                       "signature": b64url(key.sign(payload.encode())),
+            "device": {"id": dev.id, "publicKey": dev.public_key,
+                       "signature": dev.sign(payload),
                        "signedAt": signed_at, "nonce": nonce},
         }
         await ws.send(json.dumps({"type": "req", "id": "c1", "method": "connect", "params": params}))
