@@ -352,14 +352,12 @@ def drop_raw(obs):
 SCENARIOS = []
 
 
-def scenario(name, deliberate=None, check=None, known=None):
+def scenario(name, deliberate=None, check=None):
     """Registers a scenario; deliberate names a DESIGN.md difference and
     check(ref, clawgate) -> list of problems verifies it is exactly that.
-    known names a difference that is not (yet) a decision: still checked to
-    be exactly that difference, and listed in the summary as open."""
+    There is no third kind: a difference is a decision or a failure."""
     def wrap(fn):
-        SCENARIOS.append({"name": name, "fn": fn, "deliberate": deliberate or known, "check": check,
-                          "open": known is not None})
+        SCENARIOS.append({"name": name, "fn": fn, "deliberate": deliberate, "check": check})
         return fn
     return wrap
 
@@ -1124,15 +1122,12 @@ async def main():
     for name, t in slow_tasks.items():
         results[name] = await t
 
-    matched, deliberate, known, failed = 0, [], [], []
+    matched, deliberate, failed = 0, [], []
     for s in chosen:
         r, c = results[s["name"]]
         if s["deliberate"]:
             problems = s["check"](r, c)
-            if not problems and s["open"]:
-                known.append(s)
-                print(f"open  {s['name']}  [known difference: {s['deliberate']}; checked]")
-            elif not problems:
+            if not problems:
                 deliberate.append(s)
                 print(f"diff  {s['name']}  [deliberate: {s['deliberate']}; checked]")
             else:
@@ -1152,7 +1147,7 @@ async def main():
                 print(line)
     total = len(chosen)
     print(f"conformance: {matched} of {total} scenarios match; {len(deliberate)} are named deliberate "
-          f"differences (checked); {len(known)} known open difference(s) (checked); {len(failed)} differ")
+          f"differences (checked); {len(failed)} differ")
     if os.environ.get("CONFORMANCE_DUMP"):
         with open(os.environ["CONFORMANCE_DUMP"], "w") as f:
             json.dump(results, f, indent=1)
