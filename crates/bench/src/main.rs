@@ -4,12 +4,14 @@
 //! stderr, including the bench's own CPU so a saturated load tool is not
 //! mistaken for a slow server.
 
+mod attack;
 mod badauth;
 mod conn;
 mod handshake;
 mod hold;
 mod report;
 mod rpc;
+mod soak;
 mod startup;
 mod sys;
 
@@ -71,6 +73,10 @@ enum Cmd {
     Badauth(BadauthArgs),
     /// Spawn a gateway command and time it to the first hello-ok.
     Startup(StartupArgs),
+    /// Attacks on loopback: brute force and connection exhaustion, with a legitimate client measured alongside.
+    Attack(attack::AttackArgs),
+    /// Hold many authenticated connections with ticks, churn and RPCs; sample server RSS and fds.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Debug)]
@@ -244,6 +250,8 @@ fn main() -> ExitCode {
             Cmd::Rpc(a) => rpc::run(&ctx, a).await,
             Cmd::Badauth(a) => badauth::run(&ctx, a).await,
             Cmd::Startup(a) => startup::run(&ctx, a).await,
+            Cmd::Attack(a) => attack::run(&ctx, a).await,
+            Cmd::Soak(a) => soak::run(&ctx, a).await,
         }
     });
     // Sockets still closing in the background must not delay the exit.
