@@ -34,6 +34,9 @@ pub struct GatewayState {
     /// process minted (see `deferred.rs`).
     pub deferred: crate::deferred::Deferred,
     pub unauth: UnauthSlots,
+    /// TCP connections still in the HTTP phase (accepted, not yet upgraded
+    /// or answered), capped like `unauth` (see `listener::serve_http`).
+    pub pending_http: UnauthSlots,
     /// Per-process id reported as `server.bootId`.
     pub boot_id: String,
     /// Reported in the gateway's own presence entry.
@@ -58,8 +61,16 @@ pub struct GatewayState {
 pub struct RuntimeOptions {
     /// Interval of `tick` events (and `policy.tickIntervalMs`).
     pub tick_interval: std::time::Duration,
-    /// Time allowed from upgrade to a complete `connect`.
+    /// Time allowed from upgrade to a complete `connect`; also the time a
+    /// TCP connection gets to deliver its first complete HTTP request head.
     pub handshake_timeout: std::time::Duration,
+    /// Unauthenticated sockets one address may hold (default
+    /// `listener::MAX_UNAUTH_PER_IP`); the same number of connections per
+    /// address may be in the HTTP phase.
+    pub max_unauth_per_ip: usize,
+    /// Unauthenticated sockets in total (default
+    /// `listener::MAX_UNAUTH_TOTAL`); the same for the HTTP phase.
+    pub max_unauth_total: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -69,6 +80,8 @@ impl Default for RuntimeOptions {
             handshake_timeout: std::time::Duration::from_millis(
                 clawgate_protocol::HANDSHAKE_TIMEOUT_MS,
             ),
+            max_unauth_per_ip: crate::listener::MAX_UNAUTH_PER_IP,
+            max_unauth_total: crate::listener::MAX_UNAUTH_TOTAL,
         }
     }
 }
@@ -124,6 +137,7 @@ impl GatewayState {
             metrics: Metrics::new(&crate::methods::method_names()),
             deferred: crate::deferred::Deferred::default(),
             unauth: UnauthSlots::default(),
+            pending_http: UnauthSlots::default(),
             boot_id: uuid::Uuid::new_v4().to_string(),
             instance_id: uuid::Uuid::new_v4().to_string(),
             started: Instant::now(),

@@ -46,6 +46,7 @@ pub fn fast_options() -> RuntimeOptions {
     RuntimeOptions {
         tick_interval: Duration::from_secs(30),
         handshake_timeout: Duration::from_secs(15),
+        ..RuntimeOptions::default()
     }
 }
 
