@@ -8,6 +8,19 @@
 //! Across all peers a global failure budget per window: once it is spent,
 //! every peer that has failed within the window is refused, exempt or not,
 //! while peers that have not failed keep getting in.
+//!
+//! IPv6 peers are keyed on their /64 (one host usually holds a whole /64,
+//! so per-address keys would give it 2^64 fresh budgets); IPv4-mapped IPv6
+//! addresses count as the IPv4 address.
+//!
+//! The table of keys is bounded (`MAX_ENTRIES`). When it is full of live
+//! entries a failure from a peer that is not in it cannot be counted
+//! against that peer, so from then until the window has passed, and while
+//! the global budget is spent, peers that are neither in the table nor
+//! recently successful are refused too: a guesser with more addresses than
+//! the table holds gets no unlimited guesses from the overflow. Expired
+//! entries are swept at most once a second, so a flood of new addresses
+//! does not cost a full sweep per failure.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -18,6 +31,10 @@ use crate::config::RateLimitConfig;
 
 /// Entries kept before expired ones are pruned.
 const MAX_ENTRIES: usize = 10_000;
+/// Peers remembered as recently successful (for the overflow rule).
+const MAX_GOOD: usize = 4_096;
+/// A full table is swept for expired entries at most this often.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Loopback delay schedule.
 const LOOPBACK_BASE_DELAY_MS: u64 = 250;
 const LOOPBACK_MAX_DELAY_MS: u64 = 5_000;
@@ -63,7 +80,14 @@ struct Entry {
 #[derive(Debug)]
 struct Inner {
     entries: HashMap<LimitKey, Entry>,
+    /// Failure times across all peers, at most `global_max_failures`.
     global: VecDeque<Instant>,
+    /// Until when the overflow rule applies (the table was full).
+    overflow_until: Option<Instant>,
+    /// No sweep of a full table before this.
+    next_sweep: Option<Instant>,
+    /// Peers that authenticated recently, and when.
+    good: HashMap<IpAddr, Instant>,
 }
 
 /// The limiter. Cheap to consult: one mutex, no allocation on the allowed path.
@@ -71,17 +95,58 @@ struct Inner {
 pub struct AuthLimiter {
     config: Mutex<RateLimitConfig>,
     inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+/// The address a peer is counted under: IPv4 as is (also when mapped into
+/// IPv6), IPv6 loopback as is, other IPv6 addresses by their /64.
+pub fn limit_peer(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            if v6.is_loopback() {
+                return ip;
+            }
+            let mut seg = v6.segments();
+            seg[4..].fill(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(seg))
+        }
+    }
+}
+
+fn normalized(key: &LimitKey) -> LimitKey {
+    LimitKey {
+        peer: limit_peer(key.peer),
+        ..*key
+    }
 }
 
 impl AuthLimiter {
     pub fn new(config: RateLimitConfig) -> Self {
+        Self::with_capacity(config, MAX_ENTRIES)
+    }
+
+    /// A limiter whose key table holds `capacity` entries (tests).
+    pub fn with_capacity(config: RateLimitConfig, capacity: usize) -> Self {
         AuthLimiter {
             config: Mutex::new(config),
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
                 global: VecDeque::new(),
+                overflow_until: None,
+                next_sweep: None,
+                good: HashMap::new(),
             }),
+            capacity: capacity.max(1),
         }
+    }
+
+    /// Keys tracked now (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.inner.lock().expect("limiter lock").entries.len()
     }
 
     /// Applies new settings (config reload); existing lockouts stay.
@@ -95,6 +160,7 @@ impl AuthLimiter {
 
     /// Whether `key` may try to authenticate now.
     pub fn check(&self, key: &LimitKey, now: Instant) -> Admission {
+        let key = &normalized(key);
         let cfg = self.config.lock().expect("limiter config lock").clone();
         let window = Duration::from_millis(cfg.window_ms);
         let mut inner = self.inner.lock().expect("limiter lock");
@@ -105,7 +171,22 @@ impl AuthLimiter {
             .front()
             .map(|t| (*t + window).saturating_duration_since(now))
             .unwrap_or_default();
-        let Some(entry) = inner.entries.get_mut(key) else {
+        let overflow = inner.overflow_until.is_some_and(|u| u > now);
+        let Inner { entries, good, .. } = &mut *inner;
+        let Some(entry) = entries.get_mut(key) else {
+            // The table overflowed: this peer's failures may have gone
+            // uncounted, so while the budget is spent only peers that
+            // authenticated recently get in.
+            if overflow
+                && global_spent
+                && !good
+                    .get(&key.peer)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
+            {
+                return Admission::Locked {
+                    retry_after_ms: ms_ceil(global_retry).max(1),
+                };
+            }
             return Admission::Allowed;
         };
         if let Some(until) = entry.locked_until {
@@ -128,22 +209,29 @@ impl AuthLimiter {
 
     /// Records a failed attempt.
     pub fn record_failure(&self, key: &LimitKey, now: Instant) -> FailureOutcome {
+        let key = &normalized(key);
         let cfg = self.config.lock().expect("limiter config lock").clone();
         let window = Duration::from_millis(cfg.window_ms);
         let mut inner = self.inner.lock().expect("limiter lock");
         prune(&mut inner.global, now, window);
+        // Bounded by the budget: only its oldest entry and its length matter.
         inner.global.push_back(now);
-        while inner.global.len() > cfg.global_max_failures as usize {
+        while inner.global.len() > cfg.global_max_failures.max(1) as usize {
             inner.global.pop_front();
         }
-        if inner.entries.len() >= MAX_ENTRIES && !inner.entries.contains_key(key) {
-            inner.entries.retain(|_, e| {
-                prune(&mut e.failures, now, window);
-                !e.failures.is_empty() || e.locked_until.is_some_and(|u| u > now)
-            });
-            if inner.entries.len() >= MAX_ENTRIES {
-                // Still full of live entries: the global budget still counts
-                // this failure, which is what protects us under a flood.
+        if inner.entries.len() >= self.capacity && !inner.entries.contains_key(key) {
+            if inner.next_sweep.is_none_or(|t| t <= now) {
+                inner.next_sweep = Some(now + SWEEP_INTERVAL);
+                inner.entries.retain(|_, e| {
+                    prune(&mut e.failures, now, window);
+                    !e.failures.is_empty() || e.locked_until.is_some_and(|u| u > now)
+                });
+            }
+            if inner.entries.len() >= self.capacity {
+                // Still full of live entries: this failure counts only in
+                // the global budget, and the overflow rule (see `check`)
+                // applies for a window.
+                inner.overflow_until = Some(now + window);
                 return FailureOutcome::default();
             }
         }
@@ -175,12 +263,29 @@ impl AuthLimiter {
 
     /// Forgets a key's failures after a successful authentication.
     pub fn record_success(&self, key: &LimitKey) {
+        self.record_success_at(key, Instant::now());
+    }
+
+    /// [`Self::record_success`] at a given time.
+    pub fn record_success_at(&self, key: &LimitKey, now: Instant) {
+        let key = &normalized(key);
+        let window =
+            Duration::from_millis(self.config.lock().expect("limiter config lock").window_ms);
         let mut inner = self.inner.lock().expect("limiter lock");
         if let Some(e) = inner.entries.get(key)
             && e.locked_until.is_none()
         {
             inner.entries.remove(key);
         }
+        if inner.good.len() >= MAX_GOOD && !inner.good.contains_key(&key.peer) {
+            inner
+                .good
+                .retain(|_, t| now.saturating_duration_since(*t) < window);
+            if inner.good.len() >= MAX_GOOD {
+                return;
+            }
+        }
+        inner.good.insert(key.peer, now);
     }
 }
 
@@ -286,6 +391,113 @@ mod tests {
         assert_eq!(
             lim.check(&key([10, 0, 2, 0], false), t0),
             Admission::Allowed
+        );
+    }
+
+    #[test]
+    fn global_history_stays_bounded_under_a_flood() {
+        let cfg = RateLimitConfig {
+            global_max_failures: 50,
+            ..RateLimitConfig::default()
+        };
+        let lim = AuthLimiter::new(cfg);
+        let t0 = Instant::now();
+        for i in 0..100_000u32 {
+            let [_, a, b, c] = i.to_be_bytes();
+            lim.record_failure(&key([10, a, b, c], true), t0);
+        }
+        let inner = lim.inner.lock().unwrap();
+        assert_eq!(inner.global.len(), 50);
+        assert_eq!(inner.entries.len(), MAX_ENTRIES);
+    }
+
+    #[test]
+    fn overflowing_the_table_does_not_give_free_guesses() {
+        let cfg = RateLimitConfig {
+            global_max_failures: 2,
+            exempt_loopback: false,
+            ..RateLimitConfig::default()
+        };
+        let lim = AuthLimiter::with_capacity(cfg, 3);
+        let t0 = Instant::now();
+        // A peer that authenticated before the attack.
+        let regular = key([10, 9, 9, 9], false);
+        lim.record_success_at(&regular, t0);
+        for i in 0..3u8 {
+            lim.record_failure(&key([10, 0, 0, i], false), t0);
+        }
+        assert_eq!(lim.tracked(), 3);
+        // The fourth address does not fit: its failure is not counted
+        // against it, yet it is refused while the budget is spent.
+        let extra = key([10, 0, 0, 3], false);
+        lim.record_failure(&extra, t0);
+        assert_eq!(lim.tracked(), 3);
+        assert!(matches!(lim.check(&extra, t0), Admission::Locked { .. }));
+        // So is any address outside the table (the price of the rule) ...
+        assert!(matches!(
+            lim.check(&key([10, 7, 7, 7], false), t0),
+            Admission::Locked { .. }
+        ));
+        // ... but not a peer that authenticated within the window.
+        assert_eq!(lim.check(&regular, t0), Admission::Allowed);
+        // After the window everything is back to normal, and the sweep
+        // makes room.
+        let later = t0 + Duration::from_millis(60_001);
+        assert_eq!(lim.check(&extra, later), Admission::Allowed);
+        lim.record_failure(&extra, later);
+        assert_eq!(lim.tracked(), 1);
+    }
+
+    #[test]
+    fn a_full_table_is_swept_at_most_once_a_second() {
+        let cfg = RateLimitConfig {
+            window_ms: 100,
+            ..RateLimitConfig::default()
+        };
+        let lim = AuthLimiter::with_capacity(cfg, 2);
+        let t0 = Instant::now();
+        lim.record_failure(&key([10, 0, 0, 1], true), t0);
+        lim.record_failure(&key([10, 0, 0, 2], true), t0);
+        // Full: the sweep runs (nothing expired yet) and is not due again
+        // for a second, even once the entries have expired.
+        lim.record_failure(&key([10, 0, 0, 3], true), t0);
+        let t1 = t0 + Duration::from_millis(500);
+        lim.record_failure(&key([10, 0, 0, 4], true), t1);
+        assert_eq!(lim.tracked(), 2);
+        let t2 = t0 + Duration::from_millis(1_001);
+        lim.record_failure(&key([10, 0, 0, 5], true), t2);
+        assert_eq!(lim.tracked(), 1);
+    }
+
+    #[test]
+    fn ipv6_peers_are_keyed_on_their_slash_64() {
+        let lim = AuthLimiter::new(RateLimitConfig::default());
+        let t0 = Instant::now();
+        let k6 = |s: &str| LimitKey {
+            scope: LimitScope::SharedSecret,
+            peer: s.parse().unwrap(),
+            browser: false,
+        };
+        for i in 0..10u16 {
+            lim.record_failure(&k6(&format!("2001:db8:1:2::{i:x}")), t0);
+        }
+        assert!(matches!(
+            lim.check(&k6("2001:db8:1:2:ffff:1:2:3"), t0),
+            Admission::Locked { .. }
+        ));
+        assert_eq!(lim.check(&k6("2001:db8:1:3::1"), t0), Admission::Allowed);
+        // An IPv4-mapped address is the IPv4 address.
+        for _ in 0..10 {
+            lim.record_failure(&key([10, 1, 1, 1], false), t0);
+        }
+        assert!(matches!(
+            lim.check(&k6("::ffff:10.1.1.1"), t0),
+            Admission::Locked { .. }
+        ));
+        // Loopback stays loopback (and exempt).
+        assert_eq!(
+            limit_peer("::1".parse().unwrap()),
+            "::1".parse::<IpAddr>().unwrap()
         );
     }
 }
