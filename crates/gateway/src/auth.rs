@@ -262,6 +262,26 @@ pub fn authenticate(
         return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
     };
 
+    // A peer the limiter refuses for the shared secret, with no device-token
+    // candidate or with that key refused too, is answered before the
+    // signature check: a refused attempt costs no Ed25519 verification.
+    if let SharedOutcome::RateLimited { retry_after_ms } = shared.outcome {
+        let candidate =
+            non_empty(&params.auth.device_token).or_else(|| non_empty(&params.auth.token));
+        let dt_key = LimitKey {
+            scope: LimitScope::DeviceToken,
+            ..shared.key
+        };
+        if candidate.is_none()
+            || matches!(
+                state.limiter.check(&dt_key, Instant::now()),
+                Admission::Locked { .. }
+            )
+        {
+            return Err(Rejection::now(catalogue::rate_limited(retry_after_ms)));
+        }
+    }
+
     // Device proof, after the shared comparison and before any token work.
     let now = now_ms();
     let verified = device_proof::verify(params, device, role.as_str(), challenge_nonce, now)
