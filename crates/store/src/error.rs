@@ -17,6 +17,16 @@ pub enum StoreError {
     /// The caller asked for something the store does not accept.
     #[error("invalid store request: {0}")]
     Invalid(String),
+    /// The database file is damaged (truncated, overwritten, not a SQLite
+    /// file). Nothing was written to it.
+    #[error(
+        "the database {p} is damaged ({detail}); it was left as it is. Keep a copy, then restore it from a backup, or move it aside with its -wal and -shm files to start with an empty store (every device pairs again): mv {p} {p}.damaged; rows can often be salvaged from the moved file with: sqlite3 {p}.damaged .recover",
+        p = path.display()
+    )]
+    Damaged {
+        path: std::path::PathBuf,
+        detail: String,
+    },
     /// The database was written by a newer clawgate.
     #[error(
         "database schema version {found} is newer than this clawgate supports ({supported}); upgrade clawgate"
@@ -28,6 +38,15 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::Error as E;
         match e {
+            // SQLite found the file itself damaged.
+            E::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                StoreError::Corrupt(e.to_string())
+            }
             // A stored value that does not decode as the model says.
             E::FromSqlConversionFailure(..)
             | E::InvalidColumnType(..)

@@ -11,6 +11,7 @@
 mod audit;
 mod cache;
 mod error;
+mod invariants;
 mod model;
 mod schema;
 mod store;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 pub use audit::GENESIS_HASH;
 pub use error::StoreError;
+pub use invariants::{InvariantReport, Violation, check_database};
 pub use model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
     RoleToken, Seen, TokenHash,

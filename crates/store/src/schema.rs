@@ -136,6 +136,14 @@ pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Settings for a read-only connection opened by a checker: it waits for
+/// locks and changes nothing (not even the journal mode).
+pub(crate) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA query_only = ON")?;
+    Ok(())
+}
+
 /// Brings the schema up to [`SCHEMA_VERSION`], one transaction per step.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -648,4 +656,33 @@ pub(crate) fn scan_audit(
         }
     }
     Ok(())
+}
+
+// ------------------------------------------------------------- self-checks
+
+/// `PRAGMA integrity_check`: empty when the file is sound, otherwise what
+/// SQLite found (at most 20 lines).
+pub(crate) fn integrity_problems(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("PRAGMA integrity_check(20)")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let lines: Vec<String> = rows.collect::<Result<_, _>>()?;
+    Ok(if lines.len() == 1 && lines[0] == "ok" {
+        Vec::new()
+    } else {
+        lines
+    })
+}
+
+/// `PRAGMA foreign_key_check`: one line per row whose parent is missing.
+pub(crate) fn foreign_key_problems(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(format!(
+            "{} row {} refers to a missing {} row",
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<i64>>(1)?.unwrap_or(-1),
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::audit::{ChainVerifier, GENESIS_HASH, StoredAuditRow, canonical_json, chain_hash};
@@ -55,15 +56,33 @@ impl Store {
     /// Opens (creating if needed) the database at `path`: the parent
     /// directory is created with mode 0700 when missing, the database and
     /// its WAL files get mode 0600, the schema is migrated, and the cache
-    /// is loaded.
+    /// is loaded. A WAL left by a killed process is recovered (every
+    /// committed transaction is in it). A damaged file (truncated, not a
+    /// database, pages SQLite cannot read) is refused with
+    /// [`StoreError::Damaged`] and left exactly as it was.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         prepare_files(path)?;
+        check_size(path)?;
+        Self::open_sqlite(path).map_err(|e| match e {
+            StoreError::Corrupt(detail) => StoreError::Damaged {
+                path: path.to_path_buf(),
+                detail,
+            },
+            e => e,
+        })
+    }
+
+    fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
         let mut writer = Connection::open(path)?;
+        // Until the file has proved readable, closing must not checkpoint
+        // the WAL into it: a damaged file is left as it was found.
+        writer.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         schema::configure(&writer)?;
         schema::migrate(&mut writer)?;
         restrict_sidecars(path)?;
 
         let reader = Connection::open(path)?;
+        reader.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         schema::configure(&reader)?;
         reader.execute_batch("PRAGMA query_only = ON")?;
 
@@ -73,6 +92,11 @@ impl Store {
             schema::select_token_hashes(&writer)?,
             schema::select_all_pending(&writer)?,
         );
+        // The newest audit row is where the next append links to.
+        schema::last_audit(&writer)?;
+        for conn in [&writer, &reader] {
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
+        }
         Ok(Store {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
@@ -202,6 +226,12 @@ impl Store {
             first_bad_seq: broken.as_ref().map(|b| b.seq),
             problem: broken.map(|b| b.problem),
         })
+    }
+
+    /// Checks every invariant the store keeps (see [`crate::check_database`]
+    /// for the list) on one snapshot. Reads only; writers are not held up.
+    pub fn check_invariants(&self) -> Result<crate::InvariantReport, StoreError> {
+        crate::invariants::check(&mut lock(&self.reader))
     }
 
     /// Deletes the pending requests last refreshed before `older_than_ms`
@@ -469,6 +499,63 @@ fn prepare_files(path: &Path) -> Result<(), StoreError> {
     }
     options.open(path)?;
     restrict(path)
+}
+
+/// Refuses a database file that is shorter than its own header says, when
+/// no WAL could supply the missing pages (after a clean shutdown the WAL is
+/// gone). This runs before SQLite opens the file, which would otherwise
+/// fail only when a query reaches a missing page.
+fn check_size(path: &Path) -> Result<(), StoreError> {
+    let damaged = |detail: String| StoreError::Damaged {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let len = fs::metadata(path)?.len();
+    if len == 0 {
+        return Ok(()); // a new database
+    }
+    let mut header = [0u8; 100];
+    let read = {
+        use std::io::Read;
+        let mut f = fs::File::open(path)?;
+        let mut n = 0;
+        while n < header.len() {
+            match f.read(&mut header[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        n
+    };
+    if read < header.len() {
+        return Err(damaged(format!(
+            "{len} bytes, shorter than a SQLite header"
+        )));
+    }
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err(damaged("not a SQLite database: the header is wrong".into()));
+    }
+    let be32 = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    // The page count in the header is valid only when it was written by
+    // the same change as the change counter.
+    let pages = u64::from(be32(28));
+    let counted = be32(24) == be32(92) && pages > 0;
+    let sidecar_in_use = ["-wal", "-journal"].iter().any(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        fs::metadata(PathBuf::from(name)).is_ok_and(|m| m.len() > 0)
+    });
+    if counted && !sidecar_in_use && len < pages * page_size {
+        return Err(damaged(format!(
+            "truncated: {len} bytes where its header says {}",
+            pages * page_size
+        )));
+    }
+    Ok(())
 }
 
 /// SQLite gives `-wal` and `-shm` the database file's mode; set it anyway

@@ -842,9 +842,16 @@ fn corrupt_rows_are_reported_not_panicked() {
     raw(&dir)
         .execute("UPDATE devices SET roles_json = 'not json'", [])
         .unwrap();
+    // Refused at open as a damaged file, naming it; not a panic.
     match Store::open(&db_path(&dir)) {
-        Err(StoreError::Corrupt(_)) => {}
-        other => panic!("expected Corrupt, got {other:?}"),
+        Err(e @ StoreError::Damaged { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&db_path(&dir).display().to_string()),
+                "{text}"
+            );
+        }
+        other => panic!("expected Damaged, got {other:?}"),
     }
 }
 
