@@ -117,6 +117,37 @@ pub fn check_origin(
     Err(OriginRefusal::NotAllowed)
 }
 
+/// Whether the gateway answers a request carrying `Host: host`.
+///
+/// DNS rebinding: a page on `http://attacker.example:18789` whose name the
+/// attacker re-points at 127.0.0.1 is, for the browser, same-origin with a
+/// loopback gateway on that port, so the `Origin` check alone passes; only
+/// the `Host` header gives it away. A loopback-bound gateway therefore
+/// answers only loopback names (`localhost`, `127.0.0.0/8`, `[::1]`) and the
+/// names in `gateway.allowedHosts`. On any other bind the check applies
+/// once `gateway.allowedHosts` is set (listed names, loopback names and IP
+/// addresses: an IP address cannot be re-pointed). `"*"` turns it off. A
+/// request without `Host` (HTTP/1.0; never a browser) is answered.
+pub fn host_allowed(config: &crate::config::GatewayConfig, host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return true;
+    };
+    let allowed = &config.allowed_hosts;
+    if allowed.iter().any(|h| h == "*") {
+        return true;
+    }
+    let Some(name) = crate::config::normalize_host_name(host_without_port(host.trim())) else {
+        return false;
+    };
+    if is_loopback_host(&name) || allowed.contains(&name) {
+        return true;
+    }
+    if config.bind.is_loopback() {
+        return false;
+    }
+    allowed.is_empty() || name.parse::<IpAddr>().is_ok()
+}
+
 fn host_without_port(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
@@ -567,6 +598,48 @@ mod tests {
             origin: None,
             host: host.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn host_rules() {
+        use crate::config::{AuthConfig, BindMode, GatewayConfig};
+        let mut cfg =
+            GatewayConfig::loopback("/tmp/x", AuthConfig::new(AuthMode::None, None, None));
+        for ok in [
+            None,
+            Some("127.0.0.1:18789"),
+            Some("localhost:18789"),
+            Some("LOCALHOST"),
+            Some("localhost."),
+            Some("[::1]:18789"),
+            Some("127.1.2.3"),
+        ] {
+            assert!(host_allowed(&cfg, ok), "{ok:?}");
+        }
+        for bad in [
+            "evil.example:18789",
+            "attacker.com",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example:18789",
+            "10.0.0.5:18789",
+            "",
+            "evil example",
+        ] {
+            assert!(!host_allowed(&cfg, Some(bad)), "{bad}");
+        }
+        cfg.allowed_hosts = vec!["gw.example".into()];
+        assert!(host_allowed(&cfg, Some("GW.example:18789")));
+        assert!(!host_allowed(&cfg, Some("evil.example")));
+        cfg.allowed_hosts = vec!["*".into()];
+        assert!(host_allowed(&cfg, Some("evil.example")));
+        // LAN bind: no list, no check; with a list, names must be listed.
+        cfg.bind = BindMode::Lan;
+        cfg.allowed_hosts = vec![];
+        assert!(host_allowed(&cfg, Some("whatever.local:18789")));
+        cfg.allowed_hosts = vec!["gw.example".into()];
+        assert!(host_allowed(&cfg, Some("192.168.1.5:18789")));
+        assert!(host_allowed(&cfg, Some("gw.example")));
+        assert!(!host_allowed(&cfg, Some("evil.example")));
     }
 
     #[test]

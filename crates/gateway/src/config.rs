@@ -7,7 +7,8 @@
 //! `gateway.controlUi.enabled|basePath|allowedOrigins`,
 //! `gateway.nodes.pairing.autoApproveLocal`, `gateway.trustedProxies`) so an
 //! existing `openclaw.json` can be pointed at with `--config`; keys clawgate
-//! does not use are kept untouched on write.
+//! does not use are kept untouched on write. clawgate's own additions:
+//! `gateway.auth.rateLimit.globalMaxFailures` and `gateway.allowedHosts`.
 //!
 //! Precedence, highest first: `gateway run` flags, environment
 //! (`CLAWGATE_GATEWAY_TOKEN`, `OPENCLAW_GATEWAY_TOKEN`,
@@ -141,6 +142,11 @@ pub struct GatewayConfig {
     pub auto_approve_local: bool,
     /// `gateway.trustedProxies`: peers allowed to send forwarding headers.
     pub trusted_proxies: Vec<IpAddr>,
+    /// `gateway.allowedHosts` (clawgate addition): `Host` names the gateway
+    /// answers to besides loopback names (lowercase, no port; `"*"` turns
+    /// the check off). See `auth::host_allowed`: on a loopback bind every
+    /// other name is refused, which defeats DNS rebinding.
+    pub allowed_hosts: Vec<String>,
     /// The state directory (config, database).
     pub state_dir: PathBuf,
     /// The config file in use.
@@ -161,6 +167,7 @@ impl GatewayConfig {
             control_ui: ControlUiConfig::default(),
             auto_approve_local: true,
             trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
             config_path: state_dir.join(CONFIG_FILE_NAME),
             state_dir,
         }
@@ -680,6 +687,7 @@ pub fn resolve_all(
     let control_ui = r.control_ui();
     let auto_approve_local = r.boolean("gateway.nodes.pairing.autoApproveLocal", true);
     let trusted_proxies = r.trusted_proxies();
+    let allowed_hosts = r.allowed_hosts();
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -696,6 +704,7 @@ pub fn resolve_all(
         control_ui,
         auto_approve_local,
         trusted_proxies,
+        allowed_hosts,
         state_dir: state_dir.to_path_buf(),
         config_path: file.path.clone(),
     })
@@ -1187,6 +1196,70 @@ impl Resolver<'_> {
         }
         proxies
     }
+
+    fn allowed_hosts(&mut self) -> Vec<String> {
+        let key = "gateway.allowedHosts";
+        let mut hosts = Vec::new();
+        match self.value(key).cloned() {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().and_then(normalize_host_name) {
+                        Some(h) => {
+                            if !hosts.contains(&h) {
+                                hosts.push(h);
+                            }
+                        }
+                        None => {
+                            let found = describe_value(item);
+                            self.fail(
+                                format!("{key}[{i}]"),
+                                format!("must be \"*\", a host name such as \"gateway.example\" or an IP address, without scheme, port or path (found {found}); fix the entry with: clawgate config set {key} '[\"gateway.example\"]'"),
+                            );
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                let kind = describe_kind(&other);
+                self.fail(
+                    key,
+                    format!("must be an array of host names but is {kind}; fix it with: clawgate config set {key} '[\"gateway.example\"]'"),
+                );
+            }
+        }
+        hosts
+    }
+}
+
+/// Normalises a host name for `gateway.allowedHosts` and for comparing a
+/// `Host` header with it: `"*"`, or a DNS name or IP address in lowercase,
+/// without brackets or a trailing dot. `None` for anything else (a port, a
+/// scheme, a path, an empty label).
+pub fn normalize_host_name(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Some("*".into());
+    }
+    let lower = raw.to_ascii_lowercase();
+    let unbracketed = lower
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(&lower);
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Some(ip.to_string());
+    }
+    let name = lower.strip_suffix('.').unwrap_or(&lower);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    (!name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok))
+        .then(|| name.to_string())
 }
 
 /// A fresh shared token: 32 random bytes, base64url without padding.
@@ -2009,6 +2082,33 @@ mod tests {
         assert_eq!(
             err(json!({"gateway": {"trustedProxies": "10.0.0.1"}})).0,
             "gateway.trustedProxies"
+        );
+    }
+
+    #[test]
+    fn allowed_hosts_values_and_errors() {
+        assert!(ok(json!({})).allowed_hosts.is_empty());
+        let cfg = ok(json!({"gateway": {
+            "allowedHosts": ["Gateway.Example.", "gateway.example", "[::1]", "10.0.0.5", "*"]
+        }}));
+        assert_eq!(
+            cfg.allowed_hosts,
+            vec!["gateway.example", "::1", "10.0.0.5", "*"]
+        );
+        for bad in [
+            json!("gateway.example:18789"),
+            json!("http://gateway.example"),
+            json!("gateway.example/ui"),
+            json!("a..b"),
+            json!(""),
+            json!(5),
+        ] {
+            let (key, msg) = err(json!({"gateway": {"allowedHosts": ["ok.example", bad]}}));
+            assert_eq!(key, "gateway.allowedHosts[1]", "{msg}");
+        }
+        assert_eq!(
+            err(json!({"gateway": {"allowedHosts": "gateway.example"}})).0,
+            "gateway.allowedHosts"
         );
     }
 

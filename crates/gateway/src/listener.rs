@@ -85,7 +85,32 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(root)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host_guard,
+        ))
         .with_state(state)
+}
+
+/// Refuses a request addressed to a host name this gateway does not answer
+/// to (DNS rebinding, see `auth::host_allowed`) before any route runs: the
+/// Control UI, the WebSocket upgrade and the HTTP endpoints alike.
+async fn host_guard(
+    State(state): State<Arc<GatewayState>>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    if crate::auth::host_allowed(&state.config, header_str(req.headers(), "host")) {
+        return next.run(req).await;
+    }
+    if is_websocket_upgrade(req.headers()) {
+        state.metrics.upgrade_refused("host_not_allowed");
+    }
+    debug!("request refused: Host header names a host this gateway does not answer to");
+    refuse(
+        StatusCode::FORBIDDEN,
+        "this gateway does not answer to that host name; use http://127.0.0.1 or localhost, or add the name to gateway.allowedHosts",
+    )
 }
 
 /// The headers every HTTP response carries (the Control UI adds its own
