@@ -201,7 +201,7 @@ fn check_shared(
     let key = LimitKey {
         scope: LimitScope::SharedSecret,
         peer: peer.ip,
-        browser: peer.origin.is_some(),
+        browser: not_exempt(peer),
     };
     // The secret offered: the field named after the mode first, else the other.
     let offered = match mode {
@@ -251,6 +251,16 @@ fn check_shared(
         failure,
         key,
     }
+}
+
+/// The limiter's `browser` bit: set for sockets that may never be
+/// loopback-exempt (delays instead of lockouts). A browser (`Origin`)
+/// never is; nor is a socket that came through a trusted proxy with a
+/// loopback client address: a forwarding header saying "127.0.0.1" is a
+/// claim, not a fact (advisory class "loopback trust through proxy
+/// headers"), and only a direct loopback peer is local.
+fn not_exempt(peer: &PeerContext) -> bool {
+    peer.origin.is_some() || (!peer.direct_local && peer.ip.is_loopback())
 }
 
 /// Records a shared-secret failure and returns the delay to apply.
@@ -327,7 +337,7 @@ pub fn authenticate(
         let dt_key = LimitKey {
             scope: LimitScope::DeviceToken,
             peer: peer.ip,
-            browser: peer.origin.is_some(),
+            browser: not_exempt(peer),
         };
         let verdict = match candidate {
             None => None,
