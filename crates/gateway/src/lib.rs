@@ -136,24 +136,17 @@ impl Gateway {
         let presence = tokio::spawn(presence_loop(state.clone()));
         let pruner = tokio::spawn(prune_loop(state.clone()));
         let flusher = tokio::spawn(flush_loop(state.clone()));
-        let app =
-            listener::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stop_state = state.clone();
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            // Replies are small frames written back to back: without
-            // TCP_NODELAY, Nagle plus delayed ACKs stall them ~40 ms.
-            let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(%err, "TCP_NODELAY not set");
-                }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop_rx.await;
-                })
-                .await
-        });
+        // Our own accept loop rather than axum::serve: deadlines and caps
+        // for connections that have not sent a complete request yet.
+        let server = tokio::spawn(listener::serve_http(
+            self.listener,
+            state.clone(),
+            async move {
+                let _ = http_stop_rx.await;
+            },
+        ));
         shutdown.await;
         stop_state.hub.broadcast(
             "shutdown",

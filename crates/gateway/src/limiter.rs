@@ -179,9 +179,9 @@ impl AuthLimiter {
             // authenticated recently get in.
             if overflow
                 && global_spent
-                && !good
+                && good
                     .get(&key.peer)
-                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
+                    .is_none_or(|t| now.saturating_duration_since(*t) >= window)
             {
                 return Admission::Locked {
                     retry_after_ms: ms_ceil(global_retry).max(1),

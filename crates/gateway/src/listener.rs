@@ -2,10 +2,11 @@
 //! limits applied before a socket gets a handshake (per-IP and global caps
 //! on unauthenticated sockets, forwarding headers from untrusted peers).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -13,7 +14,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
@@ -25,57 +28,332 @@ pub const MAX_UNAUTH_PER_IP: usize = 32;
 /// Unauthenticated sockets in total.
 pub const MAX_UNAUTH_TOTAL: usize = 4096;
 
-/// Counts of sockets that have upgraded but not authenticated yet.
+/// Counts of sockets in one pre-authentication phase: upgraded but not
+/// authenticated (`GatewayState::unauth`), or accepted but without a
+/// complete HTTP request yet (`GatewayState::pending_http`).
+///
+/// Over the per-address cap a new socket is refused. At the global cap the
+/// oldest socket of the phase is evicted to make room (a slow or idle
+/// socket is by then the oldest, while a client that completes its
+/// handshake needs its slot only for milliseconds), so sockets from many
+/// addresses cannot lock legitimate clients out until their deadlines
+/// pass. Evictions still in progress are bounded (`eviction_slack`); past
+/// that, new sockets are refused.
 #[derive(Debug, Default)]
 pub struct UnauthSlots {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    table: Mutex<SlotTable>,
     total: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct SlotTable {
+    per_ip: HashMap<IpAddr, usize>,
+    /// Live slots by age (ids increase): the first is the oldest.
+    order: BTreeMap<u64, Arc<Notify>>,
+    next_id: u64,
+}
+
+/// Which count a slot is held in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    Unauth,
+    Http,
 }
 
 /// One held slot; released on drop.
 #[derive(Debug)]
 pub struct UnauthSlot {
     state: Arc<GatewayState>,
-    ip: IpAddr,
+    /// The address counted against, if any (trusted proxies are only
+    /// counted globally while in the HTTP phase).
+    ip: Option<IpAddr>,
+    pool: Pool,
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+impl UnauthSlot {
+    /// Resolves when this socket is evicted to make room for a newer one.
+    pub fn evicted(&self) -> impl Future<Output = ()> + use<> {
+        let evict = self.evict.clone();
+        async move { evict.notified().await }
+    }
 }
 
 impl Drop for UnauthSlot {
     fn drop(&mut self) {
-        let slots = &self.state.unauth;
-        slots.total.fetch_sub(1, Ordering::Relaxed);
-        let mut map = slots.per_ip.lock().expect("slots lock");
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
+        let slots = match self.pool {
+            Pool::Unauth => &self.state.unauth,
+            Pool::Http => &self.state.pending_http,
+        };
+        slots.give_back(self.ip, self.id);
     }
 }
 
+/// Evictions in progress allowed over the global cap.
+fn eviction_slack(total: usize) -> usize {
+    (total / 16).max(1)
+}
+
+/// What taking a slot did.
+struct Taken {
+    id: u64,
+    evict: Arc<Notify>,
+    /// An older socket was evicted to make room.
+    evicted: bool,
+}
+
 impl UnauthSlots {
-    fn acquire(state: &Arc<GatewayState>, ip: IpAddr) -> Result<UnauthSlot, &'static str> {
-        let slots = &state.unauth;
-        let mut map = slots.per_ip.lock().expect("slots lock");
-        if slots.total.load(Ordering::Relaxed) >= MAX_UNAUTH_TOTAL {
-            return Err("global");
-        }
-        let n = map.entry(ip).or_insert(0);
-        if *n >= MAX_UNAUTH_PER_IP {
+    fn take(&self, ip: Option<IpAddr>, per_ip: usize, total: usize) -> Result<Taken, &'static str> {
+        let mut t = self.table.lock().expect("slots lock");
+        if let Some(ip) = ip
+            && t.per_ip.get(&ip).copied().unwrap_or(0) >= per_ip
+        {
             return Err("per_ip");
         }
-        *n += 1;
-        slots.total.fetch_add(1, Ordering::Relaxed);
+        let held = self.total.load(Ordering::Relaxed);
+        let mut evicted = false;
+        if held >= total {
+            if held >= total + eviction_slack(total) {
+                return Err("global");
+            }
+            match t.order.pop_first() {
+                Some((_, oldest)) => {
+                    oldest.notify_one();
+                    evicted = true;
+                }
+                None => return Err("global"),
+            }
+        }
+        if let Some(ip) = ip {
+            *t.per_ip.entry(ip).or_insert(0) += 1;
+        }
+        let id = t.next_id;
+        t.next_id += 1;
+        let evict = Arc::new(Notify::new());
+        t.order.insert(id, evict.clone());
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(Taken { id, evict, evicted })
+    }
+
+    fn give_back(&self, ip: Option<IpAddr>, id: u64) {
+        let mut t = self.table.lock().expect("slots lock");
+        self.total.fetch_sub(1, Ordering::Relaxed);
+        t.order.remove(&id);
+        if let Some(ip) = ip
+            && let Some(n) = t.per_ip.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                t.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    fn acquire_in(
+        state: &Arc<GatewayState>,
+        pool: Pool,
+        ip: Option<IpAddr>,
+    ) -> Result<UnauthSlot, &'static str> {
+        let o = &state.options;
+        // Per address, as the limiter counts it (an IPv6 host by its /64).
+        let ip = ip.map(crate::limiter::limit_peer);
+        let slots = match pool {
+            Pool::Unauth => &state.unauth,
+            Pool::Http => &state.pending_http,
+        };
+        let taken = slots.take(ip, o.max_unauth_per_ip, o.max_unauth_total)?;
+        if taken.evicted {
+            state.metrics.upgrade_refused(match pool {
+                Pool::Unauth => "unauth_oldest_evicted",
+                Pool::Http => "http_oldest_evicted",
+            });
+        }
         Ok(UnauthSlot {
             state: state.clone(),
             ip,
+            pool,
+            id: taken.id,
+            evict: taken.evict,
         })
     }
 
-    /// Unauthenticated sockets held now.
+    /// A slot for an upgraded, unauthenticated socket from `ip`.
+    pub(crate) fn acquire(
+        state: &Arc<GatewayState>,
+        ip: IpAddr,
+    ) -> Result<UnauthSlot, &'static str> {
+        Self::acquire_in(state, Pool::Unauth, Some(ip))
+    }
+
+    /// A slot for a connection in the HTTP phase (`ip` None: not counted
+    /// per address).
+    fn acquire_http(
+        state: &Arc<GatewayState>,
+        ip: Option<IpAddr>,
+    ) -> Result<UnauthSlot, &'static str> {
+        Self::acquire_in(state, Pool::Http, ip)
+    }
+
+    /// Sockets held now.
     pub fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
+
+    /// Sockets held now by one address (an IPv6 address: its /64).
+    pub fn held_by(&self, ip: IpAddr) -> usize {
+        self.table
+            .lock()
+            .expect("slots lock")
+            .per_ip
+            .get(&crate::limiter::limit_peer(ip))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The answer to a connection refused at accept time (written without
+/// reading the request; the client may see a reset instead).
+const HTTP_CAP_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 44\r\nconnection: close\r\n\r\ntoo many pending connections; retry shortly\n";
+
+/// Serves HTTP on `listener` until `stop` resolves.
+///
+/// This replaces `axum::serve`, which gives a connection unlimited time to
+/// send its request (hyper's header-read timeout needs a timer, and axum
+/// sets none). Here every accepted connection:
+/// - counts against the per-address and global caps (the same numbers as
+///   for unauthenticated WebSockets; trusted proxies only globally) until
+///   it upgrades or closes (keep-alive included: an idle keep-alive
+///   connection is closed by the header-read timeout); over a cap it gets
+///   a 503 and is closed at once;
+/// - must deliver a complete first request head within
+///   `handshake_timeout` (a socket that sends nothing, or a byte at a
+///   time, is closed), and every later head on a keep-alive connection
+///   within the same time (hyper's header-read timeout).
+///
+/// Upgraded sockets then fall under `connection.rs`'s own deadline.
+pub async fn serve_http(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(err) => {
+                    // Out of descriptors and the like: back off instead of
+                    // spinning; the deadlines free descriptors meanwhile.
+                    debug!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Replies are small frames written back to back: without
+        // TCP_NODELAY, Nagle plus delayed ACKs stall them ~40 ms.
+        if let Err(err) = tcp.set_nodelay(true) {
+            debug!(%err, "TCP_NODELAY not set");
+        }
+        let ip = addr.ip();
+        let per_ip = (!state.is_trusted_proxy(ip)).then_some(ip);
+        let slot = match UnauthSlots::acquire_http(&state, per_ip) {
+            Ok(slot) => slot,
+            Err(which) => {
+                state.metrics.upgrade_refused(if which == "global" {
+                    "http_global_cap"
+                } else {
+                    "http_per_ip_cap"
+                });
+                debug!(peer = %ip, which, "connection refused: too many pending HTTP connections");
+                let _ = tcp.try_write(HTTP_CAP_RESPONSE);
+                continue;
+            }
+        };
+        tokio::spawn(serve_connection(
+            state.clone(),
+            app.clone(),
+            tcp,
+            addr,
+            slot,
+            close_rx.clone(),
+        ));
+    }
+    drop(listener);
+    // No new connections; those in the HTTP phase finish their request.
+    close_tx.send_replace(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while state.pending_http.total() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+async fn serve_connection(
+    state: Arc<GatewayState>,
+    app: Router,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    slot: UnauthSlot,
+    mut close: tokio::sync::watch::Receiver<bool>,
+) {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let service = {
+        let requests = requests.clone();
+        hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            requests.fetch_add(1, Ordering::Relaxed);
+            req.extensions_mut().insert(ConnectInfo(addr));
+            let mut app = app.clone();
+            async move { tower_service::Service::call(&mut app, req).await }
+        })
+    };
+    let timeout = state.options.handshake_timeout;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
+    let mut conn = std::pin::pin!(
+        builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades()
+    );
+    let first = tokio::time::sleep(timeout);
+    let mut first = std::pin::pin!(first);
+    let mut waiting_first = true;
+    let evicted = slot.evicted();
+    let mut evicted = std::pin::pin!(evicted);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(err) = ended {
+                    debug!(peer = %addr.ip(), %err, "HTTP connection ended");
+                }
+                break;
+            }
+            _ = &mut first, if waiting_first => {
+                if requests.load(Ordering::Relaxed) == 0 {
+                    state.metrics.upgrade_refused("http_request_timeout");
+                    debug!(peer = %addr.ip(), "no complete HTTP request in time");
+                    break;
+                }
+                waiting_first = false;
+            }
+            _ = &mut evicted => {
+                debug!(peer = %addr.ip(), "pending HTTP connection evicted for a newer one");
+                break;
+            }
+            _ = close.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    drop(slot);
 }
 
 /// The router for one gateway.
@@ -261,7 +539,7 @@ async fn root(
         return refuse(StatusCode::BAD_REQUEST, "missing sec-websocket-key");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let slot = match crate::listener::UnauthSlots::acquire(&state, client_ip) {
+    let slot = match UnauthSlots::acquire(&state, client_ip) {
         Ok(slot) => slot,
         Err(which) => {
             state.metrics.upgrade_refused(if which == "global" {
