@@ -174,11 +174,27 @@ async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut shutdown = state.shutdown_signal();
     let deadline = tokio::time::Instant::now() + state.options.handshake_timeout;
+    // At the global cap of unauthenticated sockets the oldest is evicted
+    // to make room for a newer one (see `listener::UnauthSlots`).
+    let evicted = slot.as_ref().map(UnauthSlot::evicted);
+    let mut evicted = std::pin::pin!(async move {
+        match evicted {
+            Some(e) => e.await,
+            None => std::future::pending().await,
+        }
+    });
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout_at(deadline, ws.next()) => n,
             _ = shutdown.changed() => {
                 close(ws, close_code::SERVICE_RESTART, "service restart").await;
+                return Preauth::Closed;
+            }
+            _ = &mut evicted => {
+                debug!(peer = %peer.ip, "unauthenticated socket evicted for a newer one");
+                state.metrics.handshake("evicted");
+                slot.take();
+                close(ws, close_code::TRY_AGAIN_LATER, "too many unauthenticated connections").await;
                 return Preauth::Closed;
             }
         };
