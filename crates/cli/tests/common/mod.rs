@@ -57,11 +57,19 @@ impl Drop for Running {
 
 /// Starts `gateway run --port 0` and waits for the listening line.
 pub fn start(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut args = vec!["--port", "0"];
+    args.extend_from_slice(extra);
+    start_with(state, &args, env)
+}
+
+/// Starts `gateway run <args>` (no port chosen for it) and waits for the
+/// listening line.
+pub fn start_with(state: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut cmd = bin();
     cmd.arg("--state-dir")
         .arg(state)
-        .args(["gateway", "run", "--port", "0"])
-        .args(extra);
+        .args(["gateway", "run"])
+        .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
