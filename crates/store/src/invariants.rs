@@ -206,7 +206,24 @@ pub(crate) fn check(conn: &mut Connection) -> Result<InvariantReport, StoreError
         Ok(lines) => lines
             .into_iter()
             .for_each(|l| found.flag("integrity", format!("integrity_check: {l}"))),
-        Err(e) => found.flag("integrity", format!("integrity_check failed: {e}")),
+        Err(e) => {
+            // Nothing else can be read either: one finding, not one per table.
+            found.flag("integrity", format!("the file cannot be read: {e}"));
+            return Ok(InvariantReport {
+                schema_version: 0,
+                devices: 0,
+                role_tokens: 0,
+                token_hashes: 0,
+                pending: 0,
+                audit: AuditVerification {
+                    rows: 0,
+                    ok: false,
+                    first_bad_seq: None,
+                    problem: Some("the file cannot be read".into()),
+                },
+                violations: found.0,
+            });
+        }
     }
     match schema::foreign_key_problems(&snapshot) {
         Ok(lines) => lines.into_iter().for_each(|l| found.flag("foreign-key", l)),
