@@ -181,6 +181,13 @@ async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Ch
             }
         }
     };
+    // The store, read-only: it opens, and every invariant holds.
+    if let Some(cfg) = &cfg {
+        progress.step("checking the store");
+        checks.push(store_check(
+            &cfg.state_dir.join(clawgate_store::DB_FILE_NAME),
+        ));
+    }
     if let Some(cfg) = &cfg
         && cfg.auth.mode == AuthMode::Token
         && cfg.auth.token.is_none()
@@ -383,6 +390,50 @@ async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Ch
         client.close().await;
     }
     checks
+}
+
+/// Opens the gateway's database read-only (safe while the gateway runs)
+/// and checks its invariants: SQLite integrity, the audit chain, no token
+/// without an approved role, no approval without its audit row.
+fn store_check(path: &std::path::Path) -> Check {
+    if !path.exists() {
+        return Check::ok(
+            "Store",
+            format!("no store yet at {}; the gateway creates it", path.display()),
+        );
+    }
+    let p = path.display();
+    let keep = format!(
+        "Keep a copy first (cp {p}* <backup dir>/). If the gateway no longer starts, restore a backup or move the files aside (mv {p} {p}.damaged, the same for {p}-wal and {p}-shm) and start again: every device pairs again"
+    );
+    match clawgate_store::check_database(path) {
+        Ok(r) if r.ok() => Check::ok(
+            "Store",
+            format!(
+                "{p}: {} paired devices, {} valid tokens, {} pending requests; integrity ok; audit chain of {} rows verifies",
+                r.devices, r.token_hashes, r.pending, r.audit.rows
+            ),
+        ),
+        Ok(r) => {
+            let shown: Vec<String> = r.violations.iter().take(5).map(|v| v.to_string()).collect();
+            let more = r.violations.len().saturating_sub(shown.len());
+            let more = if more > 0 {
+                format!(" (and {more} more; all with: clawgate doctor --json)")
+            } else {
+                String::new()
+            };
+            Check::fail(
+                "Store",
+                format!(
+                    "{p}: {} problems: {}{more}",
+                    r.violations.len(),
+                    shown.join("; ")
+                ),
+                keep,
+            )
+        }
+        Err(e) => Check::fail("Store", format!("{p}: {e}"), keep),
+    }
 }
 
 fn config_check(paths: &Paths) -> Result<(Check, config::GatewayConfig), Check> {

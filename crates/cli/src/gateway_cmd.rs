@@ -199,6 +199,12 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
     runtime.block_on(async move {
         let gateway = match Gateway::bind(cfg.clone(), options).await {
             Ok(g) => g,
+            // Not a socket error: the store did not open (its message names
+            // the file and what to do).
+            Err(err) if err.kind() == std::io::ErrorKind::Other => {
+                eprintln!("error: refusing to start: {err}");
+                return Ok(1);
+            }
             Err(err) => {
                 eprintln!(
                     "error: cannot listen on {}:{}: {err}. Is another gateway running? Check with: clawgate status",
