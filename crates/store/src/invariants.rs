@@ -16,6 +16,9 @@
 //!   one of those rows. A device whose newest lifecycle row is an approval
 //!   is still stored (a removal always writes `device.removed`). A revoked
 //!   token entry has its `token.revoked` row.
+//! - An operator's approval (`pairing.approved`) approves a request that
+//!   was open: requested, and not yet rejected, superseded, approved or
+//!   dropped by its device's removal or approval.
 //! - Pending requests have their `pairing.requested` row, and none outlives
 //!   its approval, rejection, supersession or its device's removal.
 //!
@@ -105,7 +108,6 @@ struct DeviceLog {
 }
 
 struct RequestLog {
-    requested_seq: u64,
     device_id: Option<String>,
     /// (seq, action) of the row that resolved it.
     resolved: Option<(u64, String)>,
@@ -115,6 +117,10 @@ struct RequestLog {
 struct AuditFacts {
     devices: HashMap<String, DeviceLog>,
     requests: HashMap<String, RequestLog>,
+    /// Device -> its requests not resolved yet.
+    open: HashMap<String, Vec<String>>,
+    /// Approvals of requests that were not open.
+    stale_approvals: Vec<String>,
 }
 
 fn strings(v: &Value) -> impl Iterator<Item = String> + '_ {
@@ -126,30 +132,67 @@ fn strings(v: &Value) -> impl Iterator<Item = String> + '_ {
 }
 
 impl AuditFacts {
+    /// Marks every open request of `device` resolved by row `seq`.
+    fn resolve_all(&mut self, device: &str, seq: u64, action: &str) {
+        for id in self.open.remove(device).unwrap_or_default() {
+            if let Some(r) = self.requests.get_mut(&id) {
+                r.resolved.get_or_insert((seq, action.to_string()));
+            }
+        }
+    }
+
     fn add(&mut self, seq: u64, action: &str, device_id: Option<&str>, details: &Value) {
         let request_id = details.get("requestId").and_then(Value::as_str);
-        let resolve = |facts: &mut AuditFacts| {
-            if let Some(r) = request_id.and_then(|id| facts.requests.get_mut(id)) {
-                r.resolved = Some((seq, action.to_string()));
-            }
-        };
         match action {
             "pairing.requested" => {
                 if let Some(id) = request_id {
                     self.requests.insert(
                         id.to_string(),
                         RequestLog {
-                            requested_seq: seq,
                             device_id: device_id.map(str::to_owned),
                             resolved: None,
                         },
                     );
+                    if let Some(d) = device_id {
+                        self.open
+                            .entry(d.to_string())
+                            .or_default()
+                            .push(id.to_string());
+                    }
                 }
             }
-            "pairing.rejected" | "pairing.superseded" => resolve(self),
+            "pairing.rejected" | "pairing.superseded" => {
+                if let Some(id) = request_id {
+                    if let Some(r) = self.requests.get_mut(id) {
+                        r.resolved.get_or_insert((seq, action.to_string()));
+                    }
+                    for list in self.open.values_mut() {
+                        list.retain(|r| r != id);
+                    }
+                }
+            }
             "pairing.approved" | "pairing.silent_approved" => {
-                resolve(self);
+                // An operator approves an open request; the approval
+                // resolves every open request of the device (one
+                // transaction deletes them all).
+                if action == "pairing.approved"
+                    && let Some(id) = request_id
+                {
+                    match self.requests.get(id) {
+                        None => self.stale_approvals.push(format!(
+                            "audit row {seq} approves request {id}, which was never requested"
+                        )),
+                        Some(RequestLog {
+                            resolved: Some((at, how)),
+                            ..
+                        }) => self.stale_approvals.push(format!(
+                            "audit row {seq} approves request {id}, which was already closed by {how} (audit row {at})"
+                        )),
+                        Some(_) => {}
+                    }
+                }
                 let Some(d) = device_id else { return };
+                self.resolve_all(d, seq, action);
                 let log = self.devices.entry(d.to_string()).or_default();
                 log.approved_seq = seq;
                 log.roles.extend(strings(&details["roles"]));
@@ -160,6 +203,7 @@ impl AuditFacts {
             }
             "device.removed" => {
                 if let Some(d) = device_id {
+                    self.resolve_all(d, seq, action);
                     *self.devices.entry(d.to_string()).or_default() = DeviceLog {
                         removed_seq: seq,
                         ..DeviceLog::default()
@@ -265,6 +309,9 @@ pub(crate) fn check(conn: &mut Connection) -> Result<InvariantReport, StoreError
     }
     if let Some(b) = &broken {
         found.flag("audit-chain", b.problem.clone());
+    }
+    for p in std::mem::take(&mut facts.stale_approvals) {
+        found.flag("approval-audit", p);
     }
     let audit = AuditVerification {
         rows: verifier.rows,
@@ -437,15 +484,6 @@ pub(crate) fn check(conn: &mut Connection) -> Result<InvariantReport, StoreError
             found.flag(
                 "pending",
                 format!("pending request {rid} is still stored after {action} (audit row {seq})"),
-            );
-        }
-        let removed = log_of(id).removed_seq;
-        if removed > r.requested_seq {
-            found.flag(
-                "pending",
-                format!(
-                    "pending request {rid} outlived the removal of device {id} (audit row {removed})"
-                ),
             );
         }
     }

@@ -76,8 +76,17 @@ fn audit(tx: &mut Tx<'_>, action: &str, n: u64, details: Value) {
 /// What the gateway does on `device.pair.approve` and the connect after it.
 fn approve(store: &Store, n: u64, token: &str) {
     let scopes = ["operator.read", "operator.pairing"];
+    let request = format!("r{n}");
     store
         .transact(|tx| {
+            tx.put_pending(&pending(&request, n))?;
+            audit(tx, "pairing.requested", n, json!({"requestId": request}));
+            Ok(())
+        })
+        .unwrap();
+    store
+        .transact(|tx| {
+            tx.delete_pending(&request)?;
             tx.put_device(&device(n, &scopes))?;
             tx.put_role_token(&entry(n, &scopes))?;
             audit(
@@ -143,7 +152,7 @@ fn a_store_the_gateway_way_passes() {
         ),
         (1, 1, 0, 1)
     );
-    assert_eq!(report.audit.rows, 5);
+    assert_eq!(report.audit.rows, 7);
     // The same from outside, read-only, while the store is open.
     let outside = check_database(&db_path(&dir)).unwrap();
     assert_eq!(outside, report);
@@ -335,6 +344,49 @@ fn pending_requests_are_checked_against_the_log() {
 }
 
 #[test]
+fn an_approval_of_a_closed_request_is_found() {
+    // What a stale read in an approve racing a reject (or a removal) leaves.
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&db_path(&dir)).unwrap();
+    approve(&store, 1, "t1");
+    store
+        .transact(|tx| {
+            tx.put_pending(&pending("r9", 2))?;
+            audit(tx, "pairing.requested", 2, json!({"requestId": "r9"}));
+            Ok(())
+        })
+        .unwrap();
+    store
+        .transact(|tx| {
+            tx.delete_pending("r9")?;
+            audit(tx, "pairing.rejected", 2, json!({"requestId": "r9"}));
+            Ok(())
+        })
+        .unwrap();
+    store
+        .transact(|tx| {
+            tx.put_device(&device(2, &["operator.read"]))?;
+            audit(
+                tx,
+                "pairing.approved",
+                2,
+                json!({"requestId": "r9", "roles": ["operator"], "scopes": ["operator.read"]}),
+            );
+            Ok(())
+        })
+        .unwrap();
+    let report = store.check_invariants().unwrap();
+    assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
+    assert!(
+        report.violations[0]
+            .detail
+            .contains("already closed by pairing.rejected"),
+        "{:?}",
+        report.violations
+    );
+}
+
+#[test]
 fn a_broken_audit_chain_is_found() {
     let dir = TempDir::new().unwrap();
     let store = Store::open(&db_path(&dir)).unwrap();
@@ -408,7 +460,7 @@ fn a_killed_process_leaves_a_wal_that_the_next_open_recovers() {
     assert!(reopened.token_by_hash(&hash_token("t20")).is_some());
     let report = reopened.check_invariants().unwrap();
     assert!(report.ok(), "{:?}", report.violations);
-    assert_eq!(report.audit.rows, 20);
+    assert_eq!(report.audit.rows, 40);
 }
 
 fn damaged(err: StoreError, path: &Path) -> String {
