@@ -148,6 +148,12 @@ impl Gateway {
             },
         ));
         shutdown.await;
+        // From here on no session is let in (upgrades get 503, a connect in
+        // flight UNAVAILABLE with 1013) and no tick or presence goes out, so
+        // every session gets `shutdown` as its last event before its 1012.
+        stop_state.stop_accepting();
+        ticker.abort();
+        presence.abort();
         stop_state.hub.broadcast(
             "shutdown",
             &json!({"reason": "gateway stopping", "restartExpectedMs": null}),
@@ -159,8 +165,6 @@ impl Gateway {
         while stop_state.metrics.connections_open() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        ticker.abort();
-        presence.abort();
         pruner.abort();
         flusher.abort();
         state.flush_deferred();

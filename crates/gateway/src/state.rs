@@ -182,10 +182,16 @@ impl GatewayState {
         changed.then_some(generation)
     }
 
+    /// First step of shutdown: new upgrades and connects are refused;
+    /// sessions already open stay until [`Self::begin_shutdown`].
+    pub fn stop_accepting(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
     /// Starts shutdown: new connects are refused and every connection is
     /// told to close.
     pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
+        self.stop_accepting();
         self.shutdown.send_replace(true);
     }
 
