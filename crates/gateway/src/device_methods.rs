@@ -234,38 +234,43 @@ pub fn pair_approve(
     if let Some(missing) = scopes::first_uncovered(&caller.scopes, &request.scopes) {
         return Err(invalid(&format!("missing scope: {missing}")));
     }
-    let existing = state
+    // The request and the device are read again inside the transaction
+    // (under the writer lock the cache is current): a rejection, a removal
+    // or another approval may have committed since the reads above, and an
+    // approval built on them would undo what those operators were told.
+    let decided = state
         .store
-        .device(&request.device_id)
-        .filter(|d| d.public_key == request.public_key);
-    let key_changed = existing.is_none() && state.store.device(&request.device_id).is_some();
-    let device = pairing::merged_device(existing.as_ref(), &request, "owner", now);
-    let saved = device.clone();
-    let others = state.store.pending_for_device(&request.device_id);
-    commit(
-        state,
-        caller,
-        "pairing.approved",
-        &saved.device_id,
-        json!({"requestId": request.request_id, "roles": request.roles, "scopes": request.scopes, "approvedVia": "owner"}),
-        |tx| {
+        .transact(|tx| {
+            let Some(request) = state
+                .store
+                .pending(&request.request_id)
+                .filter(|p| pairing::is_live(p, now) && p.scopes == request.scopes)
+            else {
+                return Ok(None);
+            };
+            let stored = state.store.device(&request.device_id);
+            let existing = stored
+                .as_ref()
+                .filter(|d| d.public_key == request.public_key);
+            let key_changed = existing.is_none() && stored.is_some();
+            let device = pairing::merged_device(existing, &request, "owner", now);
             if key_changed {
-                tx.delete_device(&saved.device_id)?;
+                tx.delete_device(&device.device_id)?;
             }
-            tx.put_device(&saved)?;
+            tx.put_device(&device)?;
             for role in &request.roles {
                 let current = state
                     .store
-                    .role_token(&saved.device_id, role)
+                    .role_token(&device.device_id, role)
                     .filter(|_| !key_changed);
-                let token_scopes = tokens::token_scopes(role, &saved.scopes, &saved.scopes);
+                let token_scopes = tokens::token_scopes(role, &device.scopes, &device.scopes);
                 let entry = match current {
                     Some(mut t) if t.revoked_at_ms.is_none() => {
                         t.scopes = token_scopes;
                         t
                     }
                     _ => clawgate_store::RoleToken {
-                        device_id: saved.device_id.clone(),
+                        device_id: device.device_id.clone(),
                         role: role.clone(),
                         scopes: token_scopes,
                         created_at_ms: now,
@@ -276,12 +281,21 @@ pub fn pair_approve(
                 };
                 tx.put_role_token(&entry)?;
             }
-            for p in &others {
+            for p in state.store.pending_for_device(&request.device_id) {
                 tx.delete_pending(&p.request_id)?;
             }
-            Ok(())
-        },
-    )?;
+            tx.append_audit(&audit::record(
+                "pairing.approved",
+                audit::caller_actor(caller),
+                Some(&device.device_id),
+                json!({"requestId": request.request_id, "roles": request.roles, "scopes": request.scopes, "approvedVia": "owner"}),
+            ))?;
+            Ok(Some((request, device)))
+        })
+        .map_err(store_error)?;
+    let Some((request, device)) = decided else {
+        return Err(invalid("unknown requestId"));
+    };
     info!(device = %device.device_id, request = %request.request_id, "device pairing approved");
     pairing::broadcast_resolved(state, &request.request_id, &device.device_id, "approved");
     Ok(json!({"requestId": request.request_id, "device": paired_json(state, &device, None)}))
@@ -302,14 +316,25 @@ pub fn pair_reject(
     let Some(request) = pending else {
         return Err(invalid("unknown requestId"));
     };
-    commit(
-        state,
-        caller,
-        "pairing.rejected",
-        &request.device_id,
-        json!({"requestId": request.request_id}),
-        |tx| tx.delete_pending(&request.request_id).map(|_| ()),
-    )?;
+    // Still pending inside the transaction, or an approval won the race.
+    let rejected = state
+        .store
+        .transact(|tx| {
+            if !tx.delete_pending(&request.request_id)? {
+                return Ok(false);
+            }
+            tx.append_audit(&audit::record(
+                "pairing.rejected",
+                audit::caller_actor(caller),
+                Some(&request.device_id),
+                json!({"requestId": request.request_id}),
+            ))?;
+            Ok(true)
+        })
+        .map_err(store_error)?;
+    if !rejected {
+        return Err(invalid("unknown requestId"));
+    }
     info!(request = %request.request_id, "device pairing rejected");
     pairing::broadcast_resolved(state, &request.request_id, &request.device_id, "rejected");
     Ok(json!({"requestId": request.request_id, "deviceId": request.device_id}))
