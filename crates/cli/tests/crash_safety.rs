@@ -195,9 +195,18 @@ async fn connect_device(
     d: &Dev,
     device_token: Option<&str>,
 ) -> Result<(Ws, Value), Fail> {
+    connect_device_asking(port, d, device_token, SCOPES).await
+}
+
+async fn connect_device_asking(
+    port: u16,
+    d: &Dev,
+    device_token: Option<&str>,
+    scopes: &[&str],
+) -> Result<(Ws, Value), Fail> {
     let (mut ws, nonce) = open(port).await?;
     let signed_at = now_ms();
-    let scopes: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
     let presented = device_token.unwrap_or(TOKEN);
     let payload = clawgate_protocol::device_auth::payload_v3(
         &clawgate_protocol::device_auth::PayloadFields {
@@ -881,4 +890,91 @@ fn a_damaged_database_is_refused_naming_the_file_and_left_as_it_is() {
         assert!(check["fix"].as_str().unwrap().contains("mv "), "{check}");
         assert_eq!(std::fs::read(&db).unwrap(), bytes, "{what}");
     }
+}
+
+/// Two operators acting on the same request or device at the same moment:
+/// what both were told must agree with the store, and the store's
+/// invariants hold (an approval approves an open request).
+#[test]
+fn concurrent_operators_never_contradict_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    std::fs::write(
+        state.join("clawgate.json"),
+        json!({"gateway": {"auth": {"token": TOKEN},
+            "nodes": {"pairing": {"autoApproveLocal": false}}}})
+        .to_string(),
+    )
+    .unwrap();
+    let running = start(state, &[], &[]);
+    let port = running.port;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut rng = StdRng::seed_from_u64(now_ms());
+    let problems = rt.block_on(async {
+        let mut a = admin(port).await.unwrap();
+        let mut b = admin(port).await.unwrap();
+        let mut problems = Vec::new();
+        let request = |res: &Value| {
+            res["error"]["details"]["requestId"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        for i in 0..150 {
+            // Approve and reject the same request at once: one of them wins.
+            let d = Dev::new(&mut rng);
+            let (_ws, res) = connect_device(port, &d, None).await.unwrap();
+            let rid = request(&res).unwrap();
+            let (ia, ib) = (format!("a{i}"), format!("b{i}"));
+            let (ra, rb) = tokio::join!(
+                call(&mut a, &ia, "device.pair.approve", json!({"requestId": rid})),
+                call(&mut b, &ib, "device.pair.reject", json!({"requestId": rid}))
+            );
+            if ra.unwrap()["ok"] == true && rb.unwrap()["ok"] == true {
+                problems.push(format!("request {rid}: both the approval and the rejection were acknowledged"));
+            }
+
+            // Approve a narrower re-request and remove the device at once:
+            // an acknowledged removal leaves the device gone.
+            let (_ws, res) = connect_device(port, &d, None).await.unwrap();
+            if let Some(rid) = request(&res) {
+                let r = call(&mut a, &ia, "device.pair.approve", json!({"requestId": rid})).await;
+                assert_eq!(r.unwrap()["ok"], true);
+            }
+            call(&mut a, &ia, "device.token.revoke", json!({"deviceId": d.id, "role": "operator"}))
+                .await
+                .unwrap();
+            let (_ws, res) = connect_device_asking(port, &d, None, &["operator.read"]).await.unwrap();
+            let rid = request(&res).unwrap();
+            let (ra, rb) = tokio::join!(
+                call(&mut a, &ia, "device.pair.approve", json!({"requestId": rid})),
+                call(&mut b, &ib, "device.pair.remove", json!({"deviceId": d.id}))
+            );
+            let (ra, rb) = (ra.unwrap(), rb.unwrap());
+            if rb["ok"] == true && ra["ok"] == true {
+                let list = call(&mut a, &ia, "device.pair.list", json!({})).await.unwrap();
+                let paired = list["payload"]["paired"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["deviceId"] == d.id.as_str());
+                if paired {
+                    problems.push(format!(
+                        "device {}: removal acknowledged, yet an approval racing it left the device paired",
+                        &d.id[..12]
+                    ));
+                }
+            }
+        }
+        problems
+    });
+    let report = clawgate_store::check_database(&state.join(clawgate_store::DB_FILE_NAME)).unwrap();
+    let mut all = problems;
+    all.extend(report.violations.iter().map(|v| format!("store: {v}")));
+    drop(running);
+    assert!(
+        all.is_empty(),
+        "{} problems:\n{}",
+        all.len(),
+        all.join("\n")
+    );
 }
