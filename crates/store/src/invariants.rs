@@ -16,9 +16,9 @@
 //!   one of those rows. A device whose newest lifecycle row is an approval
 //!   is still stored (a removal always writes `device.removed`). A revoked
 //!   token entry has its `token.revoked` row.
-//! - An operator's approval (`pairing.approved`) approves a request that
-//!   was open: requested, and not yet rejected, superseded, approved or
-//!   dropped by its device's removal or approval.
+//! - An operator's approval or rejection decides a request that was open:
+//!   requested, and not yet rejected, superseded, approved or dropped by
+//!   its device's removal or approval.
 //! - Pending requests have their `pairing.requested` row, and none outlives
 //!   its approval, rejection, supersession or its device's removal.
 //!
@@ -119,7 +119,7 @@ struct AuditFacts {
     requests: HashMap<String, RequestLog>,
     /// Device -> its requests not resolved yet.
     open: HashMap<String, Vec<String>>,
-    /// Approvals of requests that were not open.
+    /// Approvals and rejections of requests that were not open.
     stale_approvals: Vec<String>,
 }
 
@@ -162,6 +162,17 @@ impl AuditFacts {
                 }
             }
             "pairing.rejected" | "pairing.superseded" => {
+                if action == "pairing.rejected"
+                    && let Some(id) = request_id
+                    && let Some(RequestLog {
+                        resolved: Some((at, how)),
+                        ..
+                    }) = self.requests.get(id)
+                {
+                    self.stale_approvals.push(format!(
+                        "audit row {seq} rejects request {id}, which was already closed by {how} (audit row {at})"
+                    ));
+                }
                 if let Some(id) = request_id {
                     if let Some(r) = self.requests.get_mut(id) {
                         r.resolved.get_or_insert((seq, action.to_string()));
