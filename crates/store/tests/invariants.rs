@@ -380,7 +380,23 @@ fn an_approval_of_a_closed_request_is_found() {
     assert!(
         report.violations[0]
             .detail
-            .contains("already closed by pairing.rejected"),
+            .contains("approves request r9, which was already closed by pairing.rejected"),
+        "{:?}",
+        report.violations
+    );
+    // And the other order: a rejection of a request already closed.
+    store
+        .transact(|tx| {
+            audit(tx, "pairing.rejected", 2, json!({"requestId": "r9"}));
+            Ok(())
+        })
+        .unwrap();
+    let report = store.check_invariants().unwrap();
+    assert_eq!(report.violations.len(), 2, "{:?}", report.violations);
+    assert!(
+        report.violations[1]
+            .detail
+            .contains("rejects request r9, which was already closed"),
         "{:?}",
         report.violations
     );
