@@ -25,6 +25,11 @@ grep -E '^test result:' /tmp/clawgate-cargo-test.log | awk '
   { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?/) p += $(i-1); if ($i ~ /^failed;?/) f += $(i-1) } }
   END { printf "cargo: %d passed, %d failed\n", p, f }'
 
+echo "== fuzz (short fixed iterations)"
+# Every cargo-fuzz target over its committed corpus and regression inputs,
+# then a fixed number of new executions; one summary line per target.
+bash scripts/fuzz.sh
+
 echo "== Control UI in headless Chromium (ui/tests)"
 bash scripts/ui-test.sh
 

@@ -295,13 +295,19 @@ impl ConfigFile {
                 });
             }
         };
+        ConfigFile::from_text(path, &text)
+    }
+
+    /// Parses the text of a config file found at `path` (what [`ConfigFile::load`]
+    /// does once the file is read).
+    pub fn from_text(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
         // An empty file (e.g. made with `touch`) is an empty document.
         let doc = if text.trim().is_empty() {
             Value::Object(Map::new())
         } else {
             // json5's messages name the problem and its position, never the
             // surrounding text, so a secret in the file cannot leak here.
-            json5::from_str::<Value>(&text).map_err(|err| ConfigError::Parse {
+            json5::from_str::<Value>(text).map_err(|err| ConfigError::Parse {
                 path: path.to_path_buf(),
                 message: err.to_string(),
             })?

@@ -14,6 +14,8 @@ pub mod control_ui;
 pub mod deferred;
 pub mod device_methods;
 pub mod device_proof;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod limiter;
 pub mod listener;

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seeds of fuzz/corpus/<target>/seed-*.
+
+The seeds are small, valid (or nearly valid) inputs of each target's input
+format, so the fuzzers start from the interesting paths; the long runs add
+what they discover (minimized with `cargo fuzz cmin`). Re-running this only
+rewrites the seed-* files.
+"""
+import hashlib
+import json
+import os
+import random
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED_TOKEN = "fuzz-shared-token-0123456789"
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def ws_frame(payload, opcode=1, fin=True):
+    """A client frame, masked with the zero key so the payload stays readable."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n <= 0xFFFF:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return head + b"\0\0\0\0" + payload
+
+
+def req(id_, method, params=None):
+    f = {"type": "req", "id": id_, "method": method}
+    if params is not None:
+        f["params"] = params
+    return json.dumps(f, separators=(",", ":"))
+
+
+def connect_params(**over):
+    p = {
+        "minProtocol": 4,
+        "maxProtocol": 4,
+        "client": {"id": "cli", "version": "1.0.0", "platform": "linux", "mode": "cli"},
+        "role": "operator",
+        "scopes": ["operator.admin", "operator.read"],
+        "auth": {"token": SHARED_TOKEN},
+    }
+    p.update(over)
+    return p
+
+
+DEVICE = {
+    "id": hashlib.sha256(b"\x07" * 32).hexdigest(),
+    "publicKey": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc",
+    "signature": "A" * 86,
+    "signedAt": 1795596589409,
+    "nonce": "d4fdcf73-dee1-4eeb-9372-c3d7b3a9060b",
+}
+
+# --- frame: [flags, chunk, websocket bytes...]
+session = ws_frame(req("c1", "connect", connect_params()))
+for i, (m, p) in enumerate([
+    ("health", {}), ("status", None), ("system-presence", {}), ("last-heartbeat", {}),
+    ("device.pair.list", {}), ("audit.list", {"limit": 5}),
+    ("device.pair.approve", {"requestId": "r1"}), ("device.token.rotate", {"deviceId": "d", "role": "operator"}),
+    ("no.such.method", {}),
+]):
+    session += ws_frame(req(str(i), m, p))
+write("frame", "session", b"\x00\x00" + session)
+write("frame", "session-chunked", b"\x00\x07" + session)
+write("frame", "connect-wrong-token", b"\x00\x00" + ws_frame(req("c1", "connect", connect_params(auth={"token": "nope"}))))
+write("frame", "connect-device", b"\x00\x00" + ws_frame(req("c1", "connect", connect_params(device=DEVICE))))
+write("frame", "connect-control-ui", b"\x04\x00" + ws_frame(req("c1", "connect", connect_params(client={"id": "openclaw-control-ui", "version": "1", "platform": "web", "mode": "ui"}))))
+write("frame", "connect-node-v3", b"\x01\x00" + ws_frame(req("c1", "connect", connect_params(minProtocol=3, maxProtocol=3, role="node", client={"id": "node-host", "version": "1", "platform": "linux", "mode": "node"}))))
+write("frame", "not-json", b"\x00\x00" + ws_frame("nope"))
+write("frame", "not-a-request", b"\x00\x00" + ws_frame('{"type":"event","event":"x"}'))
+write("frame", "not-connect", b"\x00\x00" + ws_frame(req("h", "health", {})))
+write("frame", "bad-params", b"\x00\x00" + ws_frame(req("c1", "connect", {"minProtocol": "x", "foo": 1})))
+write("frame", "binary-connect", b"\x00\x00" + ws_frame(req("c1", "connect", connect_params()), opcode=2))
+text = req("c1", "connect", connect_params())
+half = len(text) // 2
+write("frame", "fragmented", b"\x00\x00" + ws_frame("", opcode=9) + ws_frame(text[:half], fin=False) + ws_frame(text[half:], opcode=0))
+write("frame", "oversize-header", b"\x00\x00" + bytes([0x81, 0xFF]) + struct.pack(">Q", 1 << 20) + b"\0\0\0\0")
+write("frame", "cap-fragments", b"\x20\x03" + ws_frame("x" * 20, fin=False) + ws_frame("y" * 20, opcode=0))
+write("frame", "close", b"\x00\x00" + ws_frame(struct.pack(">H", 1000) + b"bye", opcode=8))
+
+# --- connect_params: [flags, json...]
+valid = [
+    ("cli", 0x00, connect_params()),
+    ("cli-remote", 0x01, connect_params()),
+    ("backend", 0x00, connect_params(client={"id": "gateway-client", "version": "1", "platform": "linux", "mode": "backend"})),
+    ("password", 0x00, connect_params(auth={"password": SHARED_TOKEN})),
+    ("wrong-token", 0x00, connect_params(auth={"token": "wrong"})),
+    ("planted", 0x80, connect_params(auth={"token": "t", "deviceToken": "d", "bootstrapToken": "b", "password": "p"})),
+    ("device", 0x00, connect_params(device=DEVICE)),
+    ("device-token", 0x00, connect_params(device=DEVICE, auth={"deviceToken": "abc"})),
+    ("device-other-nonce", 0x40, connect_params(device=DEVICE)),
+    ("control-ui-origin", 0x04, connect_params(client={"id": "openclaw-control-ui", "version": "1", "platform": "web", "mode": "ui"})),
+    ("node", 0x00, connect_params(role="node", minProtocol=3, maxProtocol=3, client={"id": "node-host", "version": "1", "platform": "linux", "mode": "node"})),
+    ("probe", 0x00, connect_params(minProtocol=3, maxProtocol=3, client={"id": "openclaw-probe", "version": "1", "platform": "linux", "mode": "probe"})),
+    ("full", 0x00, connect_params(caps=["a"], commands=["b"], permissions={"x": True}, pathEnv="/bin", locale="en", userAgent="ua",
+                                  client={"id": "openclaw-macos", "displayName": "Mac", "version": "1", "buildId": "b", "platform": "macos",
+                                          "deviceFamily": "Mac", "modelIdentifier": "m", "timeZone": "UTC", "mode": "ui", "instanceId": "i"})),
+    ("invalid", 0x00, {"foo": 1, "minProtocol": "x"}),
+    ("protocol-mismatch", 0x00, connect_params(minProtocol=5, maxProtocol=9)),
+    ("bad-role", 0x00, connect_params(role="admin")),
+]
+for name, flags, p in valid:
+    write("connect_params", name, bytes([flags]) + json.dumps(p).encode())
+
+# --- device_signature: arbitrary-derived; random bytes of a few sizes.
+rng = random.Random(8)
+for n in (64, 200, 600):
+    write("device_signature", "random-%d" % n, bytes(rng.randrange(256) for _ in range(n)))
+
+# --- config: [flags, json5 text...]
+configs = [
+    ("empty", ""),
+    ("token", '{ gateway: { auth: { mode: "token", token: "abc-123-secret" } } }'),
+    ("full", """// clawgate.json
+{
+  gateway: {
+    port: 18789, bind: "custom", customBindHost: "10.0.0.5",
+    auth: { mode: "password", password: "hunter2-hunter2",
+            rateLimit: { maxAttempts: 10, windowMs: 60000, lockoutMs: 300000, exemptLoopback: true, globalMaxFailures: 1000 } },
+    controlUi: { enabled: true, basePath: "/ui/", allowedOrigins: ["https://Host.Example:443/", "http://[::1]:8080", "*"] },
+    nodes: { pairing: { autoApproveLocal: false } },
+    trustedProxies: ["10.0.0.1", "::1"],
+  },
+  other: { kept: [1, 2, 3] },
+}"""),
+    ("errors", '{gateway: {port: 0, bind: "wan", auth: {mode: "Token", token: ""}, controlUi: {basePath: "/../x", allowedOrigins: ["ftp://x"]}, trustedProxies: ["10.0.0.0/8"]}}'),
+    ("none-on-lan", '{gateway: {bind: "lan", auth: {mode: "none"}}}'),
+    ("both-secrets", '{gateway: {auth: {token: "a-token-1", password: "a-password-1"}}}'),
+    ("not-object", '[1, 2]'),
+    ("wrong-kinds", '{gateway: {auth: "x", controlUi: [], nodes: {pairing: 1}, port: "18789"}}'),
+    ("placeholder", '{gateway: {auth: {mode: "token", token: "undefined"}}}'),
+    ("numbers", '{gateway: {port: 65536, auth: {token: "t0ken-value", rateLimit: {maxAttempts: 1e3, windowMs: -1, lockoutMs: 1.5}}}}'),
+]
+for i, (name, text) in enumerate(configs):
+    write("config", name, bytes([i * 9 % 256]) + text.encode())
+
+# --- rpc_params: [method index, caller, params json...]
+METHODS = ["health", "status", "last-heartbeat", "system-presence", "device.pair.list", "device.pair.approve",
+           "device.pair.reject", "device.pair.remove", "device.pair.rename", "device.token.rotate",
+           "device.token.revoke", "audit.list"]
+
+
+# The fixture's paired devices (rpc_params.rs): the ids of the Ed25519 keys
+# whose seeds are [1; 32] and [2; 32].
+d1 = "34750f98bd59fcfc946da45aaabe933be154a4b5094e1c4abf42866505f3c97e"
+d2 = "6a3803d5f059902a1c6dafbc9ba4729212f7caac08634cc3ae76b27529f03827"
+rpc = [
+    ("health", 0, {}), ("status", 1, None), ("last-heartbeat", 2, {}), ("system-presence", 5, {}),
+    ("device.pair.list", 3, {}), ("device.pair.list", 0, {"x": 1}),
+    ("device.pair.approve", 0, {"requestId": "fuzz-request-op"}),
+    ("device.pair.approve", 3, {"requestId": "fuzz-request-node"}),
+    ("device.pair.reject", 2, {"requestId": "fuzz-request-op"}),
+    ("device.pair.remove", 4, {"deviceId": d1}),
+    ("device.pair.remove", 3, {"deviceId": d2}),
+    ("device.pair.rename", 0, {"deviceId": d1, "label": "kitchen"}),
+    ("device.pair.rename", 0, {"deviceId": d1, "label": "x" * 65}),
+    ("device.token.rotate", 3, {"deviceId": d1, "role": "operator", "scopes": ["operator.read"]}),
+    ("device.token.rotate", 0, {"deviceId": d1, "role": "node"}),
+    ("device.token.rotate", 2, {"deviceId": d2, "role": "operator", "scopes": ["operator.admin"]}),
+    ("device.token.revoke", 0, {"deviceId": d2, "role": "operator"}),
+    ("device.token.revoke", 3, {"deviceId": d1, "role": "node"}),
+    ("audit.list", 0, {"action": "token.rotated", "deviceId": d1, "sinceMs": 0, "untilMs": 9e15, "cursor": 1, "limit": 1000}),
+    ("audit.list", 0, {"limit": 0}),
+]
+for i, (m, who, p) in enumerate(rpc):
+    data = bytes([METHODS.index(m), who]) + (b"" if p is None else json.dumps(p).encode())
+    write("rpc_params", "%02d-%s" % (i, m), data)
+write("rpc_params", "unknown-method", bytes([len(METHODS), 0]) + b"{}")
+write("rpc_params", "node-calls-operator", bytes([4, 5]) + b"{}")
