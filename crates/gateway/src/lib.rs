@@ -94,7 +94,7 @@ impl Gateway {
                 .map_err(|e| {
                     std::io::Error::other(format!("cannot open the gateway store: {e}"))
                 })?;
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listener::bind(addr)?;
         Ok(Gateway {
             state: GatewayState::new(config, options, std::sync::Arc::new(store)),
             listener,

@@ -216,6 +216,24 @@ impl UnauthSlots {
 /// reading the request; the client may see a reset instead).
 const HTTP_CAP_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 44\r\nconnection: close\r\n\r\ntoo many pending connections; retry shortly\n";
 
+/// The accept queue asked for (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the gateway's listener with a deep accept queue: a burst of
+/// connects (a flood, or every client reconnecting after a restart) waits
+/// in the queue instead of being dropped, which a client would notice only
+/// after its 1 s SYN-ACK retransmit. (tokio's `TcpListener::bind` asks for
+/// 1024.)
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(LISTEN_BACKLOG)
+}
+
 /// Serves HTTP on `listener` until `stop` resolves.
 ///
 /// This replaces `axum::serve`, which gives a connection unlimited time to
