@@ -571,10 +571,23 @@ pub fn token_revoke(
     Ok(json!({"deviceId": device_id, "role": role, "revokedAtMs": now}))
 }
 
+/// An integer the params schema accepted (`Schema::Int { min: 0 }`: JSON
+/// integers beyond `i64`, and integral floats such as `1e20`, pass it),
+/// clamped to `i64::MAX`, the largest value the store compares. Without the
+/// clamp such a value was ignored (a float) or reached SQLite as an
+/// out-of-range error reported as a retryable "store unavailable".
+fn int_param(value: &Value) -> Option<u64> {
+    let n = value
+        .as_u64()
+        // Saturating: the schema has checked the float is integral and >= 0.
+        .or_else(|| value.as_f64().map(|f| f as u64))?;
+    Some(n.min(i64::MAX as u64))
+}
+
 pub fn audit_list(state: &GatewayState, _: &Caller, params: Value) -> Result<Value, ErrorShape> {
     // Rows batched for the next flush are part of the log: write them first.
     state.flush_deferred();
-    let u64_param = |k: &str| params.get(k).and_then(Value::as_u64);
+    let u64_param = |k: &str| params.get(k).and_then(int_param);
     let query = AuditQuery {
         action: params
             .get("action")
@@ -606,4 +619,48 @@ pub fn audit_list(state: &GatewayState, _: &Caller, params: Value) -> Result<Val
         })
         .collect();
     Ok(json!({"entries": entries, "nextCursor": page.next_cursor}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthConfig, AuthMode, GatewayConfig};
+
+    /// Found by the rpc_params fuzz target: a cursor or time bound beyond
+    /// i64 (valid for the params schema) was answered UNAVAILABLE "gateway
+    /// store unavailable; retry shortly", and an integral float was ignored.
+    #[test]
+    fn audit_list_clamps_out_of_range_integers() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            GatewayConfig::loopback(dir.path(), AuthConfig::new(AuthMode::None, None, None));
+        let store = clawgate_store::Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let state = GatewayState::new(config, Default::default(), std::sync::Arc::new(store));
+        let caller = Caller {
+            role: clawgate_protocol::connect::Role::Operator,
+            scopes: vec![scopes::ADMIN.into()],
+            device_id: None,
+            conn_id: "c".into(),
+            ip: [127, 0, 0, 1].into(),
+        };
+        state
+            .store
+            .transact(|tx| {
+                tx.append_audit(&audit::record("test.row", json!({}), None, json!({})))
+                    .map(|_| ())
+            })
+            .unwrap();
+        let list = |params: Value| {
+            let (_, result) = crate::methods::dispatch(&state, &caller, "audit.list", Some(params));
+            result.map_err(|e| format!("{e:?}"))
+        };
+        let entries = |v: Value| v["entries"].as_array().unwrap().len();
+        let huge = json!(18446744073709551615u64);
+        assert_eq!(entries(list(json!({})).unwrap()), 1);
+        assert_eq!(entries(list(json!({"cursor": huge})).unwrap()), 0);
+        assert_eq!(entries(list(json!({"sinceMs": huge})).unwrap()), 0);
+        assert_eq!(entries(list(json!({"untilMs": huge})).unwrap()), 1);
+        assert_eq!(entries(list(json!({"sinceMs": 1e20})).unwrap()), 0);
+        assert_eq!(entries(list(json!({"limit": 1e20})).unwrap()), 1);
+    }
 }
