@@ -269,15 +269,15 @@ fn record_shared_failure(state: &GatewayState, key: &LimitKey, peer: &PeerContex
     if outcome.locked_now {
         state.metrics.lockout();
         warn!(peer = %peer.ip, browser = key.browser, "failed-auth lockout started");
-        let _ = state.store.transact(|tx| {
-            tx.append_audit(&audit::record(
-                "auth.lockout",
-                audit::peer_actor(peer),
-                None,
-                json!({"scope": "shared-secret", "browser": key.browser}),
-            ))
-            .map(|_| ())
-        });
+        // Queued for the once-a-second flush (every lockout is kept): a
+        // synchronous write here would block a runtime worker once per
+        // locked key while a distributed guesser is locking many.
+        state.deferred.audit(audit::record(
+            "auth.lockout",
+            audit::peer_actor(peer),
+            None,
+            json!({"scope": "shared-secret", "browser": key.browser}),
+        ));
     }
     outcome.delay
 }
