@@ -126,6 +126,22 @@ async fn brute_force_over_many_sources_and_origins() {
             "127.0.0.{last} not locked after {n}: {seq:?}"
         );
     }
+    // Every lockout is in the audit log (written in the background flush,
+    // which audit.list runs first).
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let res = admin
+        .request(
+            "l",
+            "audit.list",
+            Some(json!({"action": "auth.lockout", "limit": 1000})),
+        )
+        .await;
+    assert_eq!(
+        res["payload"]["entries"].as_array().unwrap().len(),
+        32,
+        "{res}"
+    );
+    drop(admin);
     // A locked peer is refused before the device signature is checked: a
     // bad signature gets AUTH_RATE_LIMITED, not a signature error.
     let mut c = Client::connect_from(ip(10), &gw.url(), &[("origin", &origin)])
