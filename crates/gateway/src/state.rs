@@ -71,6 +71,13 @@ pub struct RuntimeOptions {
     /// Unauthenticated sockets in total (default
     /// `listener::MAX_UNAUTH_TOTAL`); the same for the HTTP phase.
     pub max_unauth_total: usize,
+    /// How long a connect refused by the failed-auth limiter
+    /// (`AUTH_RATE_LIMITED`) waits before it is answered, holding its
+    /// unauthenticated slot (default 1 s): a guesser that keeps going after
+    /// a lockout is slowed to what the per-IP and global caps allow
+    /// (32 refusals a second per address by default) instead of costing the
+    /// gateway a full handshake per attempt at line rate.
+    pub rate_limited_delay: std::time::Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -82,6 +89,7 @@ impl Default for RuntimeOptions {
             ),
             max_unauth_per_ip: crate::listener::MAX_UNAUTH_PER_IP,
             max_unauth_total: crate::listener::MAX_UNAUTH_TOTAL,
+            rate_limited_delay: std::time::Duration::from_secs(1),
         }
     }
 }
