@@ -306,11 +306,13 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
         return Preauth::Closed;
     }
     let decision = auth::authenticate(state, &params, role, peer, nonce);
-    // The socket is no longer waiting to authenticate: free its slot before
-    // answering, so a client that reconnects at once is not counted twice.
-    slot.take();
+    // The socket is no longer waiting to authenticate: its slot is freed
+    // before answering, so a client that reconnects at once is not counted
+    // twice (a refusal that is delayed keeps it while it waits).
+    let held = slot.take();
     match decision {
         Ok(authenticated) => {
+            drop(held);
             // Registered before hello-ok goes out, so a rotation, revocation
             // or secret change that lands from here on reaches this session.
             let (sender, receiver) = conn_channel();
@@ -347,9 +349,26 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
                     info!(peer = %peer.ip, client = %params.client.id, code, "connect rejected");
                 }
             }
-            if !rejection.delay.is_zero() {
-                tokio::time::sleep(rejection.delay).await;
+            let mut delay = rejection.delay;
+            if code == "AUTH_RATE_LIMITED" {
+                delay = delay.max(state.options.rate_limited_delay);
             }
+            if !delay.is_zero() {
+                // Waiting with the slot held keeps delayed refusals within
+                // the per-IP and global caps; at the global cap they are
+                // evicted like any old unauthenticated socket.
+                let evicted = held.as_ref().map(UnauthSlot::evicted);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = async move {
+                        match evicted {
+                            Some(e) => e.await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                }
+            }
+            drop(held);
             match rejection.close_reason {
                 Some(reason) => {
                     let _ = ws
