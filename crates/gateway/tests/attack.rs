@@ -90,7 +90,13 @@ async fn brute_force_over_many_sources_and_origins() {
         ..RateLimitConfig::default()
     };
     assert!(cfg.auth.rate_limit.exempt_loopback);
-    let gw = Arc::new(TestGateway::start_with(cfg, fast_options(), dir).await);
+    // Refusals answered after 20 ms instead of 1 s, to keep the test short
+    // (`limiter_refusals_wait_holding_their_slot` covers the wait).
+    let options = RuntimeOptions {
+        rate_limited_delay: Duration::from_millis(20),
+        ..fast_options()
+    };
+    let gw = Arc::new(TestGateway::start_with(cfg, options, dir).await);
     let origin = format!("http://localhost:{}", gw.addr.port());
     let stop = Arc::new(AtomicBool::new(false));
     let legit = legit_loop(&gw, ip(2), stop.clone());
@@ -484,4 +490,55 @@ async fn connections_without_a_request_are_capped() {
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     }
     gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limiter_refusals_wait_holding_their_slot() {
+    let (mut cfg, dir) = config(AuthMode::Token);
+    cfg.auth.rate_limit = RateLimitConfig {
+        max_attempts: 2,
+        exempt_loopback: false,
+        ..RateLimitConfig::default()
+    };
+    let options = RuntimeOptions {
+        rate_limited_delay: Duration::from_secs(3),
+        ..exhaust_options()
+    };
+    let gw = Arc::new(TestGateway::start_with(cfg, options, dir).await);
+    let me = ip(50);
+    for _ in 0..2 {
+        assert_eq!(
+            attempt(&gw, me, None, "wrong-token").await,
+            "AUTH_TOKEN_MISMATCH"
+        );
+    }
+    // Four refused connects from the locked address wait for their answer
+    // holding their slots, so a fifth cannot even upgrade.
+    let mut waiting = Vec::new();
+    for _ in 0..PER_IP {
+        let gw = gw.clone();
+        waiting.push(tokio::spawn(
+            async move { attempt(&gw, me, None, TOKEN).await },
+        ));
+    }
+    let refused = r#"clawgate_handshakes_total{outcome="AUTH_RATE_LIMITED"} 4"#;
+    for _ in 0..200 {
+        if gw.state.metrics.render().contains(refused) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gw.state.metrics.render().contains(refused));
+    assert_eq!(gw.state.unauth.held_by(me), PER_IP);
+    match Client::connect_from(me, &gw.url(), &[]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a fifth socket while four refusals wait"),
+    }
+    // Another address is not held up.
+    assert_eq!(attempt(&gw, ip(51), None, TOKEN).await, "OK");
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), "AUTH_RATE_LIMITED");
+    }
+    Arc::into_inner(gw).unwrap().stop().await;
 }
