@@ -37,8 +37,9 @@ pub const MAX_UNAUTH_TOTAL: usize = 4096;
 /// socket is by then the oldest, while a client that completes its
 /// handshake needs its slot only for milliseconds), so sockets from many
 /// addresses cannot lock legitimate clients out until their deadlines
-/// pass. Evictions still in progress are bounded (`eviction_slack`); past
-/// that, new sockets are refused.
+/// pass. An evicted socket stops counting at once (it can no longer
+/// authenticate) and closes as soon as its task runs; evicted sockets not
+/// yet closed are bounded by the cap too, past which newcomers are refused.
 #[derive(Debug, Default)]
 pub struct UnauthSlots {
     table: Mutex<SlotTable>,
@@ -49,8 +50,10 @@ pub struct UnauthSlots {
 struct SlotTable {
     per_ip: HashMap<IpAddr, usize>,
     /// Live slots by age (ids increase): the first is the oldest.
-    order: BTreeMap<u64, Arc<Notify>>,
+    order: BTreeMap<u64, (Option<IpAddr>, Arc<Notify>)>,
     next_id: u64,
+    /// Evicted slots whose socket has not closed yet.
+    lingering: usize,
 }
 
 /// Which count a slot is held in.
@@ -90,11 +93,6 @@ impl Drop for UnauthSlot {
     }
 }
 
-/// Evictions in progress allowed over the global cap.
-fn eviction_slack(total: usize) -> usize {
-    (total / 16).max(1)
-}
-
 /// What taking a slot did.
 struct Taken {
     id: u64,
@@ -114,11 +112,17 @@ impl UnauthSlots {
         let held = self.total.load(Ordering::Relaxed);
         let mut evicted = false;
         if held >= total {
-            if held >= total + eviction_slack(total) {
+            if t.lingering >= total {
                 return Err("global");
             }
             match t.order.pop_first() {
-                Some((_, oldest)) => {
+                Some((_, (old_ip, oldest))) => {
+                    // Uncounted now; its task closes it when it next runs.
+                    self.total.fetch_sub(1, Ordering::Relaxed);
+                    if let Some(ip) = old_ip {
+                        Self::uncount(&mut t.per_ip, ip);
+                    }
+                    t.lingering += 1;
                     oldest.notify_one();
                     evicted = true;
                 }
@@ -131,21 +135,29 @@ impl UnauthSlots {
         let id = t.next_id;
         t.next_id += 1;
         let evict = Arc::new(Notify::new());
-        t.order.insert(id, evict.clone());
+        t.order.insert(id, (ip, evict.clone()));
         self.total.fetch_add(1, Ordering::Relaxed);
         Ok(Taken { id, evict, evicted })
     }
 
     fn give_back(&self, ip: Option<IpAddr>, id: u64) {
         let mut t = self.table.lock().expect("slots lock");
+        if t.order.remove(&id).is_none() {
+            // Evicted: already uncounted.
+            t.lingering -= 1;
+            return;
+        }
         self.total.fetch_sub(1, Ordering::Relaxed);
-        t.order.remove(&id);
-        if let Some(ip) = ip
-            && let Some(n) = t.per_ip.get_mut(&ip)
-        {
+        if let Some(ip) = ip {
+            Self::uncount(&mut t.per_ip, ip);
+        }
+    }
+
+    fn uncount(per_ip: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+        if let Some(n) = per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                t.per_ip.remove(&ip);
+                per_ip.remove(&ip);
             }
         }
     }
