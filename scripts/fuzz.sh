@@ -16,7 +16,7 @@
 #   scripts/fuzz.sh build         build only
 #
 # Environment: FUZZ_TARGETS (space-separated subset), FUZZ_RUNS (new executions
-# per target in the short mode, default 20000), FUZZ_OUT (default
+# per target in the short mode, default 50000), FUZZ_OUT (default
 # /tmp/clawgate-fuzz), FUZZ_TOOLCHAIN=stable (use the stable toolchain with
 # RUSTC_BOOTSTRAP=1 even when nightly is installed), CARGO_TARGET_DIR (default
 # fuzz/target).
@@ -31,7 +31,7 @@ ROOT=$PWD
 MODE=${1:-short}
 ALL_TARGETS="frame connect_params device_signature config rpc_params"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
-RUNS=${FUZZ_RUNS:-20000}
+RUNS=${FUZZ_RUNS:-50000}
 OUT=${FUZZ_OUT:-/tmp/clawgate-fuzz}
 
 case "$MODE" in
