@@ -83,8 +83,9 @@ pub struct RateLimitConfig {
     /// Loopback peers get growing delays instead of lockouts (default true).
     pub exempt_loopback: bool,
     /// clawgate addition (`gateway.auth.rateLimit.globalMaxFailures`):
-    /// failures per window across all peers before every peer without a
-    /// successful history is refused (default 1000).
+    /// failures per window across all peers; once they are spent, every
+    /// peer that has failed within the window is refused, while peers that
+    /// have not keep getting in (default 1000).
     pub global_max_failures: u32,
 }
 
