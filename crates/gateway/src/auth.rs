@@ -258,9 +258,12 @@ fn check_shared(
 /// never is; nor is a socket that came through a trusted proxy with a
 /// loopback client address: a forwarding header saying "127.0.0.1" is a
 /// claim, not a fact (advisory class "loopback trust through proxy
-/// headers"), and only a direct loopback peer is local.
+/// headers"), and only a direct loopback peer is local. The address is
+/// taken as the limiter counts it, so a claimed `::ffff:127.0.0.1` (which
+/// the limiter files under 127.0.0.1) is caught too.
 fn not_exempt(peer: &PeerContext) -> bool {
-    peer.origin.is_some() || (!peer.direct_local && peer.ip.is_loopback())
+    peer.origin.is_some()
+        || (!peer.direct_local && crate::limiter::limit_peer(peer.ip).is_loopback())
 }
 
 /// Records a shared-secret failure and returns the delay to apply.
@@ -608,6 +611,21 @@ mod tests {
             origin: None,
             host: host.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn forwarded_loopback_claims_are_never_exempt() {
+        let peer = |ip: &str, direct_local: bool| PeerContext {
+            ip: ip.parse().unwrap(),
+            direct_local,
+            origin: None,
+            host: None,
+        };
+        for claimed in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "::ffff:127.9.9.9"] {
+            assert!(not_exempt(&peer(claimed, false)), "{claimed}");
+        }
+        assert!(!not_exempt(&peer("127.0.0.1", true)));
+        assert!(!not_exempt(&peer("203.0.113.5", false)));
     }
 
     #[test]

@@ -599,6 +599,12 @@ async fn loopback_trust_through_proxy_headers() {
     let mut c = gw.client_with(&via).await;
     let res = c.connect_with(cli_params(TOKEN, &[])).await;
     assert_eq!(code(&res), "AUTH_RATE_LIMITED", "{res}");
+    // The same claim as an IPv4-mapped IPv6 address is the same locked
+    // address, not an exempt one.
+    let via = [("x-forwarded-for", "::ffff:127.0.0.1")];
+    let mut c = gw.client_with(&via).await;
+    let res = c.connect_with(cli_params(TOKEN, &[])).await;
+    assert_eq!(code(&res), "AUTH_RATE_LIMITED", "{res}");
     gw.stop().await;
 }
 
