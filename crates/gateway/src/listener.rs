@@ -408,7 +408,13 @@ async fn host_guard(
     req: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response {
-    if crate::auth::host_allowed(&state.config, header_str(req.headers(), "host")) {
+    // A Host that is present but not visible ASCII is checked as an empty
+    // name (refused), not as a missing header (answered).
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or(""));
+    if crate::auth::host_allowed(&state.config, host) {
         return next.run(req).await;
     }
     if is_websocket_upgrade(req.headers()) {

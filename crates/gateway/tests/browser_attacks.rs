@@ -366,6 +366,19 @@ async fn dns_rebinding_host_names_are_refused_by_a_loopback_gateway() {
         let res = c.connect_with(cli_params(TOKEN, &[])).await;
         assert_eq!(res["ok"], true, "{host}: {res}");
     }
+    // A Host with bytes beyond ASCII is refused, not taken for a missing
+    // Host (which non-browser HTTP/1.0 clients may omit).
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: evil\xe9.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    assert!(
+        buf.starts_with(b"HTTP/1.1 403"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
     let metrics = http_get(gw.addr, "/metrics").await.1;
     assert!(metrics.contains("host_not_allowed"), "{metrics}");
     gw.stop().await;
