@@ -37,9 +37,12 @@ pub const MAX_UNAUTH_TOTAL: usize = 4096;
 /// socket is by then the oldest, while a client that completes its
 /// handshake needs its slot only for milliseconds), so sockets from many
 /// addresses cannot lock legitimate clients out until their deadlines
-/// pass. An evicted socket stops counting at once (it can no longer
-/// authenticate) and closes as soon as its task runs; evicted sockets not
-/// yet closed are bounded by the cap too, past which newcomers are refused.
+/// pass. An evicted socket stops counting at once and is closed when its
+/// task next runs (a connect it is already deciding still completes). Until
+/// its task drops the slot it counts as lingering, and lingering slots are
+/// bounded by the cap too, past which newcomers are refused; the close
+/// handshake that follows (up to 2.5 s against a silent peer) is not
+/// counted, so sockets closing are bounded only by the rate of evictions.
 #[derive(Debug, Default)]
 pub struct UnauthSlots {
     table: Mutex<SlotTable>,
@@ -52,7 +55,7 @@ struct SlotTable {
     /// Live slots by age (ids increase): the first is the oldest.
     order: BTreeMap<u64, (Option<IpAddr>, Arc<Notify>)>,
     next_id: u64,
-    /// Evicted slots whose socket has not closed yet.
+    /// Evicted slots not yet dropped by their socket's task.
     lingering: usize,
 }
 
