@@ -92,7 +92,9 @@ impl Store {
             schema::select_token_hashes(&writer)?,
             schema::select_all_pending(&writer)?,
         );
-        // The newest audit row is where the next append links to.
+        // Read (and discarded) so that a damaged newest audit row, where
+        // the next append links to, refuses the open instead of the first
+        // write.
         schema::last_audit(&writer)?;
         for conn in [&writer, &reader] {
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
