@@ -296,13 +296,7 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
         return Preauth::Closed;
     }
     if state.is_shutting_down() {
-        let mut e = ErrorShape::new(
-            error_code::UNAVAILABLE,
-            "connect unavailable during gateway restart",
-        );
-        e.retryable = Some(true);
-        e.retry_after_ms = Some(1000);
-        reject(ws, &request.id, e, close_code::TRY_AGAIN_LATER).await;
+        reject(ws, &request.id, restarting(), close_code::TRY_AGAIN_LATER).await;
         return Preauth::Closed;
     }
     let decision = auth::authenticate(state, &params, role, peer, nonce);
@@ -319,6 +313,14 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
             let key = state
                 .hub
                 .register(conn_info(conn_id, peer, &authenticated, &params), sender);
+            // Shutdown may have begun while this connect was decided (after
+            // the check above): its `shutdown` broadcast may have missed
+            // this session, so it is refused like any connect in shutdown.
+            if state.is_shutting_down() {
+                state.hub.unregister(key);
+                reject(ws, &request.id, restarting(), close_code::TRY_AGAIN_LATER).await;
+                return Preauth::Closed;
+            }
             let hello = hello_ok(state, &request, &authenticated, conn_id);
             if send_unbuffered(ws, hello).await.is_err() {
                 state.hub.unregister(key);
@@ -383,6 +385,17 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
             Preauth::Closed
         }
     }
+}
+
+/// The answer to a connect while the gateway shuts down.
+fn restarting() -> ErrorShape {
+    let mut e = ErrorShape::new(
+        error_code::UNAVAILABLE,
+        "connect unavailable during gateway restart",
+    );
+    e.retryable = Some(true);
+    e.retry_after_ms = Some(1000);
+    e
 }
 
 /// `hello-ok.auth.recoveryScope`: an opaque handle a client can use to tell
