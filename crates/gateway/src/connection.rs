@@ -176,13 +176,7 @@ async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
     let deadline = tokio::time::Instant::now() + state.options.handshake_timeout;
     // At the global cap of unauthenticated sockets the oldest is evicted
     // to make room for a newer one (see `listener::UnauthSlots`).
-    let evicted = slot.as_ref().map(UnauthSlot::evicted);
-    let mut evicted = std::pin::pin!(async move {
-        match evicted {
-            Some(e) => e.await,
-            None => std::future::pending().await,
-        }
-    });
+    let mut evicted = std::pin::pin!(UnauthSlot::evicted_if_held(slot.as_ref()));
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout_at(deadline, ws.next()) => n,
@@ -359,15 +353,9 @@ async fn handle_first_frame<S: AsyncRead + AsyncWrite + Unpin>(
                 // Waiting with the slot held keeps delayed refusals within
                 // the per-IP and global caps; at the global cap they are
                 // evicted like any old unauthenticated socket.
-                let evicted = held.as_ref().map(UnauthSlot::evicted);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = async move {
-                        match evicted {
-                            Some(e) => e.await,
-                            None => std::future::pending().await,
-                        }
-                    } => {}
+                    _ = UnauthSlot::evicted_if_held(held.as_ref()) => {}
                 }
             }
             drop(held);

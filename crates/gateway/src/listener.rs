@@ -81,8 +81,19 @@ pub struct UnauthSlot {
 impl UnauthSlot {
     /// Resolves when this socket is evicted to make room for a newer one.
     pub fn evicted(&self) -> impl Future<Output = ()> + use<> {
-        let evict = self.evict.clone();
-        async move { evict.notified().await }
+        Self::evicted_if_held(Some(self))
+    }
+
+    /// [`Self::evicted`] for a slot that may not be held (then it never
+    /// resolves). Borrows nothing, so the slot can be dropped meanwhile.
+    pub(crate) fn evicted_if_held(slot: Option<&UnauthSlot>) -> impl Future<Output = ()> + use<> {
+        let evict = slot.map(|s| s.evict.clone());
+        async move {
+            match evict {
+                Some(e) => e.notified().await,
+                None => std::future::pending().await,
+            }
+        }
     }
 }
 
