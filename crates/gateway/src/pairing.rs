@@ -409,7 +409,15 @@ fn open_request(
         refreshed.is_repair |= is_repair;
         refreshed.refreshed_at_ms = now_ms;
         let saved = refreshed.clone();
-        state.store.transact(|tx| tx.put_pending(&saved))?;
+        // Only while it is still open (under the writer lock the cache is
+        // current): an approval or rejection that committed since the read
+        // above must not be undone by writing the request back.
+        state.store.transact(|tx| {
+            if state.store.pending(&saved.request_id).is_some() {
+                tx.put_pending(&saved)?;
+            }
+            Ok(())
+        })?;
         return Ok(refreshed);
     }
     let request = request_for(ask, reason, is_repair);
