@@ -147,7 +147,7 @@ impl Deferred {
         if n == 0 {
             return Ok(0);
         }
-        store.transact(|tx| {
+        let result = store.transact(|tx| {
             for (device_id, seen) in &pending.seen {
                 let newer = store
                     .device(device_id)
@@ -163,10 +163,53 @@ impl Deferred {
                 tx.append_audit(record)?;
             }
             Ok(())
-        })?;
-        Ok(n)
+        });
+        match result {
+            Ok(()) => Ok(n),
+            Err(err) => {
+                // A failed transaction changed nothing. When the store may
+                // come back (busy, I/O, disk full) the batch is queued again
+                // ahead of anything queued meanwhile, so no lockout or
+                // refused-connect row is lost; a batch the store refuses as
+                // such (invalid, corrupt) would fail forever and is dropped.
+                if matches!(
+                    err,
+                    clawgate_store::StoreError::Sqlite(_) | clawgate_store::StoreError::Io(_)
+                ) {
+                    self.requeue(pending);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Puts a batch that failed to commit back in front of the queue:
+    /// updates queued since win (they are newer), audit rows keep their
+    /// order, and at most [`MAX_QUEUED_AUDIT`] rows are kept (the newest
+    /// beyond that are dropped, with a warning).
+    fn requeue(&self, failed: Pending) {
+        let mut pending = self.pending.lock().expect("pending");
+        for (k, v) in failed.seen {
+            pending.seen.entry(k).or_insert(v);
+        }
+        for (k, v) in failed.touched {
+            pending.touched.entry(k).or_insert(v);
+        }
+        let newer = std::mem::replace(&mut pending.audit, failed.audit);
+        pending.audit.extend(newer);
+        if pending.audit.len() > MAX_QUEUED_AUDIT {
+            let dropped = pending.audit.len() - MAX_QUEUED_AUDIT;
+            pending.audit.truncate(MAX_QUEUED_AUDIT);
+            tracing::warn!(
+                dropped,
+                "the store keeps failing; dropped the newest queued audit rows"
+            );
+        }
     }
 }
+
+/// Audit rows kept queued while the store fails.
+const MAX_QUEUED_AUDIT: usize = 100_000;
 
 #[cfg(test)]
 mod tests {
@@ -207,5 +250,68 @@ mod tests {
         let mut widened = seen;
         widened.scopes.push("operator.write".into());
         assert!(!only_seen_changed(&stored, &widened));
+    }
+
+    fn row(action: &str) -> AuditRecord {
+        AuditRecord {
+            ts_ms: 1,
+            action: action.into(),
+            actor: serde_json::json!({"kind": "peer", "ip": "127.0.0.9"}),
+            device_id: None,
+            details: serde_json::json!({}),
+        }
+    }
+
+    fn actions(store: &Store) -> Vec<String> {
+        store
+            .audit_list(&clawgate_store::AuditQuery::default())
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r.action)
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_the_store_could_not_commit_is_written_by_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("clawgate.sqlite")).unwrap();
+        let deferred = Deferred::default();
+        deferred.audit(row("auth.lockout"));
+        deferred.audit(row("auth.failure"));
+        // Another writer holds the database: the flush fails (busy).
+        let blocker = rusqlite::Connection::open(store.path()).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let err = deferred.flush(&store).unwrap_err();
+        assert!(
+            matches!(err, clawgate_store::StoreError::Sqlite(_)),
+            "{err:?}"
+        );
+        deferred.audit(row("pairing.requested"));
+        blocker.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(deferred.flush(&store).unwrap(), 3);
+        assert_eq!(
+            actions(&store),
+            ["auth.lockout", "auth.failure", "pairing.requested"],
+            "the failed batch first, in order, then what was queued meanwhile"
+        );
+        assert_eq!(deferred.flush(&store).unwrap(), 0, "nothing written twice");
+    }
+
+    #[test]
+    fn a_batch_the_store_refuses_is_dropped_not_retried_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("clawgate.sqlite")).unwrap();
+        let deferred = Deferred::default();
+        deferred.audit(row(""));
+        let err = deferred.flush(&store).unwrap_err();
+        assert!(
+            matches!(err, clawgate_store::StoreError::Invalid(_)),
+            "{err:?}"
+        );
+        assert_eq!(deferred.flush(&store).unwrap(), 0);
+        deferred.audit(row("auth.failure"));
+        assert_eq!(deferred.flush(&store).unwrap(), 1);
+        assert_eq!(actions(&store), ["auth.failure"]);
     }
 }

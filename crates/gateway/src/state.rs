@@ -161,7 +161,7 @@ impl GatewayState {
     /// Writes the queued last-seen and token-use updates now.
     pub fn flush_deferred(&self) {
         if let Err(err) = self.deferred.flush(&self.store) {
-            tracing::warn!(%err, "writing last-seen updates failed");
+            tracing::warn!(%err, "writing the batched last-seen updates and audit rows failed; they stay queued for the next flush unless the store refused them as invalid");
         }
     }
 
