@@ -218,13 +218,22 @@ mod tests {
         assert!(s.rss_kb > 0);
         assert!(s.cpu_secs >= 0.0);
         assert!(!s.threads.is_empty());
+        // CPU time advances in clock ticks (10 ms): spin until it moves,
+        // for at most 5 s of wall time.
+        let start = std::time::Instant::now();
         let mut x = 0u64;
-        for i in 0..2_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        let mut later = proc_sample(std::process::id()).unwrap();
+        while later.cpu_since(&s) <= 0.0 && start.elapsed() < std::time::Duration::from_secs(5) {
+            for i in 0..2_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+            later = proc_sample(std::process::id()).unwrap();
         }
-        std::hint::black_box(x);
-        let later = proc_sample(std::process::id()).unwrap();
-        assert!(later.cpu_since(&s) > 0.0);
+        assert!(
+            later.cpu_since(&s) > 0.0,
+            "CPU time did not advance while spinning"
+        );
         assert!(tree_rss_kb(std::process::id()) >= s.rss_kb / 2);
         assert!(own_cpu_secs() >= 0.0);
     }
