@@ -181,9 +181,12 @@ fn token_drift_recovers_once_then_stops_on_a_rotated_device_token() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(1));
+    // The reader thread may still hold the last lines: read until it sees
+    // EOF and drops its sender (the process has exited).
     let mut stdout_rest = String::new();
-    while let Ok(line) = rx.try_recv() {
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
         stdout_rest.push_str(&line);
+        stdout_rest.push('\n');
     }
     let mut err = String::new();
     watch
