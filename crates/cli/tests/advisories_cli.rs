@@ -8,14 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use ed25519_dalek::Signer;
 use futures_util::{SinkExt, StreamExt};
 use rand::RngCore;
 use serde_json::{Value, json};
-use sha2::Digest;
 use tokio_tungstenite::tungstenite::Message;
 
 fn random_hex(n: usize) -> String {
@@ -24,28 +20,7 @@ fn random_hex(n: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-struct Device {
-    key: ed25519_dalek::SigningKey,
-    id: String,
-    public_key: String,
-}
-
-impl Device {
-    fn new() -> Device {
-        let mut seed = [0u8; 32];
-        rand::rng().fill_bytes(&mut seed);
-        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let raw = key.verifying_key().to_bytes();
-        Device {
-            id: sha2::Sha256::digest(raw)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            public_key: URL_SAFE_NO_PAD.encode(raw),
-            key,
-        }
-    }
-}
+type Device = common::Identity;
 
 /// One connect (signed by `device` when given) and, when it succeeded, one
 /// request `method`: (connect response, method response).
@@ -76,23 +51,7 @@ async fn connect(
             .or(params["auth"]["deviceToken"].as_str())
             .unwrap_or("")
             .to_string();
-        let payload = clawgate_protocol::device_auth::payload_v3(
-            &clawgate_protocol::device_auth::PayloadFields {
-                device_id: &d.id,
-                client_id: "cli",
-                client_mode: "cli",
-                role: "operator",
-                scopes: &scopes,
-                signed_at_ms: ts,
-                token: &token,
-                nonce: &nonce,
-                platform: "linux",
-                device_family: "",
-            },
-        );
-        let sig = URL_SAFE_NO_PAD.encode(d.key.sign(payload.as_bytes()).to_bytes());
-        params["device"] = json!({"id": d.id, "publicKey": d.public_key,
-            "signature": sig, "signedAt": ts, "nonce": nonce});
+        params["device"] = d.cli_operator_proof(&scopes, &token, &nonce, ts);
     }
     let send = |v: Value| Message::Text(v.to_string().into());
     ws.send(send(
@@ -299,7 +258,7 @@ fn revoked_credentials_accepted_after_a_config_reload_through_the_binary() {
     let scopes = ["operator.read"];
 
     // Three devices paired silently (loopback): one revoked, one removed.
-    let devices = [Device::new(), Device::new(), Device::new()];
+    let devices = [Device::random(), Device::random(), Device::random()];
     let tokens: Vec<String> = devices
         .iter()
         .map(|d| {

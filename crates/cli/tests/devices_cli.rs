@@ -3,38 +3,17 @@
 
 mod common;
 
-use base64::Engine;
 use common::*;
-use ed25519_dalek::Signer;
 use futures_util::{SinkExt, StreamExt};
-use rand::RngCore;
 use serde_json::{Value, json};
-use sha2::Digest;
 use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "devices-cli-token-9f8e7d";
 
-struct Device {
-    key: ed25519_dalek::SigningKey,
-    id: String,
-    public_key: String,
-}
+type Device = common::Identity;
 
 fn device() -> Device {
-    let mut seed = [0u8; 32];
-    rand::rng().fill_bytes(&mut seed);
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let raw = key.verifying_key().to_bytes();
-    let id = sha2::Sha256::digest(raw)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let public_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-    Device {
-        key,
-        id,
-        public_key,
-    }
+    Device::random()
 }
 
 /// Connects `d` with the shared token and returns the connect response.
@@ -50,26 +29,10 @@ async fn connect(port: u16, d: &Device, scopes: &[&str]) -> Value {
         .unwrap()
         .as_millis() as u64;
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    let payload = clawgate_protocol::device_auth::payload_v3(
-        &clawgate_protocol::device_auth::PayloadFields {
-            device_id: &d.id,
-            client_id: "cli",
-            client_mode: "cli",
-            role: "operator",
-            scopes: &scopes,
-            signed_at_ms: ts,
-            token: TOKEN,
-            nonce,
-            platform: "linux",
-            device_family: "",
-        },
-    );
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(d.key.sign(payload.as_bytes()).to_bytes());
     let params = json!({"minProtocol": 4, "maxProtocol": 4,
         "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli", "displayName": "cli-test-device"},
         "scopes": scopes, "auth": {"token": TOKEN},
-        "device": {"id": d.id, "publicKey": d.public_key, "signature": sig, "signedAt": ts, "nonce": nonce}});
+        "device": d.cli_operator_proof(&scopes, TOKEN, nonce, ts)});
     ws.send(Message::Text(
         json!({"type": "req", "id": "c", "method": "connect", "params": params})
             .to_string()

@@ -38,7 +38,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use common::*;
-use ed25519_dalek::Signer;
 use futures_util::{SinkExt, StreamExt};
 use rand::RngCore;
 use serde_json::{Value, json};
@@ -58,29 +57,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-struct Device {
-    key: ed25519_dalek::SigningKey,
-    id: String,
-    public_key: String,
-}
+type Device = common::Identity;
 
-impl Device {
-    fn new() -> Device {
-        let mut seed = [0u8; 32];
-        rand::rng().fill_bytes(&mut seed);
-        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let raw = key.verifying_key().to_bytes();
-        Device {
-            id: hex(&sha2::Sha256::digest(raw)),
-            public_key: URL_SAFE_NO_PAD.encode(raw),
-            key,
-        }
-    }
-
-    /// The private key as the client library stores it.
-    fn private_key(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.key.to_bytes())
-    }
+/// The private key as the client library stores it.
+fn private_key(d: &Device) -> String {
+    URL_SAFE_NO_PAD.encode(d.key.to_bytes())
 }
 
 /// What the clients saw that must hold no secret: error responses, close
@@ -159,23 +140,7 @@ impl Ws {
                 .or(params["auth"]["deviceToken"].as_str())
                 .unwrap_or("")
                 .to_string();
-            let payload = clawgate_protocol::device_auth::payload_v3(
-                &clawgate_protocol::device_auth::PayloadFields {
-                    device_id: &d.id,
-                    client_id: "cli",
-                    client_mode: "cli",
-                    role: "operator",
-                    scopes: &scopes,
-                    signed_at_ms: ts,
-                    token: &token,
-                    nonce: &self.nonce,
-                    platform: "linux",
-                    device_family: "",
-                },
-            );
-            let sig = URL_SAFE_NO_PAD.encode(d.key.sign(payload.as_bytes()).to_bytes());
-            params["device"] = json!({"id": d.id, "publicKey": d.public_key,
-                "signature": sig, "signedAt": ts, "nonce": self.nonce});
+            params["device"] = d.cli_operator_proof(&scopes, &token, &self.nonce, ts);
         }
         self.ws
             .send(Message::Text(
@@ -379,8 +344,8 @@ fn no_secret_reaches_logs_store_outputs_or_errors() {
     });
 
     // A device: pairing request, approval through the CLI, device token.
-    let dev = Device::new();
-    secrets.push(("the test device's private key".into(), dev.private_key()));
+    let dev = Device::random();
+    secrets.push(("the test device's private key".into(), private_key(&dev)));
     let scopes = ["operator.read", "operator.pairing"];
     let res = rt.block_on(async {
         let mut c = Ws::open(port, None).await;

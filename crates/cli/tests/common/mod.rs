@@ -151,3 +151,67 @@ pub fn unsafe_kill(pid: u32, signal: &str) {
         .status()
         .unwrap();
 }
+
+/// An Ed25519 device identity for connects the tests build by hand.
+pub struct Identity {
+    pub key: ed25519_dalek::SigningKey,
+    /// SHA-256 of the raw public key, hex.
+    pub id: String,
+    /// The raw public key, base64url.
+    pub public_key: String,
+}
+
+impl Identity {
+    pub fn from_seed(seed: [u8; 32]) -> Identity {
+        use base64::Engine;
+        use sha2::Digest;
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let raw = key.verifying_key().to_bytes();
+        Identity {
+            id: sha2::Sha256::digest(raw)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
+            key,
+        }
+    }
+
+    pub fn random() -> Identity {
+        use rand::RngCore;
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        Identity::from_seed(seed)
+    }
+
+    /// The `device` block of a `cli`/`cli` operator connect from Linux: a
+    /// v3 signature over `nonce`, with `token` in the payload's token slot.
+    pub fn cli_operator_proof(
+        &self,
+        scopes: &[String],
+        token: &str,
+        nonce: &str,
+        signed_at_ms: u64,
+    ) -> serde_json::Value {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let payload = clawgate_protocol::device_auth::payload_v3(
+            &clawgate_protocol::device_auth::PayloadFields {
+                device_id: &self.id,
+                client_id: "cli",
+                client_mode: "cli",
+                role: "operator",
+                scopes,
+                signed_at_ms,
+                token,
+                nonce,
+                platform: "linux",
+                device_family: "",
+            },
+        );
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.key.sign(payload.as_bytes()).to_bytes());
+        serde_json::json!({"id": self.id, "publicKey": self.public_key,
+            "signature": signature, "signedAt": signed_at_ms, "nonce": nonce})
+    }
+}
