@@ -23,14 +23,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
-use ed25519_dalek::Signer;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use sha2::Digest;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -60,9 +57,7 @@ enum Op {
 
 /// A device and what the acknowledged operations left behind for it.
 struct Dev {
-    key: ed25519_dalek::SigningKey,
-    id: String,
-    public_key: String,
+    me: common::Identity,
     /// Acknowledged: the device is paired (stored).
     stored: bool,
     /// Acknowledged pairing request not resolved since.
@@ -84,17 +79,8 @@ struct Dev {
 impl Dev {
     fn new(rng: &mut StdRng) -> Dev {
         let seed: [u8; 32] = rng.random();
-        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let raw = key.verifying_key().to_bytes();
-        let id = sha2::Sha256::digest(raw)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let public_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         Dev {
-            key,
-            id,
-            public_key,
+            me: common::Identity::from_seed(seed),
             stored: false,
             pending: None,
             revoked: false,
@@ -208,29 +194,13 @@ async fn connect_device_asking(
     let signed_at = now_ms();
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
     let presented = device_token.unwrap_or(TOKEN);
-    let payload = clawgate_protocol::device_auth::payload_v3(
-        &clawgate_protocol::device_auth::PayloadFields {
-            device_id: &d.id,
-            client_id: "cli",
-            client_mode: "cli",
-            role: "operator",
-            scopes: &scopes,
-            signed_at_ms: signed_at,
-            token: presented,
-            nonce: &nonce,
-            platform: "linux",
-            device_family: "",
-        },
-    );
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(d.key.sign(payload.as_bytes()).to_bytes());
     let auth = match device_token {
         Some(t) => json!({"deviceToken": t}),
         None => json!({"token": TOKEN}),
     };
     let params = json!({"minProtocol": 4, "maxProtocol": 4, "client": client(), "role": "operator",
         "scopes": scopes, "auth": auth,
-        "device": {"id": d.id, "publicKey": d.public_key, "signature": sig, "signedAt": signed_at, "nonce": nonce}});
+        "device": d.me.cli_operator_proof(&scopes, presented, &nonce, signed_at)});
     let res = call(&mut ws, "c", "connect", params).await?;
     Ok((ws, res))
 }
@@ -276,7 +246,7 @@ async fn worker(
             if !killed.load(Ordering::SeqCst) {
                 tally.violations.push(format!(
                     "device {}: {op:?} failed while the gateway was alive: {why}",
-                    &d.id[..12]
+                    &d.me.id[..12]
                 ));
             }
             break 'storm;
@@ -314,7 +284,7 @@ async fn run_op(
     rid: &str,
     tally: &mut Tally,
 ) -> Result<(), Fail> {
-    let short = d.id[..12].to_string();
+    let short = d.me.id[..12].to_string();
     let mut bad = |what: String| tally.violations.push(format!("device {short}: {what}"));
     let acked = match op {
         Op::Request | Op::Mint => {
@@ -386,7 +356,7 @@ async fn run_op(
                     &mut ws,
                     rid,
                     "device.token.rotate",
-                    json!({"deviceId": d.id, "role": "operator"}),
+                    json!({"deviceId": d.me.id, "role": "operator"}),
                 )
                 .await?;
                 match res["payload"]["token"].as_str() {
@@ -406,13 +376,13 @@ async fn run_op(
             let (method, params) = match op {
                 Op::RotateAdmin => (
                     "device.token.rotate",
-                    json!({"deviceId": d.id, "role": "operator"}),
+                    json!({"deviceId": d.me.id, "role": "operator"}),
                 ),
                 Op::Revoke => (
                     "device.token.revoke",
-                    json!({"deviceId": d.id, "role": "operator"}),
+                    json!({"deviceId": d.me.id, "role": "operator"}),
                 ),
-                _ => ("device.pair.remove", json!({"deviceId": d.id})),
+                _ => ("device.pair.remove", json!({"deviceId": d.me.id})),
             };
             let res = call(admin, rid, method, params).await?;
             if res["ok"] != true {
@@ -471,9 +441,9 @@ async fn verify(port: u16, db: &Path, devs: &mut [Dev], all_dead: bool) -> Vec<S
         .collect();
 
     for d in devs.iter_mut() {
-        let short = d.id[..12].to_string();
+        let short = d.me.id[..12].to_string();
         let mut bad = |what: String| problems.push(format!("device {short}: {what}"));
-        let entry = paired.get(&d.id);
+        let entry = paired.get(&d.me.id);
         let operator_entry = entry.and_then(|e| {
             e["tokens"]
                 .as_array()
@@ -523,7 +493,7 @@ async fn verify(port: u16, db: &Path, devs: &mut [Dev], all_dead: bool) -> Vec<S
         // The acknowledged pairing request.
         let listed: Vec<&String> = pending
             .iter()
-            .filter(|(dev, _)| *dev == d.id)
+            .filter(|(dev, _)| *dev == d.me.id)
             .map(|(_, r)| r)
             .collect();
         match doubt {
@@ -940,14 +910,14 @@ fn concurrent_operators_never_contradict_each_other() {
                 let r = call(&mut a, &ia, "device.pair.approve", json!({"requestId": rid})).await;
                 assert_eq!(r.unwrap()["ok"], true);
             }
-            call(&mut a, &ia, "device.token.revoke", json!({"deviceId": d.id, "role": "operator"}))
+            call(&mut a, &ia, "device.token.revoke", json!({"deviceId": d.me.id, "role": "operator"}))
                 .await
                 .unwrap();
             let (_ws, res) = connect_device_asking(port, &d, None, &["operator.read"]).await.unwrap();
             let rid = request(&res).unwrap();
             let (ra, rb) = tokio::join!(
                 call(&mut a, &ia, "device.pair.approve", json!({"requestId": rid})),
-                call(&mut b, &ib, "device.pair.remove", json!({"deviceId": d.id}))
+                call(&mut b, &ib, "device.pair.remove", json!({"deviceId": d.me.id}))
             );
             let (ra, rb) = (ra.unwrap(), rb.unwrap());
             if rb["ok"] == true && ra["ok"] == true {
@@ -956,11 +926,11 @@ fn concurrent_operators_never_contradict_each_other() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|p| p["deviceId"] == d.id.as_str());
+                    .any(|p| p["deviceId"] == d.me.id.as_str());
                 if paired {
                     problems.push(format!(
                         "device {}: removal acknowledged, yet an approval racing it left the device paired",
-                        &d.id[..12]
+                        &d.me.id[..12]
                     ));
                 }
             }
