@@ -306,24 +306,26 @@ pub fn authenticate(
         return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
     };
 
+    // The device-token candidate (`auth.deviceToken`, else `auth.token`)
+    // and its limiter key: the shared secret's key in the device-token scope.
+    let explicit = non_empty(&params.auth.device_token);
+    let candidate = explicit.or_else(|| non_empty(&params.auth.token));
+    let dt_key = LimitKey {
+        scope: LimitScope::DeviceToken,
+        ..shared.key
+    };
+
     // A peer the limiter refuses for the shared secret, with no device-token
     // candidate or with that key refused too, is answered before the
     // signature check: a refused attempt costs no Ed25519 verification.
-    if let SharedOutcome::RateLimited { retry_after_ms } = shared.outcome {
-        let candidate =
-            non_empty(&params.auth.device_token).or_else(|| non_empty(&params.auth.token));
-        let dt_key = LimitKey {
-            scope: LimitScope::DeviceToken,
-            ..shared.key
-        };
-        if candidate.is_none()
+    if let SharedOutcome::RateLimited { retry_after_ms } = shared.outcome
+        && (candidate.is_none()
             || matches!(
                 state.limiter.check(&dt_key, Instant::now()),
                 Admission::Locked { .. }
-            )
-        {
-            return Err(Rejection::now(catalogue::rate_limited(retry_after_ms)));
-        }
+            ))
+    {
+        return Err(Rejection::now(catalogue::rate_limited(retry_after_ms)));
     }
 
     // Device proof, after the shared comparison and before any token work.
@@ -335,13 +337,6 @@ pub fn authenticate(
     let mut method = mode.as_str();
     let mut presented_token: Option<(String, u64)> = None;
     if shared.outcome != SharedOutcome::Ok {
-        let explicit = non_empty(&params.auth.device_token);
-        let candidate = explicit.or_else(|| non_empty(&params.auth.token));
-        let dt_key = LimitKey {
-            scope: LimitScope::DeviceToken,
-            peer: peer.ip,
-            browser: not_exempt(peer),
-        };
         let verdict = match candidate {
             None => None,
             Some(_)
