@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
             && clawgate_gateway::auth::check_origin(
                 origin,
                 &peer,
-                &state.config.control_ui.allowed_origins,
+                &state.config().control_ui.allowed_origins,
             )
             .is_err()
         {

@@ -17,7 +17,7 @@
 use arbitrary::Arbitrary;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use clawgate_gateway::device_proof::{
+use clawgate_gateway::auth::device_proof::{
     SIGNATURE_SKEW_MS, decode_base64_lenient, raw_public_key, verify,
 };
 use clawgate_protocol::catalogue::DeviceAuthFailure;

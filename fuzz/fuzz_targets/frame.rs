@@ -20,7 +20,7 @@ use std::sync::Arc;
 use clawgate_fuzz::{MemIo, ORIGINS, gateway_state, paused_runtime, peer};
 use clawgate_gateway::GatewayState;
 use clawgate_gateway::config::AuthMode;
-use clawgate_gateway::preauth_io::PreauthGuardedIo;
+use clawgate_gateway::ws::preauth_io::PreauthGuardedIo;
 use futures_util::StreamExt;
 use libfuzzer_sys::fuzz_target;
 use tokio_tungstenite::WebSocketStream;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use clawgate_fuzz::gateway_state;
 use clawgate_gateway::GatewayState;
 use clawgate_gateway::config::AuthMode;
-use clawgate_gateway::methods::{Caller, METHODS, Refusal, dispatch};
+use clawgate_gateway::rpc::{Caller, METHODS, Refusal, dispatch};
 use clawgate_protocol::connect::Role;
 use clawgate_protocol::frames::error_code;
 use clawgate_protocol::scopes::{self, MethodAccess};
@@ -65,7 +65,7 @@ fn device(seed: u8, roles: &[&str], scopes: &[&str]) -> Device {
 
 fn pending(request_id: &str, seed: u8, role: &str, scopes: &[&str]) -> PendingRequest {
     let (device_id, public_key) = key(seed);
-    let now = clawgate_gateway::state::now_ms();
+    let now = clawgate_gateway::session::now_ms();
     PendingRequest {
         request_id: request_id.into(),
         device_id,

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use clawgate_gateway::auth::PeerContext;
+use clawgate_gateway::session::PeerContext;
 use clawgate_gateway::config::{AuthConfig, AuthMode, GatewayConfig, RateLimitConfig};
 use clawgate_gateway::{GatewayState, RuntimeOptions};
 use clawgate_protocol::Secret;

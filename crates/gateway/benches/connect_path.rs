@@ -15,10 +15,12 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use clawgate_gateway::auth::{self, PeerContext};
+use clawgate_gateway::auth::{self, device_proof, tokens};
 use clawgate_gateway::config::{AuthConfig, AuthMode, GatewayConfig};
-use clawgate_gateway::state::now_ms;
-use clawgate_gateway::{GatewayState, RuntimeOptions, device_proof, tokens};
+use clawgate_gateway::session::PeerContext;
+use clawgate_gateway::session::now_ms;
+use clawgate_gateway::testkit;
+use clawgate_gateway::{GatewayState, RuntimeOptions};
 use clawgate_protocol::Secret;
 use clawgate_protocol::connect::{ConnectParams, Role, parse_connect_params};
 use clawgate_protocol::device_auth::{PayloadFields, payload_v2, payload_v3};
@@ -259,7 +261,7 @@ fn gateway_with_devices(dir: &std::path::Path) -> (Arc<GatewayState>, Vec<Identi
 fn token_and_auth_benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (state, identities, secrets) = gateway_with_devices(dir.path());
-    let store = &state.store;
+    let store = testkit::store(&state);
     // A device in the middle of the table.
     let i = DEVICES / 2;
     let identity = &identities[i];

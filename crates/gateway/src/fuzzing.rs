@@ -1,12 +1,13 @@
-//! Entry points for the cargo-fuzz targets in `fuzz/`. Not a stable API:
-//! everything here forwards to the code the gateway itself runs, so the
-//! fuzzers exercise the real parsers and decisions rather than copies.
+//! Entry points for the cargo-fuzz targets in `fuzz/` (feature
+//! `fuzzing`). Not a stable API: everything here forwards to the code the
+//! gateway itself runs, so the fuzzers exercise the real parsers and
+//! decisions rather than copies.
 
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::auth::PeerContext;
+use crate::session::PeerContext;
 use crate::state::GatewayState;
 
 /// Serves one already-upgraded connection over `io` with the real
@@ -18,9 +19,9 @@ pub async fn serve_connection<S>(state: Arc<GatewayState>, io: S, peer: PeerCont
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Ok(slot) = crate::listener::UnauthSlots::acquire(&state, peer.ip) else {
+    let Ok(slot) = state.acquire_unauth(peer.ip) else {
         return false;
     };
-    crate::connection::serve(state, io, peer, slot).await;
+    crate::ws::serve(state, io, peer, slot).await;
     true
 }

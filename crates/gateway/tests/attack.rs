@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use clawgate_gateway::RuntimeOptions;
 use clawgate_gateway::config::{AuthMode, RateLimitConfig};
+use clawgate_gateway::testkit;
 use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -321,7 +322,7 @@ async fn exhaustion_caps_and_deadlines_hold() {
             );
         }
     }
-    assert_eq!(gw.state.unauth.total(), 3 * PER_IP);
+    assert_eq!(testkit::unauth_sockets(&gw.state), 3 * PER_IP);
     // A legitimate client from another address still gets in.
     let mut legit = Client::connect_from(ip(2), &gw.url(), &[]).await.unwrap();
     assert_eq!(legit.connect_with(cli_params(TOKEN, &[])).await["ok"], true);
@@ -331,12 +332,12 @@ async fn exhaustion_caps_and_deadlines_hold() {
     for _ in 0..PER_IP {
         idle.push(Client::connect_from(ip(23), &gw.url(), &[]).await.unwrap());
     }
-    assert_eq!(gw.state.unauth.total(), TOTAL);
+    assert_eq!(testkit::unauth_sockets(&gw.state), TOTAL);
     let mut newcomer = Client::connect_from(ip(24), &gw.url(), &[]).await.unwrap();
     let oldest = idle.remove(0);
     let mut oldest = oldest;
     assert_eq!(oldest.closed().await.code, 1013);
-    assert_eq!(gw.state.unauth.total(), TOTAL);
+    assert_eq!(testkit::unauth_sockets(&gw.state), TOTAL);
     assert_eq!(
         newcomer.connect_with(cli_params(TOKEN, &[])).await["ok"],
         true
@@ -351,7 +352,7 @@ async fn exhaustion_caps_and_deadlines_hold() {
                     .await
                     .unwrap(),
             );
-            assert!(gw.state.unauth.total() <= TOTAL + 1);
+            assert!(testkit::unauth_sockets(&gw.state) <= TOTAL + 1);
         }
     }
     // The deadline (or eviction) closes every idle socket, freeing the caps.
@@ -360,12 +361,12 @@ async fn exhaustion_caps_and_deadlines_hold() {
         assert!(code == 1000 || code == 1013, "{code}");
     }
     for _ in 0..100 {
-        if gw.state.unauth.total() == 0 {
+        if testkit::unauth_sockets(&gw.state) == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(gw.state.unauth.total(), 0);
+    assert_eq!(testkit::unauth_sockets(&gw.state), 0);
     let mut c = Client::connect_from(ip(24), &gw.url(), &[]).await.unwrap();
     assert_eq!(c.connect_with(cli_params(TOKEN, &[])).await["ok"], true);
     // The session that authenticated during all this is unaffected.
@@ -410,13 +411,13 @@ async fn slow_senders_are_closed_at_the_deadline() {
     );
     // Nothing is left holding a slot.
     for _ in 0..100 {
-        if gw.state.unauth.total() == 0 && gw.state.pending_http.total() == 0 {
+        if testkit::unauth_sockets(&gw.state) == 0 && testkit::pending_http(&gw.state) == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(gw.state.unauth.total(), 0);
-    assert_eq!(gw.state.pending_http.total(), 0);
+    assert_eq!(testkit::unauth_sockets(&gw.state), 0);
+    assert_eq!(testkit::pending_http(&gw.state), 0);
     gw.stop().await;
 }
 
@@ -431,12 +432,12 @@ async fn connections_without_a_request_are_capped() {
         held.push(raw_from(ip(40), addr).await);
     }
     for _ in 0..100 {
-        if gw.state.pending_http.held_by(ip(40)) == PER_IP {
+        if testkit::pending_http_of(&gw.state, ip(40)) == PER_IP {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(gw.state.pending_http.held_by(ip(40)), PER_IP);
+    assert_eq!(testkit::pending_http_of(&gw.state, ip(40)), PER_IP);
     let mut fifth = raw_from(ip(40), addr).await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), fifth.read_to_end(&mut buf)).await;
@@ -453,12 +454,12 @@ async fn connections_without_a_request_are_capped() {
         }
     }
     for _ in 0..100 {
-        if gw.state.pending_http.total() == TOTAL {
+        if testkit::pending_http(&gw.state) == TOTAL {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(gw.state.pending_http.total(), TOTAL);
+    assert_eq!(testkit::pending_http(&gw.state), TOTAL);
     let mut c = Client::connect_from(ip(44), &gw.url(), &[]).await.unwrap();
     assert_eq!(c.connect_with(cli_params(TOKEN, &[])).await["ok"], true);
     let mut oldest = held.remove(0);
@@ -466,18 +467,18 @@ async fn connections_without_a_request_are_capped() {
         ended_within(&mut oldest, Duration::from_millis(500)).await,
         "the oldest silent connection was not evicted"
     );
-    assert!(gw.state.pending_http.total() <= TOTAL);
+    assert!(testkit::pending_http(&gw.state) <= TOTAL);
     // The rest are closed at the deadline.
     for s in &mut held {
         assert!(ended_within(s, Duration::from_secs(10)).await);
     }
     for _ in 0..100 {
-        if gw.state.pending_http.total() == 0 {
+        if testkit::pending_http(&gw.state) == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(gw.state.pending_http.total(), 0);
+    assert_eq!(testkit::pending_http(&gw.state), 0);
     // Keep-alive HTTP still works (two requests on one connection).
     let mut s = raw_from(ip(45), addr).await;
     for _ in 0..2 {
@@ -523,13 +524,13 @@ async fn limiter_refusals_wait_holding_their_slot() {
     }
     let refused = r#"clawgate_handshakes_total{outcome="AUTH_RATE_LIMITED"} 4"#;
     for _ in 0..200 {
-        if gw.state.metrics.render().contains(refused) {
+        if testkit::metrics_text(&gw.state).contains(refused) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(gw.state.metrics.render().contains(refused));
-    assert_eq!(gw.state.unauth.held_by(me), PER_IP);
+    assert!(testkit::metrics_text(&gw.state).contains(refused));
+    assert_eq!(testkit::unauth_sockets_of(&gw.state, me), PER_IP);
     match Client::connect_from(me, &gw.url(), &[]).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
         Err(e) => panic!("{e}"),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use clawgate_gateway::config::AuthMode;
+use clawgate_gateway::testkit;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -76,7 +77,7 @@ fn catalogue_export_is_in_sync() {
 /// follows come from the protocol crate too (`ui/js/protocol.js`).
 #[test]
 fn client_rules_export_is_in_sync() {
-    let methods = clawgate_gateway::methods::method_names();
+    let methods = clawgate_gateway::rpc::method_names();
     let want = clawgate_protocol::catalogue::control_ui_rules_module(&methods);
     export_in_sync("ui/js/protocol.js", &want);
 }
@@ -90,7 +91,7 @@ async fn index_is_filled_in_and_locked_down() {
     assert!(!r.body.contains("__CLAWGATE_"), "template left unfilled");
     assert!(r.body.contains(&format!(
         "data-build-id=\"{}\"",
-        gw.state.control_ui.build_id()
+        &testkit::control_ui_build_id()
     )));
     assert!(r.body.contains("<base href=\"/\""));
     let csp = &r.headers["content-security-policy"];
@@ -126,7 +127,7 @@ async fn files_revalidate_with_their_etag() {
             .any(|e| e["code"] == "PAIRING_REQUIRED")
     );
     let etag = r.headers["etag"].clone();
-    assert!(etag.contains(gw.state.control_ui.build_id()), "{etag}");
+    assert!(etag.contains(&testkit::control_ui_build_id()), "{etag}");
     let again = http(
         gw.addr,
         "GET",

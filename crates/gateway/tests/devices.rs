@@ -4,6 +4,7 @@
 mod common;
 
 use clawgate_gateway::config::AuthMode;
+use clawgate_gateway::testkit;
 use common::*;
 use insta::assert_json_snapshot;
 use serde_json::{Value, json};
@@ -603,7 +604,7 @@ async fn audit_log_records_and_verifies() {
         ["pairing.requested", "pairing.approved", "device.renamed"]
     );
     assert!(!res.to_string().contains(TOKEN));
-    let v = gw.state.store.verify_audit().unwrap();
+    let v = testkit::store(&gw.state).verify_audit().unwrap();
     assert!(v.ok && v.rows >= 3, "{v:?}");
     let mut reader = operator(&gw, &["operator.pairing"]).await;
     let res = reader.request("l", "audit.list", None).await;
@@ -676,7 +677,7 @@ async fn restart_keeps_everything() {
     let mut admin = operator(&gw, &["operator.admin"]).await;
     let list = admin.request("l", "device.pair.list", None).await;
     assert_eq!(list["payload"]["paired"].as_array().unwrap().len(), 2);
-    assert!(gw.state.store.verify_audit().unwrap().ok);
+    assert!(testkit::store(&gw.state).verify_audit().unwrap().ok);
     gw.stop().await;
     drop(dir);
 }
@@ -723,9 +724,7 @@ async fn shared_secret_change_takes_effect_without_restart() {
         device_session.request("h", "health", None).await["ok"],
         true
     );
-    let rows = gw
-        .state
-        .store
+    let rows = testkit::store(&gw.state)
         .audit_list(&clawgate_store::AuditQuery {
             action: Some("auth.secret_changed".into()),
             ..Default::default()
@@ -815,9 +814,7 @@ async fn auth_failures_are_audited_without_secrets() {
     );
     // Refused-connect rows are batched; write the batch now.
     gw.state.flush_deferred();
-    let rows = gw
-        .state
-        .store
+    let rows = testkit::store(&gw.state)
         .audit_list(&clawgate_store::AuditQuery {
             action: Some("auth.failure".into()),
             ..Default::default()
@@ -947,16 +944,26 @@ async fn routine_reconnects_reuse_the_token_and_defer_last_seen() {
     let d = TestDevice::new();
     let (first, token) = paired(&gw, &d, &["operator.read"]).await;
     drop(first);
-    let hashes = gw.state.store.token_hashes(&d.id, "operator").len();
+    let hashes = testkit::store(&gw.state)
+        .token_hashes(&d.id, "operator")
+        .len();
 
     // A routine shared-token reconnect gets the same token back: no new
     // token is minted, nothing is written synchronously.
     let (_again, again) = paired(&gw, &d, &["operator.read"]).await;
     assert_eq!(again, token);
-    assert_eq!(gw.state.store.token_hashes(&d.id, "operator").len(), hashes);
+    assert_eq!(
+        testkit::store(&gw.state)
+            .token_hashes(&d.id, "operator")
+            .len(),
+        hashes
+    );
 
     // Its last-seen update is queued, and `device.pair.list` writes it first.
-    let before = gw.state.store.device(&d.id).unwrap().last_seen_at_ms;
+    let before = testkit::store(&gw.state)
+        .device(&d.id)
+        .unwrap()
+        .last_seen_at_ms;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let (_third, _) = paired(&gw, &d, &["operator.read"]).await;
     let list = admin.request("l", "device.pair.list", None).await;
@@ -998,7 +1005,7 @@ async fn routine_reconnects_reuse_the_token_and_defer_last_seen() {
         .request("x", "device.pair.remove", Some(json!({"deviceId": d.id})))
         .await;
     gw.state.flush_deferred();
-    assert!(gw.state.store.device(&d.id).is_none());
+    assert!(testkit::store(&gw.state).device(&d.id).is_none());
     gw.stop().await;
 }
 

@@ -21,10 +21,12 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use clawgate_gateway::auth::{self, PeerContext};
+use clawgate_gateway::auth;
+use clawgate_gateway::auth::tokens::{self, TOKENS_KEPT_PER_ROLE};
 use clawgate_gateway::config::{AuthMode, RateLimitConfig};
-use clawgate_gateway::methods::{self, Caller, Refusal};
-use clawgate_gateway::tokens::{self, TOKENS_KEPT_PER_ROLE};
+use clawgate_gateway::rpc::{self, Caller, Refusal};
+use clawgate_gateway::session::PeerContext;
+use clawgate_gateway::testkit;
 use clawgate_gateway::{GatewayState, RuntimeOptions};
 use clawgate_protocol::connect::{Role, parse_connect_params};
 use clawgate_protocol::scopes::{self, ADMIN, OPERATOR_SCOPES, PAIRING, READ, WRITE};
@@ -312,9 +314,7 @@ impl Harness {
     }
 
     fn pick_request(&self, pick: &Pick) -> String {
-        let pending: Vec<String> = self
-            .state
-            .store
+        let pending: Vec<String> = testkit::store(&self.state)
             .pending_list()
             .into_iter()
             .map(|p| p.request_id)
@@ -333,7 +333,11 @@ impl Harness {
     /// The pool index an RPC's `target` names (see [`target`]).
     fn target(&self, t: usize) -> usize {
         let paired: Vec<usize> = (0..POOL)
-            .filter(|&d| self.state.store.device(&self.devices[d].id).is_some())
+            .filter(|&d| {
+                testkit::store(&self.state)
+                    .device(&self.devices[d].id)
+                    .is_some()
+            })
             .collect();
         if t < POOL && !paired.is_empty() {
             paired[t % paired.len()]
@@ -364,7 +368,7 @@ impl Harness {
     }
 
     fn dispatch(&self, caller: &Caller, method: &str, params: Value) -> Result<Value, String> {
-        match methods::dispatch(&self.state, caller, method, Some(params)).1 {
+        match rpc::dispatch(&self.state, caller, method, Some(params)).1 {
             Ok(v) => Ok(v),
             Err(Refusal::Role(e) | Refusal::Other(e)) => Err(e.message),
         }
@@ -476,10 +480,10 @@ impl Harness {
             Op::Approve { who, request } => {
                 let caller = self.caller(who);
                 let id = self.pick_request(request);
-                let pending = self.state.store.pending(&id);
+                let pending = testkit::store(&self.state).pending(&id);
                 let before = pending
                     .as_ref()
-                    .and_then(|p| self.state.store.device(&p.device_id));
+                    .and_then(|p| testkit::store(&self.state).device(&p.device_id));
                 let res = self.dispatch(&caller, "device.pair.approve", json!({"requestId": id}));
                 if res.is_ok() {
                     let p = pending.expect("approved a stored request");
@@ -496,7 +500,9 @@ impl Harness {
                         caller.scopes,
                         p.scopes
                     );
-                    let after = self.state.store.device(&p.device_id).expect("approved");
+                    let after = testkit::store(&self.state)
+                        .device(&p.device_id)
+                        .expect("approved");
                     let old: Vec<String> = before.map(|d| d.scopes).unwrap_or_default();
                     let added: Vec<&String> =
                         after.scopes.iter().filter(|s| !old.contains(s)).collect();
@@ -511,12 +517,12 @@ impl Harness {
             Op::Reject { who, request } => {
                 let caller = self.caller(who);
                 let id = self.pick_request(request);
-                let pending = self.state.store.pending(&id);
+                let pending = testkit::store(&self.state).pending(&id);
                 let res = self.dispatch(&caller, "device.pair.reject", json!({"requestId": id}));
                 if res.is_ok() {
                     let p = pending.expect("rejected a stored request");
                     check_authorized(&caller, &p.device_id)?;
-                    prop_assert!(self.state.store.pending(&id).is_none());
+                    prop_assert!(testkit::store(&self.state).pending(&id).is_none());
                 }
             }
             Op::Rotate {
@@ -544,13 +550,15 @@ impl Harness {
                         caller.scopes,
                         granted
                     );
-                    let dev = self.state.store.device(&id).expect("rotated device");
+                    let dev = testkit::store(&self.state)
+                        .device(&id)
+                        .expect("rotated device");
                     prop_assert!(scopes::covers(&dev.scopes, &granted));
                     let in_band = caller.device_id.as_deref() == Some(id.as_str());
                     let token = payload["token"].as_str().map(str::to_owned);
                     prop_assert_eq!(token.is_some(), in_band, "{}", payload);
                     if let Some(t) = &token {
-                        let entry = self.state.store.token_by_hash(&hash_token(t));
+                        let entry = testkit::store(&self.state).token_by_hash(&hash_token(t));
                         prop_assert!(entry.is_some_and(|e| e.scopes == granted));
                     }
                     self.kill(device, role);
@@ -580,12 +588,12 @@ impl Harness {
                 let caller = self.caller(who);
                 let device = self.target(*device);
                 let id = self.devices[device].id.clone();
-                let before = self.state.store.device(&id);
+                let before = testkit::store(&self.state).device(&id);
                 let res = self.dispatch(&caller, "device.pair.remove", json!({"deviceId": id}));
                 if res.is_ok() {
                     check_authorized(&caller, &id)?;
                     check_session_non_operator(&caller, before.as_ref())?;
-                    prop_assert!(self.state.store.device(&id).is_none());
+                    prop_assert!(testkit::store(&self.state).device(&id).is_none());
                     self.kill(device, Role::Operator);
                     self.kill(device, Role::Node);
                     self.close_sessions(device);
@@ -595,12 +603,14 @@ impl Harness {
                 let caller = self.caller(who);
                 let device = self.target(*device);
                 let id = self.devices[device].id.clone();
-                let before = self.state.store.device(&id);
+                let before = testkit::store(&self.state).device(&id);
                 let params = json!({"deviceId": id, "label": LABELS[*label]});
                 if self.dispatch(&caller, "device.pair.rename", params).is_ok() {
                     check_authorized(&caller, &id)?;
                     check_session_non_operator(&caller, before.as_ref())?;
-                    let after = self.state.store.device(&id).expect("renamed device");
+                    let after = testkit::store(&self.state)
+                        .device(&id)
+                        .expect("renamed device");
                     prop_assert_eq!(after.operator_label.as_deref(), Some(LABELS[*label]));
                 }
             }
@@ -643,15 +653,13 @@ impl Harness {
         let dev_id = self.devices[device].id.clone();
         // The live role entry before the connect: a token minted with
         // broader scopes replaces every earlier one (as in the reference).
-        let live_before = self
-            .state
-            .store
+        let live_before = testkit::store(&self.state)
             .role_token(&dev_id, role.as_str())
             .filter(|rt| rt.revoked_at_ms.is_none());
         match self.authenticate(&params, role, local) {
             Ok(a) => {
                 prop_assert_eq!(a.device_id.as_deref(), Some(dev_id.as_str()));
-                let stored = self.state.store.device(&dev_id);
+                let stored = testkit::store(&self.state).device(&dev_id);
                 prop_assert!(stored.is_some(), "authenticated an unpaired device");
                 let stored = stored.unwrap();
                 prop_assert!(stored.roles.iter().any(|r| r == role.as_str()));
@@ -664,6 +672,7 @@ impl Harness {
                 let (token, _) = a
                     .issued_token
                     .clone()
+                    .map(|(t, at)| (t.expose().to_string(), at))
                     .expect("a device session has a token");
                 if a.device_token_auth {
                     // Invariant 3: only a live token of this (device, role).
@@ -696,13 +705,13 @@ impl Harness {
                     );
                     prop_assert_eq!(self.issued[idx].device, device);
                     prop_assert_eq!(self.issued[idx].role, role);
-                    let entry = self.state.store.token_by_hash(&hash_token(&token));
+                    let entry = testkit::store(&self.state).token_by_hash(&hash_token(&token));
                     prop_assert!(entry.is_some(), "reused token not stored");
                     let entry = entry.unwrap();
                     prop_assert!(scopes::covers(&a.scopes, &entry.scopes));
                     prop_assert!(scopes::covers(&stored.scopes, &entry.scopes));
                 } else {
-                    let entry = self.state.store.token_by_hash(&hash_token(&token));
+                    let entry = testkit::store(&self.state).token_by_hash(&hash_token(&token));
                     prop_assert!(entry.is_some(), "issued token not stored");
                     let entry = entry.unwrap();
                     prop_assert_eq!(&entry.device_id, &dev_id);
@@ -736,7 +745,7 @@ impl Harness {
 
     /// Invariants 1 and 3, checked after every step.
     fn check(&mut self) -> Result<(), TestCaseError> {
-        let store = &self.state.store;
+        let store = testkit::store(&self.state);
         let pool: Vec<&str> = self.devices.iter().map(|d| d.id.as_str()).collect();
         for d in store.devices() {
             prop_assert!(pool.contains(&d.device_id.as_str()), "stray device");
@@ -837,7 +846,9 @@ impl Harness {
             }
         }
         prop_assert!(files >= 1);
-        let audit = self.state.store.verify_audit().expect("verify audit");
+        let audit = testkit::store(&self.state)
+            .verify_audit()
+            .expect("verify audit");
         prop_assert!(audit.ok, "audit chain broken: {:?}", audit);
         Ok(())
     }

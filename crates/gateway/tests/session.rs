@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use clawgate_gateway::config::AuthMode;
+use clawgate_gateway::testkit;
 use common::*;
 use insta::assert_json_snapshot;
 use serde_json::json;
@@ -339,10 +340,10 @@ async fn peers_that_stop_answering_pings_are_dropped() {
     let gw = TestGateway::start_with(cfg, options, dir).await;
     let mut alive = operator(&gw, &[]).await;
     let silent = operator(&gw, &[]).await;
-    assert_eq!(gw.state.hub.len(), 2);
+    assert_eq!(testkit::sessions(&gw.state), 2);
     // `alive` keeps reading (and so answers pings); `silent` never reads.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while gw.state.hub.len() > 1 {
+    while testkit::sessions(&gw.state) > 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "silent peer was never dropped"

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clawgate_client::{Client, ClientEvent, ConnectOptions};
 use clawgate_gateway::config::{AuthConfig, AuthMode, GatewayConfig};
+use clawgate_gateway::testkit;
 use clawgate_gateway::{Gateway, GatewayState, RuntimeOptions};
 use clawgate_protocol::Secret;
 use tokio::net::{TcpListener, TcpStream};
@@ -104,7 +105,7 @@ impl TestGateway {
 
     /// `clawgate_handshakes_total` by outcome.
     pub fn handshakes(&self) -> Handshakes {
-        Handshakes::parse(&self.state.metrics.render())
+        Handshakes::parse(&testkit::metrics_text(&self.state))
     }
 
     /// The handshake counts once every earlier connection has ended (a
@@ -112,7 +113,7 @@ impl TestGateway {
     /// snapshot right after `Client::connect` returned could miss it).
     pub async fn idle_handshakes(&self) -> Handshakes {
         let until = Instant::now() + WAIT;
-        while self.state.metrics.connections_open() != 0 {
+        while testkit::open_connections(&self.state) != 0 {
             assert!(Instant::now() < until, "connections still open");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -297,7 +297,7 @@ pub fn mask(v: &Value) -> Value {
 }
 
 pub fn state_dir_of(gw: &TestGateway) -> PathBuf {
-    gw.state.config.state_dir.clone()
+    gw.state.config().state_dir.clone()
 }
 
 /// A plain HTTP/1.1 GET; returns the status code and the body.

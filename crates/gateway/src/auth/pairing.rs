@@ -10,10 +10,11 @@ use clawgate_store::{Device, PendingRequest, StoreError};
 use serde_json::{Value, json};
 use tracing::info;
 
-use crate::audit;
-use crate::auth::PeerContext;
-use crate::device_proof::VerifiedDevice;
-use crate::state::GatewayState;
+use crate::auth::device_proof::VerifiedDevice;
+use crate::session::{PeerContext, now_ms as clock_ms};
+use crate::state::deferred::only_seen_changed;
+use crate::state::{GatewayState, audit};
+use crate::views;
 
 /// Pending requests expire this long after their last refresh.
 pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
@@ -192,7 +193,7 @@ pub fn evaluate(
         device.last_seen_reason = Some("connect".into());
         // Not written here: the caller saves the refreshed record in the
         // same transaction as the device-token change, or queues it.
-        let routine = same_key.is_some_and(|s| crate::deferred::only_seen_changed(s, &device));
+        let routine = same_key.is_some_and(|s| only_seen_changed(s, &device));
         return Ok(PairingOutcome::Approved {
             device: Box::new(device),
             routine,
@@ -448,7 +449,7 @@ fn open_request(
     info!(device = %request.device_id, request = %request.request_id, reason = reason.as_str(), "pairing request opened");
     state
         .hub
-        .broadcast("device.pair.requested", &pending_json(&request));
+        .broadcast("device.pair.requested", &views::pending(&request));
     Ok(request)
 }
 
@@ -467,53 +468,6 @@ fn browser_origin(params: &ConnectParams, peer: &PeerContext) -> Option<String> 
 pub fn broadcast_resolved(state: &GatewayState, request_id: &str, device_id: &str, decision: &str) {
     state.hub.broadcast(
         "device.pair.resolved",
-        &json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": crate::state::now_ms()}),
+        &json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": clock_ms()}),
     );
-}
-
-/// A pending request as clients see it (`device.pair.requested`, `device.pair.list`).
-pub fn pending_json(p: &PendingRequest) -> Value {
-    let mut v = json!({
-        "requestId": p.request_id,
-        "deviceId": p.device_id,
-        "publicKey": p.public_key,
-    });
-    let m = v.as_object_mut().expect("object");
-    let shown_ip = Some(&p.remote_ip).filter(|ip| !is_loopback_ip(ip));
-    insert_present(
-        m,
-        &[
-            ("displayName", &p.display_name),
-            ("platform", &p.platform),
-            ("deviceFamily", &p.device_family),
-            ("clientId", &p.client_id),
-            ("clientMode", &p.client_mode),
-            ("browserOrigin", &p.browser_origin),
-            ("remoteIp", shown_ip.unwrap_or(&None)),
-        ],
-    );
-    m.insert("role".into(), json!(p.role));
-    m.insert("roles".into(), json!(p.roles));
-    m.insert("scopes".into(), json!(p.scopes));
-    m.insert("silent".into(), json!(p.silent));
-    m.insert("isRepair".into(), json!(p.is_repair));
-    m.insert("ts".into(), json!(p.ts));
-    v
-}
-
-/// Loopback addresses are not shown as a device's IP (as in the reference).
-pub fn is_loopback_ip(ip: &Option<String>) -> bool {
-    ip.as_deref()
-        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-        .is_some_and(|ip| ip.is_loopback())
-}
-
-/// Adds the fields that are present; the reference omits absent optional
-/// fields rather than sending `null`.
-pub fn insert_present(m: &mut serde_json::Map<String, Value>, fields: &[(&str, &Option<String>)]) {
-    for (k, v) in fields {
-        if let Some(x) = v {
-            m.insert((*k).into(), json!(x));
-        }
-    }
 }

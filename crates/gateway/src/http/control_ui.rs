@@ -202,7 +202,7 @@ fn csp(request: &HeaderMap) -> String {
 /// The listener's headers plus the UI's policy: the CSP, and no sharing
 /// of the window or the resources with other origins.
 fn ui_policy(h: &mut HeaderMap, request: &HeaderMap) {
-    crate::listener::security_headers(h);
+    crate::http::headers::security_headers(h);
     if let Ok(v) = HeaderValue::from_str(&csp(request)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
@@ -222,14 +222,14 @@ fn ui_policy(h: &mut HeaderMap, request: &HeaderMap) {
 
 /// A plain-text refusal (as the listener sends) under the UI's policy.
 fn plain(status: StatusCode, message: &str) -> Response {
-    let mut resp = crate::listener::refuse(status, message);
+    let mut resp = crate::http::headers::refuse(status, message);
     ui_policy(resp.headers_mut(), &HeaderMap::new());
     resp
 }
 
 /// The build id: the first 12 hex digits of a hash over every file's path
 /// and content hash, in path order.
-fn build_id() -> String {
+pub fn build_id() -> String {
     let mut files: Vec<_> = Assets::iter().collect();
     files.sort();
     let mut hasher = Sha256::new();

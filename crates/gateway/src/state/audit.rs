@@ -4,9 +4,7 @@
 use clawgate_store::AuditRecord;
 use serde_json::{Value, json};
 
-use crate::auth::PeerContext;
-use crate::methods::Caller;
-use crate::state::now_ms;
+use crate::session::{Caller, PeerContext, now_ms};
 
 pub fn record(action: &str, actor: Value, device_id: Option<&str>, details: Value) -> AuditRecord {
     AuditRecord {

@@ -81,7 +81,7 @@ impl Deferred {
         device_id: &str,
         role: &str,
         scopes: &[String],
-    ) -> Option<(String, u64)> {
+    ) -> Option<(Secret, u64)> {
         let key = (device_id.to_string(), role.to_string());
         let issued = self.issued.lock().expect("issued").get(&key).cloned()?;
         let still_valid = issued.scopes == scopes
@@ -95,7 +95,7 @@ impl Deferred {
             self.issued.lock().expect("issued").remove(&key);
             return None;
         }
-        Some((issued.token.expose().to_string(), issued.issued_at_ms))
+        Some((issued.token, issued.issued_at_ms))
     }
 
     /// Drops the kept tokens of a device (one role, or all).

@@ -1,15 +1,39 @@
-//! State shared by every connection of one gateway.
+//! State shared by every connection of one gateway, and the parts it is
+//! made of. Every other room (auth, ws, http, rpc) works on a
+//! [`GatewayState`]; nothing in here imports those rooms.
+//!
+//! - `hub.rs`: the authenticated connections (sends, broadcasts, presence,
+//!   closing sessions a change invalidated);
+//! - `limiter.rs`: failed-auth counts and lockouts;
+//! - `slots.rs`: counted slots for sockets that have not authenticated;
+//! - `deferred.rs`: routine connect bookkeeping written once a second;
+//! - `metrics.rs`: Prometheus counters;
+//! - `audit.rs`: what an audit record says about who acted.
+//!
+//! Fields are crate-private: the rooms use them directly, other crates and
+//! the integration tests go through the methods here and `testkit`.
+
+pub mod audit;
+pub mod deferred;
+pub mod hub;
+pub mod limiter;
+pub mod metrics;
+pub mod slots;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crate::config::{AuthConfig, GatewayConfig};
-use crate::hub::Hub;
-use crate::limiter::AuthLimiter;
-use crate::listener::UnauthSlots;
-use crate::metrics::Metrics;
+use crate::session::{PeerContext, now_ms};
+use crate::state::deferred::Deferred;
+use crate::state::hub::Hub;
+use crate::state::limiter::AuthLimiter;
+use crate::state::metrics::Metrics;
+use crate::state::slots::{
+    MAX_UNAUTH_PER_IP, MAX_UNAUTH_TOTAL, SlotRefusal, UnauthSlot, UnauthSlots,
+};
 
 /// The shared-secret settings in force, with their generation (bumped on
 /// every change so sessions that authenticated under an older secret can
@@ -23,26 +47,26 @@ pub struct AuthState {
 /// Everything connections share.
 #[derive(Debug)]
 pub struct GatewayState {
-    pub config: GatewayConfig,
+    pub(crate) config: GatewayConfig,
     auth: RwLock<AuthState>,
-    pub limiter: AuthLimiter,
+    pub(crate) limiter: AuthLimiter,
     /// Device registry and audit log.
-    pub store: Arc<clawgate_store::Store>,
-    pub hub: Hub,
-    pub metrics: Metrics,
+    pub(crate) store: Arc<clawgate_store::Store>,
+    pub(crate) hub: Hub,
+    pub(crate) metrics: Metrics,
     /// Routine connect updates waiting to be written, and tokens this
     /// process minted (see `deferred.rs`).
-    pub deferred: crate::deferred::Deferred,
-    pub unauth: UnauthSlots,
+    pub(crate) deferred: Deferred,
+    /// Upgraded sockets that have not authenticated yet.
+    unauth: Arc<UnauthSlots>,
     /// TCP connections still in the HTTP phase (accepted, not yet upgraded
-    /// or answered), capped like `unauth` (see `listener::serve_http`).
-    pub pending_http: UnauthSlots,
+    /// or answered), capped like `unauth` (see `http::serve_http`).
+    pending_http: Arc<UnauthSlots>,
     /// Per-process id reported as `server.bootId`.
-    pub boot_id: String,
+    pub(crate) boot_id: String,
     /// Reported in the gateway's own presence entry.
-    pub instance_id: String,
-    pub started: Instant,
-    pub started_at_ms: u64,
+    pub(crate) instance_id: String,
+    started: Instant,
     shutting_down: AtomicBool,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Rate of auth-failure audit rows: (second it counts, rows so far,
@@ -51,9 +75,7 @@ pub struct GatewayState {
     /// The same for "connect rejected" log lines: an attack must not flood
     /// the log (nor pay a write per attempt).
     rejection_log: std::sync::Mutex<(u64, u32, u64)>,
-    pub options: RuntimeOptions,
-    /// The Control UI's files and build id.
-    pub control_ui: crate::control_ui::ControlUi,
+    pub(crate) options: RuntimeOptions,
 }
 
 /// Timings that tests shorten; the defaults are the protocol's.
@@ -65,11 +87,11 @@ pub struct RuntimeOptions {
     /// TCP connection gets to deliver its first complete HTTP request head.
     pub handshake_timeout: std::time::Duration,
     /// Unauthenticated sockets one address may hold (default
-    /// `listener::MAX_UNAUTH_PER_IP`); the same number of connections per
+    /// `slots::MAX_UNAUTH_PER_IP`); the same number of connections per
     /// address may be in the HTTP phase.
     pub max_unauth_per_ip: usize,
     /// Unauthenticated sockets in total (default
-    /// `listener::MAX_UNAUTH_TOTAL`); the same for the HTTP phase.
+    /// `slots::MAX_UNAUTH_TOTAL`); the same for the HTTP phase.
     pub max_unauth_total: usize,
     /// How long a connect refused by the failed-auth limiter
     /// (`AUTH_RATE_LIMITED`) waits before it is answered, holding its
@@ -87,8 +109,8 @@ impl Default for RuntimeOptions {
             handshake_timeout: std::time::Duration::from_millis(
                 clawgate_protocol::HANDSHAKE_TIMEOUT_MS,
             ),
-            max_unauth_per_ip: crate::listener::MAX_UNAUTH_PER_IP,
-            max_unauth_total: crate::listener::MAX_UNAUTH_TOTAL,
+            max_unauth_per_ip: MAX_UNAUTH_PER_IP,
+            max_unauth_total: MAX_UNAUTH_TOTAL,
             rate_limited_delay: std::time::Duration::from_secs(1),
         }
     }
@@ -96,14 +118,6 @@ impl Default for RuntimeOptions {
 
 /// Auth-failure audit rows written per second at most.
 pub const FAILURE_AUDIT_PER_SECOND: u32 = 50;
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// At most `limit` events a second: `Some(suppressed since the last one
 /// admitted)` when this one is admitted, `None` when it is suppressed.
@@ -124,32 +138,32 @@ fn per_second(budget: &std::sync::Mutex<(u64, u32, u64)>, limit: u32, second: u6
 pub const REJECTION_LOGS_PER_SECOND: u32 = 20;
 
 impl GatewayState {
-    pub fn new(
+    /// The state of a new gateway. `method_names` are the methods it serves
+    /// (the metrics keep one slot per name, by position).
+    pub(crate) fn assemble(
         config: GatewayConfig,
         options: RuntimeOptions,
         store: Arc<clawgate_store::Store>,
+        method_names: &[&'static str],
     ) -> Arc<Self> {
         let limiter = AuthLimiter::new(config.auth.rate_limit.clone());
         let auth = AuthState {
             config: Arc::new(config.auth.clone()),
             generation: 1,
         };
-        let control_ui = crate::control_ui::ControlUi::new(&config.control_ui);
         Arc::new(GatewayState {
-            control_ui,
             config,
             auth: RwLock::new(auth),
             limiter,
             store,
             hub: Hub::default(),
-            metrics: Metrics::new(&crate::methods::method_names()),
-            deferred: crate::deferred::Deferred::default(),
-            unauth: UnauthSlots::default(),
-            pending_http: UnauthSlots::default(),
+            metrics: Metrics::new(method_names),
+            deferred: Deferred::default(),
+            unauth: Arc::default(),
+            pending_http: Arc::default(),
             boot_id: uuid::Uuid::new_v4().to_string(),
             instance_id: uuid::Uuid::new_v4().to_string(),
             started: Instant::now(),
-            started_at_ms: now_ms(),
             shutting_down: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
             failure_audit: std::sync::Mutex::new((0, 0, 0)),
@@ -221,9 +235,9 @@ impl GatewayState {
         let generation = self.replace_auth(config)?;
         let mode = self.auth().config.mode.as_str();
         let _ = self.store.transact(|tx| {
-            tx.append_audit(&crate::audit::record(
+            tx.append_audit(&audit::record(
                 "auth.secret_changed",
-                crate::audit::host_actor(via),
+                audit::host_actor(via),
                 None,
                 serde_json::json!({"generation": generation, "mode": mode}),
             ))
@@ -236,11 +250,6 @@ impl GatewayState {
         ))
     }
 
-    /// Records a refused connect in the audit log: code, peer and the
-    /// device id the client claimed; never a secret. At most
-    /// [`FAILURE_AUDIT_PER_SECOND`] rows a second, so a flood cannot turn the
-    /// audit log into a write amplifier; the next row written says how many
-    /// were left out.
     /// Whether a "connect rejected" line may be logged now (at most
     /// [`REJECTION_LOGS_PER_SECOND`] a second); `Some(n)`: yes, and `n`
     /// lines were suppressed since the last one.
@@ -252,12 +261,12 @@ impl GatewayState {
         )
     }
 
-    pub fn audit_auth_failure(
-        &self,
-        code: &str,
-        peer: &crate::auth::PeerContext,
-        claimed_device: Option<&str>,
-    ) {
+    /// Records a refused connect in the audit log: code, peer and the
+    /// device id the client claimed; never a secret. At most
+    /// [`FAILURE_AUDIT_PER_SECOND`] rows a second, so a flood cannot turn the
+    /// audit log into a write amplifier; the next row written says how many
+    /// were left out.
+    pub fn audit_auth_failure(&self, code: &str, peer: &PeerContext, claimed_device: Option<&str>) {
         let Some(suppressed) = per_second(
             &self.failure_audit,
             FAILURE_AUDIT_PER_SECOND,
@@ -272,9 +281,9 @@ impl GatewayState {
         if let Some(origin) = &peer.origin {
             details["origin"] = serde_json::json!(origin);
         }
-        self.deferred.audit(crate::audit::record(
+        self.deferred.audit(audit::record(
             "auth.failure",
-            crate::audit::peer_actor(peer),
+            audit::peer_actor(peer),
             claimed_device,
             details,
         ));
@@ -287,6 +296,46 @@ impl GatewayState {
     /// Whether `ip` may send forwarding headers.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.config.trusted_proxies.contains(&ip)
+    }
+
+    /// The resolved configuration this gateway runs with.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// A slot for an upgraded, unauthenticated socket from `ip`.
+    pub(crate) fn acquire_unauth(&self, ip: IpAddr) -> Result<UnauthSlot, SlotRefusal> {
+        self.acquire(&self.unauth, Some(ip), "unauth_oldest_evicted")
+    }
+
+    /// A slot for a connection in the HTTP phase (`ip` None: not counted
+    /// per address).
+    pub(crate) fn acquire_http(&self, ip: Option<IpAddr>) -> Result<UnauthSlot, SlotRefusal> {
+        self.acquire(&self.pending_http, ip, "http_oldest_evicted")
+    }
+
+    fn acquire(
+        &self,
+        pool: &Arc<UnauthSlots>,
+        ip: Option<IpAddr>,
+        eviction_label: &'static str,
+    ) -> Result<UnauthSlot, SlotRefusal> {
+        let o = &self.options;
+        let (slot, evicted) = pool.acquire(ip, o.max_unauth_per_ip, o.max_unauth_total)?;
+        if evicted {
+            self.metrics.upgrade_refused(eviction_label);
+        }
+        Ok(slot)
+    }
+
+    /// Upgraded sockets that have not authenticated yet.
+    pub fn unauth_slots(&self) -> &UnauthSlots {
+        &self.unauth
+    }
+
+    /// Connections still in the HTTP phase.
+    pub fn pending_http_slots(&self) -> &UnauthSlots {
+        &self.pending_http
     }
 }
 

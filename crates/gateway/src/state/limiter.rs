@@ -46,13 +46,36 @@ pub enum LimitScope {
     DeviceToken,
 }
 
-/// A limiter key: scope, peer, and whether the connect came from a browser
-/// (an `Origin` header). Browser connects are never loopback-exempt.
+/// What kind of peer a failure is counted for. Only [`PeerClass::Local`]
+/// may be loopback-exempt (delays instead of lockouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerClass {
+    /// A direct loopback peer without `Origin` (a CLI on the host).
+    Local,
+    /// A connect with an `Origin` header (a browser page), from anywhere.
+    Browser,
+    /// Anything else: a remote peer, or a client behind a trusted proxy,
+    /// whatever address the proxy claims for it.
+    Remote,
+}
+
+impl PeerClass {
+    /// The name in audit rows and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerClass::Local => "local",
+            PeerClass::Browser => "browser",
+            PeerClass::Remote => "remote",
+        }
+    }
+}
+
+/// A limiter key: scope, peer address and peer class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LimitKey {
     pub scope: LimitScope,
     pub peer: IpAddr,
-    pub browser: bool,
+    pub class: PeerClass,
 }
 
 /// The limiter's answer before credentials are checked.
@@ -155,7 +178,7 @@ impl AuthLimiter {
     }
 
     fn exempt(cfg: &RateLimitConfig, key: &LimitKey) -> bool {
-        cfg.exempt_loopback && !key.browser && key.peer.is_loopback()
+        cfg.exempt_loopback && key.class == PeerClass::Local
     }
 
     /// Whether `key` may try to authenticate now.
@@ -312,11 +335,19 @@ fn ms_ceil(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// A key as the gateway builds it for a direct peer at `ip`, with or
+    /// without `Origin`.
     fn key(ip: [u8; 4], browser: bool) -> LimitKey {
+        let peer = IpAddr::from(ip);
+        let class = match (browser, peer.is_loopback()) {
+            (true, _) => PeerClass::Browser,
+            (false, true) => PeerClass::Local,
+            (false, false) => PeerClass::Remote,
+        };
         LimitKey {
             scope: LimitScope::SharedSecret,
-            peer: IpAddr::from(ip),
-            browser,
+            peer,
+            class,
         }
     }
 
@@ -476,7 +507,7 @@ mod tests {
         let k6 = |s: &str| LimitKey {
             scope: LimitScope::SharedSecret,
             peer: s.parse().unwrap(),
-            browser: false,
+            class: PeerClass::Remote,
         };
         for i in 0..10u16 {
             lim.record_failure(&k6(&format!("2001:db8:1:2::{i:x}")), t0);

@@ -1,0 +1,346 @@
+//! The connect decision, in the reference's order: the limiter and the
+//! shared secret (`shared.rs`), the device-less rules, the device proof
+//! (`device_proof.rs`), a device token when the shared secret did not pass
+//! (`tokens.rs`), pairing (`pairing.rs`), then the device token handed out
+//! in `hello-ok` (`issue.rs`). Returns a value; the socket is `ws`'s.
+
+use std::time::{Duration, Instant};
+
+use clawgate_protocol::Secret;
+use clawgate_protocol::catalogue::{self, Audience, AuthFailure};
+use clawgate_protocol::close_code;
+use clawgate_protocol::connect::{ClientKind, ConnectParams, Role};
+use clawgate_protocol::frames::ErrorShape;
+use tracing::{debug, warn};
+
+use crate::auth::device_proof::{self, VerifiedDevice};
+use crate::auth::shared::{
+    SecretKind, SharedCheck, SharedOutcome, check_shared, non_empty, record_shared_failure,
+};
+use crate::auth::{issue, pairing, tokens};
+use crate::session::{PeerContext, now_ms};
+use crate::state::limiter::{Admission, LimitKey, LimitScope};
+use crate::state::{AuthState, GatewayState};
+
+/// A successful authentication.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// `hello-ok.auth.method`.
+    pub method: &'static str,
+    pub role: Role,
+    /// The live scopes of the session.
+    pub scopes: Vec<String>,
+    /// The shared-secret generation used, if the shared secret was used.
+    pub shared_generation: Option<u64>,
+    /// The verified device, if one was presented.
+    pub device_id: Option<String>,
+    /// Authenticated by a device token (a "device session").
+    pub device_token_auth: bool,
+    /// The device token for `hello-ok` and its issue time.
+    pub issued_token: Option<(Secret, u64)>,
+}
+
+/// A refused connect: the error to send, the close code, and how long to
+/// wait before answering (loopback failure delays).
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub error: ErrorShape,
+    pub close_code: u16,
+    /// Close reason when it differs from the message (pairing adds the id).
+    pub close_reason: Option<Box<str>>,
+    pub delay: Duration,
+}
+
+impl Rejection {
+    /// Refused at once with 1008 and the error's message as close reason.
+    pub(crate) fn now(error: ErrorShape) -> Self {
+        Rejection {
+            error,
+            close_code: close_code::POLICY_VIOLATION,
+            close_reason: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// The store could not answer; the client may retry shortly.
+    pub(crate) fn store_unavailable(err: clawgate_store::StoreError) -> Self {
+        warn!(%err, "store unavailable during connect");
+        Self::now(crate::MERGE_store_unavailable())
+    }
+}
+
+/// Decides a connect whose frame, protocol range and role already passed:
+/// credentials, device proof, pairing and device-token issuance.
+pub fn authenticate(
+    state: &GatewayState,
+    params: &ConnectParams,
+    role: Role,
+    peer: &PeerContext,
+    challenge_nonce: &str,
+) -> Result<Authenticated, Rejection> {
+    let auth = state.auth();
+    let audience = Audience {
+        kind: params.client_kind(),
+        local: peer.direct_local,
+    };
+    let shared = check_shared(state, params, peer, &auth);
+    let Some(device) = &params.device else {
+        return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
+    };
+    let candidate = TokenCandidate::of(params, &shared);
+
+    // A peer the limiter refuses for the shared secret, with no device-token
+    // candidate or with that key refused too, is answered before the
+    // signature check: a refused attempt costs no Ed25519 verification.
+    if let SharedOutcome::RateLimited { retry_after_ms } = shared.outcome
+        && (candidate.token.is_none() || candidate.locked(state))
+    {
+        return Err(Rejection::now(catalogue::rate_limited(retry_after_ms)));
+    }
+
+    // Device proof, after the shared comparison and before any token work.
+    let now = now_ms();
+    let verified = device_proof::verify(params, device, role.as_str(), challenge_nonce, now)
+        .map_err(|f| Rejection::now(catalogue::device_auth_failure(f)))?;
+    let requested = dedup(params.requested_scopes());
+
+    let presented = if shared.outcome == SharedOutcome::Ok {
+        if shared.offered.is_some() {
+            state.limiter.record_success(&shared.key);
+        }
+        None
+    } else {
+        let ctx = DeviceTokenCheck {
+            params,
+            role,
+            peer,
+            verified: &verified,
+            requested: &requested,
+            audience,
+        };
+        Some(check_device_token(state, &ctx, &shared, &candidate)?)
+    };
+    let method = if presented.is_some() {
+        "device-token"
+    } else {
+        auth.config.mode.as_str()
+    };
+
+    // Pairing: is this device approved for what it asks?
+    let ask = pairing::Ask {
+        verified: &verified,
+        params,
+        role,
+        requested: &requested,
+        peer,
+        now_ms: now,
+    };
+    let (device, routine) =
+        match pairing::evaluate(state, &ask, method).map_err(Rejection::store_unavailable)? {
+            pairing::PairingOutcome::Approved { device, routine } => (device, routine),
+            pairing::PairingOutcome::Required {
+                error,
+                close_reason,
+            } => {
+                return Err(Rejection {
+                    close_reason: Some(close_reason.into_boxed_str()),
+                    ..Rejection::now(error)
+                });
+            }
+        };
+
+    let issued = issue::hand_out(state, &device, role, &requested, presented, routine, now)
+        .map_err(Rejection::store_unavailable)?;
+    let device_token_auth = method == "device-token";
+    Ok(Authenticated {
+        method,
+        role,
+        scopes: requested,
+        shared_generation: (!device_token_auth).then_some(auth.generation),
+        device_id: Some(verified.device_id),
+        device_token_auth,
+        issued_token: Some(issued),
+    })
+}
+
+/// The device token a connect may be authenticated with (`auth.deviceToken`,
+/// else `auth.token`) and its limiter key: the shared secret's key in the
+/// device-token scope.
+struct TokenCandidate<'a> {
+    token: Option<&'a str>,
+    /// It came in `auth.deviceToken` (not reused from `auth.token`).
+    explicit: bool,
+    key: LimitKey,
+}
+
+impl<'a> TokenCandidate<'a> {
+    fn of(params: &'a ConnectParams, shared: &SharedCheck) -> Self {
+        let explicit = non_empty(&params.auth.device_token);
+        TokenCandidate {
+            token: explicit.or_else(|| non_empty(&params.auth.token)),
+            explicit: explicit.is_some(),
+            key: LimitKey {
+                scope: LimitScope::DeviceToken,
+                ..shared.key
+            },
+        }
+    }
+
+    fn locked(&self, state: &GatewayState) -> bool {
+        matches!(
+            state.limiter.check(&self.key, Instant::now()),
+            Admission::Locked { .. }
+        )
+    }
+}
+
+/// What a device-token check needs to know about the connect.
+struct DeviceTokenCheck<'a> {
+    params: &'a ConnectParams,
+    role: Role,
+    peer: &'a PeerContext,
+    verified: &'a VerifiedDevice,
+    requested: &'a [String],
+    audience: Audience,
+}
+
+/// The shared secret did not pass: the connect stands or falls with its
+/// device token. Returns the presented token and its issue time, or the
+/// refusal (recording the failure against both limiter keys as it applies).
+fn check_device_token(
+    state: &GatewayState,
+    ctx: &DeviceTokenCheck<'_>,
+    shared: &SharedCheck,
+    candidate: &TokenCandidate<'_>,
+) -> Result<(Secret, u64), Rejection> {
+    let verdict = match candidate.token {
+        None => None,
+        Some(_) if candidate.locked(state) => {
+            Some(Err(tokens::TokenRejection::Mismatch("rate-limited")))
+        }
+        Some(token) => Some(
+            tokens::verify(
+                &state.store,
+                &ctx.verified.device_id,
+                &ctx.verified.public_key,
+                ctx.role.as_str(),
+                token,
+                ctx.requested,
+            )
+            .map(|entry| (Secret::new(token.to_string()), entry.issued_at_ms)),
+        ),
+    };
+    let failed = match verdict {
+        Some(Ok(found)) => {
+            state.limiter.record_success(&candidate.key);
+            return Ok(found);
+        }
+        Some(Err(why)) => {
+            state.limiter.record_failure(&candidate.key, Instant::now());
+            Some(why)
+        }
+        None => None,
+    };
+    let delay = if shared.outcome == SharedOutcome::Mismatch {
+        record_shared_failure(state, &shared.key, ctx.peer)
+    } else {
+        Duration::ZERO
+    };
+    let error = match (shared.outcome, failed) {
+        (_, Some(tokens::TokenRejection::ScopeMismatch)) => {
+            catalogue::auth_failure(AuthFailure::ScopeMismatch, ctx.audience, false)
+        }
+        (_, Some(tokens::TokenRejection::Mismatch(why))) if candidate.explicit => {
+            debug!(device = %ctx.verified.device_id, why, "device token rejected");
+            catalogue::auth_failure(AuthFailure::DeviceTokenMismatch, ctx.audience, false)
+        }
+        (SharedOutcome::RateLimited { retry_after_ms }, _) => {
+            catalogue::rate_limited(retry_after_ms)
+        }
+        _ => {
+            let auth = &ctx.params.auth;
+            let can_retry = shared.failure == AuthFailure::TokenMismatch
+                && non_empty(&auth.password).is_none()
+                && shared.offered == Some(SecretKind::Token)
+                && non_empty(&auth.device_token).is_none();
+            catalogue::auth_failure(shared.failure, ctx.audience, can_retry)
+        }
+    };
+    Err(Rejection {
+        delay,
+        ..Rejection::now(error)
+    })
+}
+
+/// A connect without a device identity: only the shared secret counts,
+/// and only a local CLI or backend keeps the scopes it asks for.
+fn authenticate_device_less(
+    state: &GatewayState,
+    params: &ConnectParams,
+    role: Role,
+    peer: &PeerContext,
+    auth: &AuthState,
+    shared: SharedCheck,
+    audience: Audience,
+) -> Result<Authenticated, Rejection> {
+    if ClientKind::is_browser_ui(&params.client) {
+        return Err(Rejection::now(
+            catalogue::control_ui_device_identity_required(),
+        ));
+    }
+    match shared.outcome {
+        SharedOutcome::Ok if role == Role::Operator => {
+            if shared.offered.is_some() {
+                state.limiter.record_success(&shared.key);
+            }
+            let keeps_scopes = peer.direct_local
+                && matches!(
+                    (params.client.id.as_str(), params.client.mode.as_str()),
+                    ("cli", "cli") | ("gateway-client", "backend")
+                );
+            let scopes = if keeps_scopes {
+                dedup(params.requested_scopes())
+            } else {
+                Vec::new()
+            };
+            Ok(Authenticated {
+                method: auth.config.mode.as_str(),
+                role,
+                scopes,
+                shared_generation: Some(auth.generation),
+                device_id: None,
+                device_token_auth: false,
+                issued_token: None,
+            })
+        }
+        SharedOutcome::Ok | SharedOutcome::Missing => {
+            Err(Rejection::now(catalogue::device_identity_required()))
+        }
+        SharedOutcome::RateLimited { retry_after_ms } => {
+            Err(Rejection::now(catalogue::rate_limited(retry_after_ms)))
+        }
+        SharedOutcome::NotConfigured => Err(Rejection::now(catalogue::auth_failure(
+            shared.failure,
+            audience,
+            false,
+        ))),
+        SharedOutcome::Mismatch => {
+            let delay = record_shared_failure(state, &shared.key, peer);
+            Err(Rejection {
+                delay,
+                ..Rejection::now(catalogue::auth_failure(shared.failure, audience, false))
+            })
+        }
+    }
+}
+
+/// Requested scopes in order, each once.
+fn dedup(requested: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(requested.len());
+    for s in requested {
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
+}

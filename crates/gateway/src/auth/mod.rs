@@ -1,0 +1,25 @@
+//! Connect-time authentication: decisions as values, no socket I/O.
+//!
+//! - `connect.rs`: [`authenticate`], the whole decision in the reference's
+//!   order, and its results [`Authenticated`] / [`Rejection`];
+//! - `shared.rs`: the shared secret (token or password) and the limiter's
+//!   verdict on it;
+//! - `device_proof.rs`: the device identity's signature over the nonce;
+//! - `tokens.rs`: device tokens (mint, verify, scopes);
+//! - `pairing.rs`: is this device approved, silent approval, pending
+//!   requests;
+//! - `issue.rs`: the device token handed out in `hello-ok`;
+//! - `origin.rs`: the `Origin` and `Host` rules.
+//!
+//! Imports: `session`, `config`, `state`; never `ws`, `http` or `rpc`.
+
+pub mod connect;
+pub mod device_proof;
+mod issue;
+pub mod origin;
+pub mod pairing;
+mod shared;
+pub mod tokens;
+
+pub use connect::{Authenticated, Rejection, authenticate};
+pub use origin::{check_origin, host_allowed, is_loopback_host};

@@ -1,0 +1,184 @@
+//! The shared secret (token or password) of a connect: which field carries
+//! it, the limiter's verdict before any comparison, the constant-time
+//! comparison, and recording a failure (delay or lockout).
+
+use std::time::{Duration, Instant};
+
+use clawgate_protocol::catalogue::AuthFailure;
+use clawgate_protocol::connect::ConnectParams;
+use serde_json::json;
+use tracing::warn;
+
+use crate::config::AuthMode;
+use crate::session::{PeerContext, is_loopback};
+use crate::state::limiter::{Admission, LimitKey, LimitScope, PeerClass};
+use crate::state::{AuthState, GatewayState, audit};
+
+/// How the shared-secret check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SharedOutcome {
+    Ok,
+    Missing,
+    Mismatch,
+    NotConfigured,
+    RateLimited { retry_after_ms: u64 },
+}
+
+/// Which wire field carried the offered secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretKind {
+    Token,
+    Password,
+}
+
+/// A wire field that is present and not empty.
+pub(crate) fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
+/// The shared-secret part of a connect.
+pub(crate) struct SharedCheck {
+    pub outcome: SharedOutcome,
+    /// The field the secret came in, if one was offered.
+    pub offered: Option<SecretKind>,
+    /// The failure to report when the shared secret is what failed.
+    pub failure: AuthFailure,
+    /// The limiter key for this peer's shared-secret failures.
+    pub key: LimitKey,
+}
+
+/// Checks the shared secret of a connect against the secret in force,
+/// after asking the limiter (before any comparison).
+pub(crate) fn check_shared(
+    state: &GatewayState,
+    params: &ConnectParams,
+    peer: &PeerContext,
+    auth: &AuthState,
+) -> SharedCheck {
+    let mode = auth.config.mode;
+    let key = LimitKey {
+        scope: LimitScope::SharedSecret,
+        peer: peer.ip,
+        class: peer_class(peer),
+    };
+    // The secret offered: the field named after the mode first, else the other.
+    let offered = match mode {
+        AuthMode::Token => non_empty(&params.auth.token)
+            .map(|s| (s, SecretKind::Token))
+            .or_else(|| non_empty(&params.auth.password).map(|s| (s, SecretKind::Password))),
+        AuthMode::Password => non_empty(&params.auth.password)
+            .map(|s| (s, SecretKind::Password))
+            .or_else(|| non_empty(&params.auth.token).map(|s| (s, SecretKind::Token))),
+        AuthMode::None => None,
+    };
+    let (expected, missing, mismatch, not_configured) = match mode {
+        AuthMode::Password => (
+            auth.config.password.as_ref(),
+            AuthFailure::PasswordMissing,
+            AuthFailure::PasswordMismatch,
+            AuthFailure::PasswordMissingConfig,
+        ),
+        _ => (
+            auth.config.token.as_ref(),
+            AuthFailure::TokenMissing,
+            AuthFailure::TokenMismatch,
+            AuthFailure::TokenMissingConfig,
+        ),
+    };
+    let (outcome, failure) = if mode == AuthMode::None {
+        (SharedOutcome::Ok, AuthFailure::Unauthorized)
+    } else if let Admission::Locked { retry_after_ms } = state.limiter.check(&key, Instant::now()) {
+        // The limiter decides before any comparison or signature work.
+        (SharedOutcome::RateLimited { retry_after_ms }, mismatch)
+    } else {
+        match (offered, expected) {
+            (_, None) => (SharedOutcome::NotConfigured, not_configured),
+            (None, Some(_)) => (SharedOutcome::Missing, missing),
+            (Some((value, _)), Some(secret)) => {
+                if secret.matches(value) {
+                    (SharedOutcome::Ok, mismatch)
+                } else {
+                    (SharedOutcome::Mismatch, mismatch)
+                }
+            }
+        }
+    };
+    SharedCheck {
+        outcome,
+        offered: offered.map(|(_, k)| k),
+        failure,
+        key,
+    }
+}
+
+/// The limiter's class of a peer. Only a direct loopback peer without
+/// `Origin` is [`PeerClass::Local`] (and so may be loopback-exempt): a
+/// browser never is, nor is a socket that came through a trusted proxy
+/// with a loopback client address: a forwarding header saying "127.0.0.1"
+/// is a claim, not a fact (advisory class "loopback trust through proxy
+/// headers").
+pub(crate) fn peer_class(peer: &PeerContext) -> PeerClass {
+    if peer.origin.is_some() {
+        PeerClass::Browser
+    } else if peer.direct_local && is_loopback(peer.ip) {
+        PeerClass::Local
+    } else {
+        PeerClass::Remote
+    }
+}
+
+/// Records a shared-secret failure and returns the delay to apply.
+pub(crate) fn record_shared_failure(
+    state: &GatewayState,
+    key: &LimitKey,
+    peer: &PeerContext,
+) -> Duration {
+    let outcome = state.limiter.record_failure(key, Instant::now());
+    if outcome.locked_now {
+        state.metrics.lockout();
+        warn!(peer = %peer.ip, class = key.class.as_str(), "failed-auth lockout started");
+        // Queued for the once-a-second flush (every lockout is kept): a
+        // synchronous write here would block a runtime worker once per
+        // locked key while a distributed guesser is locking many.
+        state.deferred.audit(audit::record(
+            "auth.lockout",
+            audit::peer_actor(peer),
+            None,
+            json!({"scope": "shared-secret", "peerClass": key.class.as_str()}),
+        ));
+    }
+    outcome.delay
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_direct_loopback_peers_without_origin_are_local() {
+        let peer = |ip: &str, direct_local: bool| PeerContext {
+            ip: ip.parse().unwrap(),
+            direct_local,
+            origin: None,
+            host: None,
+        };
+        for claimed in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "::ffff:127.9.9.9"] {
+            assert_eq!(
+                peer_class(&peer(claimed, false)),
+                PeerClass::Remote,
+                "{claimed}"
+            );
+        }
+        assert_eq!(peer_class(&peer("127.0.0.1", true)), PeerClass::Local);
+        assert_eq!(
+            peer_class(&peer("::ffff:127.0.0.1", true)),
+            PeerClass::Local
+        );
+        assert_eq!(peer_class(&peer("203.0.113.5", false)), PeerClass::Remote);
+        let browser = PeerContext {
+            origin: Some("http://127.0.0.1:18789".into()),
+            ..peer("127.0.0.1", true)
+        };
+        assert_eq!(peer_class(&browser), PeerClass::Browser);
+    }
+}

@@ -1,0 +1,199 @@
+//! The routes: `/healthz`, `/readyz`, `/metrics`, the Control UI, and the
+//! WebSocket upgrade on any other path, done by hand (hyper upgrade +
+//! tokio-tungstenite) so the handler owns the socket. Every request first
+//! passes the Host check (`auth::host_allowed`, against DNS rebinding).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tracing::{debug, warn};
+
+use crate::auth;
+use crate::http::control_ui::ControlUi;
+use crate::http::headers::{
+    forwarded_client, has_forwarding_headers, header_str, is_websocket_upgrade, json_response,
+    refuse, with_security_headers,
+};
+use crate::session::{PeerContext, is_loopback};
+use crate::state::GatewayState;
+use crate::state::slots::SlotRefusal;
+use crate::ws;
+
+/// What every route sees.
+#[derive(Clone)]
+struct App {
+    gateway: Arc<GatewayState>,
+    control_ui: Arc<ControlUi>,
+}
+
+/// The router for one gateway.
+pub(crate) fn router(gateway: Arc<GatewayState>, control_ui: Arc<ControlUi>) -> Router {
+    let app = App {
+        gateway,
+        control_ui,
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(upgrade_or_ui)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            host_guard,
+        ))
+        .with_state(app)
+}
+
+/// Refuses a request addressed to a host name this gateway does not answer
+/// to (DNS rebinding, see `auth::host_allowed`) before any route runs: the
+/// Control UI, the WebSocket upgrade and the HTTP endpoints alike.
+async fn host_guard(
+    State(App { gateway: state, .. }): State<App>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    // A Host that is present but not visible ASCII is checked as an empty
+    // name (refused), not as a missing header (answered).
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or(""));
+    if auth::host_allowed(&state.config, host) {
+        return next.run(req).await;
+    }
+    if is_websocket_upgrade(req.headers()) {
+        state.metrics.upgrade_refused("host_not_allowed");
+    }
+    debug!("request refused: Host header names a host this gateway does not answer to");
+    refuse(
+        StatusCode::FORBIDDEN,
+        "this gateway does not answer to that host name; use http://127.0.0.1 or localhost, or add the name to gateway.allowedHosts",
+    )
+}
+
+async fn healthz(State(App { gateway: state, .. }): State<App>) -> Response {
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({"ok": true, "status": "live", "uptimeMs": state.uptime_ms()}),
+    )
+}
+
+async fn readyz(State(App { gateway: state, .. }): State<App>) -> Response {
+    if state.is_shutting_down() {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"ok": false, "status": "stopping"}),
+        )
+    } else {
+        json_response(
+            StatusCode::OK,
+            serde_json::json!({"ok": true, "status": "ready"}),
+        )
+    }
+}
+
+async fn metrics(State(App { gateway: state, .. }): State<App>) -> Response {
+    with_security_headers(
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            state.metrics.render(),
+        )
+            .into_response(),
+    )
+}
+
+/// Any other path: the WebSocket upgrade, or a Control UI file.
+async fn upgrade_or_ui(
+    State(App {
+        gateway: state,
+        control_ui,
+    }): State<App>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    mut req: Request<Body>,
+) -> Response {
+    let headers = req.headers();
+    if !is_websocket_upgrade(headers) {
+        let path = req.uri().path();
+        if !control_ui.owns(path) {
+            return refuse(StatusCode::NOT_FOUND, "not found");
+        }
+        return control_ui.serve(req.method(), path, headers);
+    }
+    let forwarded = has_forwarding_headers(headers);
+    if forwarded && !state.is_trusted_proxy(addr.ip()) {
+        state.metrics.upgrade_refused("untrusted_forwarding");
+        warn!(peer = %addr.ip(), "upgrade refused: forwarding headers from a peer not in gateway.trustedProxies");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forwarding headers are only accepted from gateway.trustedProxies",
+        );
+    }
+    if state.is_shutting_down() {
+        state.metrics.upgrade_refused("shutting_down");
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "gateway is shutting down");
+    }
+    let client_ip = if forwarded {
+        forwarded_client(&state, headers, addr.ip())
+    } else {
+        addr.ip()
+    };
+    if header_str(headers, "sec-websocket-version") != Some("13") {
+        return refuse(StatusCode::BAD_REQUEST, "unsupported websocket version");
+    }
+    let Some(key) = headers.get("sec-websocket-key") else {
+        return refuse(StatusCode::BAD_REQUEST, "missing sec-websocket-key");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let slot = match state.acquire_unauth(client_ip) {
+        Ok(slot) => slot,
+        Err(which) => {
+            state.metrics.upgrade_refused(match which {
+                SlotRefusal::Global => "unauth_global_cap",
+                SlotRefusal::PerIp => "unauth_per_ip_cap",
+            });
+            debug!(peer = %client_ip, ?which, "upgrade refused: too many unauthenticated sockets");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many unauthenticated connections; retry shortly",
+            );
+        }
+    };
+    let peer = PeerContext {
+        ip: client_ip,
+        // Dual-stack listeners report an IPv4 loopback peer as
+        // `::ffff:127.0.0.1`: that is loopback too.
+        direct_local: is_loopback(addr.ip()) && !forwarded,
+        origin: header_str(headers, "origin").map(str::to_owned),
+        host: header_str(headers, "host").map(str::to_owned),
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return refuse(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                ws::serve(state, TokioIo::new(upgraded), peer, slot).await;
+            }
+            Err(err) => debug!(%err, "upgrade failed"),
+        }
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        "sec-websocket-accept",
+        HeaderValue::from_str(&accept).expect("accept key is ASCII"),
+    );
+    resp
+}

@@ -1,0 +1,142 @@
+//! `health`, `status`, `last-heartbeat`, `system-presence`: what the
+//! gateway says about itself. Shapes follow the reference; where a field
+//! belongs to a part of OpenClaw clawgate does not have (agents, channels,
+//! sessions, models) it is present and empty.
+
+use clawgate_protocol::frames::ErrorShape;
+use serde_json::{Value, json};
+
+use crate::session::{Caller, now_ms};
+use crate::state::GatewayState;
+
+/// The health summary; also part of the `hello-ok` snapshot.
+pub fn health_summary(state: &GatewayState) -> Value {
+    json!({
+        "ok": true,
+        "ts": now_ms(),
+        "durationMs": 0,
+        "plugins": {"loaded": [], "errors": [], "unavailable": []},
+        "configReload": {"hotReloadStatus": "active"},
+        "channels": {},
+        "channelOrder": [],
+        "channelLabels": {},
+        "heartbeatSeconds": 0,
+        "defaultAgentId": "main",
+        "agents": [],
+        "sessions": {"count": 0, "recent": []},
+        "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+        "gateway": {
+            "uptimeMs": state.uptime_ms(),
+            "connections": state.metrics.connections_open(),
+        },
+    })
+}
+
+/// `modelRuntime` of `health` and `status`: clawgate runs no models.
+fn model_runtime() -> Value {
+    json!({"degraded": false, "pendingAgents": []})
+}
+
+pub(crate) fn health(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
+    // The method's result has `modelRuntime`; the hello-ok snapshot's health does not.
+    let mut summary = health_summary(state);
+    summary["modelRuntime"] = model_runtime();
+    Ok(summary)
+}
+
+fn process_memory() -> Value {
+    // VmRSS from /proc; absent elsewhere.
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        });
+    json!({"rss": rss})
+}
+
+pub(crate) fn status(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
+    let auth = state.auth();
+    Ok(json!({
+        "runtimeVersion": crate::COMPAT_VERSION,
+        "hostDesktop": {"enabled": false, "state": "disabled"},
+        "heartbeat": {"defaultAgentId": "main", "agents": []},
+        "channelSummary": [],
+        "queuedSystemEvents": [],
+        "degradedSecretOwners": [],
+        "degradedPlugins": [],
+        "tasks": {"total": 0, "active": 0, "terminal": 0, "failures": 0, "byStatus": {}, "byRuntime": {}},
+        "taskAudit": {"total": 0, "warnings": 0, "errors": 0, "byCode": {}},
+        "sessions": {"paths": [], "count": 0, "defaults": {"model": null, "contextTokens": null}, "recent": [], "byAgent": []},
+        "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+        "processMemory": process_memory(),
+        "workerPools": {},
+        "modelRuntime": model_runtime(),
+        "pid": std::process::id(),
+        // No agent work to drain on shutdown.
+        "shutdownBudget": {
+            "timeoutMs": 0,
+            "reserveMs": 0,
+            "nativeStopBudget": false,
+            "activeWork": {"rootRequests": 0, "cronRuns": 0, "sessionMutations": 0, "terminalPersistence": 0, "lifecycleWrites": 0},
+            "writeCustody": [],
+        },
+        "gateway": {
+            "implementation": "clawgate",
+            "version": crate::VERSION,
+            "bootId": state.boot_id,
+            "uptimeMs": state.uptime_ms(),
+            "authMode": auth.config.mode.as_str(),
+            "bind": state.config.bind.address().to_string(),
+            "port": state.config.port,
+            "connections": {
+                "open": state.metrics.connections_open(),
+                "authenticated": state.hub.len(),
+            },
+        },
+    }))
+}
+
+pub(crate) fn last_heartbeat(_: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
+    Ok(Value::Null)
+}
+
+/// The gateway's own presence entry followed by connected clients.
+pub fn presence_list(state: &GatewayState) -> Vec<Value> {
+    let host = hostname();
+    let mut list = vec![json!({
+        "host": host,
+        "version": crate::COMPAT_VERSION,
+        "platform": std::env::consts::OS,
+        "mode": "gateway",
+        "reason": "self",
+        "instanceId": state.instance_id,
+        "text": format!("Gateway: {host} · clawgate {} · mode gateway · reason self", crate::VERSION),
+        "ts": now_ms(),
+    })];
+    list.extend(state.hub.presence());
+    list
+}
+
+pub(crate) fn system_presence(
+    state: &GatewayState,
+    _: &Caller,
+    _: Value,
+) -> Result<Value, ErrorShape> {
+    Ok(Value::Array(presence_list(state)))
+}
+
+/// The host name, read once: presence is built on every connect that can read it.
+fn hostname() -> &'static str {
+    static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOSTNAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    })
+}

@@ -1,0 +1,199 @@
+//! `device.token.rotate` and `device.token.revoke`.
+//!
+//! A caller never mints or keeps scopes it does not hold itself; only
+//! admins manage non-operator roles; a non-admin device-token session
+//! manages only its own device. A rotation or revocation closes the
+//! sessions of that (device, role) with 4001 and says which it was. A
+//! revoked role is not brought back by a rotation: it takes a new approval
+//! (the device's next connect for it is a role upgrade).
+
+use clawgate_protocol::frames::ErrorShape;
+use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
+use clawgate_protocol::scopes;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::auth::tokens;
+use crate::rpc::common::{commit, denies_cross_device, invalid, store_error, str_param};
+use crate::session::{Caller, now_ms};
+use crate::state::{GatewayState, audit};
+
+pub static ROTATE_PARAMS: Schema = Schema::Object(&[
+    Prop::required("deviceId", NON_EMPTY),
+    Prop::required("role", NON_EMPTY),
+    Prop::optional("scopes", Schema::Array(&NON_EMPTY)),
+]);
+pub static REVOKE_PARAMS: Schema = Schema::Object(&[
+    Prop::required("deviceId", NON_EMPTY),
+    Prop::required("role", NON_EMPTY),
+]);
+
+fn rotation_denied(device_id: &str, role: &str, reason: &str) -> ErrorShape {
+    warn!(device = %device_id, role = %role, reason, "device token rotation denied");
+    invalid("device token rotation denied")
+}
+
+pub fn token_rotate(
+    state: &GatewayState,
+    caller: &Caller,
+    params: Value,
+) -> Result<Value, ErrorShape> {
+    let device_id = str_param(&params, "deviceId").to_string();
+    let role = str_param(&params, "role").to_string();
+    if denies_cross_device(caller, &device_id) {
+        return Err(rotation_denied(
+            &device_id,
+            &role,
+            "device-ownership-mismatch",
+        ));
+    }
+    if role != "operator" && !caller.is_admin() {
+        return Err(rotation_denied(
+            &device_id,
+            &role,
+            "role-management-requires-admin",
+        ));
+    }
+    let Some(device) = state.store.device(&device_id) else {
+        return Err(rotation_denied(&device_id, &role, "unknown-device-or-role"));
+    };
+    let current = state.store.role_token(&device_id, &role);
+    if !device.roles.contains(&role) || current.is_none() {
+        return Err(rotation_denied(&device_id, &role, "unknown-device-or-role"));
+    }
+    // A revoked role comes back only through a new approval, never by
+    // minting a fresh token for it here.
+    if current.as_ref().is_some_and(|t| t.revoked_at_ms.is_some()) {
+        return Err(rotation_denied(
+            &device_id,
+            &role,
+            "role-revoked-requires-approval",
+        ));
+    }
+    let requested: Vec<String> = match params.get("scopes").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        None => current
+            .as_ref()
+            .map(|t| t.scopes.clone())
+            .unwrap_or_default(),
+    };
+    if role == "operator" {
+        if device.scopes.is_empty() && !requested.is_empty() {
+            return Err(rotation_denied(
+                &device_id,
+                &role,
+                "missing-approved-scope-baseline",
+            ));
+        }
+        if !scopes::covers(&device.scopes, &requested)
+            || requested.iter().any(|s| !scopes::is_operator_scope(s))
+        {
+            return Err(rotation_denied(
+                &device_id,
+                &role,
+                "scope-outside-approved-baseline",
+            ));
+        }
+        if !scopes::covers(&caller.scopes, &requested) {
+            return Err(rotation_denied(&device_id, &role, "caller-missing-scope"));
+        }
+    } else if !requested.is_empty() {
+        return Err(rotation_denied(
+            &device_id,
+            &role,
+            "scope-outside-approved-baseline",
+        ));
+    }
+    let now = now_ms();
+    let token_scopes = tokens::token_scopes(&role, &requested, &device.scopes);
+    let (token, rotated_at) = state
+        .store
+        .transact(|tx| {
+            tx.delete_token_hashes(&device_id, &role)?;
+            // The entry as it will be after the rotation; `mint` writes it.
+            let mut base = current.clone().expect("checked above");
+            base.revoked_at_ms = None;
+            base.scopes = token_scopes.clone();
+            base.rotated_at_ms = Some(now);
+            let (token, at) = tokens::mint(
+                tx,
+                Some(&base),
+                &device_id,
+                &role,
+                token_scopes.clone(),
+                now,
+            )?;
+            tx.append_audit(&audit::record(
+                "token.rotated",
+                audit::caller_actor(caller),
+                Some(&device_id),
+                json!({"role": role, "scopes": token_scopes}),
+            ))?;
+            Ok((token, at))
+        })
+        .map_err(store_error)?;
+    let closed = state
+        .hub
+        .close_device_sessions(&device_id, Some(&role), "device token rotated");
+    state.deferred.forget(&device_id, Some(&role));
+    info!(device = %device_id, role = %role, closed, "device token rotated");
+    let in_band = caller.device_id.as_deref() == Some(device_id.as_str());
+    let mut result = json!({"deviceId": device_id, "role": role});
+    if in_band {
+        result["token"] = json!(token.expose());
+    }
+    result["scopes"] = json!(token_scopes);
+    result["rotatedAtMs"] = json!(rotated_at);
+    result["tokenDelivery"] = json!(if in_band {
+        "in-band"
+    } else {
+        "withheld-cross-device"
+    });
+    Ok(result)
+}
+
+pub fn token_revoke(
+    state: &GatewayState,
+    caller: &Caller,
+    params: Value,
+) -> Result<Value, ErrorShape> {
+    let device_id = str_param(&params, "deviceId").to_string();
+    let role = str_param(&params, "role").to_string();
+    let denied = |reason: &str| {
+        warn!(device = %device_id, role = %role, reason, "device token revocation denied");
+        invalid("device token revocation denied")
+    };
+    if denies_cross_device(caller, &device_id) {
+        return Err(denied("device-ownership-mismatch"));
+    }
+    if role != "operator" && !caller.is_admin() {
+        return Err(denied("role-management-requires-admin"));
+    }
+    let Some(mut entry) = state.store.role_token(&device_id, &role) else {
+        return Err(denied("unknown-device-or-role"));
+    };
+    let now = now_ms();
+    entry.revoked_at_ms = Some(now);
+    commit(
+        state,
+        caller,
+        "token.revoked",
+        &device_id,
+        json!({"role": role}),
+        |tx| {
+            tx.delete_token_hashes(&device_id, &role)?;
+            tx.put_role_token(&entry)?;
+            Ok(())
+        },
+    )?;
+    let closed = state
+        .hub
+        .close_device_sessions(&device_id, Some(&role), "device token revoked");
+    state.deferred.forget(&device_id, Some(&role));
+    info!(device = %device_id, role = %role, closed, "device token revoked");
+    Ok(json!({"deviceId": device_id, "role": role, "revokedAtMs": now}))
+}

@@ -1,0 +1,216 @@
+//! The gateway as a whole: bind, serve, shut down, and the background
+//! loops (ticks, presence, pruning expired requests, the once-a-second
+//! flush of deferred bookkeeping). The composition root: it builds the
+//! state and hands the listener to `http`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::auth::pairing::PENDING_TTL_MS;
+use crate::config::GatewayConfig;
+use crate::http;
+use crate::http::control_ui::ControlUi;
+use crate::rpc::{self, system};
+use crate::session::now_ms;
+use crate::state::{GatewayState, RuntimeOptions};
+
+impl GatewayState {
+    /// The state of a new gateway over an open store (for embedding and
+    /// tests; [`Gateway::bind`] opens the store itself).
+    pub fn new(
+        config: GatewayConfig,
+        options: RuntimeOptions,
+        store: Arc<clawgate_store::Store>,
+    ) -> Arc<Self> {
+        GatewayState::assemble(config, options, store, &rpc::method_names())
+    }
+}
+
+/// A gateway serving on a background task (see [`Gateway::spawn`]).
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    state: Arc<GatewayState>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl GatewayHandle {
+    /// The address it listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
+    /// Shuts down as on SIGTERM (broadcast `shutdown`, close sockets with
+    /// 1012) and waits until the gateway has stopped.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// A bound, not yet serving gateway.
+pub struct Gateway {
+    state: Arc<GatewayState>,
+    control_ui: Arc<ControlUi>,
+    listener: TcpListener,
+}
+
+impl Gateway {
+    /// Binds the listener.
+    pub async fn bind(config: GatewayConfig, options: RuntimeOptions) -> std::io::Result<Gateway> {
+        let addr = SocketAddr::new(config.bind.address(), config.port);
+        let store =
+            clawgate_store::Store::open(&config.state_dir.join(clawgate_store::DB_FILE_NAME))
+                .map_err(|e| {
+                    std::io::Error::other(format!("cannot open the gateway store: {e}"))
+                })?;
+        let listener = http::bind(addr)?;
+        let control_ui = Arc::new(ControlUi::new(&config.control_ui));
+        Ok(Gateway {
+            state: GatewayState::new(config, options, Arc::new(store)),
+            control_ui,
+            listener,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> Arc<GatewayState> {
+        self.state.clone()
+    }
+
+    /// Serves on a background task (for embedding the gateway in another
+    /// program, and for tests); [`GatewayHandle::stop`] shuts it down.
+    pub fn spawn(self) -> std::io::Result<GatewayHandle> {
+        let addr = self.local_addr()?;
+        let state = self.state();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(async move {
+            let _ = stopped.await;
+        }));
+        Ok(GatewayHandle {
+            addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then broadcasts `shutdown`, closes
+    /// every socket with 1012 and returns once they are gone (or after a
+    /// grace period).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state;
+        let ticker = tokio::spawn(tick_loop(state.clone()));
+        let presence = tokio::spawn(presence_loop(state.clone()));
+        let pruner = tokio::spawn(prune_loop(state.clone()));
+        let flusher = tokio::spawn(flush_loop(state.clone()));
+        let stop_state = state.clone();
+        let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // Our own accept loop rather than axum::serve: deadlines and caps
+        // for connections that have not sent a complete request yet.
+        let server = tokio::spawn(http::serve_http(
+            self.listener,
+            state.clone(),
+            self.control_ui,
+            async move {
+                let _ = http_stop_rx.await;
+            },
+        ));
+        shutdown.await;
+        // From here on no session is let in (upgrades get 503, a connect in
+        // flight UNAVAILABLE with 1013) and no tick or presence goes out, so
+        // every session gets `shutdown` as its last event before its 1012.
+        stop_state.stop_accepting();
+        ticker.abort();
+        presence.abort();
+        stop_state.hub.broadcast(
+            "shutdown",
+            &json!({"reason": "gateway stopping", "restartExpectedMs": null}),
+        );
+        // Give the shutdown event a moment to be written before the close.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop_state.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while stop_state.metrics.connections_open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        pruner.abort();
+        flusher.abort();
+        state.flush_deferred();
+        let _ = http_stop_tx.send(());
+        match tokio::time::timeout(Duration::from_secs(2), server).await {
+            Ok(Ok(result)) => result,
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Drops pending pairing requests whose TTL ran out (reads already ignore
+/// them; this keeps the table small).
+async fn prune_loop(state: Arc<GatewayState>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        interval.tick().await;
+        let cutoff = now_ms().saturating_sub(PENDING_TTL_MS);
+        match state.store.prune_expired_pending(cutoff) {
+            Ok(expired) if !expired.is_empty() => {
+                tracing::info!(
+                    count = expired.len(),
+                    "expired pending pairing requests removed"
+                )
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "pruning expired pairing requests failed"),
+        }
+    }
+}
+
+/// Writes the queued last-seen and token-use updates once a second.
+async fn flush_loop(state: Arc<GatewayState>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || s.flush_deferred()).await;
+    }
+}
+
+async fn tick_loop(state: Arc<GatewayState>) {
+    let mut interval = tokio::time::interval(state.options.tick_interval);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        state.hub.broadcast("tick", &json!({"ts": now_ms()}));
+    }
+}
+
+/// Broadcasts the presence list when it changed, at most every 250 ms, so a
+/// burst of connects costs one broadcast rather than one per connect.
+async fn presence_loop(state: Arc<GatewayState>) {
+    let mut seen = state.hub.presence_version();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = state.hub.presence_version();
+        if now != seen {
+            seen = now;
+            let list = system::presence_list(&state);
+            state.hub.broadcast("presence", &json!({"presence": list}));
+        }
+    }
+}

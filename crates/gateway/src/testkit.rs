@@ -1,0 +1,53 @@
+//! What integration tests (and the benches and fuzzers) may look at
+//! inside a running gateway, without reaching into its fields. Compiled
+//! only with the `testkit` feature, which the crate's own dev-dependency
+//! and the test crates turn on; the shipped binary does not have it.
+
+use clawgate_store::Store;
+
+use crate::state::GatewayState;
+
+/// The device registry and audit log, for reading what a test did.
+pub fn store(state: &GatewayState) -> &Store {
+    &state.store
+}
+
+/// Upgraded sockets that have not authenticated yet, in total.
+pub fn unauth_sockets(state: &GatewayState) -> usize {
+    state.unauth_slots().total()
+}
+
+/// Unauthenticated sockets held by one address (IPv6: its /64).
+pub fn unauth_sockets_of(state: &GatewayState, ip: std::net::IpAddr) -> usize {
+    state.unauth_slots().held_by(ip)
+}
+
+/// Connections still in the HTTP phase, in total.
+pub fn pending_http(state: &GatewayState) -> usize {
+    state.pending_http_slots().total()
+}
+
+/// Connections in the HTTP phase held by one address.
+pub fn pending_http_of(state: &GatewayState, ip: std::net::IpAddr) -> usize {
+    state.pending_http_slots().held_by(ip)
+}
+
+/// Authenticated sessions.
+pub fn sessions(state: &GatewayState) -> usize {
+    state.hub.len()
+}
+
+/// Sockets open (authenticated or not).
+pub fn open_connections(state: &GatewayState) -> i64 {
+    state.metrics.connections_open()
+}
+
+/// `/metrics` as the endpoint renders it.
+pub fn metrics_text(state: &GatewayState) -> String {
+    state.metrics.render()
+}
+
+/// The Control UI's build id (`<html data-build-id>`, ETags).
+pub fn control_ui_build_id() -> String {
+    crate::http::control_ui::build_id()
+}

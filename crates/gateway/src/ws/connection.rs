@@ -1,0 +1,134 @@
+//! The framing of one WebSocket: tungstenite's codec over the pre-auth
+//! guard (`preauth_io.rs`), with the few ways the gateway writes to it
+//! (a text frame, an unbuffered large frame, an error reply then a close).
+//! Hides the codec from the handler, as mini-redis's `Connection` does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clawgate_protocol::frames::{ErrorShape, Response};
+use clawgate_protocol::{MAX_PAYLOAD_BYTES, MAX_PREAUTH_PAYLOAD_BYTES, truncate_close_reason};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
+
+use crate::ws::preauth_io::{PreauthGuardedIo, is_preauth_too_large};
+
+/// The WebSocket settings for every connection: small read buffer (most
+/// frames are tiny, idle connections should cost little) and the post-auth
+/// size limit; the pre-auth limit is enforced under the codec.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        // Also the most read per syscall: 2 KiB keeps an idle session small
+        // (4 KiB would add ~2 KB each) while a window of pipelined requests
+        // still arrives in one or two reads (512 bytes cost ~25% RPC rate).
+        .read_buffer_size(2048)
+        // Frames fed without a flush (an error response before its close
+        // frame, a ping before a tick) go out in one write.
+        .write_buffer_size(4096)
+        .max_message_size(Some(MAX_PAYLOAD_BYTES))
+        .max_frame_size(Some(MAX_PAYLOAD_BYTES))
+}
+
+/// One upgraded socket.
+pub(crate) struct Connection<S> {
+    ws: WebSocketStream<PreauthGuardedIo<S>>,
+    /// Cleared once the session is authenticated: the pre-auth frame cap
+    /// stops applying.
+    preauth_armed: Arc<AtomicBool>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Wraps an upgraded stream, with the pre-auth frame cap armed.
+    pub async fn new(io: S) -> Self {
+        let (io, preauth_armed) = PreauthGuardedIo::new(io, MAX_PREAUTH_PAYLOAD_BYTES);
+        let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(ws_config())).await;
+        Connection { ws, preauth_armed }
+    }
+
+    /// The session is authenticated: lifts the pre-auth frame cap.
+    ///
+    /// The codec's read buffer grew to the size of the connect frame and
+    /// would keep that capacity for the whole session. When nothing but
+    /// that frame has been read (no pipelined bytes to lose), the session
+    /// starts with a fresh codec instead.
+    pub async fn authenticated(self) -> Self {
+        let Connection { ws, preauth_armed } = self;
+        let ws = if ws.get_ref().read_exactly_one_frame() {
+            WebSocketStream::from_raw_socket(ws.into_inner(), WsRole::Server, Some(ws_config()))
+                .await
+        } else {
+            ws
+        };
+        preauth_armed.store(false, Ordering::Relaxed);
+        Connection { ws, preauth_armed }
+    }
+
+    /// The next message from the peer.
+    pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
+        self.ws.next().await
+    }
+
+    /// Sends one text frame.
+    pub async fn send_text(&mut self, text: String) -> Result<(), WsError> {
+        self.ws.send(Message::Text(text.into())).await
+    }
+
+    /// Queues a frame without flushing: it goes out with the next send or
+    /// close, in the same write.
+    pub async fn feed(&mut self, message: Message) {
+        let _ = self.ws.feed(message).await;
+    }
+
+    /// Writes one text frame straight to the socket instead of through
+    /// tungstenite's write buffer, which keeps the capacity of the largest
+    /// frame it ever held for the life of the connection. `hello-ok` is the
+    /// largest frame most connections ever get, so an idle connection stays
+    /// ~2 KB smaller. Safe because everything written before was flushed.
+    pub async fn send_unbuffered(&mut self, text: String) -> std::io::Result<()> {
+        let frame = Frame::message(text, OpCode::Data(Data::Text), true);
+        let mut bytes = Vec::with_capacity(frame.len());
+        frame.format(&mut bytes).map_err(std::io::Error::other)?;
+        let io = self.ws.get_mut();
+        io.write_all(&bytes).await?;
+        io.flush().await
+    }
+
+    /// Closes with `code` and `reason` (cut to the protocol's limit), then
+    /// waits briefly for the peer's close so the TCP close is clean.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: truncate_close_reason(reason).to_string().into(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(Some(frame))).await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+
+    /// Sends an error response to request `id`, then closes with `code` and
+    /// `reason` (the error's message when `None`), both in one write.
+    pub async fn reject(&mut self, id: &str, error: ErrorShape, code: u16, reason: Option<&str>) {
+        let reason = reason.map_or_else(|| error.message.clone(), str::to_owned);
+        self.feed(Message::Text(Response::err(id, error).to_json().into()))
+            .await;
+        self.close(code, &reason).await;
+    }
+}
+
+/// Whether a read failed because a frame was over the size limit (the
+/// pre-auth cap under the codec, or the codec's own).
+pub(crate) fn is_oversize(err: &WsError) -> bool {
+    match err {
+        WsError::Io(e) => is_preauth_too_large(e),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => true,
+        _ => false,
+    }
+}
