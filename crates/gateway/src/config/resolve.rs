@@ -1,0 +1,648 @@
+//! Flags, environment and file resolved into one validated
+//! [`GatewayConfig`]. Each config section has its own method on the
+//! resolver; every problem is recorded with the key (or flag) it is about,
+//! and [`resolve_all`] reports them all in a stable order.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use clawgate_protocol::Secret;
+use serde_json::Value;
+
+use super::describe::{describe_kind, describe_value};
+use super::file::ConfigFile;
+use super::normalize::{normalize_base_path, normalize_host_name, normalize_origin};
+use super::types::{
+    AuthConfig, AuthMode, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
+    MISSING_PASSWORD, MISSING_TOKEN, RateLimitConfig,
+};
+
+/// `gateway run` flags and other per-invocation overrides.
+#[derive(Debug, Clone, Default)]
+pub struct RunOverrides {
+    pub port: Option<u16>,
+    /// "loopback" | "lan" | "custom"
+    pub bind: Option<String>,
+    /// With `bind == "custom"`.
+    pub host: Option<String>,
+    /// "token" | "password" | "none"
+    pub auth: Option<String>,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// Environment values that feed the config (read once by the binary, so
+/// tests can pass them explicitly).
+#[derive(Debug, Clone, Default)]
+pub struct EnvOverrides {
+    pub token: Option<Secret>,
+    pub password: Option<Secret>,
+}
+
+impl EnvOverrides {
+    /// Reads `CLAWGATE_GATEWAY_TOKEN` (then `OPENCLAW_GATEWAY_TOKEN`) and the
+    /// `_PASSWORD` pair from the process environment.
+    pub fn from_process_env() -> Self {
+        let read = |a: &str, b: &str| {
+            std::env::var(a)
+                .ok()
+                .or_else(|| std::env::var(b).ok())
+                .map(Secret::new)
+        };
+        EnvOverrides {
+            token: read("CLAWGATE_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN"),
+            password: read("CLAWGATE_GATEWAY_PASSWORD", "OPENCLAW_GATEWAY_PASSWORD"),
+        }
+    }
+}
+
+/// Resolves and validates the configuration.
+pub fn resolve(
+    file: &ConfigFile,
+    state_dir: &Path,
+    overrides: &RunOverrides,
+    env: &EnvOverrides,
+) -> Result<GatewayConfig, ConfigError> {
+    resolve_all(file, state_dir, overrides, env)
+        .map_err(|errors| errors.into_iter().next().expect("at least one error"))
+}
+
+/// Like [`resolve`], but reports every problem found instead of the first
+/// (in a stable order: port, bind, auth, rate limit, Control UI, nodes,
+/// proxies).
+pub fn resolve_all(
+    file: &ConfigFile,
+    state_dir: &Path,
+    overrides: &RunOverrides,
+    env: &EnvOverrides,
+) -> Result<GatewayConfig, Vec<ConfigError>> {
+    let mut r = Resolver {
+        doc: &file.doc,
+        errors: Vec::new(),
+    };
+    for section in [
+        "gateway",
+        "gateway.auth",
+        "gateway.auth.rateLimit",
+        "gateway.controlUi",
+        "gateway.nodes",
+        "gateway.nodes.pairing",
+    ] {
+        r.check_object(section);
+    }
+    let port = r.port(overrides);
+    let bind = r.bind(overrides);
+    let auth = r.auth(overrides, env, bind.as_ref());
+    let rate_limit = r.rate_limit();
+    let control_ui = r.control_ui();
+    let auto_approve_local = r.boolean("gateway.nodes.pairing.autoApproveLocal", true);
+    let trusted_proxies = r.trusted_proxies();
+    let allowed_hosts = r.allowed_hosts();
+    if !r.errors.is_empty() {
+        return Err(r.errors);
+    }
+    let (mode, token, password) = auth.expect("auth resolved when there are no errors");
+    Ok(GatewayConfig {
+        port,
+        bind: bind.expect("bind resolved when there are no errors"),
+        auth: AuthConfig {
+            mode,
+            token,
+            password,
+            rate_limit,
+        },
+        control_ui,
+        auto_approve_local,
+        trusted_proxies,
+        allowed_hosts,
+        state_dir: state_dir.to_path_buf(),
+        config_path: file.path.clone(),
+    })
+}
+
+/// Where a secret came from, to name it in an error.
+struct SecretFrom {
+    secret: Secret,
+    origin: String,
+}
+
+struct Resolver<'a> {
+    doc: &'a Value,
+    errors: Vec<ConfigError>,
+}
+
+impl Resolver<'_> {
+    fn fail(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+        self.errors.push(ConfigError::invalid(key, problem));
+    }
+
+    /// A value in the file; `null` counts as unset.
+    fn value(&self, key: &str) -> Option<&Value> {
+        let mut current = self.doc;
+        for part in key.split('.') {
+            current = current.as_object()?.get(part)?;
+        }
+        (!current.is_null()).then_some(current)
+    }
+
+    fn check_object(&mut self, key: &str) {
+        if let Some(v) = self.value(key)
+            && !v.is_object()
+        {
+            let kind = describe_kind(v);
+            self.fail(
+                key,
+                format!("must be an object ({{ ... }}) but is {kind}; fix it with: clawgate config unset {key}"),
+            );
+        }
+    }
+
+    fn boolean(&mut self, key: &str, default: bool) -> bool {
+        match self.value(key) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                let found = describe_value(other);
+                self.fail(
+                    key,
+                    format!("must be true or false (found {found}); fix it with: clawgate config set {key} {default}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn port(&mut self, overrides: &RunOverrides) -> u16 {
+        if let Some(port) = overrides.port {
+            return port;
+        }
+        let key = "gateway.port";
+        match self.value(key) {
+            None => DEFAULT_PORT,
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=65535) => n as u16,
+                _ => {
+                    let found = describe_value(v);
+                    self.fail(
+                        key,
+                        format!("must be a whole number from 1 to 65535 (found {found}); fix it with: clawgate config set {key} {DEFAULT_PORT}"),
+                    );
+                    DEFAULT_PORT
+                }
+            },
+        }
+    }
+
+    fn bind(&mut self, overrides: &RunOverrides) -> Option<BindMode> {
+        let (mode, key) = match &overrides.bind {
+            Some(b) => (b.clone(), "--bind"),
+            None => match self.value("gateway.bind") {
+                None => ("loopback".to_string(), "gateway.bind"),
+                Some(Value::String(s)) => (s.clone(), "gateway.bind"),
+                Some(other) => {
+                    let found = describe_value(other);
+                    self.fail(
+                        "gateway.bind",
+                        format!("must be \"loopback\", \"lan\" or \"custom\" (found {found}); fix it with: clawgate config set gateway.bind loopback"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let from_flag = key == "--bind";
+        if mode != "custom" && overrides.host.is_some() {
+            self.fail(
+                "--host",
+                "only applies with --bind custom; add --bind custom or drop --host",
+            );
+            return None;
+        }
+        match mode.as_str() {
+            "loopback" => Some(BindMode::Loopback),
+            "lan" => Some(BindMode::Lan),
+            "custom" => {
+                let (host, host_key) = match &overrides.host {
+                    Some(h) => (h.clone(), "--host"),
+                    None if from_flag => {
+                        self.fail(
+                            "--host",
+                            "--bind custom needs the address to listen on; add --host ADDR, e.g. --host 192.168.1.10",
+                        );
+                        return None;
+                    }
+                    None => match self.value("gateway.customBindHost") {
+                        Some(Value::String(h)) => (h.clone(), "gateway.customBindHost"),
+                        Some(other) => {
+                            let found = describe_value(other);
+                            self.fail(
+                                "gateway.customBindHost",
+                                format!("must be an IP address string (found {found}); fix it with: clawgate config set gateway.customBindHost 192.168.1.10"),
+                            );
+                            return None;
+                        }
+                        None => {
+                            self.fail(
+                                "gateway.customBindHost",
+                                "gateway.bind is \"custom\" but no address is set; set one with: clawgate config set gateway.customBindHost 192.168.1.10",
+                            );
+                            return None;
+                        }
+                    },
+                };
+                match host.trim().parse::<IpAddr>() {
+                    Ok(ip) => Some(BindMode::Custom(ip)),
+                    Err(_) => {
+                        let shown = describe_value(&Value::String(host));
+                        let fix = if host_key == "--host" {
+                            "pass an IP address such as --host 192.168.1.10".to_string()
+                        } else {
+                            format!("fix it with: clawgate config set {host_key} 192.168.1.10")
+                        };
+                        self.fail(
+                            host_key,
+                            format!("must be an IP address (found {shown}); {fix}"),
+                        );
+                        None
+                    }
+                }
+            }
+            other => {
+                let shown = describe_value(&Value::String(other.to_string()));
+                let fix = if from_flag {
+                    "use --bind loopback, lan or custom".to_string()
+                } else {
+                    "fix it with: clawgate config set gateway.bind loopback".to_string()
+                };
+                self.fail(
+                    key,
+                    format!("must be \"loopback\", \"lan\" or \"custom\" (found {shown}); {fix}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The effective secret of one kind, by precedence flag, flag file,
+    /// environment, config file. Problems are recorded, never with the value.
+    fn secret(
+        &mut self,
+        flag: (&Option<Secret>, &str),
+        flag_file: (&Option<PathBuf>, &str),
+        env: (&Option<Secret>, &str),
+        key: &str,
+    ) -> Option<SecretFrom> {
+        let found = if let Some(s) = flag.0 {
+            Some(SecretFrom {
+                secret: s.clone(),
+                origin: flag.1.to_string(),
+            })
+        } else if let Some(path) = flag_file.0 {
+            match std::fs::read_to_string(path) {
+                Ok(text) => Some(SecretFrom {
+                    secret: Secret::new(text.trim()),
+                    origin: flag_file.1.to_string(),
+                }),
+                Err(err) => {
+                    self.fail(
+                        flag_file.1,
+                        format!(
+                            "cannot read {} ({err}); check the path and that this user may read it",
+                            path.display()
+                        ),
+                    );
+                    return None;
+                }
+            }
+        } else if let Some(s) = env.0 {
+            Some(SecretFrom {
+                secret: s.clone(),
+                origin: env.1.to_string(),
+            })
+        } else {
+            match self.value(key) {
+                None => None,
+                Some(Value::String(s)) => Some(SecretFrom {
+                    secret: Secret::new(s.clone()),
+                    origin: key.to_string(),
+                }),
+                Some(other) => {
+                    let kind = describe_kind(other);
+                    self.fail(
+                        key,
+                        format!("must be a string but is {kind}; set it with: clawgate config set {key} <value>"),
+                    );
+                    return None;
+                }
+            }
+        };
+        let found = found?;
+        let value = found.secret.expose().trim();
+        if value.is_empty() || value == "undefined" || value == "null" {
+            let fix = if found.origin == key {
+                format!("set a real value with: clawgate config set {key} <value>")
+            } else {
+                format!("give {} a real value", found.origin)
+            };
+            self.fail(
+                found.origin.clone(),
+                format!("is blank or a placeholder such as \"undefined\" or \"null\"; {fix}"),
+            );
+            return None;
+        }
+        Some(found)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn auth(
+        &mut self,
+        overrides: &RunOverrides,
+        env: &EnvOverrides,
+        bind: Option<&BindMode>,
+    ) -> Option<(AuthMode, Option<Secret>, Option<Secret>)> {
+        let errors_before = self.errors.len();
+        let (mode_text, mode_key) = match &overrides.auth {
+            Some(m) => (Some(m.clone()), "--auth"),
+            None => match self.value("gateway.auth.mode") {
+                None => (None, "gateway.auth.mode"),
+                Some(Value::String(s)) => (Some(s.clone()), "gateway.auth.mode"),
+                Some(other) => {
+                    let kind = describe_kind(other);
+                    self.fail(
+                        "gateway.auth.mode",
+                        format!("must be \"token\", \"password\" or \"none\" but is {kind}; fix it with: clawgate config set gateway.auth.mode token"),
+                    );
+                    (None, "gateway.auth.mode")
+                }
+            },
+        };
+        let explicit = match mode_text.as_deref() {
+            None => None,
+            Some("token") => Some(AuthMode::Token),
+            Some("password") => Some(AuthMode::Password),
+            Some("none") => Some(AuthMode::None),
+            Some(other) => {
+                // The value is not echoed: a secret pasted into the wrong
+                // auth key must not end up in logs.
+                let why = if other == "trusted-proxy" {
+                    "trusted-proxy mode is not supported by clawgate; use \"token\", \"password\" or \"none\""
+                } else {
+                    "must be \"token\", \"password\" or \"none\" (lowercase)"
+                };
+                self.fail(
+                    mode_key,
+                    format!("{why}; fix it with: clawgate config set gateway.auth.mode token"),
+                );
+                None
+            }
+        };
+        let token = self.secret(
+            (&overrides.token, "--token"),
+            (&overrides.token_file, "--token-file"),
+            (
+                &env.token,
+                "CLAWGATE_GATEWAY_TOKEN (or OPENCLAW_GATEWAY_TOKEN)",
+            ),
+            "gateway.auth.token",
+        );
+        let password = self.secret(
+            (&overrides.password, "--password"),
+            (&overrides.password_file, "--password-file"),
+            (
+                &env.password,
+                "CLAWGATE_GATEWAY_PASSWORD (or OPENCLAW_GATEWAY_PASSWORD)",
+            ),
+            "gateway.auth.password",
+        );
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        let mode = match explicit {
+            Some(mode) => mode,
+            None => match (&token, &password) {
+                (Some(_), Some(_)) => {
+                    self.fail(
+                        "gateway.auth.mode",
+                        "both a token and a password are set but no auth mode is chosen; pick one with: clawgate config set gateway.auth.mode token (or password)",
+                    );
+                    return None;
+                }
+                (None, Some(_)) => AuthMode::Password,
+                _ => AuthMode::Token,
+            },
+        };
+        match mode {
+            AuthMode::Token if token.is_none() => {
+                self.fail(
+                    "gateway.auth.token",
+                    format!("{MISSING_TOKEN}; set one with: clawgate config set gateway.auth.token <token> (or pass --token-file, or set CLAWGATE_GATEWAY_TOKEN)"),
+                );
+                return None;
+            }
+            AuthMode::Password if password.is_none() => {
+                self.fail(
+                    "gateway.auth.password",
+                    format!("{MISSING_PASSWORD}; set one with: clawgate config set gateway.auth.password <password> (or pass --password-file, or set CLAWGATE_GATEWAY_PASSWORD)"),
+                );
+                return None;
+            }
+            AuthMode::None => {
+                if let Some(bind) = bind
+                    && !bind.is_loopback()
+                {
+                    let addr = bind.address();
+                    self.fail(
+                        mode_key,
+                        format!("auth mode \"none\" is only allowed on a loopback bind, because anyone who can reach {addr} could control the gateway; use token auth or bind to loopback"),
+                    );
+                    return None;
+                }
+            }
+            _ => {}
+        }
+        // Only the secret of the chosen mode is kept: the other one is never
+        // checked, so a change to it must not count as an auth change.
+        let (token, password) = match mode {
+            AuthMode::Token => (token.map(|t| t.secret), None),
+            AuthMode::Password => (None, password.map(|p| p.secret)),
+            AuthMode::None => (None, None),
+        };
+        Some((mode, token, password))
+    }
+
+    fn positive_int(&mut self, key: &str, default: u64, max: u64) -> u64 {
+        match self.value(key) {
+            None => default,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 && n <= max => n,
+                too_big => {
+                    let found = describe_value(v);
+                    let range = if too_big.is_some() {
+                        format!("at most {max}")
+                    } else {
+                        "a whole number greater than 0".to_string()
+                    };
+                    self.fail(
+                        key,
+                        format!("must be {range} (found {found}); fix it with: clawgate config set {key} {default}"),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn rate_limit(&mut self) -> RateLimitConfig {
+        let d = RateLimitConfig::default();
+        let max_u32 = u64::from(u32::MAX);
+        // Durations up to ~100 years keep Instant arithmetic far from overflow.
+        let max_ms = 100 * 365 * 24 * 3_600_000;
+        RateLimitConfig {
+            max_attempts: self.positive_int(
+                "gateway.auth.rateLimit.maxAttempts",
+                d.max_attempts.into(),
+                max_u32,
+            ) as u32,
+            window_ms: self.positive_int("gateway.auth.rateLimit.windowMs", d.window_ms, max_ms),
+            lockout_ms: self.positive_int("gateway.auth.rateLimit.lockoutMs", d.lockout_ms, max_ms),
+            exempt_loopback: self
+                .boolean("gateway.auth.rateLimit.exemptLoopback", d.exempt_loopback),
+            global_max_failures: self.positive_int(
+                "gateway.auth.rateLimit.globalMaxFailures",
+                d.global_max_failures.into(),
+                max_u32,
+            ) as u32,
+        }
+    }
+
+    fn control_ui(&mut self) -> ControlUiConfig {
+        let enabled = self.boolean("gateway.controlUi.enabled", true);
+        let key = "gateway.controlUi.basePath";
+        let base_path = match self.value(key) {
+            None => "/".to_string(),
+            Some(Value::String(s)) => match normalize_base_path(s) {
+                Some(p) => p,
+                None => {
+                    let shown = describe_value(&Value::String(s.clone()));
+                    self.fail(
+                        key,
+                        format!("must be a URL path such as \"/\" or \"/ui/\" without spaces, '?', '#', '%', '\\\\' or '..' (found {shown}); fix it with: clawgate config set {key} /"),
+                    );
+                    "/".to_string()
+                }
+            },
+            Some(other) => {
+                let kind = describe_kind(other);
+                self.fail(
+                    key,
+                    format!("must be a string such as \"/\" or \"/ui/\" but is {kind}; fix it with: clawgate config set {key} /"),
+                );
+                "/".to_string()
+            }
+        };
+        let key = "gateway.controlUi.allowedOrigins";
+        let mut allowed_origins = Vec::new();
+        match self.value(key).cloned() {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let normalized = item.as_str().and_then(normalize_origin);
+                    match normalized {
+                        Some(o) => {
+                            if !allowed_origins.contains(&o) {
+                                allowed_origins.push(o);
+                            }
+                        }
+                        None => {
+                            let found = describe_value(item);
+                            self.fail(
+                                format!("{key}[{i}]"),
+                                format!("must be \"*\" or an origin like \"https://host.example:8443\" (http or https, no path) (found {found}); fix the entry with: clawgate config set {key} '[\"https://host.example\"]'"),
+                            );
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                let kind = describe_kind(&other);
+                self.fail(
+                    key,
+                    format!("must be an array of origins but is {kind}; fix it with: clawgate config set {key} '[\"https://host.example\"]'"),
+                );
+            }
+        }
+        ControlUiConfig {
+            enabled,
+            base_path,
+            allowed_origins,
+        }
+    }
+
+    fn trusted_proxies(&mut self) -> Vec<IpAddr> {
+        let key = "gateway.trustedProxies";
+        let mut proxies = Vec::new();
+        match self.value(key).cloned() {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().and_then(|s| s.trim().parse::<IpAddr>().ok()) {
+                        Some(ip) => proxies.push(ip),
+                        None => {
+                            let found = describe_value(item);
+                            self.fail(
+                                format!("{key}[{i}]"),
+                                format!("must be an IP address such as \"10.0.0.1\" (CIDR ranges and host names are not supported) (found {found}); fix the entry with: clawgate config set {key} '[\"10.0.0.1\"]'"),
+                            );
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                let kind = describe_kind(&other);
+                self.fail(
+                    key,
+                    format!("must be an array of IP addresses but is {kind}; fix it with: clawgate config set {key} '[\"10.0.0.1\"]'"),
+                );
+            }
+        }
+        proxies
+    }
+
+    fn allowed_hosts(&mut self) -> Vec<String> {
+        let key = "gateway.allowedHosts";
+        let mut hosts = Vec::new();
+        match self.value(key).cloned() {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().and_then(normalize_host_name) {
+                        Some(h) => {
+                            if !hosts.contains(&h) {
+                                hosts.push(h);
+                            }
+                        }
+                        None => {
+                            let found = describe_value(item);
+                            self.fail(
+                                format!("{key}[{i}]"),
+                                format!("must be \"*\", a host name such as \"gateway.example\" or an IP address, without scheme, port or path (found {found}); fix the entry with: clawgate config set {key} '[\"gateway.example\"]'"),
+                            );
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                let kind = describe_kind(&other);
+                self.fail(
+                    key,
+                    format!("must be an array of host names but is {kind}; fix it with: clawgate config set {key} '[\"gateway.example\"]'"),
+                );
+            }
+        }
+        hosts
+    }
+}
+
+#[cfg(test)]
+mod tests;
