@@ -24,9 +24,9 @@
 //! - `file.rs`: [`ConfigFile`], the JSON5 document with dotted-key
 //!   `get`/`set`/`unset` and atomic 0600 writes; [`default_state_dir`],
 //!   [`is_valid_key`], [`parse_json5_value`];
-//! - `resolve.rs`: flags ([`RunOverrides`]) + environment ([`EnvOverrides`])
-//!   + file into a validated [`GatewayConfig`] ([`resolve`], [`resolve_all`]),
-//!   one resolver method per config section;
+//! - `resolve.rs`: flags ([`RunOverrides`]), environment ([`EnvOverrides`])
+//!   and file into a validated [`GatewayConfig`] ([`resolve`],
+//!   [`resolve_all`]), one resolver method per config section;
 //! - `normalize.rs`: [`normalize_origin`], [`normalize_host_name`] and the
 //!   Control UI base path;
 //! - `first_run.rs`: [`generate_token`] and [`ensure_first_run_token`];
