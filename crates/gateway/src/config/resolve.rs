@@ -82,16 +82,7 @@ pub fn resolve_all(
         doc: &file.doc,
         errors: Vec::new(),
     };
-    for section in [
-        "gateway",
-        "gateway.auth",
-        "gateway.auth.rateLimit",
-        "gateway.controlUi",
-        "gateway.nodes",
-        "gateway.nodes.pairing",
-    ] {
-        r.check_object(section);
-    }
+    r.check_sections();
     let port = r.port(overrides);
     let bind = r.bind(overrides);
     let auth = r.auth(overrides, env, bind.as_ref());
@@ -103,16 +94,11 @@ pub fn resolve_all(
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
-    let (mode, token, password) = auth.expect("auth resolved when there are no errors");
+    let auth = auth.expect("auth resolved when there are no errors");
     Ok(GatewayConfig {
         port,
         bind: bind.expect("bind resolved when there are no errors"),
-        auth: AuthConfig {
-            mode,
-            token,
-            password,
-            rate_limit,
-        },
+        auth: AuthConfig { rate_limit, ..auth },
         control_ui,
         auto_approve_local,
         trusted_proxies,
@@ -128,11 +114,25 @@ struct SecretFrom {
     origin: String,
 }
 
+/// How an array setting's refusals describe it.
+struct ListRule {
+    /// What each entry must be.
+    entry: &'static str,
+    /// What the array holds.
+    holds: &'static str,
+    /// One good entry, for the fix hint.
+    example: &'static str,
+    /// Whether a repeated entry is dropped.
+    dedupe: bool,
+}
+
+/// Walks the file document section by section, recording every problem.
 struct Resolver<'a> {
     doc: &'a Value,
     errors: Vec<ConfigError>,
 }
 
+/// Primitives: reading a value and checking its type.
 impl Resolver<'_> {
     fn fail(&mut self, key: impl Into<String>, problem: impl Into<String>) {
         self.errors.push(ConfigError::invalid(key, problem));
@@ -145,6 +145,20 @@ impl Resolver<'_> {
             current = current.as_object()?.get(part)?;
         }
         (!current.is_null()).then_some(current)
+    }
+
+    /// The sections that hold other keys must be objects when present.
+    fn check_sections(&mut self) {
+        for section in [
+            "gateway",
+            "gateway.auth",
+            "gateway.auth.rateLimit",
+            "gateway.controlUi",
+            "gateway.nodes",
+            "gateway.nodes.pairing",
+        ] {
+            self.check_object(section);
+        }
     }
 
     fn check_object(&mut self, key: &str) {
@@ -174,6 +188,79 @@ impl Resolver<'_> {
         }
     }
 
+    fn positive_int(&mut self, key: &str, default: u64, max: u64) -> u64 {
+        match self.value(key) {
+            None => default,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 && n <= max => n,
+                too_big => {
+                    let found = describe_value(v);
+                    let range = if too_big.is_some() {
+                        format!("at most {max}")
+                    } else {
+                        "a whole number greater than 0".to_string()
+                    };
+                    self.fail(
+                        key,
+                        format!("must be {range} (found {found}); fix it with: clawgate config set {key} {default}"),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    /// An array setting whose entries `parse` accepts; a bad entry is
+    /// refused as `key[i]`, anything but an array as `key`.
+    fn list<T: PartialEq>(
+        &mut self,
+        key: &str,
+        rule: ListRule,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Vec<T> {
+        let fix = format!("clawgate config set {key} '[{}]'", rule.example);
+        let mut entries = Vec::new();
+        match self.value(key).cloned() {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().and_then(&parse) {
+                        Some(entry) => {
+                            if !(rule.dedupe && entries.contains(&entry)) {
+                                entries.push(entry);
+                            }
+                        }
+                        None => {
+                            let found = describe_value(item);
+                            self.fail(
+                                format!("{key}[{i}]"),
+                                format!(
+                                    "must be {} (found {found}); fix the entry with: {fix}",
+                                    rule.entry
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                let kind = describe_kind(&other);
+                self.fail(
+                    key,
+                    format!(
+                        "must be an array of {} but is {kind}; fix it with: {fix}",
+                        rule.holds
+                    ),
+                );
+            }
+        }
+        entries
+    }
+}
+
+/// `gateway.port`, `gateway.bind` and `gateway.customBindHost`, with
+/// `--port`, `--bind` and `--host`.
+impl Resolver<'_> {
     fn port(&mut self, overrides: &RunOverrides) -> u16 {
         if let Some(port) = overrides.port {
             return port;
@@ -196,21 +283,7 @@ impl Resolver<'_> {
     }
 
     fn bind(&mut self, overrides: &RunOverrides) -> Option<BindMode> {
-        let (mode, key) = match &overrides.bind {
-            Some(b) => (b.clone(), "--bind"),
-            None => match self.value("gateway.bind") {
-                None => ("loopback".to_string(), "gateway.bind"),
-                Some(Value::String(s)) => (s.clone(), "gateway.bind"),
-                Some(other) => {
-                    let found = describe_value(other);
-                    self.fail(
-                        "gateway.bind",
-                        format!("must be \"loopback\", \"lan\" or \"custom\" (found {found}); fix it with: clawgate config set gateway.bind loopback"),
-                    );
-                    return None;
-                }
-            },
-        };
+        let (mode, key) = self.bind_mode(overrides)?;
         let from_flag = key == "--bind";
         if mode != "custom" && overrides.host.is_some() {
             self.fail(
@@ -223,50 +296,8 @@ impl Resolver<'_> {
             "loopback" => Some(BindMode::Loopback),
             "lan" => Some(BindMode::Lan),
             "custom" => {
-                let (host, host_key) = match &overrides.host {
-                    Some(h) => (h.clone(), "--host"),
-                    None if from_flag => {
-                        self.fail(
-                            "--host",
-                            "--bind custom needs the address to listen on; add --host ADDR, e.g. --host 192.168.1.10",
-                        );
-                        return None;
-                    }
-                    None => match self.value("gateway.customBindHost") {
-                        Some(Value::String(h)) => (h.clone(), "gateway.customBindHost"),
-                        Some(other) => {
-                            let found = describe_value(other);
-                            self.fail(
-                                "gateway.customBindHost",
-                                format!("must be an IP address string (found {found}); fix it with: clawgate config set gateway.customBindHost 192.168.1.10"),
-                            );
-                            return None;
-                        }
-                        None => {
-                            self.fail(
-                                "gateway.customBindHost",
-                                "gateway.bind is \"custom\" but no address is set; set one with: clawgate config set gateway.customBindHost 192.168.1.10",
-                            );
-                            return None;
-                        }
-                    },
-                };
-                match host.trim().parse::<IpAddr>() {
-                    Ok(ip) => Some(BindMode::Custom(ip)),
-                    Err(_) => {
-                        let shown = describe_value(&Value::String(host));
-                        let fix = if host_key == "--host" {
-                            "pass an IP address such as --host 192.168.1.10".to_string()
-                        } else {
-                            format!("fix it with: clawgate config set {host_key} 192.168.1.10")
-                        };
-                        self.fail(
-                            host_key,
-                            format!("must be an IP address (found {shown}); {fix}"),
-                        );
-                        None
-                    }
-                }
+                let (host, host_key) = self.custom_bind_host(overrides, from_flag)?;
+                self.custom_bind_address(host, host_key)
             }
             other => {
                 let shown = describe_value(&Value::String(other.to_string()));
@@ -284,119 +315,97 @@ impl Resolver<'_> {
         }
     }
 
-    /// The effective secret of one kind, by precedence flag, flag file,
-    /// environment, config file. Problems are recorded, never with the value.
-    fn secret(
+    /// The bind mode as written and where: `--bind`, else `gateway.bind`
+    /// (default "loopback").
+    fn bind_mode(&mut self, overrides: &RunOverrides) -> Option<(String, &'static str)> {
+        if let Some(b) = &overrides.bind {
+            return Some((b.clone(), "--bind"));
+        }
+        match self.value("gateway.bind") {
+            None => Some(("loopback".to_string(), "gateway.bind")),
+            Some(Value::String(s)) => Some((s.clone(), "gateway.bind")),
+            Some(other) => {
+                let found = describe_value(other);
+                self.fail(
+                    "gateway.bind",
+                    format!("must be \"loopback\", \"lan\" or \"custom\" (found {found}); fix it with: clawgate config set gateway.bind loopback"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The address text for a custom bind and where: `--host`, else (unless
+    /// the mode came from `--bind`) `gateway.customBindHost`.
+    fn custom_bind_host(
         &mut self,
-        flag: (&Option<Secret>, &str),
-        flag_file: (&Option<PathBuf>, &str),
-        env: (&Option<Secret>, &str),
-        key: &str,
-    ) -> Option<SecretFrom> {
-        let found = if let Some(s) = flag.0 {
-            Some(SecretFrom {
-                secret: s.clone(),
-                origin: flag.1.to_string(),
-            })
-        } else if let Some(path) = flag_file.0 {
-            match std::fs::read_to_string(path) {
-                Ok(text) => Some(SecretFrom {
-                    secret: Secret::new(text.trim()),
-                    origin: flag_file.1.to_string(),
-                }),
-                Err(err) => {
-                    self.fail(
-                        flag_file.1,
-                        format!(
-                            "cannot read {} ({err}); check the path and that this user may read it",
-                            path.display()
-                        ),
-                    );
-                    return None;
-                }
-            }
-        } else if let Some(s) = env.0 {
-            Some(SecretFrom {
-                secret: s.clone(),
-                origin: env.1.to_string(),
-            })
-        } else {
-            match self.value(key) {
-                None => None,
-                Some(Value::String(s)) => Some(SecretFrom {
-                    secret: Secret::new(s.clone()),
-                    origin: key.to_string(),
-                }),
-                Some(other) => {
-                    let kind = describe_kind(other);
-                    self.fail(
-                        key,
-                        format!("must be a string but is {kind}; set it with: clawgate config set {key} <value>"),
-                    );
-                    return None;
-                }
-            }
-        };
-        let found = found?;
-        let value = found.secret.expose().trim();
-        if value.is_empty() || value == "undefined" || value == "null" {
-            let fix = if found.origin == key {
-                format!("set a real value with: clawgate config set {key} <value>")
-            } else {
-                format!("give {} a real value", found.origin)
-            };
+        overrides: &RunOverrides,
+        from_flag: bool,
+    ) -> Option<(String, &'static str)> {
+        if let Some(h) = &overrides.host {
+            return Some((h.clone(), "--host"));
+        }
+        if from_flag {
             self.fail(
-                found.origin.clone(),
-                format!("is blank or a placeholder such as \"undefined\" or \"null\"; {fix}"),
+                "--host",
+                "--bind custom needs the address to listen on; add --host ADDR, e.g. --host 192.168.1.10",
             );
             return None;
         }
-        Some(found)
+        match self.value("gateway.customBindHost") {
+            Some(Value::String(h)) => Some((h.clone(), "gateway.customBindHost")),
+            Some(other) => {
+                let found = describe_value(other);
+                self.fail(
+                    "gateway.customBindHost",
+                    format!("must be an IP address string (found {found}); fix it with: clawgate config set gateway.customBindHost 192.168.1.10"),
+                );
+                None
+            }
+            None => {
+                self.fail(
+                    "gateway.customBindHost",
+                    "gateway.bind is \"custom\" but no address is set; set one with: clawgate config set gateway.customBindHost 192.168.1.10",
+                );
+                None
+            }
+        }
     }
 
-    #[allow(clippy::type_complexity)]
+    fn custom_bind_address(&mut self, host: String, host_key: &str) -> Option<BindMode> {
+        match host.trim().parse::<IpAddr>() {
+            Ok(ip) => Some(BindMode::Custom(ip)),
+            Err(_) => {
+                let shown = describe_value(&Value::String(host));
+                let fix = if host_key == "--host" {
+                    "pass an IP address such as --host 192.168.1.10".to_string()
+                } else {
+                    format!("fix it with: clawgate config set {host_key} 192.168.1.10")
+                };
+                self.fail(
+                    host_key,
+                    format!("must be an IP address (found {shown}); {fix}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `gateway.auth.mode|token|password`, with `--auth`, the secret flags and
+/// the environment.
+impl Resolver<'_> {
+    /// The auth mode and the secret it uses (rate limits at their defaults:
+    /// they are resolved by [`Resolver::rate_limit`]). `None` when anything
+    /// about auth is wrong.
     fn auth(
         &mut self,
         overrides: &RunOverrides,
         env: &EnvOverrides,
         bind: Option<&BindMode>,
-    ) -> Option<(AuthMode, Option<Secret>, Option<Secret>)> {
+    ) -> Option<AuthConfig> {
         let errors_before = self.errors.len();
-        let (mode_text, mode_key) = match &overrides.auth {
-            Some(m) => (Some(m.clone()), "--auth"),
-            None => match self.value("gateway.auth.mode") {
-                None => (None, "gateway.auth.mode"),
-                Some(Value::String(s)) => (Some(s.clone()), "gateway.auth.mode"),
-                Some(other) => {
-                    let kind = describe_kind(other);
-                    self.fail(
-                        "gateway.auth.mode",
-                        format!("must be \"token\", \"password\" or \"none\" but is {kind}; fix it with: clawgate config set gateway.auth.mode token"),
-                    );
-                    (None, "gateway.auth.mode")
-                }
-            },
-        };
-        let explicit = match mode_text.as_deref() {
-            None => None,
-            Some("token") => Some(AuthMode::Token),
-            Some("password") => Some(AuthMode::Password),
-            Some("none") => Some(AuthMode::None),
-            Some(other) => {
-                // The value is not echoed: a secret pasted into the wrong
-                // auth key must not end up in logs.
-                let why = if other == "trusted-proxy" {
-                    "trusted-proxy mode is not supported by clawgate; use \"token\", \"password\" or \"none\""
-                } else {
-                    "must be \"token\", \"password\" or \"none\" (lowercase)"
-                };
-                self.fail(
-                    mode_key,
-                    format!("{why}; fix it with: clawgate config set gateway.auth.mode token"),
-                );
-                None
-            }
-        };
+        let (explicit, mode_key) = self.auth_mode(overrides);
         let token = self.secret(
             (&overrides.token, "--token"),
             (&overrides.token_file, "--token-file"),
@@ -420,46 +429,10 @@ impl Resolver<'_> {
         }
         let mode = match explicit {
             Some(mode) => mode,
-            None => match (&token, &password) {
-                (Some(_), Some(_)) => {
-                    self.fail(
-                        "gateway.auth.mode",
-                        "both a token and a password are set but no auth mode is chosen; pick one with: clawgate config set gateway.auth.mode token (or password)",
-                    );
-                    return None;
-                }
-                (None, Some(_)) => AuthMode::Password,
-                _ => AuthMode::Token,
-            },
+            None => self.implied_auth_mode(token.is_some(), password.is_some())?,
         };
-        match mode {
-            AuthMode::Token if token.is_none() => {
-                self.fail(
-                    "gateway.auth.token",
-                    format!("{MISSING_TOKEN}; set one with: clawgate config set gateway.auth.token <token> (or pass --token-file, or set CLAWGATE_GATEWAY_TOKEN)"),
-                );
-                return None;
-            }
-            AuthMode::Password if password.is_none() => {
-                self.fail(
-                    "gateway.auth.password",
-                    format!("{MISSING_PASSWORD}; set one with: clawgate config set gateway.auth.password <password> (or pass --password-file, or set CLAWGATE_GATEWAY_PASSWORD)"),
-                );
-                return None;
-            }
-            AuthMode::None => {
-                if let Some(bind) = bind
-                    && !bind.is_loopback()
-                {
-                    let addr = bind.address();
-                    self.fail(
-                        mode_key,
-                        format!("auth mode \"none\" is only allowed on a loopback bind, because anyone who can reach {addr} could control the gateway; use token auth or bind to loopback"),
-                    );
-                    return None;
-                }
-            }
-            _ => {}
+        if !self.auth_mode_usable(mode, mode_key, token.is_some(), password.is_some(), bind) {
+            return None;
         }
         // Only the secret of the chosen mode is kept: the other one is never
         // checked, so a change to it must not count as an auth change.
@@ -468,31 +441,193 @@ impl Resolver<'_> {
             AuthMode::Password => (None, password.map(|p| p.secret)),
             AuthMode::None => (None, None),
         };
-        Some((mode, token, password))
+        Some(AuthConfig::new(mode, token, password))
     }
 
-    fn positive_int(&mut self, key: &str, default: u64, max: u64) -> u64 {
-        match self.value(key) {
-            None => default,
-            Some(v) => match v.as_u64() {
-                Some(n) if n > 0 && n <= max => n,
-                too_big => {
-                    let found = describe_value(v);
-                    let range = if too_big.is_some() {
-                        format!("at most {max}")
-                    } else {
-                        "a whole number greater than 0".to_string()
-                    };
+    /// The chosen mode (`--auth`, else `gateway.auth.mode`; `None` when
+    /// neither is set or it is invalid) and the key it is named by.
+    fn auth_mode(&mut self, overrides: &RunOverrides) -> (Option<AuthMode>, &'static str) {
+        let (mode_text, mode_key) = match &overrides.auth {
+            Some(m) => (Some(m.clone()), "--auth"),
+            None => match self.value("gateway.auth.mode") {
+                None => (None, "gateway.auth.mode"),
+                Some(Value::String(s)) => (Some(s.clone()), "gateway.auth.mode"),
+                Some(other) => {
+                    let kind = describe_kind(other);
                     self.fail(
-                        key,
-                        format!("must be {range} (found {found}); fix it with: clawgate config set {key} {default}"),
+                        "gateway.auth.mode",
+                        format!("must be \"token\", \"password\" or \"none\" but is {kind}; fix it with: clawgate config set gateway.auth.mode token"),
                     );
-                    default
+                    (None, "gateway.auth.mode")
                 }
             },
+        };
+        let mode = match mode_text.as_deref() {
+            None => None,
+            Some("token") => Some(AuthMode::Token),
+            Some("password") => Some(AuthMode::Password),
+            Some("none") => Some(AuthMode::None),
+            Some(other) => {
+                // The value is not echoed: a secret pasted into the wrong
+                // auth key must not end up in logs.
+                let why = if other == "trusted-proxy" {
+                    "trusted-proxy mode is not supported by clawgate; use \"token\", \"password\" or \"none\""
+                } else {
+                    "must be \"token\", \"password\" or \"none\" (lowercase)"
+                };
+                self.fail(
+                    mode_key,
+                    format!("{why}; fix it with: clawgate config set gateway.auth.mode token"),
+                );
+                None
+            }
+        };
+        (mode, mode_key)
+    }
+
+    /// With no mode chosen: password when only a password is set, else
+    /// token; both secrets set is ambiguous.
+    fn implied_auth_mode(&mut self, has_token: bool, has_password: bool) -> Option<AuthMode> {
+        match (has_token, has_password) {
+            (true, true) => {
+                self.fail(
+                    "gateway.auth.mode",
+                    "both a token and a password are set but no auth mode is chosen; pick one with: clawgate config set gateway.auth.mode token (or password)",
+                );
+                None
+            }
+            (false, true) => Some(AuthMode::Password),
+            _ => Some(AuthMode::Token),
         }
     }
 
+    /// Whether `mode` can run: its secret is set, and "none" only on a
+    /// loopback bind.
+    fn auth_mode_usable(
+        &mut self,
+        mode: AuthMode,
+        mode_key: &str,
+        has_token: bool,
+        has_password: bool,
+        bind: Option<&BindMode>,
+    ) -> bool {
+        match mode {
+            AuthMode::Token if !has_token => {
+                self.fail(
+                    "gateway.auth.token",
+                    format!("{MISSING_TOKEN}; set one with: clawgate config set gateway.auth.token <token> (or pass --token-file, or set CLAWGATE_GATEWAY_TOKEN)"),
+                );
+                false
+            }
+            AuthMode::Password if !has_password => {
+                self.fail(
+                    "gateway.auth.password",
+                    format!("{MISSING_PASSWORD}; set one with: clawgate config set gateway.auth.password <password> (or pass --password-file, or set CLAWGATE_GATEWAY_PASSWORD)"),
+                );
+                false
+            }
+            AuthMode::None => match bind {
+                Some(bind) if !bind.is_loopback() => {
+                    let addr = bind.address();
+                    self.fail(
+                        mode_key,
+                        format!("auth mode \"none\" is only allowed on a loopback bind, because anyone who can reach {addr} could control the gateway; use token auth or bind to loopback"),
+                    );
+                    false
+                }
+                _ => true,
+            },
+            _ => true,
+        }
+    }
+
+    /// The effective secret of one kind, by precedence flag, flag file,
+    /// environment, config file; a blank or placeholder value is refused.
+    /// Problems are recorded, never with the value.
+    fn secret(
+        &mut self,
+        flag: (&Option<Secret>, &str),
+        flag_file: (&Option<PathBuf>, &str),
+        env: (&Option<Secret>, &str),
+        key: &str,
+    ) -> Option<SecretFrom> {
+        let found = self.secret_source(flag, flag_file, env, key)?;
+        let value = found.secret.expose().trim();
+        if value.is_empty() || value == "undefined" || value == "null" {
+            let fix = if found.origin == key {
+                format!("set a real value with: clawgate config set {key} <value>")
+            } else {
+                format!("give {} a real value", found.origin)
+            };
+            self.fail(
+                found.origin.clone(),
+                format!("is blank or a placeholder such as \"undefined\" or \"null\"; {fix}"),
+            );
+            return None;
+        }
+        Some(found)
+    }
+
+    /// The first source of [`Resolver::secret`] that is set, whatever its
+    /// value.
+    fn secret_source(
+        &mut self,
+        flag: (&Option<Secret>, &str),
+        flag_file: (&Option<PathBuf>, &str),
+        env: (&Option<Secret>, &str),
+        key: &str,
+    ) -> Option<SecretFrom> {
+        if let Some(s) = flag.0 {
+            return Some(SecretFrom {
+                secret: s.clone(),
+                origin: flag.1.to_string(),
+            });
+        }
+        if let Some(path) = flag_file.0 {
+            return match std::fs::read_to_string(path) {
+                Ok(text) => Some(SecretFrom {
+                    secret: Secret::new(text.trim()),
+                    origin: flag_file.1.to_string(),
+                }),
+                Err(err) => {
+                    self.fail(
+                        flag_file.1,
+                        format!(
+                            "cannot read {} ({err}); check the path and that this user may read it",
+                            path.display()
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(s) = env.0 {
+            return Some(SecretFrom {
+                secret: s.clone(),
+                origin: env.1.to_string(),
+            });
+        }
+        match self.value(key) {
+            None => None,
+            Some(Value::String(s)) => Some(SecretFrom {
+                secret: Secret::new(s.clone()),
+                origin: key.to_string(),
+            }),
+            Some(other) => {
+                let kind = describe_kind(other);
+                self.fail(
+                    key,
+                    format!("must be a string but is {kind}; set it with: clawgate config set {key} <value>"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The remaining sections: `gateway.auth.rateLimit.*`,
+/// `gateway.controlUi.*`, `gateway.trustedProxies`, `gateway.allowedHosts`.
+impl Resolver<'_> {
     fn rate_limit(&mut self) -> RateLimitConfig {
         let d = RateLimitConfig::default();
         let max_u32 = u64::from(u32::MAX);
@@ -517,9 +652,22 @@ impl Resolver<'_> {
     }
 
     fn control_ui(&mut self) -> ControlUiConfig {
-        let enabled = self.boolean("gateway.controlUi.enabled", true);
+        let rule = ListRule {
+            entry: "\"*\" or an origin like \"https://host.example:8443\" (http or https, no path)",
+            holds: "origins",
+            example: "\"https://host.example\"",
+            dedupe: true,
+        };
+        ControlUiConfig {
+            enabled: self.boolean("gateway.controlUi.enabled", true),
+            base_path: self.base_path(),
+            allowed_origins: self.list("gateway.controlUi.allowedOrigins", rule, normalize_origin),
+        }
+    }
+
+    fn base_path(&mut self) -> String {
         let key = "gateway.controlUi.basePath";
-        let base_path = match self.value(key) {
+        match self.value(key) {
             None => "/".to_string(),
             Some(Value::String(s)) => match normalize_base_path(s) {
                 Some(p) => p,
@@ -540,107 +688,29 @@ impl Resolver<'_> {
                 );
                 "/".to_string()
             }
-        };
-        let key = "gateway.controlUi.allowedOrigins";
-        let mut allowed_origins = Vec::new();
-        match self.value(key).cloned() {
-            None => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let normalized = item.as_str().and_then(normalize_origin);
-                    match normalized {
-                        Some(o) => {
-                            if !allowed_origins.contains(&o) {
-                                allowed_origins.push(o);
-                            }
-                        }
-                        None => {
-                            let found = describe_value(item);
-                            self.fail(
-                                format!("{key}[{i}]"),
-                                format!("must be \"*\" or an origin like \"https://host.example:8443\" (http or https, no path) (found {found}); fix the entry with: clawgate config set {key} '[\"https://host.example\"]'"),
-                            );
-                        }
-                    }
-                }
-            }
-            Some(other) => {
-                let kind = describe_kind(&other);
-                self.fail(
-                    key,
-                    format!("must be an array of origins but is {kind}; fix it with: clawgate config set {key} '[\"https://host.example\"]'"),
-                );
-            }
-        }
-        ControlUiConfig {
-            enabled,
-            base_path,
-            allowed_origins,
         }
     }
 
     fn trusted_proxies(&mut self) -> Vec<IpAddr> {
-        let key = "gateway.trustedProxies";
-        let mut proxies = Vec::new();
-        match self.value(key).cloned() {
-            None => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    match item.as_str().and_then(|s| s.trim().parse::<IpAddr>().ok()) {
-                        Some(ip) => proxies.push(ip),
-                        None => {
-                            let found = describe_value(item);
-                            self.fail(
-                                format!("{key}[{i}]"),
-                                format!("must be an IP address such as \"10.0.0.1\" (CIDR ranges and host names are not supported) (found {found}); fix the entry with: clawgate config set {key} '[\"10.0.0.1\"]'"),
-                            );
-                        }
-                    }
-                }
-            }
-            Some(other) => {
-                let kind = describe_kind(&other);
-                self.fail(
-                    key,
-                    format!("must be an array of IP addresses but is {kind}; fix it with: clawgate config set {key} '[\"10.0.0.1\"]'"),
-                );
-            }
-        }
-        proxies
+        let rule = ListRule {
+            entry: "an IP address such as \"10.0.0.1\" (CIDR ranges and host names are not supported)",
+            holds: "IP addresses",
+            example: "\"10.0.0.1\"",
+            dedupe: false,
+        };
+        self.list("gateway.trustedProxies", rule, |s| {
+            s.trim().parse::<IpAddr>().ok()
+        })
     }
 
     fn allowed_hosts(&mut self) -> Vec<String> {
-        let key = "gateway.allowedHosts";
-        let mut hosts = Vec::new();
-        match self.value(key).cloned() {
-            None => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    match item.as_str().and_then(normalize_host_name) {
-                        Some(h) => {
-                            if !hosts.contains(&h) {
-                                hosts.push(h);
-                            }
-                        }
-                        None => {
-                            let found = describe_value(item);
-                            self.fail(
-                                format!("{key}[{i}]"),
-                                format!("must be \"*\", a host name such as \"gateway.example\" or an IP address, without scheme, port or path (found {found}); fix the entry with: clawgate config set {key} '[\"gateway.example\"]'"),
-                            );
-                        }
-                    }
-                }
-            }
-            Some(other) => {
-                let kind = describe_kind(&other);
-                self.fail(
-                    key,
-                    format!("must be an array of host names but is {kind}; fix it with: clawgate config set {key} '[\"gateway.example\"]'"),
-                );
-            }
-        }
-        hosts
+        let rule = ListRule {
+            entry: "\"*\", a host name such as \"gateway.example\" or an IP address, without scheme, port or path",
+            holds: "host names",
+            example: "\"gateway.example\"",
+            dedupe: true,
+        };
+        self.list("gateway.allowedHosts", rule, normalize_host_name)
     }
 }
 
