@@ -8,7 +8,8 @@
 //! `gateway.nodes.pairing.autoApproveLocal`, `gateway.trustedProxies`) so an
 //! existing `openclaw.json` can be pointed at with `--config`; keys clawgate
 //! does not use are kept untouched on write. clawgate's own additions:
-//! `gateway.auth.rateLimit.globalMaxFailures` and `gateway.allowedHosts`.
+//! `gateway.auth.rateLimit.globalMaxFailures`, `gateway.allowedHosts` and
+//! `gateway.tickIntervalMs`.
 //!
 //! Precedence, highest first: `gateway run` flags, environment
 //! (`CLAWGATE_GATEWAY_TOKEN`, `OPENCLAW_GATEWAY_TOKEN`,
@@ -51,5 +52,5 @@ pub use normalize::{normalize_host_name, normalize_origin};
 pub use resolve::{EnvOverrides, RunOverrides, resolve, resolve_all};
 pub use types::{
     AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
-    GatewayConfig, RateLimitConfig,
+    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE,
 };

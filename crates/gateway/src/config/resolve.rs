@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clawgate_protocol::Secret;
 use serde_json::Value;
@@ -14,7 +15,7 @@ use super::file::ConfigFile;
 use super::normalize::{normalize_base_path, normalize_host_name, normalize_origin};
 use super::types::{
     AuthConfig, AuthMode, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
-    MISSING_PASSWORD, MISSING_TOKEN, RateLimitConfig,
+    MISSING_PASSWORD, MISSING_TOKEN, RateLimitConfig, TICK_INTERVAL_MS_RANGE,
 };
 
 /// `gateway run` flags and other per-invocation overrides.
@@ -71,7 +72,7 @@ pub fn resolve(
 
 /// Like [`resolve`], but reports every problem found instead of the first
 /// (in a stable order: port, bind, auth, rate limit, Control UI, nodes,
-/// proxies).
+/// proxies, allowed hosts, tick interval).
 pub fn resolve_all(
     file: &ConfigFile,
     state_dir: &Path,
@@ -91,6 +92,7 @@ pub fn resolve_all(
     let auto_approve_local = r.boolean("gateway.nodes.pairing.autoApproveLocal", true);
     let trusted_proxies = r.trusted_proxies();
     let allowed_hosts = r.allowed_hosts();
+    let tick_interval = r.tick_interval();
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -103,6 +105,7 @@ pub fn resolve_all(
         auto_approve_local,
         trusted_proxies,
         allowed_hosts,
+        tick_interval,
         state_dir: state_dir.to_path_buf(),
         config_path: file.path.clone(),
     })
@@ -626,7 +629,8 @@ impl Resolver<'_> {
 }
 
 /// The remaining sections: `gateway.auth.rateLimit.*`,
-/// `gateway.controlUi.*`, `gateway.trustedProxies`, `gateway.allowedHosts`.
+/// `gateway.controlUi.*`, `gateway.trustedProxies`, `gateway.allowedHosts`,
+/// `gateway.tickIntervalMs`.
 impl Resolver<'_> {
     fn rate_limit(&mut self) -> RateLimitConfig {
         let d = RateLimitConfig::default();
@@ -711,6 +715,27 @@ impl Resolver<'_> {
             dedupe: true,
         };
         self.list("gateway.allowedHosts", rule, normalize_host_name)
+    }
+
+    fn tick_interval(&mut self) -> Duration {
+        let key = "gateway.tickIntervalMs";
+        let default = clawgate_protocol::TICK_INTERVAL_MS;
+        let ms = match self.value(key) {
+            None => default,
+            Some(v) => match v.as_u64() {
+                Some(n) if TICK_INTERVAL_MS_RANGE.contains(&n) => n,
+                _ => {
+                    let found = describe_value(v);
+                    let (min, max) = TICK_INTERVAL_MS_RANGE.into_inner();
+                    self.fail(
+                        key,
+                        format!("must be a whole number of milliseconds from {min} to {max} (found {found}); fix it with: clawgate config set {key} {default}"),
+                    );
+                    default
+                }
+            },
+        };
+        Duration::from_millis(ms)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clawgate_protocol::Secret;
 
@@ -11,6 +12,9 @@ use clawgate_protocol::Secret;
 pub const DEFAULT_PORT: u16 = 18789;
 /// Name of the config file inside the state directory.
 pub const CONFIG_FILE_NAME: &str = "clawgate.json";
+/// Bounds of `gateway.tickIntervalMs` (the default is the protocol's
+/// [`clawgate_protocol::TICK_INTERVAL_MS`]).
+pub const TICK_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=300_000;
 
 /// How the listener binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +138,10 @@ pub struct GatewayConfig {
     /// the check off). See `auth::host_allowed`: on a loopback bind every
     /// other name is refused, which defeats DNS rebinding.
     pub allowed_hosts: Vec<String>,
+    /// `gateway.tickIntervalMs` (clawgate addition): how often `tick`
+    /// events (each with a keepalive ping) go out, and what `hello-ok`
+    /// announces as `policy.tickIntervalMs` (default 30 s).
+    pub tick_interval: Duration,
     /// The state directory (config, database).
     pub state_dir: PathBuf,
     /// The config file in use.
@@ -143,7 +151,7 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     /// A loopback gateway with `auth`, state in `state_dir` and every other
     /// setting at its default (port 18789, Control UI on, local devices
-    /// approved silently, no trusted proxies). For embedding the gateway in
+    /// approved silently, no trusted proxies, 30 s ticks). For embedding the gateway in
     /// another program; set `port` to 0 for a free port.
     pub fn loopback(state_dir: impl Into<PathBuf>, auth: AuthConfig) -> GatewayConfig {
         let state_dir = state_dir.into();
@@ -155,6 +163,7 @@ impl GatewayConfig {
             auto_approve_local: true,
             trusted_proxies: Vec::new(),
             allowed_hosts: Vec::new(),
+            tick_interval: Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS),
             config_path: state_dir.join(CONFIG_FILE_NAME),
             state_dir,
         }

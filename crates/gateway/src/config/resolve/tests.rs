@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::types::CONFIG_FILE_NAME;
 use serde_json::json;
+use std::time::Duration;
 
 const TOKEN: &str = "s3cret-token-value-9f2b";
 const PASSWORD: &str = "s3cret-password-value-77ac";
@@ -73,6 +74,10 @@ fn defaults() {
     assert_eq!(cfg.control_ui, ControlUiConfig::default());
     assert!(cfg.auto_approve_local);
     assert!(cfg.trusted_proxies.is_empty());
+    assert_eq!(
+        cfg.tick_interval,
+        Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS)
+    );
 }
 
 #[test]
@@ -607,6 +612,32 @@ fn allowed_hosts_values_and_errors() {
         err(json!({"gateway": {"allowedHosts": "gateway.example"}})).0,
         "gateway.allowedHosts"
     );
+}
+
+#[test]
+fn tick_interval_values_and_errors() {
+    for ms in [1000, 1500, 30_000, 300_000] {
+        let cfg = ok(json!({"gateway": {"tickIntervalMs": ms}}));
+        assert_eq!(cfg.tick_interval, Duration::from_millis(ms));
+    }
+    for bad in [
+        json!(0),
+        json!(999),
+        json!(300_001),
+        json!(-1000),
+        json!(1500.5),
+        json!("30000"),
+        json!(true),
+        json!([1000]),
+    ] {
+        let (key, msg) = err(json!({"gateway": {"tickIntervalMs": bad}}));
+        assert_eq!(key, "gateway.tickIntervalMs", "{msg}");
+        assert!(
+            msg.contains("from 1000 to 300000")
+                && msg.contains("clawgate config set gateway.tickIntervalMs 30000"),
+            "{msg}"
+        );
+    }
 }
 
 #[test]
