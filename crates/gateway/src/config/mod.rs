@@ -27,7 +27,9 @@
 //!   [`is_valid_key`], [`parse_json5_value`];
 //! - `resolve.rs`: flags ([`RunOverrides`]), environment ([`EnvOverrides`])
 //!   and file into a validated [`GatewayConfig`] ([`resolve`],
-//!   [`resolve_all`]), one resolver method per config section;
+//!   [`resolve_all`]), one resolver method per config section; the auth
+//!   section (mode, secrets from flags, files, environment and file) is in
+//!   `resolve/auth.rs`;
 //! - `normalize.rs`: [`normalize_origin`], [`normalize_host_name`] and the
 //!   Control UI base path;
 //! - `first_run.rs`: [`generate_token`] and [`ensure_first_run_token`];

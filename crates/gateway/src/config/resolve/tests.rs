@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::types::CONFIG_FILE_NAME;
+use crate::config::types::{AuthMode, CONFIG_FILE_NAME};
 use serde_json::json;
 use std::time::Duration;
 
