@@ -36,6 +36,7 @@ const KEYS: &[&str] = &[
     "gateway.controlUi.allowedOrigins.0",
     "gateway.trustedProxies.1",
     "gateway.nodes.pairing.autoApproveLocal",
+    "gateway.tickIntervalMs",
     "gateway",
     "a.b.c",
     "gateway..port",

@@ -186,12 +186,7 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
     ]) {
         options.handshake_timeout = d;
     }
-    // For tests and short soaks: the protocol's 30 s tick makes "every
-    // connection got ticks" a minutes-long check. Not documented as a
-    // setting; clients follow `policy.tickIntervalMs` from `hello-ok`.
-    if let Some(d) = env_duration_ms(&["CLAWGATE_TICK_INTERVAL_MS"]) {
-        options.tick_interval = d.max(Duration::from_millis(100));
-    }
+    options.tick_interval = cfg.tick_interval;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

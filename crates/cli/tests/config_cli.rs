@@ -169,6 +169,22 @@ fn set_refuses_a_zero_window_and_leaves_the_file_byte_identical() {
 }
 
 #[test]
+fn tick_interval_is_validated_on_set() {
+    let s = State::new();
+    s.write("{ gateway: { auth: { token: 'abc-123' } } }\n");
+    for bad in ["999", "300001", "1500.5", "'fast'"] {
+        let before = std::fs::read_to_string(s.config_path()).unwrap();
+        s.cmd(&["set", "gateway.tickIntervalMs", bad])
+            .code(1)
+            .stderr(predicate::str::contains("gateway.tickIntervalMs"))
+            .stderr(predicate::str::contains("from 1000 to 300000"));
+        assert_eq!(std::fs::read_to_string(s.config_path()).unwrap(), before);
+    }
+    s.cmd(&["set", "gateway.tickIntervalMs", "1000"]).success();
+    assert_eq!(s.doc()["gateway"]["tickIntervalMs"], json!(1000));
+}
+
+#[test]
 fn set_refuses_an_invalid_origin() {
     let s = State::new();
     s.cmd(&[

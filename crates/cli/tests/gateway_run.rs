@@ -131,6 +131,14 @@ fn refuses_bad_configuration_naming_the_key() {
             "{gateway: {auth: {token: 'abc', rateLimit: {maxAttempts: -3}}}}",
             "gateway.auth.rateLimit.maxAttempts",
         ),
+        (
+            "{gateway: {auth: {token: 'abc'}, tickIntervalMs: 999}}",
+            "gateway.tickIntervalMs",
+        ),
+        (
+            "{gateway: {auth: {token: 'abc'}, tickIntervalMs: '30s'}}",
+            "gateway.tickIntervalMs",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("clawgate.json"), file).unwrap();

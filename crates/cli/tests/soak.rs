@@ -1,8 +1,9 @@
 //! A short soak against the real binary (the CI version of the 30-minute
 //! `clawgate-bench soak` recorded in SECURITY.md): a few hundred
 //! authenticated connections over several loopback source addresses, held
-//! with a 1 s tick while a share of them is closed and re-opened on purpose
-//! every few seconds and RPCs go out across them. Nothing the test did not
+//! with a 1 s tick (`gateway.tickIntervalMs`, its lowest value) while a
+//! share of them is closed and re-opened on purpose every few seconds and
+//! RPCs go out across them. Nothing the test did not
 //! ask for may happen: no close or error, no failed RPC, no connection
 //! without ticks; and once everything is closed the gateway's open file
 //! descriptors return to where they started.
@@ -269,12 +270,12 @@ fn hundreds_of_connections_with_ticks_churn_and_rpcs_leave_nothing_behind() {
         "open-file limit {limit} is too low for this test"
     );
     let dir = tempfile::tempdir().unwrap();
-    let tick = TICK_MS.to_string();
-    let gw = start(
-        dir.path(),
-        &["--token", TOKEN],
-        &[("CLAWGATE_TICK_INTERVAL_MS", tick.as_str())],
-    );
+    std::fs::write(
+        dir.path().join("clawgate.json"),
+        format!("{{gateway: {{tickIntervalMs: {TICK_MS}}}}}"),
+    )
+    .unwrap();
+    let gw = start(dir.path(), &["--token", TOKEN], &[]);
     let (port, pid) = (gw.port, gw.child.id());
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Let the gateway finish starting (log writer, reload poll) first.

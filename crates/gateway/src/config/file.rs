@@ -1,0 +1,462 @@
+//! [`ConfigFile`]: the JSON5 document, read from disk, edited by dotted key
+//! paths (`get`, `set`, `unset`) and written back atomically with mode 0600.
+//! Keys the gateway does not know are kept untouched.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::describe::describe_kind;
+use super::types::{CONFIG_FILE_NAME, ConfigError};
+
+/// The config file as a JSON document, edited by dotted key paths.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub doc: Value,
+    /// Whether the file existed when loaded.
+    pub existed: bool,
+}
+
+/// The state directory: `$CLAWGATE_STATE_DIR`, else `~/.clawgate`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CLAWGATE_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".clawgate")
+}
+
+impl ConfigFile {
+    /// Loads the file (JSON5); a missing file is an empty document.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ConfigFile {
+                    path: path.to_path_buf(),
+                    doc: Value::Object(Map::new()),
+                    existed: false,
+                });
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        ConfigFile::from_text(path, &text)
+    }
+
+    /// Parses the text of a config file found at `path` (what [`ConfigFile::load`]
+    /// does once the file is read).
+    pub fn from_text(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+        // An empty file (e.g. made with `touch`) is an empty document.
+        let doc = if text.trim().is_empty() {
+            Value::Object(Map::new())
+        } else {
+            // json5's messages name the problem and its position, never the
+            // surrounding text, so a secret in the file cannot leak here.
+            json5::from_str::<Value>(text).map_err(|err| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: err.to_string(),
+            })?
+        };
+        if !doc.is_object() {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the top level is {}, but it must be an object ({{ ... }})",
+                    describe_kind(&doc)
+                ),
+            });
+        }
+        Ok(ConfigFile {
+            path: path.to_path_buf(),
+            doc,
+            existed: true,
+        })
+    }
+
+    /// The value at a dotted key (`gateway.auth.token`). A numeric part
+    /// indexes into an array (`gateway.trustedProxies.0`).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        let mut current = &self.doc;
+        for part in key_parts(key)? {
+            current = match current {
+                Value::Object(map) => map.get(part)?,
+                Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// Sets a dotted key, creating objects on the way.
+    pub fn set(&mut self, key: &str, value: Value) -> Result<(), ConfigError> {
+        let parts = key_parts(key).ok_or_else(|| invalid_key_error(key))?;
+        let (last, parents) = parts.split_last().expect("key_parts is never empty");
+        if !self.doc.is_object() {
+            self.doc = Value::Object(Map::new());
+        }
+        let blocked = |depth: usize, found: &Value| {
+            let prefix = parts[..depth].join(".");
+            ConfigError::invalid(
+                key,
+                format!(
+                    "cannot be set because {prefix} is {}, not an object; remove it first with: clawgate config unset {prefix}",
+                    describe_kind(found)
+                ),
+            )
+        };
+        let mut current = &mut self.doc;
+        for (depth, part) in parents.iter().enumerate() {
+            current = match current {
+                Value::Object(map) => map
+                    .entry(part.to_string())
+                    .or_insert_with(|| Value::Object(Map::new())),
+                Value::Array(items) => match part.parse::<usize>() {
+                    Ok(index) if index < items.len() => &mut items[index],
+                    _ => return Err(array_index_error(key, &parts[..depth], items.len())),
+                },
+                other => return Err(blocked(depth, other)),
+            };
+        }
+        match current {
+            Value::Object(map) => {
+                map.insert(last.to_string(), value);
+                Ok(())
+            }
+            Value::Array(items) => match last.parse::<usize>() {
+                Ok(index) if index < items.len() => {
+                    items[index] = value;
+                    Ok(())
+                }
+                _ => Err(array_index_error(key, parents, items.len())),
+            },
+            other => Err(blocked(parents.len(), other)),
+        }
+    }
+
+    /// Removes a dotted key; returns whether it was present.
+    pub fn unset(&mut self, key: &str) -> bool {
+        let Some(parts) = key_parts(key) else {
+            return false;
+        };
+        let (last, parents) = parts.split_last().expect("key_parts is never empty");
+        let mut current = &mut self.doc;
+        for part in parents {
+            current = match current {
+                Value::Object(map) => match map.get_mut(*part) {
+                    Some(next) => next,
+                    None => return false,
+                },
+                Value::Array(items) => {
+                    match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                        Some(next) => next,
+                        None => return false,
+                    }
+                }
+                _ => return false,
+            };
+        }
+        match current {
+            // shift_remove keeps the order of the remaining keys in the file.
+            Value::Object(map) => map.shift_remove(*last).is_some(),
+            Value::Array(items) => match last.parse::<usize>() {
+                Ok(index) if index < items.len() => {
+                    items.remove(index);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Writes the document atomically (temp file + rename), file mode 0600,
+    /// parent directory created with 0700.
+    pub fn save(&self) -> Result<(), ConfigError> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+
+        let write_err = |source: std::io::Error| ConfigError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(write_err)?;
+            // The umask may have removed bits we did not ask for anyway, but
+            // never trust it to have left the directory private.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(write_err)?;
+        }
+        let file_name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| CONFIG_FILE_NAME.to_string());
+        let tmp = dir.join(format!(".{file_name}.tmp-{:016x}", rand::random::<u64>()));
+        let mut text = serde_json::to_string_pretty(&self.doc)
+            .map_err(|err| write_err(std::io::Error::other(err)))?;
+        text.push('\n');
+
+        let result = (|| {
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            out.write_all(text.as_bytes())?;
+            out.sync_all()?;
+            drop(out);
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if let Err(err) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(write_err(err));
+        }
+        // Make the rename itself durable; a failure here leaves a correct file.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// Parses one JSON5 value (what `config set` stores). The error names the
+/// problem and its position only, never the input.
+pub fn parse_json5_value(text: &str) -> Result<Value, String> {
+    json5::from_str::<Value>(text).map_err(|err| err.to_string())
+}
+
+/// Whether `key` is a well-formed dotted key path (no empty parts).
+pub fn is_valid_key(key: &str) -> bool {
+    key_parts(key).is_some()
+}
+
+fn key_parts(key: &str) -> Option<Vec<&str>> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        None
+    } else {
+        Some(parts)
+    }
+}
+
+fn invalid_key_error(key: &str) -> ConfigError {
+    ConfigError::invalid(
+        key,
+        "is not a valid config path; use dot-separated names such as gateway.auth.mode",
+    )
+}
+
+fn array_index_error(key: &str, array_parts: &[&str], len: usize) -> ConfigError {
+    ConfigError::invalid(
+        key,
+        format!(
+            "cannot be set because {} is an array of {len} items and the next part is not an index below {len}; set the whole array instead",
+            array_parts.join(".")
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    const TOKEN: &str = "s3cret-token-value-9f2b";
+
+    fn file_with(doc: Value) -> (ConfigFile, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile {
+            path: dir.path().join(CONFIG_FILE_NAME),
+            doc,
+            existed: true,
+        };
+        (file, dir)
+    }
+
+    #[test]
+    fn missing_file_is_an_empty_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile::load(&dir.path().join("nope.json")).unwrap();
+        assert!(!file.existed);
+        assert_eq!(file.doc, json!({}));
+    }
+
+    #[test]
+    fn loads_json5_with_comments_and_trailing_commas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(
+            &path,
+            "// comment\n{ gateway: { port: 19000, /* inline */ bind: 'lan', }, }\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert!(file.existed);
+        assert_eq!(file.get("gateway.port"), Some(&json!(19000)));
+        assert_eq!(file.get("gateway.bind"), Some(&json!("lan")));
+    }
+
+    #[test]
+    fn bad_json5_and_non_object_are_parse_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in ["{ gateway: ", "[1, 2]", "\"text\"", "42"] {
+            let path = dir.path().join("bad.json");
+            std::fs::write(&path, text).unwrap();
+            match ConfigFile::load(&path) {
+                Err(e @ ConfigError::Parse { .. }) => {
+                    assert!(e.to_string().contains(&path.display().to_string()))
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn parse_error_does_not_echo_the_file_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.json");
+        std::fs::write(
+            &path,
+            format!("{{ gateway: {{ auth: {{ token: {TOKEN} }} }} }}"),
+        )
+        .unwrap();
+        let e = ConfigFile::load(&path).unwrap_err();
+        assert!(!e.to_string().contains(TOKEN), "{e}");
+    }
+
+    #[test]
+    fn get_set_unset_by_dotted_keys() {
+        let (mut file, _dir) = file_with(json!({"gateway": {"port": 1}, "list": [1, 2]}));
+        assert_eq!(file.get("gateway.port"), Some(&json!(1)));
+        assert_eq!(file.get("list.1"), Some(&json!(2)));
+        assert_eq!(file.get("gateway.missing"), None);
+        assert_eq!(file.get("gateway.port.deeper"), None);
+        assert_eq!(file.get(""), None);
+        assert_eq!(file.get("gateway..port"), None);
+
+        file.set("gateway.auth.rateLimit.windowMs", json!(5))
+            .unwrap();
+        assert_eq!(
+            file.doc["gateway"]["auth"]["rateLimit"]["windowMs"],
+            json!(5)
+        );
+        file.set("list.0", json!("x")).unwrap();
+        assert_eq!(file.doc["list"], json!(["x", 2]));
+
+        assert!(file.unset("gateway.auth.rateLimit.windowMs"));
+        assert_eq!(file.doc["gateway"]["auth"]["rateLimit"], json!({}));
+        assert!(!file.unset("gateway.auth.rateLimit.windowMs"));
+        assert!(!file.unset("nothing.here"));
+        assert!(file.unset("list.1"));
+        assert_eq!(file.doc["list"], json!(["x"]));
+    }
+
+    #[test]
+    fn set_through_a_non_object_is_an_error_naming_the_key() {
+        let (mut file, _dir) = file_with(json!({"gateway": {"port": 1}}));
+        let before = file.doc.clone();
+        let e = file.set("gateway.port.x", json!(1)).unwrap_err();
+        assert_eq!(e.key(), Some("gateway.port.x"));
+        assert!(e.to_string().contains("gateway.port is a number"), "{e}");
+        assert!(
+            e.to_string().contains("clawgate config unset gateway.port"),
+            "{e}"
+        );
+        assert_eq!(file.doc, before);
+        assert!(file.set("a..b", json!(1)).is_err());
+        assert!(file.set("", json!(1)).is_err());
+    }
+
+    #[test]
+    fn unset_keeps_key_order() {
+        let (mut file, _dir) = file_with(json!({"a": 1, "b": 2, "c": 3}));
+        file.unset("a");
+        let keys: Vec<_> = file.doc.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["b", "c"]);
+    }
+
+    #[test]
+    fn save_is_private_and_creates_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state").join("nested");
+        let path = state.join(CONFIG_FILE_NAME);
+        let mut file = ConfigFile::load(&path).unwrap();
+        file.set("gateway.port", json!(19001)).unwrap();
+        file.save().unwrap();
+        let file_mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(file_mode, 0o600);
+        let dir_mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        // No temp files left behind.
+        let names: Vec<_> = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [CONFIG_FILE_NAME]);
+        // Output is JSON (and so JSON5) and loads back.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(ConfigFile::load(&path).unwrap().doc, file.doc);
+    }
+
+    #[test]
+    fn save_replaces_a_world_readable_file_with_a_private_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE_NAME);
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut file = ConfigFile::load(&path).unwrap();
+        file.set("gateway.auth.token", json!(TOKEN)).unwrap();
+        file.save().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn unknown_keys_survive_load_set_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openclaw.json");
+        std::fs::write(
+            &path,
+            r#"// written by hand
+{
+  agents: { defaults: { model: "x/y", maxTokens: 8192 } }, // trailing comment
+  channels: { telegram: { enabled: true } },
+  gateway: { port: 18790, customThing: [1, 2, 3] },
+}"#,
+        )
+        .unwrap();
+        let mut file = ConfigFile::load(&path).unwrap();
+        file.set("gateway.bind", json!("lan")).unwrap();
+        file.save().unwrap();
+        let back = ConfigFile::load(&path).unwrap();
+        assert_eq!(
+            back.doc,
+            json!({
+                "agents": {"defaults": {"model": "x/y", "maxTokens": 8192}},
+                "channels": {"telegram": {"enabled": true}},
+                "gateway": {"port": 18790, "customThing": [1, 2, 3], "bind": "lan"}
+            })
+        );
+        let keys: Vec<_> = back.doc.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["agents", "channels", "gateway"]);
+    }
+}

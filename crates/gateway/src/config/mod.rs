@@ -1,0 +1,58 @@
+//! Gateway configuration: the JSON5 file `clawgate.json` in the state
+//! directory (or `--config PATH`), environment variables and `gateway run`
+//! flags, resolved into one validated [`GatewayConfig`].
+//!
+//! Keys keep the reference names (`gateway.port`, `gateway.bind`,
+//! `gateway.auth.mode|token|password|rateLimit.*`,
+//! `gateway.controlUi.enabled|basePath|allowedOrigins`,
+//! `gateway.nodes.pairing.autoApproveLocal`, `gateway.trustedProxies`) so an
+//! existing `openclaw.json` can be pointed at with `--config`; keys clawgate
+//! does not use are kept untouched on write. clawgate's own additions:
+//! `gateway.auth.rateLimit.globalMaxFailures`, `gateway.allowedHosts` and
+//! `gateway.tickIntervalMs`.
+//!
+//! Precedence, highest first: `gateway run` flags, environment
+//! (`CLAWGATE_GATEWAY_TOKEN`, `OPENCLAW_GATEWAY_TOKEN`,
+//! `CLAWGATE_GATEWAY_PASSWORD`, `OPENCLAW_GATEWAY_PASSWORD`), the file,
+//! defaults.
+//!
+//! This module only declares its files and re-exports their public items;
+//! it is a leaf of the crate (nothing here imports the rest of the gateway).
+//!
+//! - `types.rs`: the resolved settings ([`GatewayConfig`], [`AuthConfig`],
+//!   [`AuthMode`], [`BindMode`], [`RateLimitConfig`], [`ControlUiConfig`])
+//!   and [`ConfigError`];
+//! - `file.rs`: [`ConfigFile`], the JSON5 document with dotted-key
+//!   `get`/`set`/`unset` and atomic 0600 writes; [`default_state_dir`],
+//!   [`is_valid_key`], [`parse_json5_value`];
+//! - `resolve.rs`: flags ([`RunOverrides`]), environment ([`EnvOverrides`])
+//!   and file into a validated [`GatewayConfig`] ([`resolve`],
+//!   [`resolve_all`]), one resolver method per config section; the auth
+//!   section (mode, secrets from flags, files, environment and file) is in
+//!   `resolve/auth.rs`;
+//! - `normalize.rs`: [`normalize_origin`], [`normalize_host_name`] and the
+//!   Control UI base path;
+//! - `first_run.rs`: [`generate_token`] and [`ensure_first_run_token`];
+//! - `describe.rs`: how values are named in error messages without echoing
+//!   secrets.
+//!
+//! Dependencies point one way: `types` and `normalize` import nothing here;
+//! `describe` nothing; `file` uses `types` and `describe`; `resolve` uses
+//! `types`, `file`, `normalize` and `describe`; `first_run` uses `types`,
+//! `file` and `resolve`.
+
+mod describe;
+mod file;
+mod first_run;
+mod normalize;
+mod resolve;
+mod types;
+
+pub use file::{ConfigFile, default_state_dir, is_valid_key, parse_json5_value};
+pub use first_run::{ensure_first_run_token, generate_token};
+pub use normalize::{normalize_host_name, normalize_origin};
+pub use resolve::{EnvOverrides, RunOverrides, resolve, resolve_all};
+pub use types::{
+    AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
+    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE,
+};

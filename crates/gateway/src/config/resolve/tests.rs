@@ -1,0 +1,683 @@
+use super::*;
+use crate::config::types::{AuthMode, CONFIG_FILE_NAME};
+use serde_json::json;
+use std::time::Duration;
+
+const TOKEN: &str = "s3cret-token-value-9f2b";
+const PASSWORD: &str = "s3cret-password-value-77ac";
+
+fn file_with(doc: Value) -> (ConfigFile, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = ConfigFile {
+        path: dir.path().join(CONFIG_FILE_NAME),
+        doc,
+        existed: true,
+    };
+    (file, dir)
+}
+
+fn with_token(mut doc: Value) -> Value {
+    if doc.get("gateway").is_none() {
+        doc["gateway"] = json!({});
+    }
+    if doc["gateway"].get("auth").is_none() {
+        doc["gateway"]["auth"] = json!({});
+    }
+    if doc["gateway"]["auth"].get("token").is_none() {
+        doc["gateway"]["auth"]["token"] = json!(TOKEN);
+    }
+    doc
+}
+
+fn resolve_doc(doc: Value, overrides: &RunOverrides) -> Result<GatewayConfig, ConfigError> {
+    let (file, dir) = file_with(doc);
+    resolve(&file, dir.path(), overrides, &EnvOverrides::default())
+}
+
+fn ok(doc: Value) -> GatewayConfig {
+    resolve_doc(with_token(doc), &RunOverrides::default()).expect("config resolves")
+}
+
+/// The key of the error for `doc` (with a token added) and its message.
+fn err_with(doc: Value, overrides: &RunOverrides) -> (String, String) {
+    let err = resolve_doc(doc, overrides).expect_err("config must be refused");
+    let message = err.to_string();
+    assert!(
+        !message.contains(TOKEN) && !message.contains(PASSWORD),
+        "{message}"
+    );
+    (err.key().unwrap_or_default().to_string(), message)
+}
+
+fn err(doc: Value) -> (String, String) {
+    err_with(with_token(doc), &RunOverrides::default())
+}
+
+fn env_token(t: &str) -> EnvOverrides {
+    EnvOverrides {
+        token: Some(Secret::new(t)),
+        password: None,
+    }
+}
+
+// ---- resolve: defaults, port, bind ----
+
+#[test]
+fn defaults() {
+    let cfg = ok(json!({}));
+    assert_eq!(cfg.port, DEFAULT_PORT);
+    assert_eq!(cfg.bind, BindMode::Loopback);
+    assert_eq!(cfg.auth.mode, AuthMode::Token);
+    assert_eq!(cfg.auth.token, Some(Secret::new(TOKEN)));
+    assert_eq!(cfg.auth.password, None);
+    assert_eq!(cfg.auth.rate_limit, RateLimitConfig::default());
+    assert_eq!(cfg.control_ui, ControlUiConfig::default());
+    assert!(cfg.auto_approve_local);
+    assert!(cfg.trusted_proxies.is_empty());
+    assert_eq!(
+        cfg.tick_interval,
+        Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS)
+    );
+}
+
+#[test]
+fn state_dir_and_config_path() {
+    let (file, dir) = file_with(with_token(json!({})));
+    let state = dir.path().join("state");
+    let cfg = resolve(
+        &file,
+        &state,
+        &RunOverrides::default(),
+        &EnvOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(cfg.state_dir, state);
+    assert_eq!(cfg.config_path, file.path);
+}
+
+#[test]
+fn port_from_file_flag_and_errors() {
+    assert_eq!(ok(json!({"gateway": {"port": 19000}})).port, 19000);
+    let flag = RunOverrides {
+        port: Some(0),
+        ..Default::default()
+    };
+    let cfg = resolve_doc(with_token(json!({"gateway": {"port": 19000}})), &flag).unwrap();
+    assert_eq!(cfg.port, 0, "port 0 is allowed from the flag");
+    for bad in [
+        json!(0),
+        json!(65536),
+        json!(-1),
+        json!(1.5),
+        json!("18789"),
+        json!(true),
+    ] {
+        let (key, msg) = err(json!({"gateway": {"port": bad}}));
+        assert_eq!(key, "gateway.port", "{msg}");
+        assert!(msg.contains("clawgate config set gateway.port"), "{msg}");
+    }
+}
+
+#[test]
+fn bind_modes() {
+    assert_eq!(
+        ok(json!({"gateway": {"bind": "loopback"}})).bind,
+        BindMode::Loopback
+    );
+    assert_eq!(ok(json!({"gateway": {"bind": "lan"}})).bind, BindMode::Lan);
+    let cfg = ok(json!({"gateway": {"bind": "custom", "customBindHost": "10.1.2.3"}}));
+    assert_eq!(cfg.bind, BindMode::Custom("10.1.2.3".parse().unwrap()));
+    assert!(!cfg.bind.is_loopback());
+
+    let flag = RunOverrides {
+        bind: Some("custom".into()),
+        host: Some("::1".into()),
+        ..Default::default()
+    };
+    let cfg = resolve_doc(with_token(json!({"gateway": {"bind": "lan"}})), &flag).unwrap();
+    assert_eq!(cfg.bind, BindMode::Custom("::1".parse().unwrap()));
+    assert!(cfg.bind.is_loopback());
+}
+
+#[test]
+fn bind_errors() {
+    let (key, msg) = err(json!({"gateway": {"bind": "everywhere"}}));
+    assert_eq!(key, "gateway.bind");
+    assert!(
+        msg.contains("clawgate config set gateway.bind loopback"),
+        "{msg}"
+    );
+    assert_eq!(err(json!({"gateway": {"bind": 3}})).0, "gateway.bind");
+    assert_eq!(
+        err(json!({"gateway": {"bind": "custom"}})).0,
+        "gateway.customBindHost"
+    );
+    assert_eq!(
+        err(json!({"gateway": {"bind": "custom", "customBindHost": "example.com"}})).0,
+        "gateway.customBindHost"
+    );
+
+    let t = with_token(json!({}));
+    let flag = |bind: &str, host: Option<&str>| RunOverrides {
+        bind: Some(bind.into()),
+        host: host.map(String::from),
+        ..Default::default()
+    };
+    assert_eq!(err_with(t.clone(), &flag("wide", None)).0, "--bind");
+    assert_eq!(err_with(t.clone(), &flag("custom", None)).0, "--host");
+    assert_eq!(
+        err_with(t.clone(), &flag("custom", Some("nope"))).0,
+        "--host"
+    );
+    assert_eq!(err_with(t, &flag("lan", Some("10.0.0.1"))).0, "--host");
+}
+
+// ---- resolve: auth ----
+
+#[test]
+fn auth_mode_inference() {
+    let cfg = resolve_doc(
+        json!({"gateway": {"auth": {"token": TOKEN}}}),
+        &RunOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(cfg.auth.mode, AuthMode::Token);
+    let cfg = resolve_doc(
+        json!({"gateway": {"auth": {"password": PASSWORD}}}),
+        &RunOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(cfg.auth.mode, AuthMode::Password);
+    assert_eq!(cfg.auth.password, Some(Secret::new(PASSWORD)));
+    assert_eq!(cfg.auth.token, None);
+
+    let (key, msg) = err_with(
+        json!({"gateway": {"auth": {"token": TOKEN, "password": PASSWORD}}}),
+        &RunOverrides::default(),
+    );
+    assert_eq!(key, "gateway.auth.mode");
+    assert!(
+        msg.contains("clawgate config set gateway.auth.mode"),
+        "{msg}"
+    );
+
+    let cfg = resolve_doc(
+        json!({"gateway": {"auth": {"mode": "password", "token": TOKEN, "password": PASSWORD}}}),
+        &RunOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(cfg.auth.mode, AuthMode::Password);
+    assert_eq!(
+        cfg.auth.token, None,
+        "only the chosen mode's secret is kept"
+    );
+}
+
+#[test]
+fn nothing_configured_means_token_mode_which_needs_a_token() {
+    let (key, msg) = err_with(json!({}), &RunOverrides::default());
+    assert_eq!(key, "gateway.auth.token");
+    assert!(
+        msg.contains("clawgate config set gateway.auth.token"),
+        "{msg}"
+    );
+    let e = resolve_doc(json!({}), &RunOverrides::default()).unwrap_err();
+    assert!(e.is_missing_secret());
+}
+
+#[test]
+fn auth_mode_errors() {
+    for bad in ["trusted-proxy", "foo", "Token"] {
+        let (key, msg) = err(json!({"gateway": {"auth": {"mode": bad}}}));
+        assert_eq!(key, "gateway.auth.mode", "{msg}");
+    }
+    let (_, msg) = err(json!({"gateway": {"auth": {"mode": "trusted-proxy"}}}));
+    assert!(msg.contains("not supported"), "{msg}");
+    assert_eq!(
+        err(json!({"gateway": {"auth": {"mode": 1}}})).0,
+        "gateway.auth.mode"
+    );
+
+    let (key, msg) = err_with(
+        json!({"gateway": {"auth": {"mode": "token", "password": PASSWORD}}}),
+        &RunOverrides::default(),
+    );
+    assert_eq!(key, "gateway.auth.token", "{msg}");
+    let (key, msg) = err(json!({"gateway": {"auth": {"mode": "password"}}}));
+    assert_eq!(key, "gateway.auth.password", "{msg}");
+    assert!(
+        msg.contains("clawgate config set gateway.auth.password"),
+        "{msg}"
+    );
+    let (key, _) = err_with(
+        json!({"gateway": {"auth": "token"}}),
+        &RunOverrides::default(),
+    );
+    assert_eq!(key, "gateway.auth");
+}
+
+#[test]
+fn auth_none_only_on_loopback() {
+    let cfg = ok(json!({"gateway": {"auth": {"mode": "none"}}}));
+    assert_eq!(cfg.auth.mode, AuthMode::None);
+    assert_eq!(cfg.auth.token, None);
+
+    let (key, msg) = err(json!({"gateway": {"bind": "lan", "auth": {"mode": "none"}}}));
+    assert_eq!(key, "gateway.auth.mode");
+    assert!(msg.contains("loopback") && msg.contains("anyone"), "{msg}");
+
+    let flag = RunOverrides {
+        auth: Some("none".into()),
+        bind: Some("lan".into()),
+        ..Default::default()
+    };
+    assert_eq!(err_with(json!({}), &flag).0, "--auth");
+    let flag = RunOverrides {
+        auth: Some("none".into()),
+        bind: Some("custom".into()),
+        host: Some("127.0.0.2".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        resolve_doc(json!({}), &flag).unwrap().auth.mode,
+        AuthMode::None
+    );
+}
+
+#[test]
+fn secret_precedence_flag_file_env_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("tok");
+    std::fs::write(&token_file, "from-file\n").unwrap();
+    let (file, d) = file_with(json!({"gateway": {"auth": {"token": "from-config"}}}));
+    let run = |o: &RunOverrides, e: &EnvOverrides| {
+        resolve(&file, d.path(), o, e)
+            .unwrap()
+            .auth
+            .token
+            .unwrap()
+            .expose()
+            .to_string()
+    };
+    let none = EnvOverrides::default();
+    assert_eq!(run(&RunOverrides::default(), &none), "from-config");
+    assert_eq!(
+        run(&RunOverrides::default(), &env_token("from-env")),
+        "from-env"
+    );
+    let with_file = RunOverrides {
+        token_file: Some(token_file.clone()),
+        ..Default::default()
+    };
+    assert_eq!(run(&with_file, &env_token("from-env")), "from-file");
+    let with_flag = RunOverrides {
+        token: Some(Secret::new("from-flag")),
+        token_file: Some(token_file),
+        ..Default::default()
+    };
+    assert_eq!(run(&with_flag, &env_token("from-env")), "from-flag");
+
+    let pw_file = dir.path().join("pw");
+    std::fs::write(&pw_file, "  pw-from-file  \n").unwrap();
+    let o = RunOverrides {
+        auth: Some("password".into()),
+        password_file: Some(pw_file),
+        ..Default::default()
+    };
+    let cfg = resolve(&file, d.path(), &o, &none).unwrap();
+    assert_eq!(cfg.auth.password.unwrap().expose(), "pw-from-file");
+}
+
+#[test]
+fn unreadable_secret_file_names_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = RunOverrides {
+        token_file: Some(dir.path().join("missing")),
+        ..Default::default()
+    };
+    assert_eq!(err_with(json!({}), &o).0, "--token-file");
+    let o = RunOverrides {
+        auth: Some("password".into()),
+        password_file: Some(dir.path().join("missing")),
+        ..Default::default()
+    };
+    assert_eq!(err_with(json!({}), &o).0, "--password-file");
+}
+
+#[test]
+fn blank_and_placeholder_secrets_are_refused_naming_their_source() {
+    for bad in ["", "   ", "undefined", "null", " null "] {
+        let (key, _) = err_with(
+            json!({"gateway": {"auth": {"token": bad}}}),
+            &RunOverrides::default(),
+        );
+        assert_eq!(key, "gateway.auth.token", "{bad:?}");
+        let (key, _) = err_with(
+            json!({"gateway": {"auth": {"mode": "password", "password": bad}}}),
+            &RunOverrides::default(),
+        );
+        assert_eq!(key, "gateway.auth.password", "{bad:?}");
+        let o = RunOverrides {
+            token: Some(Secret::new(bad)),
+            ..Default::default()
+        };
+        assert_eq!(err_with(json!({}), &o).0, "--token");
+
+        let (file, d) = file_with(json!({}));
+        let e = resolve(&file, d.path(), &RunOverrides::default(), &env_token(bad)).unwrap_err();
+        assert!(e.key().unwrap().contains("CLAWGATE_GATEWAY_TOKEN"), "{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank");
+    std::fs::write(&blank, "\n\n").unwrap();
+    let o = RunOverrides {
+        token_file: Some(blank),
+        ..Default::default()
+    };
+    assert_eq!(err_with(json!({}), &o).0, "--token-file");
+    let (key, _) = err_with(
+        json!({"gateway": {"auth": {"token": 12345}}}),
+        &RunOverrides::default(),
+    );
+    assert_eq!(key, "gateway.auth.token");
+}
+
+#[test]
+fn no_error_message_contains_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, TOKEN).unwrap();
+    let both = json!({"gateway": {"auth": {"token": TOKEN, "password": PASSWORD}}});
+    let cases: Vec<(Value, RunOverrides, EnvOverrides)> = vec![
+        (
+            both.clone(),
+            RunOverrides::default(),
+            EnvOverrides::default(),
+        ),
+        (
+            json!({"gateway": {"bind": "lan", "auth": {"mode": "none", "token": TOKEN}}}),
+            RunOverrides::default(),
+            EnvOverrides::default(),
+        ),
+        (
+            json!({"gateway": {"auth": {"mode": "password", "token": TOKEN}}}),
+            RunOverrides::default(),
+            EnvOverrides::default(),
+        ),
+        (
+            json!({"gateway": {"auth": {"token": {"value": TOKEN}}}}),
+            RunOverrides::default(),
+            EnvOverrides::default(),
+        ),
+        (
+            json!({"gateway": {"auth": {"mode": TOKEN}}}),
+            RunOverrides::default(),
+            EnvOverrides::default(),
+        ),
+        (
+            json!({"gateway": {"port": 0, "auth": {"token": TOKEN}}}),
+            RunOverrides::default(),
+            EnvOverrides::default(),
+        ),
+        (
+            json!({}),
+            RunOverrides {
+                auth: Some("none".into()),
+                bind: Some("lan".into()),
+                token: Some(Secret::new(TOKEN)),
+                password_file: Some(secret_file),
+                ..Default::default()
+            },
+            EnvOverrides {
+                token: Some(Secret::new(TOKEN)),
+                password: Some(Secret::new(PASSWORD)),
+            },
+        ),
+    ];
+    for (doc, o, e) in cases {
+        let (file, d) = file_with(doc.clone());
+        let errors = resolve_all(&file, d.path(), &o, &e).expect_err("refused");
+        for err in errors {
+            let msg = format!("{err} {err:?}");
+            assert!(
+                !msg.contains(TOKEN) && !msg.contains(PASSWORD),
+                "{doc}: {msg}"
+            );
+        }
+    }
+}
+
+// ---- resolve: rate limit, Control UI, nodes, proxies ----
+
+#[test]
+fn rate_limit_values() {
+    let cfg = ok(json!({"gateway": {"auth": {"rateLimit": {
+        "maxAttempts": 3, "windowMs": 1000, "lockoutMs": 2000,
+        "exemptLoopback": false, "globalMaxFailures": 50
+    }}}}));
+    assert_eq!(
+        cfg.auth.rate_limit,
+        RateLimitConfig {
+            max_attempts: 3,
+            window_ms: 1000,
+            lockout_ms: 2000,
+            exempt_loopback: false,
+            global_max_failures: 50,
+        }
+    );
+}
+
+#[test]
+fn rate_limit_errors_name_the_full_key() {
+    for field in ["maxAttempts", "windowMs", "lockoutMs", "globalMaxFailures"] {
+        for bad in [
+            json!(0),
+            json!(-5),
+            json!(1.5),
+            json!("10"),
+            json!(true),
+            json!([1]),
+        ] {
+            let (key, msg) = err(json!({"gateway": {"auth": {"rateLimit": {field: bad}}}}));
+            assert_eq!(key, format!("gateway.auth.rateLimit.{field}"), "{msg}");
+            assert!(msg.contains("clawgate config set"), "{msg}");
+        }
+    }
+    let (key, _) =
+        err(json!({"gateway": {"auth": {"rateLimit": {"maxAttempts": 5_000_000_000u64}}}}));
+    assert_eq!(key, "gateway.auth.rateLimit.maxAttempts");
+    let (key, _) = err(json!({"gateway": {"auth": {"rateLimit": {"exemptLoopback": "yes"}}}}));
+    assert_eq!(key, "gateway.auth.rateLimit.exemptLoopback");
+    let (key, _) = err(json!({"gateway": {"auth": {"rateLimit": 5}}}));
+    assert_eq!(key, "gateway.auth.rateLimit");
+}
+
+#[test]
+fn control_ui_values() {
+    let cfg = ok(json!({"gateway": {"controlUi": {
+        "enabled": false,
+        "basePath": "ui//admin",
+        "allowedOrigins": ["HTTPS://Example.COM/", "http://10.0.0.5:8080", "https://x.example:443", "*", "http://[::1]:3000"]
+    }}}));
+    assert!(!cfg.control_ui.enabled);
+    assert_eq!(cfg.control_ui.base_path, "/ui/admin/");
+    assert_eq!(
+        cfg.control_ui.allowed_origins,
+        [
+            "https://example.com",
+            "http://10.0.0.5:8080",
+            "https://x.example",
+            "*",
+            "http://[::1]:3000"
+        ]
+    );
+    for (raw, want) in [
+        ("", "/"),
+        ("/", "/"),
+        ("ui", "/ui/"),
+        ("/ui", "/ui/"),
+        ("/ui/", "/ui/"),
+    ] {
+        let cfg = ok(json!({"gateway": {"controlUi": {"basePath": raw}}}));
+        assert_eq!(cfg.control_ui.base_path, want, "{raw:?}");
+    }
+}
+
+#[test]
+fn control_ui_errors() {
+    assert_eq!(
+        err(json!({"gateway": {"controlUi": {"enabled": "no"}}})).0,
+        "gateway.controlUi.enabled"
+    );
+    for bad in [json!("/a b/"), json!("/ui?x"), json!("/../etc"), json!(3)] {
+        assert_eq!(
+            err(json!({"gateway": {"controlUi": {"basePath": bad}}})).0,
+            "gateway.controlUi.basePath"
+        );
+    }
+    assert_eq!(
+        err(json!({"gateway": {"controlUi": {"allowedOrigins": "https://a.example"}}})).0,
+        "gateway.controlUi.allowedOrigins"
+    );
+    for bad in [
+        json!("example.com"),
+        json!("ftp://example.com"),
+        json!("https://example.com/path"),
+        json!("https://"),
+        json!("https://user@example.com"),
+        json!("https://example.com:99999"),
+        json!("https://exa mple.com"),
+        json!("https://example.com?x=1"),
+        json!(5),
+        json!("null"),
+    ] {
+        let (key, msg) = err(json!({"gateway": {"controlUi": {"allowedOrigins": ["*", bad]}}}));
+        assert_eq!(key, "gateway.controlUi.allowedOrigins[1]", "{msg}");
+    }
+}
+
+#[test]
+fn nodes_and_trusted_proxies() {
+    let cfg = ok(json!({"gateway": {
+        "nodes": {"pairing": {"autoApproveLocal": false}},
+        "trustedProxies": ["10.0.0.1", "::1"]
+    }}));
+    assert!(!cfg.auto_approve_local);
+    assert_eq!(
+        cfg.trusted_proxies,
+        vec![
+            "10.0.0.1".parse::<IpAddr>().unwrap(),
+            "::1".parse().unwrap()
+        ]
+    );
+
+    assert_eq!(
+        err(json!({"gateway": {"nodes": {"pairing": {"autoApproveLocal": 1}}}})).0,
+        "gateway.nodes.pairing.autoApproveLocal"
+    );
+    let (key, msg) = err(json!({"gateway": {"trustedProxies": ["10.0.0.1", "10.0.0.0/8"]}}));
+    assert_eq!(key, "gateway.trustedProxies[1]", "{msg}");
+    assert_eq!(
+        err(json!({"gateway": {"trustedProxies": ["10.0.0.1", 7]}})).0,
+        "gateway.trustedProxies[1]"
+    );
+    assert_eq!(
+        err(json!({"gateway": {"trustedProxies": "10.0.0.1"}})).0,
+        "gateway.trustedProxies"
+    );
+}
+
+#[test]
+fn allowed_hosts_values_and_errors() {
+    assert!(ok(json!({})).allowed_hosts.is_empty());
+    let cfg = ok(json!({"gateway": {
+        "allowedHosts": ["Gateway.Example.", "gateway.example", "[::1]", "10.0.0.5", "*"]
+    }}));
+    assert_eq!(
+        cfg.allowed_hosts,
+        vec!["gateway.example", "::1", "10.0.0.5", "*"]
+    );
+    for bad in [
+        json!("gateway.example:18789"),
+        json!("http://gateway.example"),
+        json!("gateway.example/ui"),
+        json!("a..b"),
+        json!(""),
+        json!(5),
+    ] {
+        let (key, msg) = err(json!({"gateway": {"allowedHosts": ["ok.example", bad]}}));
+        assert_eq!(key, "gateway.allowedHosts[1]", "{msg}");
+    }
+    assert_eq!(
+        err(json!({"gateway": {"allowedHosts": "gateway.example"}})).0,
+        "gateway.allowedHosts"
+    );
+}
+
+#[test]
+fn tick_interval_values_and_errors() {
+    for ms in [1000, 1500, 30_000, 300_000] {
+        let cfg = ok(json!({"gateway": {"tickIntervalMs": ms}}));
+        assert_eq!(cfg.tick_interval, Duration::from_millis(ms));
+    }
+    for bad in [
+        json!(0),
+        json!(999),
+        json!(300_001),
+        json!(-1000),
+        json!(1500.5),
+        json!("30000"),
+        json!(true),
+        json!([1000]),
+    ] {
+        let (key, msg) = err(json!({"gateway": {"tickIntervalMs": bad}}));
+        assert_eq!(key, "gateway.tickIntervalMs", "{msg}");
+        assert!(
+            msg.contains("from 1000 to 300000")
+                && msg.contains("clawgate config set gateway.tickIntervalMs 30000"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn resolve_all_reports_every_problem() {
+    let (file, d) = file_with(json!({"gateway": {
+        "port": "x", "bind": "nowhere",
+        "auth": {"rateLimit": {"windowMs": 0}},
+        "trustedProxies": ["bad"]
+    }}));
+    let errors = resolve_all(
+        &file,
+        d.path(),
+        &RunOverrides::default(),
+        &EnvOverrides::default(),
+    )
+    .unwrap_err();
+    let keys: Vec<_> = errors.iter().filter_map(|e| e.key()).collect();
+    assert_eq!(
+        keys,
+        [
+            "gateway.port",
+            "gateway.bind",
+            "gateway.auth.token",
+            "gateway.auth.rateLimit.windowMs",
+            "gateway.trustedProxies[0]"
+        ]
+    );
+    let first = resolve(
+        &file,
+        d.path(),
+        &RunOverrides::default(),
+        &EnvOverrides::default(),
+    )
+    .unwrap_err();
+    assert_eq!(first.key(), Some("gateway.port"));
+}
+
+#[test]
+fn null_values_count_as_unset() {
+    let cfg = ok(json!({"gateway": {"port": null, "bind": null, "controlUi": null}}));
+    assert_eq!(cfg.port, DEFAULT_PORT);
+    assert_eq!(cfg.bind, BindMode::Loopback);
+}

@@ -1,0 +1,232 @@
+//! The resolved configuration and its errors: what the rest of the gateway
+//! reads ([`GatewayConfig`] and its parts) and [`ConfigError`], which names
+//! the offending key in every refusal.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clawgate_protocol::Secret;
+
+/// Default port.
+pub const DEFAULT_PORT: u16 = 18789;
+/// Name of the config file inside the state directory.
+pub const CONFIG_FILE_NAME: &str = "clawgate.json";
+/// Bounds of `gateway.tickIntervalMs` (the default is the protocol's
+/// [`clawgate_protocol::TICK_INTERVAL_MS`]).
+pub const TICK_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=300_000;
+
+/// How the listener binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindMode {
+    /// 127.0.0.1 only (default).
+    Loopback,
+    /// All interfaces (0.0.0.0).
+    Lan,
+    /// A specific address (`--bind custom --host ADDR`, or `gateway.customBindHost`).
+    Custom(IpAddr),
+}
+
+impl BindMode {
+    /// The address to listen on.
+    pub fn address(&self) -> IpAddr {
+        match self {
+            BindMode::Loopback => IpAddr::from([127, 0, 0, 1]),
+            BindMode::Lan => IpAddr::from([0, 0, 0, 0]),
+            BindMode::Custom(ip) => *ip,
+        }
+    }
+
+    /// Whether only loopback peers can reach the listener.
+    pub fn is_loopback(&self) -> bool {
+        self.address().is_loopback()
+    }
+}
+
+/// `gateway.auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Token,
+    Password,
+    None,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Token => "token",
+            AuthMode::Password => "password",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+/// `gateway.auth.rateLimit.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Failures within the window that trigger a lockout (default 10).
+    pub max_attempts: u32,
+    /// Sliding window in ms (default 60 000).
+    pub window_ms: u64,
+    /// Lockout length in ms (default 300 000).
+    pub lockout_ms: u64,
+    /// Loopback peers get growing delays instead of lockouts (default true).
+    pub exempt_loopback: bool,
+    /// clawgate addition (`gateway.auth.rateLimit.globalMaxFailures`):
+    /// failures per window across all peers; once they are spent, every
+    /// peer that has failed within the window is refused, while peers that
+    /// have not keep getting in (default 1000).
+    pub global_max_failures: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            max_attempts: 10,
+            window_ms: 60_000,
+            lockout_ms: 300_000,
+            exempt_loopback: true,
+            global_max_failures: 1000,
+        }
+    }
+}
+
+/// The resolved auth settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub token: Option<Secret>,
+    pub password: Option<Secret>,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `gateway.controlUi.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlUiConfig {
+    /// Serve the Control UI (default true).
+    pub enabled: bool,
+    /// URL prefix of the UI (default "/"); always starts and ends with '/'.
+    pub base_path: String,
+    /// Extra origins allowed to open WebSockets (exact `scheme://host[:port]`
+    /// strings, or "*").
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for ControlUiConfig {
+    fn default() -> Self {
+        ControlUiConfig {
+            enabled: true,
+            base_path: "/".into(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    pub port: u16,
+    pub bind: BindMode,
+    pub auth: AuthConfig,
+    pub control_ui: ControlUiConfig,
+    /// `gateway.nodes.pairing.autoApproveLocal` (default true).
+    pub auto_approve_local: bool,
+    /// `gateway.trustedProxies`: peers allowed to send forwarding headers.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// `gateway.allowedHosts` (clawgate addition): `Host` names the gateway
+    /// answers to besides loopback names (lowercase, no port; `"*"` turns
+    /// the check off). See `auth::host_allowed`: on a loopback bind every
+    /// other name is refused, which defeats DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// `gateway.tickIntervalMs` (clawgate addition): how often `tick`
+    /// events (each with a keepalive ping) go out, and what `hello-ok`
+    /// announces as `policy.tickIntervalMs` (default 30 s).
+    pub tick_interval: Duration,
+    /// The state directory (config, database).
+    pub state_dir: PathBuf,
+    /// The config file in use.
+    pub config_path: PathBuf,
+}
+
+impl GatewayConfig {
+    /// A loopback gateway with `auth`, state in `state_dir` and every other
+    /// setting at its default (port 18789, Control UI on, local devices
+    /// approved silently, no trusted proxies, 30 s ticks). For embedding the gateway in
+    /// another program; set `port` to 0 for a free port.
+    pub fn loopback(state_dir: impl Into<PathBuf>, auth: AuthConfig) -> GatewayConfig {
+        let state_dir = state_dir.into();
+        GatewayConfig {
+            port: DEFAULT_PORT,
+            bind: BindMode::Loopback,
+            auth,
+            control_ui: ControlUiConfig::default(),
+            auto_approve_local: true,
+            trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
+            tick_interval: Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS),
+            config_path: state_dir.join(CONFIG_FILE_NAME),
+            state_dir,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// `mode` with the given secrets and the default rate limits.
+    pub fn new(mode: AuthMode, token: Option<Secret>, password: Option<Secret>) -> AuthConfig {
+        AuthConfig {
+            mode,
+            token,
+            password,
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// A configuration problem. Every variant names the offending key (or
+/// flag) so the user knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid JSON5: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot write config file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl ConfigError {
+    /// Whether this is only "the selected auth mode has no secret yet":
+    /// `config set` lets unrelated keys be written while auth is unfinished.
+    pub fn is_missing_secret(&self) -> bool {
+        matches!(self, ConfigError::Invalid { problem, .. }
+            if problem.starts_with(MISSING_TOKEN) || problem.starts_with(MISSING_PASSWORD))
+    }
+
+    /// The key or flag this error is about, for `Invalid` errors.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+pub(super) const MISSING_TOKEN: &str = "token auth needs a shared token but none is set";
+pub(super) const MISSING_PASSWORD: &str = "password auth needs a password but none is set";
