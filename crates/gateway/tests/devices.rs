@@ -1078,3 +1078,69 @@ async fn a_token_reissued_after_revoke_keeps_its_creation_time() {
     assert!(token["rotatedAtMs"].as_u64().is_some(), "{token}");
     assert!(token.get("revokedAtMs").is_none(), "{token}");
 }
+
+/// A revoked role comes back only through a new approval: `device.token.rotate`
+/// on it is refused (before the fix it minted a fresh token for the revoked
+/// role), and the device's next connect for the role needs an operator.
+#[tokio::test]
+async fn a_revoked_role_is_not_brought_back_by_rotate() {
+    let gw = manual_gateway().await;
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let d = TestDevice::new();
+    // Paired through the API: a request, then an approval.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    let request_id = res["error"]["details"]["requestId"]
+        .as_str()
+        .expect("pairing required")
+        .to_string();
+    let res = admin
+        .request(
+            "ap",
+            "device.pair.approve",
+            Some(json!({"requestId": request_id})),
+        )
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    let res = admin
+        .request(
+            "rev",
+            "device.token.revoke",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    let hashes_before = testkit::store(&gw.state)
+        .token_hashes(&d.id, "operator")
+        .len();
+    let res = admin
+        .request(
+            "rot",
+            "device.token.rotate",
+            Some(json!({"deviceId": d.id, "role": "operator"})),
+        )
+        .await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["message"], "device token rotation denied");
+    assert!(res["payload"].is_null(), "{res}");
+    assert_eq!(
+        testkit::store(&gw.state)
+            .token_hashes(&d.id, "operator")
+            .len(),
+        hashes_before,
+        "no token minted"
+    );
+    let entry = testkit::store(&gw.state)
+        .role_token(&d.id, "operator")
+        .expect("role entry kept");
+    assert!(entry.revoked_at_ms.is_some(), "still revoked: {entry:?}");
+    // The next connect for the role asks an operator again.
+    let mut c = gw.client().await;
+    let res = c
+        .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
+        .await;
+    assert_eq!(res["error"]["details"]["code"], "PAIRING_REQUIRED", "{res}");
+    assert_eq!(res["error"]["details"]["reason"], "role-upgrade", "{res}");
+}

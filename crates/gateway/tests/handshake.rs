@@ -355,3 +355,33 @@ async fn close_reason_is_truncated_to_120_bytes() {
     );
     gw.stop().await;
 }
+
+/// Dual-stack loopback: a gateway listening on an IPv6 socket sees an IPv4
+/// loopback client as `::ffff:127.0.0.1`. That peer is local: a device is
+/// paired silently and a device-less CLI keeps its scopes, as on
+/// 127.0.0.1 (before the fix it was treated as remote: PAIRING_REQUIRED).
+#[tokio::test]
+async fn an_ipv4_mapped_loopback_peer_is_local() {
+    let (mut cfg, dir) = config(AuthMode::Token);
+    cfg.bind = clawgate_gateway::config::BindMode::Custom("::ffff:127.0.0.1".parse().unwrap());
+    assert!(cfg.bind.is_loopback());
+    let gw = TestGateway::start_with(cfg, fast_options(), dir).await;
+    assert_eq!(gw.addr.ip().to_string(), "::ffff:127.0.0.1");
+    let url = format!("ws://127.0.0.1:{}/", gw.addr.port());
+
+    let device = TestDevice::new();
+    let mut c = Client::connect(&url, &[]).await.expect("connect");
+    let res = c
+        .connect_device(
+            &device,
+            params("cli", "cli", json!({"token": TOKEN}), &["operator.read"]),
+        )
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
+
+    let mut c = Client::connect(&url, &[]).await.expect("connect");
+    let res = c.connect_with(cli_params(TOKEN, &["operator.admin"])).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["auth"]["scopes"], json!(["operator.admin"]));
+}

@@ -37,9 +37,10 @@ impl BindMode {
         }
     }
 
-    /// Whether only loopback peers can reach the listener.
+    /// Whether only loopback peers can reach the listener (an IPv4-mapped
+    /// loopback address such as `::ffff:127.0.0.1` included).
     pub fn is_loopback(&self) -> bool {
-        self.address().is_loopback()
+        self.address().to_canonical().is_loopback()
     }
 }
 
