@@ -10,6 +10,7 @@
 use clawgate_protocol::frames::ErrorShape;
 use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
 use clawgate_protocol::scopes;
+use clawgate_store::{Device, RoleToken};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -40,74 +41,8 @@ pub fn token_rotate(
 ) -> Result<Value, ErrorShape> {
     let device_id = str_param(&params, "deviceId").to_string();
     let role = str_param(&params, "role").to_string();
-    if denies_cross_device(caller, &device_id) {
-        return Err(rotation_denied(
-            &device_id,
-            &role,
-            "device-ownership-mismatch",
-        ));
-    }
-    if role != "operator" && !caller.is_admin() {
-        return Err(rotation_denied(
-            &device_id,
-            &role,
-            "role-management-requires-admin",
-        ));
-    }
-    let Some(device) = state.store.device(&device_id) else {
-        return Err(rotation_denied(&device_id, &role, "unknown-device-or-role"));
-    };
-    let current = state.store.role_token(&device_id, &role);
-    if !device.roles.contains(&role) || current.is_none() {
-        return Err(rotation_denied(&device_id, &role, "unknown-device-or-role"));
-    }
-    // A revoked role comes back only through a new approval, never by
-    // minting a fresh token for it here.
-    if current.as_ref().is_some_and(|t| t.revoked_at_ms.is_some()) {
-        return Err(rotation_denied(
-            &device_id,
-            &role,
-            "role-revoked-requires-approval",
-        ));
-    }
-    let requested: Vec<String> = match params.get("scopes").and_then(Value::as_array) {
-        Some(list) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        None => current
-            .as_ref()
-            .map(|t| t.scopes.clone())
-            .unwrap_or_default(),
-    };
-    if role == "operator" {
-        if device.scopes.is_empty() && !requested.is_empty() {
-            return Err(rotation_denied(
-                &device_id,
-                &role,
-                "missing-approved-scope-baseline",
-            ));
-        }
-        if !scopes::covers(&device.scopes, &requested)
-            || requested.iter().any(|s| !scopes::is_operator_scope(s))
-        {
-            return Err(rotation_denied(
-                &device_id,
-                &role,
-                "scope-outside-approved-baseline",
-            ));
-        }
-        if !scopes::covers(&caller.scopes, &requested) {
-            return Err(rotation_denied(&device_id, &role, "caller-missing-scope"));
-        }
-    } else if !requested.is_empty() {
-        return Err(rotation_denied(
-            &device_id,
-            &role,
-            "scope-outside-approved-baseline",
-        ));
-    }
+    let (device, current, requested) = rotation_allowed(state, caller, &device_id, &role, &params)
+        .map_err(|reason| rotation_denied(&device_id, &role, reason))?;
     let now = now_ms();
     let token_scopes = tokens::token_scopes(&role, &requested, &device.scopes);
     let (token, rotated_at) = state
@@ -115,7 +50,7 @@ pub fn token_rotate(
         .transact(|tx| {
             tx.delete_token_hashes(&device_id, &role)?;
             // The entry as it will be after the rotation; `mint` writes it.
-            let mut base = current.clone().expect("checked above");
+            let mut base = current.clone();
             base.revoked_at_ms = None;
             base.scopes = token_scopes.clone();
             base.rotated_at_ms = Some(now);
@@ -154,6 +89,63 @@ pub fn token_rotate(
         "withheld-cross-device"
     });
     Ok(result)
+}
+
+/// Whether `caller` may rotate (device, role), and to which scopes: the
+/// device, its live role entry and the requested scopes (the entry's own
+/// when none are given), or the reason it is denied (for the log).
+fn rotation_allowed(
+    state: &GatewayState,
+    caller: &Caller,
+    device_id: &str,
+    role: &str,
+    params: &Value,
+) -> Result<(Device, RoleToken, Vec<String>), &'static str> {
+    if denies_cross_device(caller, device_id) {
+        return Err("device-ownership-mismatch");
+    }
+    if role != "operator" && !caller.is_admin() {
+        return Err("role-management-requires-admin");
+    }
+    let device = state.store.device(device_id);
+    let current = state.store.role_token(device_id, role);
+    let (Some(device), Some(current)) = (device, current) else {
+        return Err("unknown-device-or-role");
+    };
+    if !device.roles.iter().any(|r| r == role) {
+        return Err("unknown-device-or-role");
+    }
+    // A revoked role comes back only through a new approval, never by
+    // minting a fresh token for it here.
+    if current.revoked_at_ms.is_some() {
+        return Err("role-revoked-requires-approval");
+    }
+    let requested: Vec<String> = match params.get("scopes").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        None => current.scopes.clone(),
+    };
+    if role != "operator" {
+        return match requested.is_empty() {
+            true => Ok((device, current, requested)),
+            false => Err("scope-outside-approved-baseline"),
+        };
+    }
+    if device.scopes.is_empty() && !requested.is_empty() {
+        return Err("missing-approved-scope-baseline");
+    }
+    if !scopes::covers(&device.scopes, &requested)
+        || requested.iter().any(|s| !scopes::is_operator_scope(s))
+    {
+        return Err("scope-outside-approved-baseline");
+    }
+    if !scopes::covers(&caller.scopes, &requested) {
+        return Err("caller-missing-scope");
+    }
+    Ok((device, current, requested))
 }
 
 pub fn token_revoke(
