@@ -1,6 +1,6 @@
 //! Advisory regressions (issue 8, item 7): one test per class of the 2026
-//! OpenClaw gateway-auth advisories (`../shared/reference/landscape.md`
-//! §1.5) that applies to clawgate, against a real gateway on a loopback
+//! OpenClaw gateway-auth advisories (the published GHSA/CVE entries for
+//! its gateway auth; SECURITY.md lists them) that applies to clawgate, against a real gateway on a loopback
 //! port with a real SQLite store. Each test is named after the class and
 //! quotes the advisory's description.
 //!

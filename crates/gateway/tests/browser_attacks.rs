@@ -3,15 +3,15 @@
 //! headers, and cross-site WebSocket hijacking (a page on another origin
 //! driving the gateway).
 //!
-//! The rules these tests pin down (server.md §3 step 2 and §6.4, and
-//! clawgate's Host check):
+//! The rules these tests pin down (the reference's Origin check on the
+//! first frame and its browser pairing rules, and clawgate's Host check):
 //!
 //! - Every upgrade that carries an `Origin` header is checked, whatever
 //!   `client.id` it declares: the client id is the client's own claim, the
 //!   `Origin` header is the browser's. Allowed: an origin listed in
 //!   `gateway.controlUi.allowedOrigins`, the gateway's own origin (the
 //!   request's `Host`), and, for a direct loopback peer only, any loopback
-//!   origin on any port (as the reference does; server.md §9.4). Everything
+//!   origin on any port (as the reference does). Everything
 //!   else is `CONTROL_UI_ORIGIN_NOT_ALLOWED` and close 1008, before any
 //!   credential is looked at, so a hostile page learns nothing about the
 //!   token and cannot spend the failed-auth budget. A socket without

@@ -1,4 +1,4 @@
-//! Device identity proof (server.md section 5): the public key, the id
+//! Device identity proof: the public key, the id
 //! derived from it, the signature over the v3 (then v2) payload, the
 //! challenge nonce and the clock skew, checked in the reference's order.
 

@@ -1,4 +1,4 @@
-//! Pairing at connect time (server.md section 6): whether a verified device
+//! Pairing at connect time: whether a verified device
 //! is approved for what it asks, silent approval for direct-local peers, and
 //! pending requests (refresh, supersede) otherwise.
 
