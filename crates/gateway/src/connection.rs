@@ -203,7 +203,9 @@ async fn preauth<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Some(Err(err))) => {
                 if is_oversize(&err) {
                     state.metrics.handshake("oversize");
-                    close(ws, close_code::MESSAGE_TOO_BIG, "preauth payload too large").await;
+                    // An empty reason, as the reference sends on the wire (its
+                    // WebSocket library's limit fires before its own reason).
+                    close(ws, close_code::MESSAGE_TOO_BIG, "").await;
                 }
                 return Preauth::Closed;
             }
@@ -417,6 +419,8 @@ fn hello_ok(
             "ownership": "sole",
         },
     });
+    // clawgate keeps no config revision hash (the reference's schema allows null).
+    snapshot["appliedConfigHash"] = Value::Null;
     // As in the reference, the auth mode and paths are for admins only.
     if admin {
         snapshot["authMode"] = json!(state.auth().config.mode.as_str());
@@ -469,6 +473,11 @@ fn hello_ok(
             "hasMultipleSessionSharingIdentities": false,
         },
     });
+    // Plugin widgets, link readers and plugin surfaces: clawgate has no
+    // plugins, so present and empty.
+    payload["controlUiWidgetKinds"] = json!([]);
+    payload["controlUiLinkReaders"] = json!([]);
+    payload["pluginSurfaceUrls"] = json!({});
     // The Control UI is built into the binary, which the reference calls "bundled".
     if state.config.control_ui.enabled {
         payload["server"]["controlUiBuildSource"] = json!("bundled");
@@ -492,6 +501,7 @@ fn conn_info(
         version: params.client.version.clone(),
         platform: params.client.platform.clone(),
         device_family: params.client.device_family.clone(),
+        model_identifier: params.client.model_identifier.clone(),
         instance_id: params.client.instance_id.clone(),
         device_id: auth.device_id.clone(),
         remote_ip: peer.ip,
