@@ -41,8 +41,9 @@ fi
 
 cargo build --quiet -p clawgate
 cargo build --quiet -p clawgate-client --example bounded_retry
-CLAWGATE="$ROOT/target/debug/clawgate"
-BOUNDED_RETRY="$ROOT/target/debug/examples/bounded_retry"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target} # where cargo put the binaries
+CLAWGATE="$TARGET/debug/clawgate"
+BOUNDED_RETRY="$TARGET/debug/examples/bounded_retry"
 
 WORK=$(mktemp -d)
 GW_PID=""

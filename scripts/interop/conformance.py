@@ -131,6 +131,119 @@ def strip(d, *dotted):
 
 
 # --------------------------------------------------------------------------
+# Shapes: key sets and value types, recursively
+
+
+def shape(value):
+    """A value's shape: objects keep their keys, lists the shape of their
+    first element ([] when empty), scalars become their JSON type name."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string"
+
+
+# Objects whose keys are data (plugin ids, channel ids), not a schema.
+RECORD_KEYS = {"pluginSurfaceUrls", "channels", "channelLabels", "workerPools", "byStatus", "byRuntime",
+               "byCode"}
+
+
+def shape_diffs(ref, cg, path=""):
+    """How two shapes differ: (path, kind) pairs, kind one of "missing"
+    (only the reference has the key), "extra" (only clawgate has it), "null"
+    (clawgate has null where the reference has a value) or "type:<ref>/<cg>".
+    An empty list matches a list of anything (no elements, no element type),
+    and so does an empty record (an object keyed by data: RECORD_KEYS) any
+    record; non-empty records compare the shape of one value."""
+    if isinstance(ref, dict) and isinstance(cg, dict) and path.rsplit(".", 1)[-1] in RECORD_KEYS:
+        if not ref or not cg:
+            return []
+        return shape_diffs(next(iter(ref.values())), next(iter(cg.values())), f"{path}{{}}")
+    if isinstance(ref, dict) and isinstance(cg, dict):
+        out = []
+        for k in sorted(set(ref) | set(cg)):
+            p = f"{path}.{k}" if path else k
+            if k not in cg:
+                out.append((p, "missing"))
+            elif k not in ref:
+                out.append((p, "extra"))
+            else:
+                out += shape_diffs(ref[k], cg[k], p)
+        return out
+    if isinstance(ref, list) and isinstance(cg, list):
+        return shape_diffs(ref[0], cg[0], f"{path}[]") if ref and cg else []
+    if ref == cg:
+        return []
+    if cg == "null":
+        return [(path, "null")]
+    kind = lambda v: "object" if isinstance(v, dict) else "array" if isinstance(v, list) else v
+    return [(path, f"type:{kind(ref)}/{kind(cg)}")]
+
+
+def shapes_match(ref, cg):
+    return [f"  {p}: {k}" for p, k in shape_diffs(ref, cg)]
+
+
+def named_shape_differences(allowed, values=None):
+    """A check for a scenario whose observation holds shapes: every shape
+    difference must be one of `allowed` ({(path, kind): why}) and every
+    allowed one must still occur (a fixed difference is dropped from the
+    list, not left behind). `values` ({key: (ref value, clawgate value)})
+    names observation keys compared by value instead, with both values
+    pinned."""
+    values = values or {}
+
+    def check(ref, cg):
+        problems = []
+        for key, (want_ref, want_cg) in values.items():
+            if ref.get(key) != want_ref:
+                problems.append(f"reference {key}: {json.dumps(ref.get(key))[:300]}")
+            if cg.get(key) != want_cg:
+                problems.append(f"clawgate {key}: {json.dumps(cg.get(key))[:300]}")
+        r, c = strip(ref, *values), strip(cg, *values)
+        seen = set(shape_diffs(r, c))
+        problems += [f"  {p}: {k} (not a named difference)" for p, k in sorted(seen - set(allowed))]
+        problems += [f"  {p}: {k} no longer differs: drop it from the named differences"
+                     for p, k in sorted(set(allowed) - seen)]
+        return problems
+    return check
+
+
+def describe(allowed, extra=()):
+    whys = list(extra)
+    for why in allowed.values():
+        if why not in whys:
+            whys.append(why)
+    return "; ".join(whys)
+
+
+# Where clawgate's health differs in shape, on purpose: it has no agents,
+# no session store and does not sample an event loop or CPU, so those
+# fields are null (never invented), and it adds its own "gateway" object.
+NO_AGENTS = "no agents: defaultAgentId is null"
+NO_SESSIONS = "no session store: sessions.path is null"
+NO_SAMPLES = ("eventLoop samples (intervalMs, delayP99Ms, delayMaxMs, utilization, cpuCoreRatio, "
+              "cpuBreakdown) are null: clawgate does not sample an event loop or CPU")
+GATEWAY_OBJECT = "an extra \"gateway\" object (clawgate's uptime and connections)"
+
+
+def health_differences(prefix=""):
+    allowed = {(prefix + "defaultAgentId", "null"): NO_AGENTS,
+               (prefix + "sessions.path", "null"): NO_SESSIONS,
+               (prefix + "gateway", "extra"): GATEWAY_OBJECT}
+    for k in ("intervalMs", "delayP99Ms", "delayMaxMs", "utilization", "cpuCoreRatio", "cpuBreakdown"):
+        allowed[(prefix + "eventLoop." + k, "null")] = NO_SAMPLES
+    return allowed
+
+
+# --------------------------------------------------------------------------
 # Gateway connections
 
 
@@ -352,12 +465,14 @@ def drop_raw(obs):
 SCENARIOS = []
 
 
-def scenario(name, deliberate=None, check=None):
+def scenario(name, deliberate=None, check=None, compare=None):
     """Registers a scenario; deliberate names a DESIGN.md difference and
     check(ref, clawgate) -> list of problems verifies it is exactly that.
-    There is no third kind: a difference is a decision or a failure."""
+    There is no third kind: a difference is a decision or a failure.
+    compare(ref, clawgate) -> problems replaces plain equality (shapes)."""
     def wrap(fn):
-        SCENARIOS.append({"name": name, "fn": fn, "deliberate": deliberate, "check": check})
+        SCENARIOS.append({"name": name, "fn": fn, "deliberate": deliberate, "check": check,
+                          "compare": compare})
         return fn
     return wrap
 
@@ -381,6 +496,7 @@ async def s_challenge(gw, src):
     await conn.close()
     p = ch.get("payload", {})
     return {"frame": sorted(ch), "event": ch.get("event"), "payloadKeys": sorted(p),
+            "payloadShape": shape({k: v for k, v in p.items() if k != "capabilities"}),
             "nonceIsUuid": bool(UUID_RE.fullmatch(p.get("nonce", ""))),
             "tsIsNow": abs(p.get("ts", 0) - time.time() * 1000) < 60000,
             "capabilities": p.get("capabilities")}
@@ -438,12 +554,7 @@ async def s_probe3(gw, src):
     return obs
 
 
-@scenario("pre-auth frame over 64 KiB",
-          deliberate="an oversize pre-auth frame is closed 1009 with the reason \"preauth payload too large\" "
-                     "(the reference's own application-level reason; its WebSocket library closes first, without one)",
-          check=lambda ref, cg: ([] if ref["close"] == [1009, ""] else [f"reference close {ref['close']}"])
-          + ([] if cg["close"] == [1009, "preauth payload too large"] else [f"clawgate close {cg['close']}"])
-          + diff(strip(ref, "close"), strip(cg, "close")))
+@scenario("pre-auth frame over 64 KiB: close code and (empty) reason")
 async def s_oversize(gw, src):
     return await raw_first_frame(gw, src, json.dumps({"type": "req", "id": "c1", "method": "connect",
                                                       "params": {"pad": "x" * 70000}}))
@@ -1006,6 +1117,87 @@ async def s_admin_hello(gw, src):
             "authMode": snap.get("authMode"), "featureKeys": sorted(raw.get("features", {}))}
 
 
+HEALTH_SHAPE = health_differences("shape.")
+
+
+@scenario("health result: key sets and value types", deliberate=describe(HEALTH_SHAPE),
+          check=named_shape_differences(HEALTH_SHAPE))
+async def s_health_shape(gw, src):
+    a = await admin(gw, src)
+    h = await a.request("health", {})
+    await a.close()
+    return {"ok": h.get("ok"), "shape": shape(h.get("payload"))}
+
+
+@scenario("system-presence: the gateway's own entry (key set and value types)",
+          compare=lambda ref, cg: shapes_match(ref, cg))
+async def s_presence_self(gw, src):
+    a = await admin(gw, src)
+    res = await a.request("system-presence", {})
+    await a.close()
+    own = [e for e in res.get("payload") or [] if e.get("reason") == "self"]
+    return {"selfEntries": len(own), "self": shape(own[0]) if own else "absent"}
+
+
+NO_USERS = "presence entries carry no \"user\": clawgate has no user profiles"
+PRESENCE_SHAPE = {("ui.user", "missing"): NO_USERS}
+
+
+@scenario("system-presence: connected clients (cli and backend helper with a deviceFamily, a UI app)",
+          deliberate=describe(PRESENCE_SHAPE), check=named_shape_differences(PRESENCE_SHAPE))
+async def s_presence_clients(gw, src):
+    kinds = {"cli": client_info(deviceFamily="Laptop"),
+             "backend": client_info(id="gateway-client", mode="backend", deviceFamily="Server"),
+             "ui": client_info(id="openclaw-linux", mode="ui", deviceFamily="Laptop",
+                               modelIdentifier="XPS13,9", instanceId=str(uuid.uuid4()))}
+    live = {}
+    for name, client in kinds.items():
+        dev = Device()
+        client["displayName"] = f"cf-{dev.id[:8]}"
+        obs, conn = await handshake(gw, src, dev, client=client, keep=True)
+        if conn is None:
+            return {"connect": {name: obs}}
+        live[name] = (dev, conn)
+    a = await admin(gw, src)
+    entries = (await a.request("system-presence", {})).get("payload") or []
+    await a.close()
+    out = {}
+    for name, (dev, conn) in live.items():
+        mine = [e for e in entries if e.get("deviceId") == dev.id]
+        out[name] = shape(mine[0]) if mine else "absent"
+        await conn.close()
+    return out
+
+
+HELLO_SHAPE = dict(health_differences("shape.snapshot.health."))
+HELLO_SHAPE.update({
+    ("shape.snapshot.updateSchedule", "missing"): "no self-update: snapshot.updateSchedule is absent",
+    ("shape.snapshot.appliedConfigHash", "null"):
+        "no config revision hash: snapshot.appliedConfigHash is null (the reference's schema allows null)",
+})
+NO_CAPABILITIES = ("features.capabilities is empty: clawgate implements none of the reference's "
+                   "feature capabilities (chat, sessions, model catalog, node workers)")
+
+
+def hello_shape_check(ref, cg):
+    problems = []
+    if not ref.get("capabilities"):
+        problems.append("the reference advertises no capabilities")
+    if cg.get("capabilities") != []:
+        problems.append(f"clawgate capabilities {cg.get('capabilities')}")
+    return problems + named_shape_differences(HELLO_SHAPE)(strip(ref, "capabilities"),
+                                                           strip(cg, "capabilities"))
+
+
+@scenario("hello-ok: key sets and value types (top level, server, auth, policy, features, snapshot)",
+          deliberate=describe(HELLO_SHAPE, [NO_CAPABILITIES]), check=hello_shape_check)
+async def s_hello_shape(gw, src):
+    obs, conn = await handshake(gw, src, None, scopes=ADMIN_SCOPES, keep=True)
+    raw = obs.pop("_raw")
+    await conn.close()
+    return {"capabilities": raw.get("features", {}).get("capabilities"), "shape": shape(raw)}
+
+
 @scenario("token scopes are normalised (implied scopes added, sorted)")
 async def s_scope_normalisation(gw, src):
     dev, hello = await paired(gw, src, scopes=["operator.write", "operator.pairing"])
@@ -1137,13 +1329,13 @@ async def main():
                     print(f"  {p}" if not p.startswith("  ") else p)
                 if r == c:
                     print("  (the two gateways now behave the same: drop the deliberate difference)")
-        elif r == c:
+        elif not (s["compare"](r, c) if s["compare"] else r != c):
             matched += 1
             print(f"ok    {s['name']}")
         else:
             failed.append(s)
             print(f"FAIL  {s['name']}")
-            for line in diff(r, c):
+            for line in (s["compare"](r, c) if s["compare"] else diff(r, c)):
                 print(line)
     total = len(chosen)
     print(f"conformance: {matched} of {total} scenarios match; {len(deliberate)} are named deliberate "

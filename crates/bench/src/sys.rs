@@ -7,26 +7,9 @@ use std::os::fd::AsRawFd;
 /// Raises the soft RLIMIT_NOFILE to the hard limit (holds and high
 /// concurrency need many sockets). Returns the new soft limit.
 pub fn raise_nofile_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit write to / read from a plain struct we own.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                return want.rlim_cur;
-            }
-        }
-        lim.rlim_cur
-    }
+    rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::Resource::NOFILE.get().map(|(soft, _)| soft))
+        .unwrap_or(0)
 }
 
 /// User + system CPU seconds used by this process so far (all threads).

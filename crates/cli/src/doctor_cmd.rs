@@ -292,7 +292,7 @@ async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Ch
         )),
         None if !checks.iter().any(|c| c.name == "Client identity") => checks.push(Check::ok(
             "Client identity",
-            "none yet; the CLI creates one the first time it connects with --url",
+            "none yet; the CLI creates one the first time it connects to a remote --url (or with --device-identity)",
         )),
         None => {}
     }

@@ -124,26 +124,10 @@ fn env_duration_ms(names: &[&str]) -> Option<Duration> {
 /// a descriptor, and the usual soft default (1024) would cap the gateway
 /// long before memory does. Returns the limit in force.
 fn raise_fd_limit() -> Option<u64> {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return Some(raised.rlim_cur);
-            }
-        }
-        Some(lim.rlim_cur)
-    }
+    // When raising fails, the limit in force is still worth reporting.
+    rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::Resource::NOFILE.get().map(|(soft, _)| soft))
+        .ok()
 }
 
 fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {

@@ -48,6 +48,47 @@ pub struct Target {
     /// Pin the wss:// certificate to this SHA-256 fingerprint (hex, colons allowed).
     #[arg(long, global = true, value_name = "SHA256")]
     pub tls_fingerprint: Option<String>,
+    /// Present this CLI's device identity (and so need pairing) even on a
+    /// loopback --url with a shared secret, where it connects device-less
+    /// by default, as the gateway host's operator.
+    #[arg(long, global = true, env = "CLAWGATE_CLI_DEVICE_IDENTITY")]
+    pub device_identity: bool,
+}
+
+/// How long a CLI connection lives: one command, or a session that
+/// reconnects (`gateway watch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    OneShot,
+    LongLived,
+}
+
+/// Whether a `--url` connection presents the CLI's device identity.
+///
+/// As the reference CLI: a one-shot command on a loopback URL (127.0.0.0/8,
+/// ::1, localhost) with a shared secret connects device-less, so the
+/// gateway host's operator is never asked to pair the CLI (with
+/// `autoApproveLocal` off nobody else could approve it). A remote URL, a
+/// loopback URL without a shared secret, a long-lived session (which keeps
+/// a device token across secret changes) and `--device-identity` present
+/// the identity.
+pub fn presents_identity(
+    endpoint: &Endpoint,
+    has_shared_secret: bool,
+    session: Session,
+    forced: bool,
+) -> bool {
+    forced || session == Session::LongLived || !(endpoint.is_loopback() && has_shared_secret)
+}
+
+/// The next step after `PAIRING_REQUIRED` from a gateway reached with
+/// `--url`: approval happens on that gateway's host (or its Control UI),
+/// not where this CLI runs.
+pub fn remote_pairing_next(url: &str, request_id: Option<&str>) -> String {
+    let rid = request_id.unwrap_or("<requestId>");
+    format!(
+        "Approve this CLI on the gateway host: run clawgate devices approve {rid} there (list requests with: clawgate devices list), or approve request {rid} in the Devices page of the gateway's Control UI ({url}); then run this command again."
+    )
 }
 
 /// The CLI's client state: `<state-dir>/client` (identity and device tokens).
@@ -89,6 +130,14 @@ impl Failure {
                         code.as_deref().unwrap_or(&e.code)
                     ),
                 };
+                if code.as_deref() == Some("PAIRING_REQUIRED") && !ctx.local {
+                    let rid = e
+                        .details
+                        .as_deref()
+                        .and_then(|d| d.get("requestId"))
+                        .and_then(Value::as_str);
+                    next = remote_pairing_next(&ctx.url, rid);
+                }
                 if let Some(id) = &ctx.device_id {
                     next = next.replace("<deviceId>", id);
                 }
@@ -195,18 +244,30 @@ pub struct Context {
     pub recovered: Option<String>,
 }
 
-/// Connection options for `target`, asking for `needed` scopes.
+/// Connection options for a one-shot command on `target`, asking for
+/// `needed` scopes.
 ///
 /// Without `--url` this is the local gateway from the config, with its
 /// secret, and no device identity (as the reference CLI does on loopback:
-/// the gateway host's operator needs no pairing). With `--url` the CLI
-/// presents its own device identity (created on first use in
-/// `<state-dir>/client`), so it can be paired, holds a device token and can
-/// recover from a changed shared token; config credentials are not reused.
+/// the gateway host's operator needs no pairing). With `--url` config
+/// credentials are not reused; the CLI presents its own device identity
+/// (created on first use in `<state-dir>/client`) when `presents_identity`
+/// says so, so it can be paired, holds a device token and can recover from
+/// a changed shared token.
 pub fn options(
     target: &Target,
     paths: &Paths,
     needed: &[&str],
+) -> Result<(ConnectOptions, Context), Failure> {
+    session_options(target, paths, needed, Session::OneShot)
+}
+
+/// Connection options for `target` for a session of the given kind.
+pub fn session_options(
+    target: &Target,
+    paths: &Paths,
+    needed: &[&str],
+    session: Session,
 ) -> Result<(ConnectOptions, Context), Failure> {
     let timeout = Duration::from_millis(target.timeout.max(1));
     let dir = client_dir(paths);
@@ -224,7 +285,7 @@ pub fn options(
         ),
         None => None,
     };
-    let mut opts = match &target.url {
+    let opts = match &target.url {
         Some(url) => {
             let ep = Endpoint::parse(url).map_err(|e| {
                 Failure::plain(e, "Pass a gateway URL such as --url ws://127.0.0.1:18789")
@@ -241,6 +302,9 @@ pub fn options(
             let mut opts = ConnectOptions::new(ep.url());
             opts.token = target.token.clone().map(Secret::new);
             opts.password = target.password.clone().map(Secret::new);
+            if !presents_identity(&ep, true, session, target.device_identity) {
+                return Ok(finish_options(opts, ctx, fingerprint, timeout, needed));
+            }
             let identity = DeviceIdentity::load_or_create(&dir).map_err(|e| {
                 Failure::plain(
                     e.to_string(),
@@ -254,6 +318,17 @@ pub fn options(
         }
         None => local_options(target, paths)?,
     };
+    Ok(finish_options(opts, ctx, fingerprint, timeout, needed))
+}
+
+/// The settings every CLI connection shares.
+fn finish_options(
+    mut opts: ConnectOptions,
+    mut ctx: Context,
+    fingerprint: Option<Fingerprint>,
+    timeout: Duration,
+    needed: &[&str],
+) -> (ConnectOptions, Context) {
     ctx.url = opts.url.clone();
     opts.client = ClientInfo {
         id: "cli".into(),
@@ -266,7 +341,7 @@ pub fn options(
     opts.request_timeout = timeout;
     opts.reconnect = false;
     opts.scopes = Some(requested_scopes(&opts, needed));
-    Ok((opts, ctx))
+    (opts, ctx)
 }
 
 /// The scopes to ask for: what the command needs plus what the cached
@@ -413,4 +488,110 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(url: &str) -> Endpoint {
+        Endpoint::parse(url).unwrap()
+    }
+
+    #[test]
+    fn a_one_shot_loopback_command_with_the_secret_connects_device_less() {
+        for url in [
+            "ws://127.0.0.1:18789",
+            "ws://127.4.5.6:18789",
+            "ws://[::1]:18789",
+            "ws://localhost:18789",
+            "wss://LOCALHOST:18789",
+        ] {
+            assert!(
+                !presents_identity(&ep(url), true, Session::OneShot, false),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn remote_urls_no_secret_long_sessions_and_the_flag_present_the_identity() {
+        for url in [
+            "ws://192.168.1.20:18789",
+            "wss://gateway.example.com",
+            "ws://[2001:db8::1]:18789",
+            "ws://vm:18789",
+        ] {
+            assert!(
+                presents_identity(&ep(url), true, Session::OneShot, false),
+                "{url}"
+            );
+        }
+        let lo = ep("ws://127.0.0.1:18789");
+        assert!(presents_identity(&lo, false, Session::OneShot, false));
+        assert!(presents_identity(&lo, true, Session::LongLived, false));
+        assert!(presents_identity(&lo, true, Session::OneShot, true));
+    }
+
+    fn target(url: &str) -> Target {
+        Target {
+            url: Some(url.into()),
+            token: Some("t".into()),
+            password: None,
+            timeout: 1000,
+            json: false,
+            tls_fingerprint: None,
+            device_identity: false,
+        }
+    }
+
+    #[test]
+    fn the_options_carry_an_identity_only_where_presents_identity_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            state_dir: dir.path().to_path_buf(),
+            config: dir.path().join("clawgate.json"),
+        };
+        let (opts, ctx) =
+            options(&target("ws://127.0.0.1:9/"), &paths, &["operator.read"]).unwrap();
+        assert!(opts.identity.is_none() && opts.token_cache.is_none());
+        assert!(ctx.device_id.is_none());
+        assert!(
+            !client_dir(&paths).join("identity.json").exists(),
+            "none created"
+        );
+        let (opts, ctx) =
+            options(&target("ws://192.0.2.7:9/"), &paths, &["operator.read"]).unwrap();
+        assert!(opts.identity.is_some() && opts.token_cache.is_some());
+        assert!(ctx.device_id.is_some());
+        let mut forced = target("ws://127.0.0.1:9/");
+        forced.device_identity = true;
+        assert!(options(&forced, &paths, &[]).unwrap().0.identity.is_some());
+    }
+
+    #[test]
+    fn a_remote_pairing_failure_says_where_and_how_to_approve() {
+        let ctx = Context {
+            url: "wss://gw.example.com/".into(),
+            local: false,
+            device_id: Some("d".repeat(64)),
+            client_dir: PathBuf::from("/tmp/x"),
+            recovered: None,
+        };
+        let err = clawgate_protocol::frames::ErrorShape {
+            details: Some(Box::new(
+                json!({"code": "PAIRING_REQUIRED", "requestId": "r-123"}),
+            )),
+            ..clawgate_protocol::frames::ErrorShape::new(
+                "NOT_PAIRED",
+                "pairing required: device is not approved yet",
+            )
+        };
+        let f = Failure::from_client(ClientError::Gateway(Box::new(err)), &ctx);
+        assert_eq!(f.code.as_deref(), Some("PAIRING_REQUIRED"));
+        assert_eq!(
+            f.next,
+            "Approve this CLI on the gateway host: run clawgate devices approve r-123 there (list requests with: clawgate devices list), or approve request r-123 in the Devices page of the gateway's Control UI (wss://gw.example.com/); then run this command again."
+        );
+    }
 }

@@ -322,7 +322,12 @@ pub fn probe(args: NetArgs, paths: &Paths) -> anyhow::Result<u8> {
 pub fn watch(args: WatchArgs, paths: &Paths) -> anyhow::Result<u8> {
     let json_out = args.target.json;
     let result = net::runtime().block_on(async {
-        let (mut opts, ctx) = net::options(&args.target, paths, &[scopes::READ])?;
+        let (mut opts, ctx) = net::session_options(
+            &args.target,
+            paths,
+            &[scopes::READ],
+            net::Session::LongLived,
+        )?;
         opts.reconnect = true;
         opts.request_timeout = Duration::from_secs(30);
         let client = Client::connect(opts)

@@ -222,7 +222,14 @@ fn token_drift_recovers_once_then_stops_on_a_rotated_device_token() {
     // with the old token stops with the rotate guidance (text mode).
     let (code, _, err) = clawgate(
         client_state,
-        &["health", "--url", &url, "--token", "drift-token-A"],
+        &[
+            "health",
+            "--url",
+            &url,
+            "--token",
+            "drift-token-A",
+            "--device-identity",
+        ],
     );
     assert_eq!(code, 1);
     assert!(err.contains("AUTH_TOKEN_MISMATCH"), "{err}");
@@ -247,7 +254,17 @@ fn a_device_waits_for_approval_then_connects() {
     );
     let url = format!("ws://127.0.0.1:{}", gw.port);
 
-    let (code, out, err) = clawgate(client_state, &["health", "--url", &url, "--token", token]);
+    let (code, out, err) = clawgate(
+        client_state,
+        &[
+            "health",
+            "--url",
+            &url,
+            "--token",
+            token,
+            "--device-identity",
+        ],
+    );
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("[PAIRING_REQUIRED]"), "{err}");
     let rid = err
@@ -259,7 +276,15 @@ fn a_device_waits_for_approval_then_connects() {
     // The JSON form keeps the gateway's details; the same request is reused.
     let (code, out, _) = clawgate(
         client_state,
-        &["health", "--url", &url, "--token", token, "--json"],
+        &[
+            "health",
+            "--url",
+            &url,
+            "--token",
+            token,
+            "--json",
+            "--device-identity",
+        ],
     );
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -273,12 +298,32 @@ fn a_device_waits_for_approval_then_connects() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&device_id(client_state)), "{out}");
 
-    let (code, out, err) = clawgate(client_state, &["health", "--url", &url, "--token", token]);
+    let (code, out, err) = clawgate(
+        client_state,
+        &[
+            "health",
+            "--url",
+            &url,
+            "--token",
+            token,
+            "--device-identity",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("is healthy"), "{out}");
     assert_eq!(cached_tokens(client_state).len(), 1);
     // With only the device token (no shared secret), `doctor` finds it valid.
-    let (code, out, err) = clawgate(client_state, &["doctor", "--url", &url, "--token", token]);
+    let (code, out, err) = clawgate(
+        client_state,
+        &[
+            "doctor",
+            "--url",
+            &url,
+            "--token",
+            token,
+            "--device-identity",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("cached token") && out.contains("is accepted"),
@@ -415,8 +460,8 @@ fn health_status_call_and_probe() {
         true
     );
     assert!(
-        env_client.path().join("client/identity.json").exists(),
-        "an env URL is a --url target: the CLI presents its identity"
+        !env_client.path().join("client/identity.json").exists(),
+        "an env URL is a --url target; on loopback with the secret the CLI connects device-less"
     );
 
     assert!(!outputs.contains(token), "a command printed the token");
@@ -444,7 +489,14 @@ fn doctor_finds_token_drift_and_stale_device_tokens() {
     let url = format!("ws://127.0.0.1:{}", gw.port);
     let (code, _, err) = clawgate(
         client.path(),
-        &["health", "--url", &url, "--token", "doctor-config-token"],
+        &[
+            "health",
+            "--url",
+            &url,
+            "--token",
+            "doctor-config-token",
+            "--device-identity",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let id = device_id(client.path());
@@ -455,7 +507,14 @@ fn doctor_finds_token_drift_and_stale_device_tokens() {
     assert_eq!(code, 0);
     let (code, out, _) = clawgate(
         client.path(),
-        &["doctor", "--url", &url, "--token", "doctor-config-token"],
+        &[
+            "doctor",
+            "--url",
+            &url,
+            "--token",
+            "doctor-config-token",
+            "--device-identity",
+        ],
     );
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -531,7 +590,14 @@ fn approve_latest_waits_for_the_device_to_ask() {
     std::thread::sleep(Duration::from_millis(800));
     let (code, _, err) = clawgate(
         client_dir.path(),
-        &["health", "--url", &url, "--token", token],
+        &[
+            "health",
+            "--url",
+            &url,
+            "--token",
+            token,
+            "--device-identity",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     let out = waiter.wait_with_output().unwrap();

@@ -237,6 +237,85 @@ fn devices_commands_end_to_end() {
     assert_eq!(cleared, json!({"removedDevices": 0, "rejectedPending": 1}));
 
     let url = format!("ws://127.0.0.1:{}/", r.port);
+    // The host's operator with --url on loopback and the shared secret is
+    // not asked to pair the CLI (autoApproveLocal is off here): it connects
+    // device-less, as the reference CLI does, and creates no identity.
+    let (code, out, err) = clawgate(
+        state,
+        &["devices", "list", "--url", &url, "--token", TOKEN, "--json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        list["pending"].is_array() && list["paired"].is_array(),
+        "{list}"
+    );
+    let (code, out, err) = clawgate(state, &["devices", "list", "--url", &url, "--token", TOKEN]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!state.join("client/identity.json").exists());
+
+    // With a device identity (as from a remote host) the CLI needs pairing,
+    // and the failure says exactly where and how to approve it.
+    let (code, _, err) = clawgate(
+        state,
+        &[
+            "devices",
+            "list",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--device-identity",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("[PAIRING_REQUIRED]"), "{err}");
+    let (code, out, _) = clawgate(
+        state,
+        &[
+            "devices",
+            "list",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--device-identity",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 1);
+    let failure: Value = serde_json::from_str(&out).unwrap();
+    let rid_cli = failure["error"]["details"]["requestId"].as_str().unwrap();
+    assert_eq!(
+        failure["error"]["next"],
+        format!(
+            "Approve this CLI on the gateway host: run clawgate devices approve {rid_cli} there (list requests with: clawgate devices list), or approve request {rid_cli} in the Devices page of the gateway's Control UI ({url}); then run this command again."
+        )
+    );
+    assert!(
+        err.contains(&format!("clawgate devices approve {rid_cli} there")),
+        "{err}"
+    );
+    let (code, out, err) = clawgate(state, &["devices", "approve", rid_cli]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = clawgate(
+        state,
+        &[
+            "devices",
+            "list",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--device-identity",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        code, 0,
+        "approved, the paired CLI lists devices: {out}{err}"
+    );
+
     let (code, out, _) = clawgate(
         state,
         &[

@@ -455,11 +455,12 @@ fn no_secret_reaches_logs_store_outputs_or_errors() {
     });
     minted.push(dt4.clone());
 
-    // A remote CLI with its own identity: pairing, then its cached token.
+    // A remote CLI with its own identity (--device-identity: the URL is on
+    // loopback): pairing, then its cached token.
     let url = format!("ws://127.0.0.1:{port}");
     let remote = |outputs: &mut Vec<(String, String)>, args: &[&str], secret: &str| {
         let mut full: Vec<&str> = args.to_vec();
-        full.extend(["--url", &url, "--token", secret]);
+        full.extend(["--url", &url, "--token", secret, "--device-identity"]);
         cli(outputs, &cli_state, &full)
     };
     let (code, _) = remote(
@@ -503,6 +504,7 @@ fn no_secret_reaches_logs_store_outputs_or_errors() {
             &url,
             "--token",
             &wrong_remote,
+            "--device-identity",
         ],
     );
     assert_eq!(code, 1);

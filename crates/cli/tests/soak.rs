@@ -48,20 +48,7 @@ fn fd_count(pid: u32) -> u64 {
 
 /// Raises this process's open-file soft limit to the hard limit.
 fn raise_nofile() -> u64 {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur
-    }
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }
 
 /// TCP from `src`, upgrade, challenge, `connect` with the shared token,

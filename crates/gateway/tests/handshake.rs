@@ -308,6 +308,7 @@ async fn oversize_preauth_frame_closes_1009() {
     c.send_text(&big).await;
     let closed = c.closed().await;
     assert_eq!(closed.code, 1009);
+    assert_eq!(closed.reason, "", "an empty reason, as the reference sends");
     // Exactly at the cap is still parsed (and rejected for its content).
     let mut c = gw.client().await;
     let mut frame = String::from(r#"{"type":"req","id":"1","method":"connect","params":{"pad":""#);

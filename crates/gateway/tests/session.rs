@@ -84,6 +84,14 @@ async fn read_scope_methods() {
     let list = pres["payload"].as_array().unwrap();
     assert_eq!(list[0]["mode"], "gateway");
     assert_eq!(list[0]["reason"], "self");
+    // As the reference names its host: "Linux", and "linux <release>".
+    assert!(list[0]["deviceFamily"].is_string(), "{}", list[0]);
+    assert!(
+        list[0]["platform"]
+            .as_str()
+            .unwrap()
+            .starts_with(std::env::consts::OS)
+    );
     // write implies read
     let mut w = operator(&gw, &["operator.write"]).await;
     assert_eq!(w.request("s", "status", None).await["ok"], true);
@@ -256,15 +264,21 @@ async fn presence_events_go_to_readers_only() {
     let gw = TestGateway::start(AuthMode::Token).await;
     let mut reader = operator(&gw, &["operator.read"]).await;
     let mut blind = operator(&gw, &[]).await;
-    // A non-CLI client appears in presence.
-    let mut app = gw.client().await;
-    let res = app
+    // A backend helper, like a CLI call, does not show up in presence (as
+    // in the reference); an app does.
+    let mut helper = gw.client().await;
+    let res = helper
         .connect_with(params(
             "gateway-client",
             "backend",
             json!({"token": TOKEN}),
             &[],
         ))
+        .await;
+    assert_eq!(res["ok"], true);
+    let mut app = gw.client().await;
+    let res = app
+        .connect_with(params("test", "test", json!({"token": TOKEN}), &[]))
         .await;
     assert_eq!(res["ok"], true);
     let ev = loop {
@@ -274,8 +288,9 @@ async fn presence_events_go_to_readers_only() {
         }
     };
     let list = ev["payload"]["presence"].as_array().unwrap();
-    assert!(list.iter().any(|e| e["clientId"] == "gateway-client"));
-    assert_eq!(ev["seq"], 1);
+    assert!(list.iter().any(|e| e["clientId"] == "test"));
+    assert!(!list.iter().any(|e| e["clientId"] == "gateway-client"));
+    assert_eq!(ev["seq"], 1, "the helper caused no presence event");
     // The scope-less session got no presence event: the first frame it
     // reads is the answer to its own request.
     blind
@@ -375,5 +390,47 @@ async fn a_request_pipelined_right_behind_connect_is_answered() {
         assert_eq!(health["id"], "h");
         assert_eq!(health["ok"], true, "{health}");
     }
+    gw.stop().await;
+}
+
+/// The reference's key set in `health` (and so in the hello-ok snapshot):
+/// where clawgate has nothing (agents, sessions, event-loop samples) the
+/// value is null or empty, never invented.
+#[tokio::test]
+async fn health_has_the_reference_keys_with_honest_values() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut c = operator(&gw, &["operator.read"]).await;
+    let health = c.request("h", "health", None).await;
+    assert_json_snapshot!("health_result", mask(&health["payload"]));
+    gw.stop().await;
+}
+
+/// A presence entry carries what the client said about itself and the
+/// scopes of its session, as in the reference.
+#[tokio::test]
+async fn presence_entries_carry_device_family_model_and_scopes() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut reader = operator(&gw, &["operator.read"]).await;
+    let mut app = gw.client().await;
+    let mut p = params("test", "test", json!({"token": TOKEN}), &[]);
+    p["client"]["deviceFamily"] = json!("Laptop");
+    p["client"]["modelIdentifier"] = json!("XPS13,9");
+    assert_eq!(app.connect_with(p).await["ok"], true);
+    let pres = reader.request("p", "system-presence", None).await;
+    let entry = pres["payload"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["clientId"] == "test")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["deviceFamily"], "Laptop");
+    assert_eq!(entry["modelIdentifier"], "XPS13,9");
+    assert_eq!(
+        entry["scopes"],
+        json!([]),
+        "a device-less test client keeps no scopes"
+    );
+    assert_eq!(entry["roles"], json!(["operator"]));
     gw.stop().await;
 }

@@ -21,14 +21,32 @@ pub fn health_summary(state: &GatewayState) -> Value {
         "channelOrder": [],
         "channelLabels": {},
         "heartbeatSeconds": 0,
-        "defaultAgentId": "main",
+        // No agents and no session store: null and empty, never invented.
+        "defaultAgentId": null,
         "agents": [],
-        "sessions": {"count": 0, "recent": []},
-        "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+        "sessions": {"path": null, "count": 0, "recent": []},
+        "eventLoop": event_loop(),
         "gateway": {
             "uptimeMs": state.uptime_ms(),
             "connections": state.metrics.connections_open(),
         },
+    })
+}
+
+/// `eventLoop` of `health` and `status`: the reference's keys, with null
+/// for the samples clawgate does not take (it has no JavaScript event loop
+/// to measure).
+fn event_loop() -> Value {
+    json!({
+        "degraded": false,
+        "degradedSinceMs": null,
+        "reasons": [],
+        "intervalMs": null,
+        "delayP99Ms": null,
+        "delayMaxMs": null,
+        "utilization": null,
+        "cpuCoreRatio": null,
+        "cpuBreakdown": null,
     })
 }
 
@@ -71,7 +89,7 @@ pub(crate) fn status(state: &GatewayState, _: &Caller, _: Value) -> Result<Value
         "tasks": {"total": 0, "active": 0, "terminal": 0, "failures": 0, "byStatus": {}, "byRuntime": {}},
         "taskAudit": {"total": 0, "warnings": 0, "errors": 0, "byCode": {}},
         "sessions": {"paths": [], "count": 0, "defaults": {"model": null, "contextTokens": null}, "recent": [], "byAgent": []},
-        "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+        "eventLoop": event_loop(),
         "processMemory": process_memory(),
         "workerPools": {},
         "modelRuntime": model_runtime(),
@@ -107,18 +125,66 @@ pub(crate) fn last_heartbeat(_: &GatewayState, _: &Caller, _: Value) -> Result<V
 /// The gateway's own presence entry followed by connected clients.
 pub fn presence_list(state: &GatewayState) -> Vec<Value> {
     let host = hostname();
-    let mut list = vec![json!({
+    let ip = primary_ipv4();
+    let at = ip.map(|ip| format!(" ({ip})")).unwrap_or_default();
+    let mut entry = json!({
         "host": host,
         "version": crate::COMPAT_VERSION,
-        "platform": std::env::consts::OS,
+        "platform": host_platform(),
+        "deviceFamily": host_device_family(),
         "mode": "gateway",
         "reason": "self",
         "instanceId": state.instance_id,
-        "text": format!("Gateway: {host} · clawgate {} · mode gateway · reason self", crate::VERSION),
+        "text": format!("Gateway: {host}{at} · clawgate {} · mode gateway · reason self", crate::VERSION),
         "ts": now_ms(),
-    })];
+    });
+    if let Some(ip) = ip {
+        entry["ip"] = json!(ip.to_string());
+    }
+    let mut list = vec![entry];
     list.extend(state.hub.presence());
     list
+}
+
+/// The host's OS and, on Linux, its kernel release ("linux 6.8.0"), as the
+/// reference reports its own platform.
+fn host_platform() -> &'static str {
+    static PLATFORM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PLATFORM.get_or_init(|| {
+        let os = std::env::consts::OS;
+        match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+            Ok(release) if !release.trim().is_empty() => format!("{os} {}", release.trim()),
+            _ => os.to_string(),
+        }
+    })
+}
+
+/// The host's device family, named as the reference names it.
+fn host_device_family() -> &'static str {
+    match std::env::consts::OS {
+        "linux" => "Linux",
+        "macos" => "Mac",
+        "windows" => "Windows",
+        other => other,
+    }
+}
+
+/// The address this host reaches other networks from, found once by
+/// asking the kernel for a route (a UDP connect sends nothing); none
+/// without a route.
+fn primary_ipv4() -> Option<std::net::Ipv4Addr> {
+    static IP: std::sync::OnceLock<Option<std::net::Ipv4Addr>> = std::sync::OnceLock::new();
+    *IP.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+        // A documentation address (TEST-NET-3): routed like any other.
+        socket
+            .connect((std::net::Ipv4Addr::new(203, 0, 113, 1), 9))
+            .ok()?;
+        match socket.local_addr().ok()?.ip() {
+            std::net::IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
+            _ => None,
+        }
+    })
 }
 
 pub(crate) fn system_presence(

@@ -169,6 +169,7 @@ pub struct ConnInfo {
     pub version: String,
     pub platform: String,
     pub device_family: Option<String>,
+    pub model_identifier: Option<String>,
     pub instance_id: Option<String>,
     pub device_id: Option<String>,
     pub remote_ip: IpAddr,
@@ -183,10 +184,10 @@ impl ConnInfo {
         self.role == Role::Operator && scopes::satisfies(&self.scopes, scope)
     }
 
-    /// Short-lived control-plane clients (CLI calls, probes) do not show up
-    /// in presence.
+    /// Short-lived control-plane clients (CLI calls, backend helpers,
+    /// probes) do not show up in presence, as in the reference.
     fn in_presence(&self) -> bool {
-        !matches!(self.client_mode.as_str(), "cli" | "probe")
+        !matches!(self.client_mode.as_str(), "cli" | "backend" | "probe")
     }
 
     fn presence_entry(&self) -> Value {
@@ -194,6 +195,7 @@ impl ConnInfo {
             "clientId": self.client_id,
             "mode": self.client_mode,
             "roles": [self.role.as_str()],
+            "scopes": self.scopes,
             "host": self.display_name.as_deref().unwrap_or(&self.client_id),
             "version": self.version,
             "platform": self.platform,
@@ -204,6 +206,9 @@ impl ConnInfo {
         });
         if let Some(f) = &self.device_family {
             v["deviceFamily"] = json!(f);
+        }
+        if let Some(m) = &self.model_identifier {
+            v["modelIdentifier"] = json!(m);
         }
         if let Some(i) = &self.instance_id {
             v["instanceId"] = json!(i);

@@ -112,9 +112,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                 Ok(Some(Err(err))) => {
                     if is_oversize(&err) {
                         self.state.metrics.handshake("oversize");
-                        self.conn
-                            .close(close_code::MESSAGE_TOO_BIG, "preauth payload too large")
-                            .await;
+                        // An empty reason, as the reference sends on the wire
+                        // (its WebSocket library's limit fires first).
+                        self.conn.close(close_code::MESSAGE_TOO_BIG, "").await;
                     }
                     return None;
                 }
@@ -343,6 +343,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             version: client.version.clone(),
             platform: client.platform.clone(),
             device_family: client.device_family.clone(),
+            model_identifier: client.model_identifier.clone(),
             instance_id: client.instance_id.clone(),
             device_id: auth.device_id.clone(),
             remote_ip: self.peer.ip,

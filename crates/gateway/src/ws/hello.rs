@@ -43,6 +43,8 @@ pub(crate) fn hello_ok(
             "ownership": "sole",
         },
     });
+    // clawgate keeps no config revision hash (the reference's schema allows null).
+    snapshot["appliedConfigHash"] = Value::Null;
     // As in the reference, the auth mode and paths are for admins only.
     if admin {
         snapshot["authMode"] = json!(state.auth().config.mode.as_str());
@@ -95,6 +97,11 @@ pub(crate) fn hello_ok(
             "hasMultipleSessionSharingIdentities": false,
         },
     });
+    // Plugin widgets, link readers and plugin surfaces: clawgate has no
+    // plugins, so present and empty.
+    payload["controlUiWidgetKinds"] = json!([]);
+    payload["controlUiLinkReaders"] = json!([]);
+    payload["pluginSurfaceUrls"] = json!({});
     // The Control UI is built into the binary, which the reference calls "bundled".
     if state.config.control_ui.enabled {
         payload["server"]["controlUiBuildSource"] = json!("bundled");

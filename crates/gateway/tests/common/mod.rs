@@ -280,11 +280,16 @@ pub fn mask(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
+                // The host's address is there only when it has a route.
+                .filter(|(k, _)| k.as_str() != "ip")
                 .map(|(k, v)| {
                     let masked = match k.as_str() {
                         "ts" | "uptimeMs" | "connId" | "bootId" | "nonce" | "retryAfterMs"
                         | "onlineSince" | "instanceId" | "configPath" | "stateDir" | "pid"
                         | "rss" | "recoveryScope" | "durationMs" => json!("[masked]"),
+                        // The gateway host's own presence entry names this
+                        // machine: its name and kernel.
+                        "host" | "platform" | "text" => json!("[masked]"),
                         _ => mask(v),
                     };
                     (k.clone(), masked)
