@@ -2,10 +2,10 @@
 //! clients) as clawgate speaks it.
 //!
 //! This crate is pure: no I/O, no clocks; its one use of randomness is
-//! [`Secret::generate`], the token generator. It owns the
-//! vocabulary every other room uses: frame shapes, the closed `connect`
-//! schema, the error catalogue with its recovery hints, roles and scopes,
-//! and the device-auth signature payloads.
+//! [`Secret::generate`], the token generator. It owns the vocabulary every
+//! other room uses: frame shapes, the closed `connect` schema, the typed
+//! wire payloads ([`wire`]), the error catalogue with its recovery hints,
+//! roles and scopes, and the device-auth signature payloads.
 
 pub mod catalogue;
 pub mod connect;
@@ -15,6 +15,7 @@ pub mod hex;
 pub mod schema;
 pub mod scopes;
 pub mod secret;
+pub mod wire;
 
 pub use secret::Secret;
 
