@@ -236,18 +236,16 @@ pub struct Attachments {
     pub max_image_bytes: u64,
 }
 
-/// `hello-ok.policy`.
+/// `hello-ok.policy`. A field missing from a gateway's policy reads as
+/// clawgate's value (see [`HelloPolicy::default`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct HelloPolicy {
     pub max_payload: u64,
     pub max_buffered_bytes: u64,
     pub tick_interval_ms: u64,
-    #[serde(default)]
     pub attachments: Attachments,
-    #[serde(default)]
     pub allowed_session_visibilities: Vec<String>,
-    #[serde(default)]
     pub has_multiple_session_sharing_identities: bool,
 }
 
@@ -295,6 +293,14 @@ mod tests {
             assert_eq!(AuthMethod::parse(s), Some(m));
         }
         assert_eq!(AuthMethod::parse("magic"), None);
+    }
+
+    #[test]
+    fn a_partial_policy_reads_the_rest_as_clawgate_defaults() {
+        let p: HelloPolicy = serde_json::from_value(json!({"tickIntervalMs": 1000})).unwrap();
+        assert_eq!(p, HelloPolicy::with_tick_interval(1000));
+        let p: HelloPolicy = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(p.tick_interval_ms, crate::TICK_INTERVAL_MS);
     }
 
     fn sample() -> HelloOk {
