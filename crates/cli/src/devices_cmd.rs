@@ -2,11 +2,14 @@
 //! revoke and clear paired devices and pending requests.
 
 use clap::Subcommand;
+use clawgate_protocol::wire::{
+    PairApproved, PairList, PairRejected, PairRenamed, PairedDevice, PendingPairing, TokenRotated,
+};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL};
 use serde_json::{Value, json};
 
 use crate::Paths;
-use crate::net::{self, Failure, Target, call, print_json};
+use crate::net::{self, Failure, Target, call, decode, print_json};
 
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
@@ -79,7 +82,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&list);
             } else {
-                print_list(&list);
+                print_list(&decode("device.pair.list", &list)?);
             }
             Ok(0)
         }
@@ -112,10 +115,8 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&res);
             } else {
-                println!(
-                    "Approved {} ({id})",
-                    res["device"]["deviceId"].as_str().unwrap_or("")
-                );
+                let approved: PairApproved = decode("device.pair.approve", &res)?;
+                println!("Approved {} ({id})", approved.device.device_id);
             }
             Ok(0)
         }
@@ -139,7 +140,8 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&res);
             } else {
-                println!("Rejected {}", res["deviceId"].as_str().unwrap_or(""));
+                let rejected: PairRejected = decode("device.pair.reject", &res)?;
+                println!("Rejected {}", rejected.device_id);
             }
             Ok(0)
         }
@@ -171,10 +173,9 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&res);
             } else {
-                println!(
-                    "Renamed {device} → {}",
-                    res["label"].as_str().unwrap_or(&name)
-                );
+                let renamed: PairRenamed = decode("device.pair.rename", &res)?;
+                let label = Some(renamed.label.as_str()).filter(|l| !l.is_empty());
+                println!("Renamed {device} → {}", label.unwrap_or(&name));
             }
             Ok(0)
         }
@@ -195,11 +196,12 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&res);
             } else {
+                let rotated: TokenRotated = decode("device.token.rotate", &res)?;
                 println!(
                     "Rotated the {role} token of {device} (scopes: {}).",
-                    list_text(&res["scopes"])
+                    list_text(&rotated.scopes)
                 );
-                if res.get("token").is_none() {
+                if rotated.token.is_none() {
                     println!(
                         "The new token is not shown here: the device gets it the next time it connects with the gateway's shared secret."
                     );
@@ -235,25 +237,26 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             }
             let (s, ctx) = net::connect(target, paths, admin).await?;
             let list = call(&s, &ctx, "device.pair.list", json!({})).await?;
+            let list: PairList = decode("device.pair.list", &list)?;
             let mut removed = 0;
-            for d in list["paired"].as_array().into_iter().flatten() {
+            for d in &list.paired {
                 call(
                     &s,
                     &ctx,
                     "device.pair.remove",
-                    json!({"deviceId": d["deviceId"]}),
+                    json!({"deviceId": d.device_id}),
                 )
                 .await?;
                 removed += 1;
             }
             let mut rejected = 0;
             if pending {
-                for r in list["pending"].as_array().into_iter().flatten() {
+                for r in &list.pending {
                     call(
                         &s,
                         &ctx,
                         "device.pair.reject",
-                        json!({"requestId": r["requestId"]}),
+                        json!({"requestId": r.request_id}),
                     )
                     .await?;
                     rejected += 1;
@@ -319,26 +322,19 @@ fn is_unknown_request(e: &clawgate_client::ClientError) -> bool {
 
 /// `approve --latest` / `approve` without an id: shows the newest pending
 /// request and the exact command that approves it; exits 1 (nothing was
-/// approved).
-fn preview_latest(list: &Value, target: &Target) -> Result<u8, Failure> {
-    let pending = list["pending"].as_array().cloned().unwrap_or_default();
-    let Some(req) = pending
-        .iter()
-        .max_by_key(|r| r["ts"].as_u64().unwrap_or(0))
-        .cloned()
-    else {
+/// approved). `raw` is the `device.pair.list` result as received: `--json`
+/// shows the selected request exactly as the gateway sent it.
+fn preview_latest(raw: &Value, target: &Target) -> Result<u8, Failure> {
+    let list: PairList = decode("device.pair.list", raw)?;
+    let Some((index, req)) = list.pending.iter().enumerate().max_by_key(|(_, r)| r.ts) else {
         return Err(Failure::plain(
             "No pending device pairing requests to approve",
             "Have the device connect (it creates a request), then: clawgate devices approve --latest",
         ));
     };
-    let rid = req["requestId"].as_str().unwrap_or("");
-    let paired = list["paired"].as_array().cloned().unwrap_or_default();
-    let approved = paired
-        .iter()
-        .find(|d| d["deviceId"] == req["deviceId"])
-        .cloned();
-    let kind = request_kind(&req, approved.as_ref());
+    let rid = &req.request_id;
+    let approved = list.paired.iter().find(|d| d.device_id == req.device_id);
+    let kind = request_kind(req, approved);
     let mut cmd = format!("clawgate devices approve {rid}");
     if let Some(url) = &target.url {
         cmd.push_str(&format!(" --url {url}"));
@@ -359,23 +355,23 @@ fn preview_latest(list: &Value, target: &Target) -> Result<u8, Failure> {
     };
     if target.json {
         print_json(&json!({
-            "selected": req,
+            "selected": raw["pending"][index],
             "approvalState": {
                 "kind": kind,
-                "requested": {"roles": req["roles"], "scopes": req["scopes"]},
-                "approved": approved.as_ref().map(|d| json!({"roles": d["roles"], "scopes": d["scopes"]})),
+                "requested": {"roles": req.roles, "scopes": req.scopes},
+                "approved": approved.map(|d| json!({"roles": d.roles, "scopes": d.scopes})),
             },
             "approveCommand": cmd,
             "requiresAuthFlags": {"token": target.token.is_some(), "password": target.password.is_some()},
         }));
     } else {
         println!("Selected pending device request {rid}");
-        println!("  Device:    {}", device_name(&req));
-        println!("  Requested: {}", requested_text(&req));
-        if let Some(d) = &approved {
-            println!("  Approved:  {}", requested_text(d));
+        println!("  Device:    {}", req.name());
+        println!("  Requested: {}", requested_text(&req.roles, &req.scopes));
+        if let Some(d) = approved {
+            println!("  Approved:  {}", requested_text(&d.roles, &d.scopes));
         }
-        if let Some(ip) = req["remoteIp"].as_str() {
+        if let Some(ip) = &req.remote_ip {
             println!("  IP:        {ip}");
         }
         println!("  Note:      {note}");
@@ -387,48 +383,25 @@ fn preview_latest(list: &Value, target: &Target) -> Result<u8, Failure> {
     Ok(1)
 }
 
-fn request_kind(req: &Value, approved: Option<&Value>) -> &'static str {
+fn request_kind(req: &PendingPairing, approved: Option<&PairedDevice>) -> &'static str {
     match approved {
-        None if req["isRepair"] == true => "re-approval",
+        None if req.is_repair => "re-approval",
         None => "new pairing",
-        Some(d)
-            if !d["roles"]
-                .as_array()
-                .is_some_and(|a| a.contains(&req["role"])) =>
-        {
-            "role upgrade"
-        }
+        Some(d) if !d.roles.contains(&req.role) => "role upgrade",
         Some(_) => "scope upgrade",
     }
 }
 
-fn device_name(v: &Value) -> String {
-    for key in ["operatorLabel", "displayName", "clientId", "deviceId"] {
-        if let Some(s) = v[key].as_str() {
-            return s.to_string();
-        }
+fn list_text(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
     }
-    String::new()
 }
 
-fn list_text(v: &Value) -> String {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "none".into())
-}
-
-fn requested_text(req: &Value) -> String {
-    format!(
-        "roles: {}; scopes: {}",
-        list_text(&req["roles"]),
-        list_text(&req["scopes"])
-    )
+fn requested_text(roles: &[String], scopes: &[String]) -> String {
+    format!("roles: {}; scopes: {}", list_text(roles), list_text(scopes))
 }
 
 fn age(ts: u64) -> String {
@@ -453,9 +426,8 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn print_list(list: &Value) {
-    let pending = list["pending"].as_array().cloned().unwrap_or_default();
-    let paired = list["paired"].as_array().cloned().unwrap_or_default();
+fn print_list(list: &PairList) {
+    let (pending, paired) = (&list.pending, &list.paired);
     if pending.is_empty() && paired.is_empty() {
         println!("No device pairing entries.");
         return;
@@ -470,23 +442,23 @@ fn print_list(list: &Value) {
             "Age",
             "Status",
         ]);
-        for r in &pending {
+        for r in pending {
             let approved = paired
                 .iter()
-                .find(|d| d["deviceId"] == r["deviceId"] && d["publicKey"] == r["publicKey"]);
+                .find(|d| d.device_id == r.device_id && d.public_key == r.public_key);
             let status = request_kind(r, approved);
-            let mut device = device_name(r);
-            if let Some(ip) = r["remoteIp"].as_str() {
+            let mut device = r.name().to_string();
+            if let Some(ip) = &r.remote_ip {
                 device = format!("{device} · {ip}");
             }
             t.add_row(vec![
-                r["requestId"].as_str().unwrap_or("").to_string(),
+                r.request_id.clone(),
                 device,
-                requested_text(r),
+                requested_text(&r.roles, &r.scopes),
                 approved
-                    .map(requested_text)
+                    .map(|d| requested_text(&d.roles, &d.scopes))
                     .unwrap_or_else(|| "none".into()),
-                age(r["ts"].as_u64().unwrap_or(0)),
+                age(r.ts),
                 status.to_string(),
             ]);
         }
@@ -503,46 +475,38 @@ fn print_list(list: &Value) {
             "Last seen",
             "IP",
         ]);
-        for d in &paired {
-            let tokens = d["tokens"]
-                .as_array()
-                .map(|ts| {
-                    ts.iter()
-                        .map(|t| {
-                            let role = t["role"].as_str().unwrap_or("");
-                            if t.get("revokedAtMs").is_some() {
-                                format!("{role} (revoked)")
-                            } else {
-                                role.to_string()
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
+        for d in paired {
+            let tokens = d
+                .tokens
+                .iter()
+                .map(|t| {
+                    if t.is_revoked() {
+                        format!("{} (revoked)", t.role)
+                    } else {
+                        t.role.clone()
+                    }
                 })
-                .unwrap_or_default();
-            let seen = match (d["connected"].as_bool(), d["lastSeenAtMs"].as_u64()) {
+                .collect::<Vec<_>>()
+                .join(", ");
+            let seen = match (d.connected, d.last_seen_at_ms) {
                 (Some(true), _) => "connected".to_string(),
                 (_, Some(ts)) => age(ts),
                 _ => "never".to_string(),
             };
             t.add_row(vec![
-                device_name(d),
-                d["deviceId"].as_str().unwrap_or("").to_string(),
-                list_text(&d["roles"]),
-                list_text(&d["scopes"]),
+                d.name().to_string(),
+                d.device_id.clone(),
+                list_text(&d.roles),
+                list_text(&d.scopes),
                 tokens,
                 seen,
-                d["remoteIp"].as_str().unwrap_or("").to_string(),
+                d.remote_ip.clone().unwrap_or_default(),
             ]);
         }
         println!("{t}");
         println!("Full device IDs");
-        for d in &paired {
-            println!(
-                "  {}  {}",
-                d["deviceId"].as_str().unwrap_or(""),
-                device_name(d)
-            );
+        for d in paired {
+            println!("  {}  {}", d.device_id, d.name());
         }
     }
 }

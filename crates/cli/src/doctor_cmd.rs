@@ -373,10 +373,10 @@ async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Ch
     // 6. Pending requests for this device.
     if let (Some(client), Some(id)) = (&client, &identity) {
         progress.step("looking for pending pairing requests");
-        if let Ok(list) = client.request("device.pair.list", json!({})).await {
-            for req in list["pending"].as_array().into_iter().flatten() {
-                if req["deviceId"].as_str() == Some(id.device_id()) {
-                    let rid = req["requestId"].as_str().unwrap_or("");
+        if let Ok(list) = client.device_pair_list().await {
+            for req in &list.pending {
+                if req.device_id == id.device_id() {
+                    let rid = &req.request_id;
                     checks.push(Check::warn(
                         "Pairing",
                         format!("this device has a pending request {rid}"),

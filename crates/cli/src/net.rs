@@ -466,6 +466,16 @@ pub async fn call(
         .map_err(|e| Failure::from_client(e, ctx))
 }
 
+/// A result read as its protocol type (`clawgate_protocol::wire`).
+pub fn decode<T: serde::de::DeserializeOwned>(method: &str, v: &Value) -> Result<T, Failure> {
+    T::deserialize(v).map_err(|e| {
+        Failure::plain(
+            format!("unexpected {method} result from the gateway: {e}"),
+            "Check that --url points at a clawgate or OpenClaw gateway, then retry",
+        )
+    })
+}
+
 pub fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

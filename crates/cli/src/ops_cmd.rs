@@ -91,6 +91,7 @@ async fn run_status(target: &Target, paths: &Paths) -> Result<u8, Failure> {
     let (client, ctx) = net::connect(target, paths, &[scopes::READ]).await?;
     let connect_ms = started.elapsed().as_millis() as u64;
     let hello = client.hello();
+    let hello_auth = client.hello_ok().map(|h| h.auth);
     let status = net::call(&client, &ctx, "status", json!({})).await?;
     client.close().await;
     let gw = &status["gateway"];
@@ -107,7 +108,6 @@ async fn run_status(target: &Target, paths: &Paths) -> Result<u8, Failure> {
         }));
         return Ok(0);
     }
-    let auth = &hello["auth"];
     let rows = [
         (
             "Gateway",
@@ -148,20 +148,17 @@ async fn run_status(target: &Target, paths: &Paths) -> Result<u8, Failure> {
         ),
         (
             "This client",
-            format!(
-                "{} as {} ({})",
-                auth["method"].as_str().unwrap_or("?"),
-                auth["role"].as_str().unwrap_or("?"),
-                auth["scopes"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "no scopes".into())
-            ),
+            match &hello_auth {
+                Some(auth) => format!(
+                    "{} as {} ({})",
+                    auth.method,
+                    auth.role,
+                    Some(auth.scopes.join(", "))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "no scopes".into())
+                ),
+                None => "? as ? (no scopes)".into(),
+            },
         ),
     ];
     for (k, v) in rows {
@@ -263,6 +260,7 @@ pub fn probe(args: NetArgs, paths: &Paths) -> anyhow::Result<u8> {
         let health = net::call(&client, &ctx, "health", json!({})).await;
         let health_ms = health_started.elapsed().as_millis() as u64;
         let hello = client.hello();
+        let typed = client.hello_ok();
         client.close().await;
         let auth = &hello["auth"];
         let healthy = health.as_ref().is_ok_and(|h| h["ok"] == true);
@@ -286,17 +284,18 @@ pub fn probe(args: NetArgs, paths: &Paths) -> anyhow::Result<u8> {
                 Some(code) => println!(
                     "Auth:      shared secret REFUSED ({code}); the cached device token still works"
                 ),
-                None => println!(
-                    "Auth:      ok ({} as {})",
-                    auth["method"].as_str().unwrap_or("?"),
-                    auth["role"].as_str().unwrap_or("?")
-                ),
+                None => match &typed {
+                    Some(h) => println!("Auth:      ok ({} as {})", h.auth.method, h.auth.role),
+                    None => println!("Auth:      ok (? as ?)"),
+                },
             }
-            println!(
-                "Server:    OpenClaw {} protocol {}",
-                hello["server"]["version"].as_str().unwrap_or("?"),
-                hello["protocol"]
-            );
+            match &typed {
+                Some(h) => println!(
+                    "Server:    OpenClaw {} protocol {}",
+                    h.server.version, h.protocol
+                ),
+                None => println!("Server:    OpenClaw ? protocol {}", hello["protocol"]),
+            }
             match &health {
                 Ok(_) if healthy => println!("Health:    ok ({health_ms} ms)"),
                 Ok(_) => println!("Health:    NOT ok"),

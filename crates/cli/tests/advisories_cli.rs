@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    clawgate_protocol::hex::encode(&b)
 }
 
 type Device = common::Identity;

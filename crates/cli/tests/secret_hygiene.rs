@@ -50,12 +50,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex(&b)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use clawgate_protocol::hex::encode as hex;
 
 type Device = common::Identity;
 

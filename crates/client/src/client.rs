@@ -5,8 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clawgate_protocol::Secret;
 use clawgate_protocol::frames::{ErrorShape, ServerFrame};
+use clawgate_protocol::wire::{HelloAuth, HelloOk, HelloPolicy};
 use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -90,6 +93,12 @@ impl Client {
     /// The latest `hello-ok` payload.
     pub fn hello(&self) -> Arc<Value> {
         self.shared.hello.lock().expect("hello").clone()
+    }
+
+    /// The latest `hello-ok` payload, typed; `None` before the first
+    /// `hello-ok` or when the gateway's does not have the protocol's shape.
+    pub fn hello_ok(&self) -> Option<HelloOk> {
+        HelloOk::deserialize(&*self.hello()).ok()
     }
 
     /// The events since connecting (connection changes and gateway
@@ -205,13 +214,11 @@ impl Driver {
                         conn::close(&mut ws, 1000, "client state unavailable").await;
                         return self.terminal(e);
                     }
-                    let auth_method = hello["auth"]["method"]
-                        .as_str()
-                        .unwrap_or("token")
+                    let auth_method = hello_auth(&hello)
+                        .map_or("token", |a| a.method.as_str())
                         .to_string();
-                    let tick = hello["policy"]["tickIntervalMs"]
-                        .as_u64()
-                        .map(Duration::from_millis)
+                    let tick = HelloPolicy::deserialize(&hello["policy"])
+                        .map(|p| Duration::from_millis(p.tick_interval_ms))
                         .unwrap_or(Duration::from_secs(30))
                         .max(MIN_TICK);
                     let hello = Arc::new(hello);
@@ -331,26 +338,25 @@ impl Driver {
         let (Some(key), Some(cache)) = (&self.key, &self.opts.token_cache) else {
             return Ok(());
         };
-        let auth = &hello["auth"];
-        let Some(token) = auth["deviceToken"].as_str().filter(|t| !t.is_empty()) else {
+        let Some(auth) = hello_auth(hello) else {
+            return Ok(());
+        };
+        let Some(token) = auth
+            .device_token
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|t| !t.is_empty())
+        else {
             return Ok(());
         };
         let key = TokenKey {
-            role: auth["role"].as_str().unwrap_or(&key.role).to_string(),
+            role: auth.role.as_str().to_string(),
             ..key.clone()
         };
         let previous = stored.filter(|_| key.role == self.opts.role);
         let scopes = match previous {
             Some(p) if p.token.expose() == token => p.scopes.clone(),
-            _ => auth["scopes"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            _ => auth.scopes.clone(),
         };
         let expected = previous.map(|p| p.token.expose());
         if expected == Some(token) {
@@ -519,4 +525,9 @@ impl Driver {
             Err(e) => tracing::debug!("ignoring an unreadable frame: {e}"),
         }
     }
+}
+
+/// `hello-ok.auth`, typed; `None` when it does not have the protocol's shape.
+fn hello_auth(hello: &Value) -> Option<HelloAuth> {
+    HelloAuth::deserialize(&hello["auth"]).ok()
 }

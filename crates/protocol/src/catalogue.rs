@@ -644,6 +644,30 @@ pub fn rate_limited(retry_after_ms: u64) -> ErrorShape {
     e
 }
 
+/// The store could not answer (a write failed, the database is busy):
+/// retryable after a second. One text for every place the gateway reports
+/// it (connect, device and audit methods).
+pub fn store_unavailable() -> ErrorShape {
+    let mut e = ErrorShape::new(
+        error_code::UNAVAILABLE,
+        "gateway store unavailable; retry shortly",
+    );
+    e.retryable = Some(true);
+    e.retry_after_ms = Some(1000);
+    e
+}
+
+/// A `connect` that arrived while the gateway shuts down or restarts.
+pub fn gateway_restarting() -> ErrorShape {
+    let mut e = ErrorShape::new(
+        error_code::UNAVAILABLE,
+        "connect unavailable during gateway restart",
+    );
+    e.retryable = Some(true);
+    e.retry_after_ms = Some(1000);
+    e
+}
+
 /// A device-less connection that may not be device-less.
 pub fn device_identity_required() -> ErrorShape {
     ErrorShape::new(error_code::NOT_PAIRED, "device identity required")
@@ -787,6 +811,20 @@ mod tests {
         kind: ClientKind::Cli,
         local: true,
     };
+
+    #[test]
+    fn unavailable_errors_are_retryable_after_a_second() {
+        assert_eq!(
+            serde_json::to_value(store_unavailable()).unwrap(),
+            json!({"code": "UNAVAILABLE", "message": "gateway store unavailable; retry shortly",
+                   "retryable": true, "retryAfterMs": 1000})
+        );
+        assert_eq!(
+            serde_json::to_value(gateway_restarting()).unwrap(),
+            json!({"code": "UNAVAILABLE", "message": "connect unavailable during gateway restart",
+                   "retryable": true, "retryAfterMs": 1000})
+        );
+    }
 
     #[test]
     fn every_emitted_code_is_in_the_catalogue() {

@@ -1,7 +1,7 @@
 //! The `connect` request: its closed schema, its typed form, and the
 //! protocol-range and role rules applied to it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::schema::{self, NON_EMPTY, Prop, STRING, Schema};
@@ -180,8 +180,9 @@ pub fn parse_connect_params(params: Option<&Value>) -> Result<ConnectParams, Str
     serde_json::from_value(params.clone()).map_err(|e| format!("invalid connect params: {e}"))
 }
 
-/// A client role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A client role. Serialises as `"operator"` / `"node"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Operator,
     Node,

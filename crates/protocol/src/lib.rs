@@ -1,18 +1,21 @@
 //! The OpenClaw gateway protocol (v4, with the v3 window for node and probe
 //! clients) as clawgate speaks it.
 //!
-//! This crate is pure: no I/O, no clocks, no randomness. It owns the
-//! vocabulary every other room uses: frame shapes, the closed `connect`
-//! schema, the error catalogue with its recovery hints, roles and scopes,
-//! and the device-auth signature payloads.
+//! This crate is pure: no I/O, no clocks; its one use of randomness is
+//! [`Secret::generate`], the token generator. It owns the vocabulary every
+//! other room uses: frame shapes, the closed `connect` schema, the typed
+//! wire payloads ([`wire`]), the error catalogue with its recovery hints,
+//! roles and scopes, and the device-auth signature payloads.
 
 pub mod catalogue;
 pub mod connect;
 pub mod device_auth;
 pub mod frames;
+pub mod hex;
 pub mod schema;
 pub mod scopes;
 pub mod secret;
+pub mod wire;
 
 pub use secret::Secret;
 

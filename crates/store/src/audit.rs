@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::model::to_hex;
+use clawgate_protocol::hex;
 
 /// `prev_hash` of the first row.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -80,7 +80,7 @@ pub(crate) fn chain_hash(
         }
     }
     field(&mut h, details_json.as_bytes());
-    to_hex(&h.finalize())
+    hex::encode(&h.finalize())
 }
 
 impl StoredAuditRow {

@@ -36,8 +36,9 @@ use serde_json::Value;
 
 use crate::audit::{ChainBreak, ChainVerifier};
 use crate::error::StoreError;
-use crate::model::{AuditVerification, Device, RoleToken, is_lower_hex64, to_hex};
+use crate::model::{AuditVerification, Device, RoleToken};
 use crate::schema;
+use clawgate_protocol::hex::{self, is_lower_hex64};
 
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -430,7 +431,7 @@ pub(crate) fn check(conn: &mut Connection) -> Result<InvariantReport, StoreError
     for h in &hashes {
         let (id, role) = (&h.device_id, &h.role);
         // A prefix names the token for a human; it cannot be used to connect.
-        let short = &to_hex(&h.hash)[..12];
+        let short = &hex::encode(&h.hash)[..12];
         let Some(d) = by_id.get(id.as_str()) else {
             found.flag(
                 "token-role",

@@ -45,7 +45,7 @@ mod tests {
     fn hash_token_is_sha256() {
         // SHA-256("abc")
         assert_eq!(
-            crate::model::to_hex(&super::hash_token("abc")),
+            clawgate_protocol::hex::encode(&super::hash_token("abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

@@ -191,69 +191,23 @@ pub struct AuditVerification {
     pub problem: Option<String>,
 }
 
-/// Lowercase hex of `bytes`.
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    out
-}
-
-/// Parses exactly 64 hex characters (either case) into 32 bytes.
-pub(crate) fn from_hex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-/// Whether `s` is 64 lowercase hex characters (the device-id shape).
-pub(crate) fn is_lower_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::to_hex(bytes))
+        s.serialize_str(&clawgate_protocol::hex::encode(bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(d)?;
-        super::from_hex32(&text).ok_or_else(|| D::Error::custom("expected 64 hex characters"))
+        clawgate_protocol::hex::decode32(&text)
+            .ok_or_else(|| D::Error::custom("expected 64 hex characters"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_round_trips() {
-        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
-        let text = to_hex(&bytes);
-        assert_eq!(text.len(), 64);
-        assert!(is_lower_hex64(&text));
-        assert_eq!(from_hex32(&text), Some(bytes));
-        assert_eq!(from_hex32(&text.to_uppercase()), Some(bytes));
-        assert_eq!(from_hex32(&text[1..]), None);
-        assert_eq!(from_hex32(&"g".repeat(64)), None);
-    }
 
     #[test]
     fn token_hash_serialises_hash_as_hex() {

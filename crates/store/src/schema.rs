@@ -13,9 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::audit::StoredAuditRow;
 use crate::error::StoreError;
-use crate::model::{
-    AuditQuery, Device, PendingRequest, RoleToken, Seen, TokenHash, from_hex32, to_hex,
-};
+use crate::model::{AuditQuery, Device, PendingRequest, RoleToken, Seen, TokenHash};
 
 /// How long a writer waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,7 +172,7 @@ fn json_col<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<
 
 fn hash_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<[u8; 32]> {
     let text: String = row.get(idx)?;
-    from_hex32(&text).ok_or_else(|| {
+    clawgate_protocol::hex::decode32(&text).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
             idx,
             Type::Text,
@@ -392,7 +390,7 @@ pub(crate) fn insert_token_hash(conn: &Connection, t: &TokenHash) -> Result<(), 
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![
-            to_hex(&t.hash),
+            clawgate_protocol::hex::encode(&t.hash),
             t.device_id,
             t.role,
             to_json(&t.scopes),

@@ -18,9 +18,10 @@ use crate::cache::{Cache, Op};
 use crate::error::StoreError;
 use crate::model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
-    RoleToken, Seen, TokenHash, is_lower_hex64,
+    RoleToken, Seen, TokenHash,
 };
 use crate::schema;
+use clawgate_protocol::hex::is_lower_hex64;
 
 /// The persistent registry of devices, tokens (as hashes), pending pairing
 /// requests and the audit log.

@@ -782,10 +782,7 @@ fn a_token_string_never_reaches_the_database_files() {
         );
     }
     // The hash itself is what is stored.
-    let hex: String = hash_token(token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = clawgate_protocol::hex::encode(&hash_token(token));
     let all: Vec<u8> = files
         .iter()
         .flat_map(|f| std::fs::read(f).unwrap())

@@ -168,10 +168,7 @@ impl Identity {
         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
         let raw = key.verifying_key().to_bytes();
         Identity {
-            id: sha2::Sha256::digest(raw)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            id: clawgate_protocol::hex::encode(&sha2::Sha256::digest(raw)),
             public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
             key,
         }
