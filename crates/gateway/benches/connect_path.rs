@@ -131,7 +131,7 @@ fn signed_params(identity: &Identity, auth: Value, token: &str, v2: bool) -> Con
 
 fn device_proof_benches(c: &mut Criterion) {
     let identity = Identity::from_index(0);
-    let device_token = tokens::generate();
+    let device_token = Secret::generate();
     let auth = json!({"deviceToken": device_token.expose()});
     let params = signed_params(&identity, auth.clone(), device_token.expose(), false);
     let proof = params.device.clone().expect("device block");
@@ -202,7 +202,7 @@ fn device_proof_benches(c: &mut Criterion) {
 fn gateway_with_devices(dir: &std::path::Path) -> (Arc<GatewayState>, Vec<Identity>, Vec<Secret>) {
     let store = Store::open(&dir.join(clawgate_store::DB_FILE_NAME)).expect("store");
     let identities: Vec<Identity> = (0..DEVICES).map(Identity::from_index).collect();
-    let secrets: Vec<Secret> = (0..DEVICES).map(|_| tokens::generate()).collect();
+    let secrets: Vec<Secret> = (0..DEVICES).map(|_| Secret::generate()).collect();
     let scopes = cli_scopes();
     let now = now_ms();
     store
@@ -335,7 +335,7 @@ fn token_and_auth_benches(c: &mut Criterion) {
                 .expect("write")
         })
     });
-    g.bench_function("token_generate", |b| b.iter(tokens::generate));
+    g.bench_function("token_generate", |b| b.iter(Secret::generate));
     g.finish();
 
     let peer = PeerContext {
@@ -354,7 +354,7 @@ fn token_and_auth_benches(c: &mut Criterion) {
         auth::authenticate(&state, black_box(params), Role::Operator, &peer, NONCE)
     };
     let ok = run(&params).expect("device-token connect");
-    assert_eq!(ok.method, "device-token");
+    assert_eq!(ok.method.as_str(), "device-token");
     g.bench_function("device_token_1000_devices", |b| {
         b.iter(|| run(&params).expect("accepted"))
     });
@@ -374,7 +374,7 @@ fn token_and_auth_benches(c: &mut Criterion) {
     let params = parse_connect_params(Some(&base_params(json!({"token": SHARED_TOKEN}))))
         .expect("valid params");
     let ok = run(&params).expect("shared-token connect");
-    assert_eq!(ok.method, "token");
+    assert_eq!(ok.method.as_str(), "token");
     g.bench_function("shared_token_no_device", |b| {
         b.iter(|| run(&params).expect("accepted"))
     });

@@ -54,25 +54,3 @@ pub const EVENTS: &[&str] = &[
     "device.pair.resolved",
     "device.pair.changed",
 ];
-
-#[allow(non_snake_case)]
-pub(crate) fn MERGE_store_unavailable() -> clawgate_protocol::frames::ErrorShape {
-    let mut e = clawgate_protocol::frames::ErrorShape::new(
-        clawgate_protocol::frames::error_code::UNAVAILABLE,
-        "gateway store unavailable; retry shortly",
-    );
-    e.retryable = Some(true);
-    e.retry_after_ms = Some(1000);
-    e
-}
-
-#[allow(non_snake_case)]
-pub(crate) fn MERGE_gateway_restarting() -> clawgate_protocol::frames::ErrorShape {
-    let mut e = clawgate_protocol::frames::ErrorShape::new(
-        clawgate_protocol::frames::error_code::UNAVAILABLE,
-        "connect unavailable during gateway restart",
-    );
-    e.retryable = Some(true);
-    e.retry_after_ms = Some(1000);
-    e
-}

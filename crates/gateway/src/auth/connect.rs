@@ -11,6 +11,7 @@ use clawgate_protocol::catalogue::{self, Audience, AuthFailure};
 use clawgate_protocol::close_code;
 use clawgate_protocol::connect::{ClientKind, ConnectParams, Role};
 use clawgate_protocol::frames::ErrorShape;
+use clawgate_protocol::wire::AuthMethod;
 use tracing::{debug, warn};
 
 use crate::auth::device_proof::{self, VerifiedDevice};
@@ -26,7 +27,7 @@ use crate::state::{AuthState, GatewayState};
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     /// `hello-ok.auth.method`.
-    pub method: &'static str,
+    pub method: AuthMethod,
     pub role: Role,
     /// The live scopes of the session.
     pub scopes: Vec<String>,
@@ -65,7 +66,7 @@ impl Rejection {
     /// The store could not answer; the client may retry shortly.
     pub(crate) fn store_unavailable(err: clawgate_store::StoreError) -> Self {
         warn!(%err, "store unavailable during connect");
-        Self::now(crate::MERGE_store_unavailable())
+        Self::now(clawgate_protocol::catalogue::store_unavailable())
     }
 }
 
@@ -121,9 +122,9 @@ pub fn authenticate(
         Some(check_device_token(state, &ctx, &shared, &candidate)?)
     };
     let method = if presented.is_some() {
-        "device-token"
+        AuthMethod::DeviceToken
     } else {
-        auth.config.mode.as_str()
+        auth.config.mode.auth_method()
     };
 
     // Pairing: is this device approved for what it asks?
@@ -151,7 +152,7 @@ pub fn authenticate(
 
     let issued = issue::hand_out(state, &device, role, &requested, presented, routine, now)
         .map_err(Rejection::store_unavailable)?;
-    let device_token_auth = method == "device-token";
+    let device_token_auth = method == AuthMethod::DeviceToken;
     Ok(Authenticated {
         method,
         role,
@@ -304,7 +305,7 @@ fn authenticate_device_less(
                 Vec::new()
             };
             Ok(Authenticated {
-                method: auth.config.mode.as_str(),
+                method: auth.config.mode.auth_method(),
                 role,
                 scopes,
                 shared_generation: Some(auth.generation),

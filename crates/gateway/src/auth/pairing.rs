@@ -6,6 +6,8 @@ use clawgate_protocol::connect::{ClientKind, ConnectParams, Role};
 use clawgate_protocol::device_auth::normalize_metadata;
 use clawgate_protocol::frames::{ErrorShape, error_code};
 use clawgate_protocol::scopes;
+use clawgate_protocol::wire::AuditAction;
+use clawgate_protocol::wire::AuthMethod;
 use clawgate_store::{Device, PendingRequest, StoreError};
 use serde_json::{Value, json};
 use tracing::info;
@@ -121,7 +123,7 @@ fn silent_allowed(
     state: &GatewayState,
     reason: PairingReason,
     ask: &Ask<'_>,
-    auth_method: &str,
+    auth_method: AuthMethod,
 ) -> bool {
     let Ask {
         params, role, peer, ..
@@ -138,7 +140,10 @@ fn silent_allowed(
     }
     match reason {
         PairingReason::MetadataUpgrade => peer.origin.is_none() && !ui_or_webchat,
-        PairingReason::ScopeUpgrade => matches!(auth_method, "none" | "token" | "password"),
+        PairingReason::ScopeUpgrade => matches!(
+            auth_method,
+            AuthMethod::None | AuthMethod::Token | AuthMethod::Password
+        ),
         PairingReason::RoleUpgrade => role == Role::Operator,
         PairingReason::NotPaired => true,
     }
@@ -160,7 +165,7 @@ pub struct Ask<'a> {
 pub fn evaluate(
     state: &GatewayState,
     ask: &Ask<'_>,
-    auth_method: &str,
+    auth_method: AuthMethod,
 ) -> Result<PairingOutcome, StoreError> {
     let Ask {
         verified,
@@ -350,7 +355,7 @@ fn approve_silently(
             tx.delete_pending(&p.request_id)?;
         }
         tx.append_audit(&audit::record(
-            "pairing.silent_approved",
+            AuditAction::PairingSilentApproved,
             audit::peer_actor(peer),
             Some(&saved.device_id),
             json!({"requestId": request.request_id, "reason": reason.as_str(), "role": role.as_str(), "scopes": requested, "approvedVia": "silent"}),
@@ -428,7 +433,7 @@ fn open_request(
         for old in &all_old {
             tx.delete_pending(&old.request_id)?;
             tx.append_audit(&audit::record(
-                "pairing.superseded",
+                AuditAction::PairingSuperseded,
                 audit::peer_actor(peer),
                 Some(&old.device_id),
                 json!({"requestId": old.request_id, "supersededBy": saved.request_id}),
@@ -436,7 +441,7 @@ fn open_request(
         }
         tx.put_pending(&saved)?;
         tx.append_audit(&audit::record(
-            "pairing.requested",
+            AuditAction::PairingRequested,
             audit::peer_actor(peer),
             Some(&saved.device_id),
             json!({"requestId": saved.request_id, "reason": reason.as_str(), "role": saved.role, "scopes": saved.scopes, "isRepair": is_repair}),
@@ -447,9 +452,10 @@ fn open_request(
         broadcast_resolved(state, &old.request_id, &old.device_id, "rejected");
     }
     info!(device = %request.device_id, request = %request.request_id, reason = reason.as_str(), "pairing request opened");
-    state
-        .hub
-        .broadcast("device.pair.requested", &views::pending(&request));
+    state.hub.broadcast(
+        "device.pair.requested",
+        &views::json(&views::pending(&request)),
+    );
     Ok(request)
 }
 

@@ -2,6 +2,7 @@
 //! it, the limiter's verdict before any comparison, the constant-time
 //! comparison, and recording a failure (delay or lockout).
 
+use clawgate_protocol::wire::AuditAction;
 use std::time::{Duration, Instant};
 
 use clawgate_protocol::catalogue::AuthFailure;
@@ -141,7 +142,7 @@ pub(crate) fn record_shared_failure(
         // synchronous write here would block a runtime worker once per
         // locked key while a distributed guesser is locking many.
         state.deferred.audit(audit::record(
-            "auth.lockout",
+            AuditAction::AuthLockout,
             audit::peer_actor(peer),
             None,
             json!({"scope": "shared-secret", "peerClass": key.class.as_str()}),

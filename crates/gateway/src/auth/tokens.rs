@@ -7,21 +7,11 @@
 //! concurrent sessions of one device are not cut off. Rotate and revoke
 //! drop all of them.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clawgate_protocol::{Secret, scopes};
 use clawgate_store::{RoleToken, Store, StoreError, TokenHash, Tx, hash_token};
-use rand::RngCore;
 
 /// Valid tokens kept per (device, role).
 pub const TOKENS_KEPT_PER_ROLE: usize = 8;
-
-/// A fresh token string.
-pub fn generate() -> Secret {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    Secret::new(URL_SAFE_NO_PAD.encode(bytes))
-}
 
 /// Why a presented device token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +88,7 @@ pub fn mint(
     token_scopes: Vec<String>,
     now_ms: u64,
 ) -> Result<(Secret, u64), StoreError> {
-    let token = generate();
+    let token = Secret::generate();
     // Broader scopes than the live entry replace its tokens, as the
     // reference replaces its one token; narrower or equal ones are one more
     // token beside them (this gateway cannot hand a stored token out again).

@@ -8,13 +8,10 @@ use super::file::ConfigFile;
 use super::resolve::{EnvOverrides, RunOverrides};
 use super::types::ConfigError;
 
-/// A fresh shared token: 32 random bytes, base64url without padding.
+/// A fresh shared token ([`Secret::generate`]: 32 OS-random bytes,
+/// base64url without padding).
 pub fn generate_token() -> Secret {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    Secret::generate()
 }
 
 /// First run: when nothing configures auth at all (no `gateway.auth.mode`,

@@ -53,6 +53,16 @@ pub enum AuthMode {
 }
 
 impl AuthMode {
+    /// How a session that passed this mode's shared secret authenticated.
+    pub fn auth_method(self) -> clawgate_protocol::wire::AuthMethod {
+        use clawgate_protocol::wire::AuthMethod;
+        match self {
+            AuthMode::Token => AuthMethod::Token,
+            AuthMode::Password => AuthMethod::Password,
+            AuthMode::None => AuthMethod::None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::Token => "token",

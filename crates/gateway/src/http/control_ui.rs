@@ -15,6 +15,7 @@
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use clawgate_protocol::hex;
 use rust_embed::RustEmbed;
 use sha2::{Digest, Sha256};
 
@@ -240,16 +241,12 @@ pub fn build_id() -> String {
             hasher.update(file.metadata.sha256_hash());
         }
     }
-    hex(&hasher.finalize()[..6])
+    hex::encode(&hasher.finalize()[..6])
 }
 
 /// `"<build id>-<first 16 hex digits of the content hash>"`.
 fn etag(build_id: &str, content_hash: &[u8]) -> String {
-    format!("\"{build_id}-{}\"", hex(&content_hash[..8]))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("\"{build_id}-{}\"", hex::encode(&content_hash[..8]))
 }
 
 /// The base path is validated by the config loader; escaping keeps the

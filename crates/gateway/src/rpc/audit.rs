@@ -3,12 +3,14 @@
 
 use clawgate_protocol::frames::ErrorShape;
 use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
+use clawgate_protocol::wire::AuditList;
 use clawgate_store::AuditQuery;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::rpc::common::store_error;
 use crate::session::Caller;
 use crate::state::GatewayState;
+use crate::views;
 
 pub static AUDIT_LIST_PARAMS: Schema = Schema::Object(&[
     Prop::optional("action", NON_EMPTY),
@@ -51,20 +53,8 @@ pub fn audit_list(state: &GatewayState, _: &Caller, params: Value) -> Result<Val
         limit: u64_param("limit").unwrap_or(100).min(1000) as usize,
     };
     let page = state.store.audit_list(&query).map_err(store_error)?;
-    let entries: Vec<Value> = page
-        .rows
-        .iter()
-        .map(|r| {
-            json!({
-                "seq": r.seq,
-                "ts": r.ts_ms,
-                "action": r.action,
-                "actor": r.actor,
-                "deviceId": r.device_id,
-                "details": r.details,
-                "hash": r.hash,
-            })
-        })
-        .collect();
-    Ok(json!({"entries": entries, "nextCursor": page.next_cursor}))
+    Ok(views::json(&AuditList {
+        entries: page.rows.iter().map(views::audit_entry).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -2,6 +2,7 @@
 //! transaction with its audit row, and the device-ownership rules.
 
 use clawgate_protocol::frames::ErrorShape;
+use clawgate_protocol::wire::AuditAction;
 use clawgate_store::{StoreError, Tx};
 use serde_json::Value;
 use tracing::warn;
@@ -12,14 +13,14 @@ use crate::state::{GatewayState, audit};
 /// The store could not answer; the caller may retry shortly.
 pub(crate) fn store_error(err: StoreError) -> ErrorShape {
     warn!(%err, "store operation failed");
-    crate::MERGE_store_unavailable()
+    clawgate_protocol::catalogue::store_unavailable()
 }
 
 /// Applies `change` and its audit row in one transaction.
 pub(crate) fn commit(
     state: &GatewayState,
     caller: &Caller,
-    action: &str,
+    action: AuditAction,
     device_id: &str,
     details: Value,
     change: impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError>,

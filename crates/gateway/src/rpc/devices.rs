@@ -10,6 +10,8 @@
 use clawgate_protocol::frames::ErrorShape;
 use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
 use clawgate_protocol::scopes;
+use clawgate_protocol::wire::AuditAction;
+use clawgate_protocol::wire::{PairApproved, PairList, PairRejected, PairRemoved, PairRenamed};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -49,12 +51,12 @@ pub fn pair_list(state: &GatewayState, caller: &Caller, _: Value) -> Result<Valu
     // Show exact last-seen times: write the queued ones first.
     state.flush_deferred();
     let own = caller.device_id.as_deref().filter(|_| !caller.is_admin());
-    let pending: Vec<Value> = live_pending(state)
+    let pending = live_pending(state)
         .iter()
         .filter(|p| own.is_none_or(|d| p.device_id == d))
         .map(views::pending)
         .collect();
-    let paired: Vec<Value> = state
+    let paired = state
         .store
         .devices()
         .iter()
@@ -64,7 +66,7 @@ pub fn pair_list(state: &GatewayState, caller: &Caller, _: Value) -> Result<Valu
             views::paired(&state.store, d, Some(connected))
         })
         .collect();
-    Ok(json!({"pending": pending, "paired": paired}))
+    Ok(views::json(&PairList { pending, paired }))
 }
 
 pub fn pair_approve(
@@ -150,7 +152,7 @@ pub fn pair_approve(
                 tx.delete_pending(&p.request_id)?;
             }
             tx.append_audit(&audit::record(
-                "pairing.approved",
+                AuditAction::PairingApproved,
                 audit::caller_actor(caller),
                 Some(&device.device_id),
                 json!({"requestId": request.request_id, "roles": request.roles, "scopes": request.scopes, "approvedVia": "owner"}),
@@ -163,9 +165,10 @@ pub fn pair_approve(
     };
     info!(device = %device.device_id, request = %request.request_id, "device pairing approved");
     pairing::broadcast_resolved(state, &request.request_id, &device.device_id, "approved");
-    Ok(
-        json!({"requestId": request.request_id, "device": views::paired(&state.store, &device, None)}),
-    )
+    Ok(views::json(&PairApproved {
+        request_id: request.request_id,
+        device: views::paired(&state.store, &device, None),
+    }))
 }
 
 pub fn pair_reject(
@@ -191,7 +194,7 @@ pub fn pair_reject(
                 return Ok(false);
             }
             tx.append_audit(&audit::record(
-                "pairing.rejected",
+                AuditAction::PairingRejected,
                 audit::caller_actor(caller),
                 Some(&request.device_id),
                 json!({"requestId": request.request_id}),
@@ -204,7 +207,10 @@ pub fn pair_reject(
     }
     info!(request = %request.request_id, "device pairing rejected");
     pairing::broadcast_resolved(state, &request.request_id, &request.device_id, "rejected");
-    Ok(json!({"requestId": request.request_id, "deviceId": request.device_id}))
+    Ok(views::json(&PairRejected {
+        request_id: request.request_id,
+        device_id: request.device_id,
+    }))
 }
 
 pub fn pair_remove(
@@ -231,7 +237,7 @@ pub fn pair_remove(
     commit(
         state,
         caller,
-        "device.removed",
+        AuditAction::DeviceRemoved,
         &device_id,
         json!({}),
         |tx| tx.delete_device(&device_id).map(|_| ()),
@@ -241,7 +247,7 @@ pub fn pair_remove(
         .close_device_sessions(&device_id, None, "device removed");
     state.deferred.forget(&device_id, None);
     info!(device = %device_id, closed, "device removed");
-    Ok(json!({"deviceId": device_id}))
+    Ok(views::json(&PairRemoved { device_id }))
 }
 
 pub fn pair_rename(
@@ -268,11 +274,11 @@ pub fn pair_rename(
     commit(
         state,
         caller,
-        "device.renamed",
+        AuditAction::DeviceRenamed,
         &device_id,
         json!({"label": label, "previousLabel": previous}),
         |tx| tx.put_device(&device).map(|_| ()),
     )?;
     state.hub.broadcast("device.pair.changed", &json!({}));
-    Ok(json!({"deviceId": device_id, "label": label}))
+    Ok(views::json(&PairRenamed { device_id, label }))
 }

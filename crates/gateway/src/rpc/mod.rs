@@ -179,6 +179,7 @@ mod tests {
     use crate::config::{AuthConfig, AuthMode, GatewayConfig};
     use crate::state::audit as audit_record;
     use clawgate_protocol::scopes;
+    use clawgate_protocol::wire::AuditAction;
 
     /// Found by the rpc_params fuzz target: a cursor or time bound beyond
     /// i64 (valid for the params schema) was answered UNAVAILABLE "gateway
@@ -201,7 +202,7 @@ mod tests {
             .store
             .transact(|tx| {
                 tx.append_audit(&audit_record::record(
-                    "test.row",
+                    AuditAction::Other("test.row".into()),
                     json!({}),
                     None,
                     json!({}),

@@ -10,6 +10,8 @@
 use clawgate_protocol::frames::ErrorShape;
 use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
 use clawgate_protocol::scopes;
+use clawgate_protocol::wire::AuditAction;
+use clawgate_protocol::wire::{TokenRevoked, TokenRotated};
 use clawgate_store::{Device, RoleToken};
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -18,6 +20,7 @@ use crate::auth::tokens;
 use crate::rpc::common::{commit, denies_cross_device, invalid, store_error, str_param};
 use crate::session::{Caller, now_ms};
 use crate::state::{GatewayState, audit};
+use crate::views;
 
 pub static ROTATE_PARAMS: Schema = Schema::Object(&[
     Prop::required("deviceId", NON_EMPTY),
@@ -63,7 +66,7 @@ pub fn token_rotate(
                 now,
             )?;
             tx.append_audit(&audit::record(
-                "token.rotated",
+                AuditAction::TokenRotated,
                 audit::caller_actor(caller),
                 Some(&device_id),
                 json!({"role": role, "scopes": token_scopes}),
@@ -76,19 +79,16 @@ pub fn token_rotate(
         .close_device_sessions(&device_id, Some(&role), "device token rotated");
     state.deferred.forget(&device_id, Some(&role));
     info!(device = %device_id, role = %role, closed, "device token rotated");
+    // The token goes back only to the device itself, over its own session.
     let in_band = caller.device_id.as_deref() == Some(device_id.as_str());
-    let mut result = json!({"deviceId": device_id, "role": role});
-    if in_band {
-        result["token"] = json!(token.expose());
-    }
-    result["scopes"] = json!(token_scopes);
-    result["rotatedAtMs"] = json!(rotated_at);
-    result["tokenDelivery"] = json!(if in_band {
-        "in-band"
-    } else {
-        "withheld-cross-device"
-    });
-    Ok(result)
+    let token = in_band.then_some(token);
+    Ok(views::json(&TokenRotated::new(
+        device_id,
+        role,
+        token,
+        token_scopes,
+        rotated_at,
+    )))
 }
 
 /// Whether `caller` may rotate (device, role), and to which scopes: the
@@ -173,7 +173,7 @@ pub fn token_revoke(
     commit(
         state,
         caller,
-        "token.revoked",
+        AuditAction::TokenRevoked,
         &device_id,
         json!({"role": role}),
         |tx| {
@@ -187,5 +187,9 @@ pub fn token_revoke(
         .close_device_sessions(&device_id, Some(&role), "device token revoked");
     state.deferred.forget(&device_id, Some(&role));
     info!(device = %device_id, role = %role, closed, "device token revoked");
-    Ok(json!({"deviceId": device_id, "role": role, "revokedAtMs": now}))
+    Ok(views::json(&TokenRevoked {
+        device_id,
+        role,
+        revoked_at_ms: now,
+    }))
 }

@@ -1,15 +1,22 @@
 //! Building audit records. The store chains and persists them; this module
 //! decides what an entry says about who acted. Never a secret.
 
+use clawgate_protocol::wire::AuditAction;
 use clawgate_store::AuditRecord;
 use serde_json::{Value, json};
 
 use crate::session::{Caller, PeerContext, now_ms};
 
-pub fn record(action: &str, actor: Value, device_id: Option<&str>, details: Value) -> AuditRecord {
+/// An audit record of `action`, now.
+pub fn record(
+    action: AuditAction,
+    actor: Value,
+    device_id: Option<&str>,
+    details: Value,
+) -> AuditRecord {
     AuditRecord {
         ts_ms: now_ms(),
-        action: action.to_string(),
+        action: action.as_str().to_string(),
         actor,
         device_id: device_id.map(str::to_owned),
         details,

@@ -20,6 +20,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod slots;
 
+use clawgate_protocol::wire::AuditAction;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -236,7 +237,7 @@ impl GatewayState {
         let mode = self.auth().config.mode.as_str();
         let _ = self.store.transact(|tx| {
             tx.append_audit(&audit::record(
-                "auth.secret_changed",
+                AuditAction::AuthSecretChanged,
                 audit::host_actor(via),
                 None,
                 serde_json::json!({"generation": generation, "mode": mode}),
@@ -282,7 +283,7 @@ impl GatewayState {
             details["origin"] = serde_json::json!(origin);
         }
         self.deferred.audit(audit::record(
-            "auth.failure",
+            AuditAction::AuthFailure,
             audit::peer_actor(peer),
             claimed_device,
             details,

@@ -258,7 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             return None;
         }
         self.state.metrics.handshake("ok");
-        debug!(peer = %self.peer.ip, client = %params.client.id, mode = %params.client.mode, role = %role, method = authenticated.method, "connected");
+        debug!(peer = %self.peer.ip, client = %params.client.id, mode = %params.client.mode, role = %role, method = authenticated.method.as_str(), "connected");
         Some(Session {
             auth: authenticated,
             key,
@@ -323,7 +323,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
         self.conn
             .reject(
                 request_id,
-                crate::MERGE_gateway_restarting(),
+                catalogue::gateway_restarting(),
                 close_code::TRY_AGAIN_LATER,
                 None,
             )

@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use super::Extra;
 use crate::secret::{self, Secret};
 
-/// A device's last known address as clients see it: loopback addresses are
-/// not shown (as in the reference).
+/// A device's last known address as clients see it: loopback addresses
+/// (the IPv4-mapped form included) are not shown (as in the reference).
 pub fn shown_remote_ip(ip: Option<&str>) -> Option<String> {
     let ip = ip?;
     let loopback = ip
         .parse::<std::net::IpAddr>()
-        .is_ok_and(|addr| addr.is_loopback());
+        .is_ok_and(|addr| addr.to_canonical().is_loopback());
     (!loopback).then(|| ip.to_string())
 }
 
