@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use clawgate_fuzz::gateway_state;
-use clawgate_gateway::GatewayState;
+use clawgate_gateway::{GatewayState, testkit};
 use clawgate_gateway::config::AuthMode;
 use clawgate_gateway::rpc::{Caller, METHODS, Refusal, dispatch};
 use clawgate_protocol::connect::Role;
@@ -102,8 +102,7 @@ fn restore_fixture(state: &GatewayState) {
         pending("fuzz-request-op", 3, "operator", &[scopes::READ]),
         pending("fuzz-request-node", 4, "node", &[]),
     ];
-    state
-        .store
+    testkit::store(&state)
         .transact(|tx| {
             for id in &extra {
                 tx.delete_device(id)?;
