@@ -154,7 +154,9 @@ fn audit_list() -> AuditList {
 }
 
 fn presence() -> Vec<PresenceEntry> {
-    let gateway = GatewayPresence::new("vm", "2026.9.6", "0.1.0", "linux", "inst-gw", T0);
+    let mut gateway = GatewayPresence::new("vm", "2026.9.6", "0.1.0", "linux 6.8.0", "inst-gw", T0)
+        .with_ip("192.0.2.10");
+    gateway.device_family = "Linux".into();
     let mut browser = ClientPresence::new(
         "openclaw-control-ui",
         "webchat",
@@ -164,6 +166,7 @@ fn presence() -> Vec<PresenceEntry> {
         "Linux x86_64",
         T0 + 60_000,
     );
+    browser.scopes = vec!["operator.read".into()];
     browser.instance_id = Some("inst-tablet".into());
     browser.device_id = Some(DEVICE_C.into());
     let node = ClientPresence::new("node-host", "node", Role::Node, None, "1.2.3", "linux", T0);

@@ -4,6 +4,7 @@
 //! sessions, models) it is present and empty.
 
 use clawgate_protocol::frames::ErrorShape;
+use clawgate_protocol::wire::GatewayPresence;
 use serde_json::{Value, json};
 
 use crate::session::{Caller, now_ms};
@@ -124,24 +125,19 @@ pub(crate) fn last_heartbeat(_: &GatewayState, _: &Caller, _: Value) -> Result<V
 
 /// The gateway's own presence entry followed by connected clients.
 pub fn presence_list(state: &GatewayState) -> Vec<Value> {
-    let host = hostname();
-    let ip = primary_ipv4();
-    let at = ip.map(|ip| format!(" ({ip})")).unwrap_or_default();
-    let mut entry = json!({
-        "host": host,
-        "version": crate::COMPAT_VERSION,
-        "platform": host_platform(),
-        "deviceFamily": host_device_family(),
-        "mode": "gateway",
-        "reason": "self",
-        "instanceId": state.instance_id,
-        "text": format!("Gateway: {host}{at} · clawgate {} · mode gateway · reason self", crate::VERSION),
-        "ts": now_ms(),
-    });
-    if let Some(ip) = ip {
-        entry["ip"] = json!(ip.to_string());
+    let mut entry = GatewayPresence::new(
+        hostname(),
+        crate::COMPAT_VERSION,
+        crate::VERSION,
+        host_platform(),
+        &state.instance_id,
+        now_ms(),
+    );
+    entry.device_family = host_device_family().to_string();
+    if let Some(ip) = primary_ipv4() {
+        entry = entry.with_ip(&ip.to_string());
     }
-    let mut list = vec![entry];
+    let mut list = vec![serde_json::to_value(entry).expect("presence entries serialize")];
     list.extend(state.hub.presence());
     list
 }

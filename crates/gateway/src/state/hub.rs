@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clawgate_protocol::connect::Role;
+use clawgate_protocol::wire::ClientPresence;
 use clawgate_protocol::{MAX_BUFFERED_BYTES, close_code, scopes};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Something for a connection's writer to send.
 #[derive(Debug)]
@@ -191,32 +192,21 @@ impl ConnInfo {
     }
 
     fn presence_entry(&self) -> Value {
-        let mut v = json!({
-            "clientId": self.client_id,
-            "mode": self.client_mode,
-            "roles": [self.role.as_str()],
-            "scopes": self.scopes,
-            "host": self.display_name.as_deref().unwrap_or(&self.client_id),
-            "version": self.version,
-            "platform": self.platform,
-            "onlineSince": self.connected_at_ms,
-            "ts": self.connected_at_ms,
-            "reason": "connect",
-            "text": format!("{}: {} · mode {}", if self.role == Role::Node { "Node" } else { "Client" }, self.display_name.as_deref().unwrap_or(&self.client_id), self.client_mode),
-        });
-        if let Some(f) = &self.device_family {
-            v["deviceFamily"] = json!(f);
-        }
-        if let Some(m) = &self.model_identifier {
-            v["modelIdentifier"] = json!(m);
-        }
-        if let Some(i) = &self.instance_id {
-            v["instanceId"] = json!(i);
-        }
-        if let Some(d) = &self.device_id {
-            v["deviceId"] = json!(d);
-        }
-        v
+        let mut entry = ClientPresence::new(
+            &self.client_id,
+            &self.client_mode,
+            self.role,
+            self.display_name.as_deref(),
+            &self.version,
+            &self.platform,
+            self.connected_at_ms,
+        );
+        entry.scopes = self.scopes.clone();
+        entry.device_family = self.device_family.clone();
+        entry.model_identifier = self.model_identifier.clone();
+        entry.instance_id = self.instance_id.clone();
+        entry.device_id = self.device_id.clone();
+        serde_json::to_value(entry).expect("presence entries serialize")
     }
 }
 

@@ -165,6 +165,10 @@ pub struct HelloSnapshot {
     pub uptime_ms: u64,
     #[serde(default)]
     pub session_defaults: Value,
+    /// The hash of the config revision in force; clawgate keeps none, so
+    /// `null` (the reference's schema allows it).
+    #[serde(default)]
+    pub applied_config_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -380,6 +384,7 @@ mod tests {
                 "stateVersion",
                 "uptimeMs",
                 "sessionDefaults",
+                "appliedConfigHash",
                 "authMode",
                 "configPath",
                 "stateDir"
@@ -439,7 +444,7 @@ mod tests {
         let hello: HelloOk = serde_json::from_value(v).unwrap();
         assert_eq!(hello.auth.device_token.unwrap().expose(), "kn40");
         assert!(hello.extra.contains_key("controlUiWidgetKinds"));
-        assert!(hello.snapshot.extra.contains_key("appliedConfigHash"));
+        assert_eq!(hello.snapshot.applied_config_hash.as_deref(), Some("h"));
         match &hello.snapshot.presence[0] {
             PresenceEntry::Client(c) => assert!(c.extra.contains_key("user")),
             other => panic!("{other:?}"),

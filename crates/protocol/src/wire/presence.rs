@@ -75,6 +75,9 @@ pub struct GatewayPresence {
     pub version: String,
     #[serde(default)]
     pub platform: String,
+    /// The host's OS family as the reference names it ("Linux", "Mac").
+    #[serde(default)]
+    pub device_family: String,
     #[serde(default)]
     pub mode: String,
     #[serde(default)]
@@ -85,6 +88,9 @@ pub struct GatewayPresence {
     pub text: String,
     #[serde(default)]
     pub ts: u64,
+    /// The host's primary address, when it has a route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
     #[serde(flatten, default)]
     pub extra: Extra,
 }
@@ -92,6 +98,8 @@ pub struct GatewayPresence {
 impl GatewayPresence {
     /// `version` is the OpenClaw version clawgate is compatible with;
     /// `build_version` is clawgate's own (it appears in `text`).
+    /// Set `device_family` and, with [`GatewayPresence::with_ip`], the
+    /// address directly.
     pub fn new(
         host: &str,
         version: &str,
@@ -104,6 +112,7 @@ impl GatewayPresence {
             host: host.to_string(),
             version: version.to_string(),
             platform: platform.to_string(),
+            device_family: String::new(),
             mode: "gateway".into(),
             reason: "self".into(),
             instance_id: instance_id.to_string(),
@@ -111,8 +120,20 @@ impl GatewayPresence {
                 "Gateway: {host} · clawgate {build_version} · mode gateway · reason self"
             ),
             ts,
+            ip: None,
             extra: Extra::new(),
         }
+    }
+
+    /// The entry with the host's address, also shown in `text` as the
+    /// reference shows it ("Gateway: host (ip) · ...").
+    pub fn with_ip(mut self, ip: &str) -> Self {
+        let at = format!("Gateway: {} ({ip})", self.host);
+        self.text = self
+            .text
+            .replacen(&format!("Gateway: {}", self.host), &at, 1);
+        self.ip = Some(ip.to_string());
+        self
     }
 }
 
@@ -125,6 +146,9 @@ pub struct ClientPresence {
     pub mode: String,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The session's scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
     /// The display name, else the client id.
     #[serde(default)]
     pub host: String,
@@ -142,6 +166,8 @@ pub struct ClientPresence {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_identifier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +195,7 @@ impl ClientPresence {
             client_id: client_id.to_string(),
             mode: mode.to_string(),
             roles: vec![role.as_str().to_string()],
+            scopes: Vec::new(),
             host: host.to_string(),
             version: version.to_string(),
             platform: platform.to_string(),
@@ -177,6 +204,7 @@ impl ClientPresence {
             reason: "connect".into(),
             text: format!("{kind}: {host} · mode {mode}"),
             device_family: None,
+            model_identifier: None,
             instance_id: None,
             device_id: None,
             extra: Extra::new(),
@@ -195,14 +223,14 @@ mod tests {
 
     #[test]
     fn gateway_entry_shape() {
-        let g = PresenceEntry::from(GatewayPresence::new(
-            "vm", "2026.9.6", "0.1.0", "linux", "i-1", 5,
-        ));
+        let mut entry = GatewayPresence::new("vm", "2026.9.6", "0.1.0", "linux", "i-1", 5);
+        entry.device_family = "Linux".into();
+        let g = PresenceEntry::from(entry.clone());
         let v = serde_json::to_value(&g).unwrap();
         assert_eq!(
             v,
-            json!({"host": "vm", "version": "2026.9.6", "platform": "linux", "mode": "gateway",
-                   "reason": "self", "instanceId": "i-1",
+            json!({"host": "vm", "version": "2026.9.6", "platform": "linux", "deviceFamily": "Linux",
+                   "mode": "gateway", "reason": "self", "instanceId": "i-1",
                    "text": "Gateway: vm · clawgate 0.1.0 · mode gateway · reason self", "ts": 5})
         );
         assert_eq!(
@@ -211,6 +239,7 @@ mod tests {
                 "host",
                 "version",
                 "platform",
+                "deviceFamily",
                 "mode",
                 "reason",
                 "instanceId",
@@ -218,6 +247,12 @@ mod tests {
                 "ts"
             ]
         );
+        let with_ip = serde_json::to_value(entry.with_ip("192.0.2.10")).unwrap();
+        assert_eq!(
+            with_ip["text"],
+            "Gateway: vm (192.0.2.10) · clawgate 0.1.0 · mode gateway · reason self"
+        );
+        assert_eq!(keys(&with_ip).last(), Some(&"ip"));
         assert_eq!(serde_json::from_value::<PresenceEntry>(v).unwrap(), g);
     }
 
@@ -239,6 +274,7 @@ mod tests {
                 "clientId",
                 "mode",
                 "roles",
+                "scopes",
                 "host",
                 "version",
                 "platform",
@@ -256,7 +292,7 @@ mod tests {
         let v = serde_json::to_value(PresenceEntry::from(c.clone())).unwrap();
         assert_eq!(v["text"], "Node: Pi · mode node");
         assert_eq!(v["host"], "Pi");
-        assert_eq!(keys(&v)[10..], ["deviceFamily", "instanceId", "deviceId"]);
+        assert_eq!(keys(&v)[11..], ["deviceFamily", "instanceId", "deviceId"]);
         assert_eq!(
             serde_json::from_value::<PresenceEntry>(v).unwrap(),
             PresenceEntry::Client(c)
