@@ -141,7 +141,7 @@ fn generate_token(paths: &Paths) -> u8 {
             return 1;
         }
     };
-    let token = config::generate_token();
+    let token = Secret::generate();
     let saved = file
         .set("gateway.auth.mode", json!("token"))
         .and_then(|_| file.set("gateway.auth.token", json!(token.expose())))

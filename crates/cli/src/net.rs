@@ -302,7 +302,8 @@ pub fn session_options(
             let mut opts = ConnectOptions::new(ep.url());
             opts.token = target.token.clone().map(Secret::new);
             opts.password = target.password.clone().map(Secret::new);
-            if !presents_identity(&ep, true, session, target.device_identity) {
+            let has_secret = opts.token.is_some() || opts.password.is_some();
+            if !presents_identity(&ep, has_secret, session, target.device_identity) {
                 return Ok(finish_options(opts, ctx, fingerprint, timeout, needed));
             }
             let identity = DeviceIdentity::load_or_create(&dir).map_err(|e| {

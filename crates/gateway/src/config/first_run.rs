@@ -8,12 +8,6 @@ use super::file::ConfigFile;
 use super::resolve::{EnvOverrides, RunOverrides};
 use super::types::ConfigError;
 
-/// A fresh shared token ([`Secret::generate`]: 32 OS-random bytes,
-/// base64url without padding).
-pub fn generate_token() -> Secret {
-    Secret::generate()
-}
-
 /// First run: when nothing configures auth at all (no `gateway.auth.mode`,
 /// `token` or `password` in the file, no auth flags, no environment
 /// secret), generates a token, writes `gateway.auth.mode = "token"` and
@@ -45,7 +39,7 @@ pub fn ensure_first_run_token(
     if flags || from_env || in_file || malformed {
         return Ok(None);
     }
-    let token = generate_token();
+    let token = Secret::generate();
     let mut updated = file.clone();
     updated.set("gateway.auth.mode", Value::String("token".into()))?;
     updated.set(
@@ -61,39 +55,10 @@ pub fn ensure_first_run_token(
 mod tests {
     use super::*;
     use crate::config::resolve::resolve;
+    use crate::config::test_support::{env_token, file_with};
     use crate::config::types::CONFIG_FILE_NAME;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
-
-    fn file_with(doc: Value) -> (ConfigFile, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = ConfigFile {
-            path: dir.path().join(CONFIG_FILE_NAME),
-            doc,
-            existed: true,
-        };
-        (file, dir)
-    }
-
-    fn env_token(t: &str) -> EnvOverrides {
-        EnvOverrides {
-            token: Some(Secret::new(t)),
-            password: None,
-        }
-    }
-
-    #[test]
-    fn generated_tokens_are_43_url_safe_chars_and_distinct() {
-        let a = generate_token();
-        let b = generate_token();
-        assert_eq!(a.expose().len(), 43);
-        assert!(
-            a.expose()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn first_run_generates_and_saves_a_token() {

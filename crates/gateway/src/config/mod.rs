@@ -32,7 +32,8 @@
 //!   `resolve/auth.rs`;
 //! - `normalize.rs`: [`normalize_origin`], [`normalize_host_name`] and the
 //!   Control UI base path;
-//! - `first_run.rs`: [`generate_token`] and [`ensure_first_run_token`];
+//! - `first_run.rs`: [`ensure_first_run_token`] (the token itself is
+//!   `clawgate_protocol::Secret::generate`);
 //! - `describe.rs`: how values are named in error messages without echoing
 //!   secrets.
 //!
@@ -46,10 +47,12 @@ mod file;
 mod first_run;
 mod normalize;
 mod resolve;
+#[cfg(test)]
+mod test_support;
 mod types;
 
 pub use file::{ConfigFile, default_state_dir, is_valid_key, parse_json5_value};
-pub use first_run::{ensure_first_run_token, generate_token};
+pub use first_run::ensure_first_run_token;
 pub use normalize::{normalize_host_name, normalize_origin};
 pub use resolve::{EnvOverrides, RunOverrides, resolve, resolve_all};
 pub use types::{

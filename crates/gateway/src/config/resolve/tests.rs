@@ -1,20 +1,11 @@
 use super::*;
-use crate::config::types::{AuthMode, CONFIG_FILE_NAME};
+use crate::config::test_support::{env_token, file_with};
+use crate::config::types::AuthMode;
 use serde_json::json;
 use std::time::Duration;
 
 const TOKEN: &str = "s3cret-token-value-9f2b";
 const PASSWORD: &str = "s3cret-password-value-77ac";
-
-fn file_with(doc: Value) -> (ConfigFile, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = ConfigFile {
-        path: dir.path().join(CONFIG_FILE_NAME),
-        doc,
-        existed: true,
-    };
-    (file, dir)
-}
 
 fn with_token(mut doc: Value) -> Value {
     if doc.get("gateway").is_none() {
@@ -51,13 +42,6 @@ fn err_with(doc: Value, overrides: &RunOverrides) -> (String, String) {
 
 fn err(doc: Value) -> (String, String) {
     err_with(with_token(doc), &RunOverrides::default())
-}
-
-fn env_token(t: &str) -> EnvOverrides {
-    EnvOverrides {
-        token: Some(Secret::new(t)),
-        password: None,
-    }
 }
 
 // ---- resolve: defaults, port, bind ----

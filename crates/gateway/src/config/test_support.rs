@@ -1,0 +1,28 @@
+//! Helpers the config unit tests share (compiled for tests only).
+
+use clawgate_protocol::Secret;
+use serde_json::Value;
+
+use super::file::ConfigFile;
+use super::resolve::EnvOverrides;
+use super::types::CONFIG_FILE_NAME;
+
+/// A config file holding `doc`, as if read from a temp state dir (kept
+/// alive by the returned guard).
+pub(crate) fn file_with(doc: Value) -> (ConfigFile, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = ConfigFile {
+        path: dir.path().join(CONFIG_FILE_NAME),
+        doc,
+        existed: true,
+    };
+    (file, dir)
+}
+
+/// The environment with a shared token set.
+pub(crate) fn env_token(t: &str) -> EnvOverrides {
+    EnvOverrides {
+        token: Some(Secret::new(t)),
+        password: None,
+    }
+}
