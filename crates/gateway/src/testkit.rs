@@ -14,22 +14,22 @@ pub fn store(state: &GatewayState) -> &Store {
 
 /// Upgraded sockets that have not authenticated yet, in total.
 pub fn unauth_sockets(state: &GatewayState) -> usize {
-    state.unauth_slots().total()
+    state.unauth.total()
 }
 
 /// Unauthenticated sockets held by one address (IPv6: its /64).
 pub fn unauth_sockets_of(state: &GatewayState, ip: std::net::IpAddr) -> usize {
-    state.unauth_slots().held_by(ip)
+    state.unauth.held_by(ip)
 }
 
 /// Connections still in the HTTP phase, in total.
 pub fn pending_http(state: &GatewayState) -> usize {
-    state.pending_http_slots().total()
+    state.pending_http.total()
 }
 
 /// Connections in the HTTP phase held by one address.
 pub fn pending_http_of(state: &GatewayState, ip: std::net::IpAddr) -> usize {
-    state.pending_http_slots().held_by(ip)
+    state.pending_http.held_by(ip)
 }
 
 /// Authenticated sessions.

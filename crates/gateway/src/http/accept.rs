@@ -112,7 +112,7 @@ pub async fn serve_http(
     // No new connections; those in the HTTP phase finish their request.
     close_tx.send_replace(true);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    while state.pending_http_slots().total() > 0 && tokio::time::Instant::now() < deadline {
+    while state.pending_http.total() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())

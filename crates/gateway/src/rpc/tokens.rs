@@ -32,9 +32,32 @@ pub static REVOKE_PARAMS: Schema = Schema::Object(&[
     Prop::required("role", NON_EMPTY),
 ]);
 
-fn rotation_denied(device_id: &str, role: &str, reason: &str) -> ErrorShape {
-    warn!(device = %device_id, role = %role, reason, "device token rotation denied");
-    invalid("device token rotation denied")
+/// A refused rotation or revocation (`what`): the reason goes to the log,
+/// the caller gets the reference's one message.
+fn denied(what: &str, device_id: &str, role: &str, reason: &str) -> ErrorShape {
+    warn!(device = %device_id, role = %role, reason, "device token {what} denied");
+    invalid(&format!("device token {what} denied"))
+}
+
+/// The `deviceId` and `role` params.
+fn device_and_role(params: &Value) -> (String, String) {
+    (
+        str_param(params, "deviceId").to_string(),
+        str_param(params, "role").to_string(),
+    )
+}
+
+/// Whether `caller` may manage the tokens of (device, role) at all: its
+/// own device unless it is an admin, and only admins manage roles other
+/// than `operator`.
+fn may_manage(caller: &Caller, device_id: &str, role: &str) -> Result<(), &'static str> {
+    if denies_cross_device(caller, device_id) {
+        return Err("device-ownership-mismatch");
+    }
+    if role != "operator" && !caller.is_admin() {
+        return Err("role-management-requires-admin");
+    }
+    Ok(())
 }
 
 pub fn token_rotate(
@@ -42,10 +65,9 @@ pub fn token_rotate(
     caller: &Caller,
     params: Value,
 ) -> Result<Value, ErrorShape> {
-    let device_id = str_param(&params, "deviceId").to_string();
-    let role = str_param(&params, "role").to_string();
+    let (device_id, role) = device_and_role(&params);
     let (device, current, requested) = rotation_allowed(state, caller, &device_id, &role, &params)
-        .map_err(|reason| rotation_denied(&device_id, &role, reason))?;
+        .map_err(|reason| denied("rotation", &device_id, &role, reason))?;
     let now = now_ms();
     let token_scopes = tokens::token_scopes(&role, &requested, &device.scopes);
     let (token, rotated_at) = state
@@ -101,12 +123,7 @@ fn rotation_allowed(
     role: &str,
     params: &Value,
 ) -> Result<(Device, RoleToken, Vec<String>), &'static str> {
-    if denies_cross_device(caller, device_id) {
-        return Err("device-ownership-mismatch");
-    }
-    if role != "operator" && !caller.is_admin() {
-        return Err("role-management-requires-admin");
-    }
+    may_manage(caller, device_id, role)?;
     let device = state.store.device(device_id);
     let current = state.store.role_token(device_id, role);
     let (Some(device), Some(current)) = (device, current) else {
@@ -153,20 +170,11 @@ pub fn token_revoke(
     caller: &Caller,
     params: Value,
 ) -> Result<Value, ErrorShape> {
-    let device_id = str_param(&params, "deviceId").to_string();
-    let role = str_param(&params, "role").to_string();
-    let denied = |reason: &str| {
-        warn!(device = %device_id, role = %role, reason, "device token revocation denied");
-        invalid("device token revocation denied")
-    };
-    if denies_cross_device(caller, &device_id) {
-        return Err(denied("device-ownership-mismatch"));
-    }
-    if role != "operator" && !caller.is_admin() {
-        return Err(denied("role-management-requires-admin"));
-    }
+    let (device_id, role) = device_and_role(&params);
+    let refuse = |reason| denied("revocation", &device_id, &role, reason);
+    may_manage(caller, &device_id, &role).map_err(refuse)?;
     let Some(mut entry) = state.store.role_token(&device_id, &role) else {
-        return Err(denied("unknown-device-or-role"));
+        return Err(refuse("unknown-device-or-role"));
     };
     let now = now_ms();
     entry.revoked_at_ms = Some(now);

@@ -59,10 +59,10 @@ pub struct GatewayState {
     /// process minted (see `deferred.rs`).
     pub(crate) deferred: Deferred,
     /// Upgraded sockets that have not authenticated yet.
-    unauth: Arc<UnauthSlots>,
+    pub(crate) unauth: Arc<UnauthSlots>,
     /// TCP connections still in the HTTP phase (accepted, not yet upgraded
     /// or answered), capped like `unauth` (see `http::serve_http`).
-    pending_http: Arc<UnauthSlots>,
+    pub(crate) pending_http: Arc<UnauthSlots>,
     /// Per-process id reported as `server.bootId`.
     pub(crate) boot_id: String,
     /// Reported in the gateway's own presence entry.
@@ -327,16 +327,6 @@ impl GatewayState {
             self.metrics.upgrade_refused(eviction_label);
         }
         Ok(slot)
-    }
-
-    /// Upgraded sockets that have not authenticated yet.
-    pub fn unauth_slots(&self) -> &UnauthSlots {
-        &self.unauth
-    }
-
-    /// Connections still in the HTTP phase.
-    pub fn pending_http_slots(&self) -> &UnauthSlots {
-        &self.pending_http
     }
 }
 
