@@ -169,6 +169,27 @@ impl Response {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("response frames always serialize")
     }
+
+    /// A success frame for request `id` whose payload is a typed value,
+    /// serialized in one pass (no intermediate `Value`): the same text as
+    /// `Response::ok(id, to_value(payload)).to_json()`.
+    pub fn ok_json(id: &str, payload: &impl Serialize) -> String {
+        #[derive(Serialize)]
+        struct Ok<'a, T> {
+            #[serde(rename = "type")]
+            kind: ResponseTag,
+            id: &'a str,
+            ok: bool,
+            payload: &'a T,
+        }
+        serde_json::to_string(&Ok {
+            kind: ResponseTag::Res,
+            id,
+            ok: true,
+            payload,
+        })
+        .expect("response frames always serialize")
+    }
 }
 
 /// An event frame. `seq` is per connection and absent on the pre-auth

@@ -452,10 +452,9 @@ fn open_request(
         broadcast_resolved(state, &old.request_id, &old.device_id, "rejected");
     }
     info!(device = %request.device_id, request = %request.request_id, reason = reason.as_str(), "pairing request opened");
-    state.hub.broadcast(
-        "device.pair.requested",
-        &views::json(&views::pending(&request)),
-    );
+    state
+        .hub
+        .broadcast("device.pair.requested", &views::pending(&request));
     Ok(request)
 }
 

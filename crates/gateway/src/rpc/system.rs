@@ -4,11 +4,12 @@
 //! sessions, models) it is present and empty.
 
 use clawgate_protocol::frames::ErrorShape;
-use clawgate_protocol::wire::GatewayPresence;
+use clawgate_protocol::wire::{GatewayPresence, PresenceEntry};
 use serde_json::{Value, json};
 
 use crate::session::{Caller, now_ms};
 use crate::state::GatewayState;
+use crate::views;
 
 /// The health summary; also part of the `hello-ok` snapshot.
 pub fn health_summary(state: &GatewayState) -> Value {
@@ -124,7 +125,7 @@ pub(crate) fn last_heartbeat(_: &GatewayState, _: &Caller, _: Value) -> Result<V
 }
 
 /// The gateway's own presence entry followed by connected clients.
-pub fn presence_list(state: &GatewayState) -> Vec<Value> {
+pub fn presence_list(state: &GatewayState) -> Vec<PresenceEntry> {
     let mut entry = GatewayPresence::new(
         hostname(),
         crate::COMPAT_VERSION,
@@ -137,7 +138,7 @@ pub fn presence_list(state: &GatewayState) -> Vec<Value> {
     if let Some(ip) = primary_ipv4() {
         entry = entry.with_ip(&ip.to_string());
     }
-    let mut list = vec![serde_json::to_value(entry).expect("presence entries serialize")];
+    let mut list = vec![entry.into()];
     list.extend(state.hub.presence());
     list
 }
@@ -188,7 +189,7 @@ pub(crate) fn system_presence(
     _: &Caller,
     _: Value,
 ) -> Result<Value, ErrorShape> {
-    Ok(Value::Array(presence_list(state)))
+    Ok(views::json(&presence_list(state)))
 }
 
 /// The host name, read once: presence is built on every connect that can read it.

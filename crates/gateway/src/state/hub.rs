@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clawgate_protocol::connect::Role;
-use clawgate_protocol::wire::ClientPresence;
+use clawgate_protocol::wire::{ClientPresence, PresenceEntry};
 use clawgate_protocol::{MAX_BUFFERED_BYTES, close_code, scopes};
-use serde_json::Value;
+use serde::Serialize;
 
 /// Something for a connection's writer to send.
 #[derive(Debug)]
@@ -191,7 +191,7 @@ impl ConnInfo {
         !matches!(self.client_mode.as_str(), "cli" | "backend" | "probe")
     }
 
-    fn presence_entry(&self) -> Value {
+    fn presence_entry(&self) -> PresenceEntry {
         let mut entry = ClientPresence::new(
             &self.client_id,
             &self.client_mode,
@@ -206,7 +206,7 @@ impl ConnInfo {
         entry.model_identifier = self.model_identifier.clone();
         entry.instance_id = self.instance_id.clone();
         entry.device_id = self.device_id.clone();
-        serde_json::to_value(entry).expect("presence entries serialize")
+        entry.into()
     }
 }
 
@@ -280,9 +280,10 @@ impl Hub {
 
     /// Sends an event to every connection its guard admits. The payload is
     /// serialized once.
-    pub fn broadcast(&self, event: &str, payload: &Value) {
+    pub fn broadcast(&self, event: &str, payload: &impl Serialize) {
         let name: Arc<str> = Arc::from(event);
-        let payload: Arc<str> = Arc::from(payload.to_string());
+        let payload: Arc<str> =
+            Arc::from(serde_json::to_string(payload).expect("event payloads serialize"));
         let conns = self.conns.lock().expect("hub lock");
         for r in conns.values() {
             if event_audience(event, &r.info) {
@@ -336,9 +337,9 @@ impl Hub {
     }
 
     /// The presence entries of connected clients.
-    pub fn presence(&self) -> Vec<Value> {
+    pub fn presence(&self) -> Vec<PresenceEntry> {
         let conns = self.conns.lock().expect("hub lock");
-        let mut entries: Vec<(u64, Value)> = conns
+        let mut entries: Vec<(u64, PresenceEntry)> = conns
             .iter()
             .filter(|(_, r)| r.info.in_presence())
             .map(|(k, r)| (*k, r.info.presence_entry()))

@@ -1,9 +1,17 @@
 //! `hello-ok`: what a client learns when its connect succeeds (server,
-//! features, snapshot, its auth and the policy). Built once per connect.
+//! features, snapshot, its auth and the policy), built as the protocol's
+//! `HelloOk` and serialized once per connect.
+
+use std::sync::OnceLock;
 
 use base64::Engine;
+use clawgate_protocol::connect::Role;
 use clawgate_protocol::frames::{Request, Response};
-use clawgate_protocol::{MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, scopes};
+use clawgate_protocol::wire::hello::{HelloOkType, StateVersion, Suspension};
+use clawgate_protocol::wire::{
+    Extra, HelloAuth, HelloFeatures, HelloOk, HelloPolicy, HelloServer, HelloSnapshot,
+};
+use clawgate_protocol::{PROTOCOL_VERSION, scopes};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -18,6 +26,86 @@ fn recovery_scope(generation: u64, device_id: Option<&str>) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(material.as_bytes()))
 }
 
+/// `snapshot.sessionDefaults`: the same for every session (clawgate has no
+/// sessions or models of its own; the reference requires the keys).
+fn session_defaults() -> Value {
+    static DEFAULTS: OnceLock<Value> = OnceLock::new();
+    DEFAULTS
+        .get_or_init(|| {
+            json!({
+                "defaultAgentId": "main",
+                "mainKey": "main",
+                "mainSessionKey": "agent:main:main",
+                "scope": "per-sender",
+                "modelConfigured": false,
+                "selectionRequired": false,
+                "ownership": "sole",
+            })
+        })
+        .clone()
+}
+
+/// Fields of the reference's hello-ok that belong to its plugins (widgets,
+/// link readers, plugin surfaces): clawgate has none, so present and empty.
+fn plugin_fields() -> Extra {
+    let mut extra = Extra::new();
+    extra.insert("controlUiWidgetKinds".into(), json!([]));
+    extra.insert("controlUiLinkReaders".into(), json!([]));
+    extra.insert("pluginSurfaceUrls".into(), json!({}));
+    extra
+}
+
+/// `hello-ok.auth` for this session.
+fn hello_auth(auth: &Authenticated) -> HelloAuth {
+    let mut out = HelloAuth::new(auth.method, auth.role, auth.scopes.clone());
+    if auth.role == Role::Operator {
+        out.recovery_scope = Some(recovery_scope(
+            auth.shared_generation.unwrap_or(0),
+            auth.device_id.as_deref(),
+        ));
+    }
+    if let Some((token, issued_at)) = &auth.issued_token {
+        // No verified users in clawgate: an operator with a device token
+        // may migrate its recovery scope, as in the reference.
+        out.issue_device_token(token.clone(), *issued_at);
+    }
+    out
+}
+
+/// `hello-ok.snapshot`: presence only with `operator.read`; the auth mode
+/// and paths only for admins, as in the reference.
+fn snapshot(state: &GatewayState, auth: &Authenticated) -> HelloSnapshot {
+    let can_read = scopes::satisfies(&auth.scopes, scopes::READ);
+    let mut snapshot = HelloSnapshot {
+        suspension: Suspension::default(),
+        presence: if can_read {
+            system::presence_list(state)
+        } else {
+            Vec::new()
+        },
+        health: system::health_summary(state),
+        state_version: StateVersion {
+            presence: state.hub.presence_version(),
+            health: 1,
+        },
+        uptime_ms: state.uptime_ms(),
+        session_defaults: session_defaults(),
+        // clawgate keeps no config revision hash (the reference's schema
+        // allows null).
+        applied_config_hash: None,
+        auth_mode: None,
+        config_path: None,
+        state_dir: None,
+        extra: Extra::new(),
+    };
+    if scopes::satisfies(&auth.scopes, scopes::ADMIN) {
+        snapshot.auth_mode = Some(state.auth().config.mode.as_str().to_string());
+        snapshot.config_path = Some(state.config.config_path.display().to_string());
+        snapshot.state_dir = Some(state.config.state_dir.display().to_string());
+    }
+    snapshot
+}
+
 /// The `hello-ok` response to connect request `request`, serialized.
 pub(crate) fn hello_ok(
     state: &GatewayState,
@@ -25,86 +113,28 @@ pub(crate) fn hello_ok(
     auth: &Authenticated,
     conn_id: &str,
 ) -> String {
-    let admin = scopes::satisfies(&auth.scopes, scopes::ADMIN);
-    let can_read = scopes::satisfies(&auth.scopes, scopes::READ);
-    let mut snapshot = json!({
-        "suspension": {"phase": "accepting"},
-        "presence": if can_read { Value::Array(system::presence_list(state)) } else { json!([]) },
-        "health": system::health_summary(state),
-        "stateVersion": {"presence": state.hub.presence_version(), "health": 1},
-        "uptimeMs": state.uptime_ms(),
-        "sessionDefaults": {
-            "defaultAgentId": "main",
-            "mainKey": "main",
-            "mainSessionKey": "agent:main:main",
-            "scope": "per-sender",
-            "modelConfigured": false,
-            "selectionRequired": false,
-            "ownership": "sole",
+    let hello = HelloOk {
+        kind: HelloOkType::HelloOk,
+        protocol: PROTOCOL_VERSION,
+        server: HelloServer {
+            version: crate::COMPAT_VERSION.into(),
+            build_id: Some(format!("clawgate-{}", crate::VERSION)),
+            boot_id: Some(state.boot_id.clone()),
+            conn_id: conn_id.into(),
+            // The Control UI is built into the binary, which the reference
+            // calls "bundled".
+            control_ui_build_source: state.config.control_ui.enabled.then(|| "bundled".into()),
+            extra: Extra::new(),
         },
-    });
-    // clawgate keeps no config revision hash (the reference's schema allows null).
-    snapshot["appliedConfigHash"] = Value::Null;
-    // As in the reference, the auth mode and paths are for admins only.
-    if admin {
-        snapshot["authMode"] = json!(state.auth().config.mode.as_str());
-        snapshot["configPath"] = json!(state.config.config_path.display().to_string());
-        snapshot["stateDir"] = json!(state.config.state_dir.display().to_string());
-    }
-    let mut auth_json = json!({
-        "method": auth.method,
-        "role": auth.role.as_str(),
-        "scopes": auth.scopes,
-    });
-    if auth.role == clawgate_protocol::connect::Role::Operator {
-        auth_json["recoveryScope"] = json!(recovery_scope(
-            auth.shared_generation.unwrap_or(0),
-            auth.device_id.as_deref()
-        ));
-    }
-    if let Some((token, issued_at)) = &auth.issued_token {
-        auth_json["deviceToken"] = json!(token.expose());
-        auth_json["issuedAtMs"] = json!(issued_at);
-        if auth.role == clawgate_protocol::connect::Role::Operator {
-            // No verified users in clawgate: an operator with a device token
-            // may migrate its recovery scope, as in the reference.
-            auth_json["recoveryMigrationAllowed"] = json!(true);
-        }
-    }
-    let tick_ms = state.options.tick_interval.as_millis() as u64;
-    let mut payload = json!({
-        "type": "hello-ok",
-        "protocol": PROTOCOL_VERSION,
-        "server": {
-            "version": crate::COMPAT_VERSION,
-            "buildId": format!("clawgate-{}", crate::VERSION),
-            "bootId": state.boot_id,
-            "connId": conn_id,
+        features: HelloFeatures {
+            methods: rpc::method_names().into_iter().map(String::from).collect(),
+            events: crate::EVENTS.iter().map(|e| e.to_string()).collect(),
+            capabilities: Vec::new(),
         },
-        "features": {
-            "methods": rpc::method_names(),
-            "events": crate::EVENTS,
-            "capabilities": [],
-        },
-        "snapshot": snapshot,
-        "auth": auth_json,
-        "policy": {
-            "maxPayload": MAX_PAYLOAD_BYTES,
-            "maxBufferedBytes": clawgate_protocol::MAX_BUFFERED_BYTES,
-            "tickIntervalMs": tick_ms,
-            "attachments": {"maxBytes": 0, "maxImageBytes": 0},
-            "allowedSessionVisibilities": [],
-            "hasMultipleSessionSharingIdentities": false,
-        },
-    });
-    // Plugin widgets, link readers and plugin surfaces: clawgate has no
-    // plugins, so present and empty.
-    payload["controlUiWidgetKinds"] = json!([]);
-    payload["controlUiLinkReaders"] = json!([]);
-    payload["pluginSurfaceUrls"] = json!({});
-    // The Control UI is built into the binary, which the reference calls "bundled".
-    if state.config.control_ui.enabled {
-        payload["server"]["controlUiBuildSource"] = json!("bundled");
-    }
-    Response::ok(request.id.clone(), payload).to_json()
+        snapshot: snapshot(state, auth),
+        auth: hello_auth(auth),
+        policy: HelloPolicy::with_tick_interval(state.options.tick_interval.as_millis() as u64),
+        extra: plugin_fields(),
+    };
+    Response::ok_json(&request.id, &hello)
 }
