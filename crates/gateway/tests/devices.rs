@@ -46,6 +46,14 @@ async fn rejected_device(c: &mut Client, device: &TestDevice, params: Value) -> 
     json!({"response": res, "close": {"code": closed.code, "reason": closed.reason}})
 }
 
+/// The pairing request id of a PAIRING_REQUIRED connect response.
+fn request_id_of(res: &Value) -> String {
+    res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no pairing request in {res}"))
+        .to_string()
+}
+
 fn masked_ids(v: &Value, device: &TestDevice) -> Value {
     let text = v.to_string().replace(&device.id, "[deviceId]");
     mask(&serde_json::from_str(&text).unwrap())
@@ -216,10 +224,7 @@ async fn pairing_required_then_approved_from_the_api() {
         .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
         .await;
     let closed = c.closed().await;
-    let request_id = res["error"]["details"]["requestId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let request_id = request_id_of(&res);
     assert_eq!(closed.code, 1008);
     assert_eq!(
         closed.reason,
@@ -295,10 +300,7 @@ async fn scope_upgrade_and_supersede() {
     let first = c
         .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
         .await;
-    let first_id = first["error"]["details"]["requestId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first_id = request_id_of(&first);
     admin
         .request(
             "a",
@@ -324,10 +326,7 @@ async fn scope_upgrade_and_supersede() {
     let res = c
         .connect_device(&d, device_params(Some(TOKEN), None, &["operator.pairing"]))
         .await;
-    let newer = res["error"]["details"]["requestId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let newer = request_id_of(&res);
     assert_ne!(newer, upgrade_id);
     let mut saw_rejected = false;
     while let Ok(v) =
@@ -360,10 +359,7 @@ async fn reject_and_remove() {
     let res = c
         .connect_device(&d, device_params(Some(TOKEN), None, &[]))
         .await;
-    let id = res["error"]["details"]["requestId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = request_id_of(&res);
     let res = admin
         .request("r", "device.pair.reject", Some(json!({"requestId": id})))
         .await;
@@ -491,10 +487,7 @@ async fn pairing_scope_caller_cannot_mint_admin() {
     let res = c
         .connect_device(&d, device_params(Some(TOKEN), None, &["operator.admin"]))
         .await;
-    let id = res["error"]["details"]["requestId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = request_id_of(&res);
     let res = pairer
         .request("a", "device.pair.approve", Some(json!({"requestId": id})))
         .await;
@@ -505,10 +498,7 @@ async fn pairing_scope_caller_cannot_mint_admin() {
     let res = c
         .connect_device(&d2, device_params(Some(TOKEN), None, &["operator.read"]))
         .await;
-    let id2 = res["error"]["details"]["requestId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id2 = request_id_of(&res);
     assert_eq!(
         admin
             .request("a", "device.pair.approve", Some(json!({"requestId": id2})))
@@ -576,10 +566,7 @@ async fn audit_log_records_and_verifies() {
     let res = c
         .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
         .await;
-    let id = res["error"]["details"]["requestId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = request_id_of(&res);
     admin
         .request("a", "device.pair.approve", Some(json!({"requestId": id})))
         .await;
@@ -627,10 +614,7 @@ async fn restart_keeps_everything() {
         let res = c
             .connect_device(d, device_params(Some(TOKEN), None, &["operator.read"]))
             .await;
-        let id = res["error"]["details"]["requestId"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = request_id_of(&res);
         admin
             .request("a", "device.pair.approve", Some(json!({"requestId": id})))
             .await;
@@ -920,10 +904,7 @@ async fn a_pending_operator_decision_is_not_side_stepped_by_a_local_reconnect() 
         .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
         .await;
     assert_eq!(res["error"]["details"]["reason"], "role-upgrade", "{res}");
-    let request_id = res["error"]["details"]["requestId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let request_id = request_id_of(&res);
     // ...and a plain local reconnect does not approve it behind the operator's back.
     let mut c = gw.client().await;
     let res = c
@@ -1092,10 +1073,7 @@ async fn a_revoked_role_is_not_brought_back_by_rotate() {
     let res = c
         .connect_device(&d, device_params(Some(TOKEN), None, &["operator.read"]))
         .await;
-    let request_id = res["error"]["details"]["requestId"]
-        .as_str()
-        .expect("pairing required")
-        .to_string();
+    let request_id = request_id_of(&res);
     let res = admin
         .request(
             "ap",
