@@ -56,12 +56,9 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether `ip` is a loopback address, counting the IPv4-mapped IPv6 form
-/// (`::ffff:127.0.0.1`, what a dual-stack listener reports for an IPv4
-/// loopback peer) as loopback too; std's `is_loopback` does not.
-pub fn is_loopback(ip: IpAddr) -> bool {
-    ip.to_canonical().is_loopback()
-}
+/// Whether `ip` is a loopback address, the IPv4-mapped form
+/// (`::ffff:127.0.0.1`) included.
+pub use clawgate_protocol::is_loopback_ip as is_loopback;
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,14 @@ pub mod wire;
 
 pub use secret::Secret;
 
+/// Whether `ip` is a loopback address, counting the IPv4-mapped IPv6 form
+/// (`::ffff:127.0.0.1`, what a dual-stack socket reports for an IPv4
+/// loopback peer) as loopback too; std's `IpAddr::is_loopback` does not.
+/// The one definition for peers, bind addresses and shown device addresses.
+pub fn is_loopback_ip(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
 /// The protocol version this gateway speaks (and reports in `hello-ok`).
 pub const PROTOCOL_VERSION: u32 = 4;
 /// Operator clients must accept protocol 4.

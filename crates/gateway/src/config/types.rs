@@ -40,7 +40,7 @@ impl BindMode {
     /// Whether only loopback peers can reach the listener (an IPv4-mapped
     /// loopback address such as `::ffff:127.0.0.1` included).
     pub fn is_loopback(&self) -> bool {
-        self.address().to_canonical().is_loopback()
+        clawgate_protocol::is_loopback_ip(self.address())
     }
 }
 

@@ -12,7 +12,7 @@ pub fn shown_remote_ip(ip: Option<&str>) -> Option<String> {
     let ip = ip?;
     let loopback = ip
         .parse::<std::net::IpAddr>()
-        .is_ok_and(|addr| addr.to_canonical().is_loopback());
+        .is_ok_and(crate::is_loopback_ip);
     (!loopback).then(|| ip.to_string())
 }
 
