@@ -46,7 +46,10 @@ where
         handler.state.metrics.connection_closed(false);
         return;
     };
-    handler.conn = handler.conn.authenticated().await;
+    // Boxed too: inline, this future (which holds the socket while it
+    // swaps the codec) would add a second socket's worth of bytes to every
+    // connection's task for its whole life.
+    handler.conn = Box::pin(handler.conn.authenticated()).await;
     Box::pin(handler.run(session)).await;
     handler.state.metrics.connection_closed(true);
 }
