@@ -6,9 +6,9 @@
 #
 #   scripts/bench_ab.sh BEFORE_BIN AFTER_BIN [ROUNDS]
 #
-# Prints one JSON line per run (label "before"/"after") and appends them
-# to $OUT (default target/bench/ab.jsonl); summarise with
-# scripts/bench_summary.py-style medians (see BENCHMARKS.md).
+# Prints one JSON line per run (label "before"/"after") and writes them to
+# $OUT (default target/bench/ab.jsonl); BENCHMARKS.md quotes the medians of
+# `rate` and `server_cpu_us_per_op` per scenario and label.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BEFORE=${1:?before binary}
