@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// Read the shared password from a file.
     #[arg(long, value_name = "PATH")]
     password_file: Option<PathBuf>,
+    /// Front this OpenClaw gateway (ws://127.0.0.1:18790): every
+    /// authenticated client is relayed to it (config gateway.upstream.url;
+    /// pair first with `clawgate upstream pair`).
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -150,6 +155,7 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
         token_file: args.token_file,
         password: args.password.map(Secret::new),
         password_file: args.password_file,
+        upstream: args.upstream,
     };
     let env = EnvOverrides::from_process_env();
     let reload_overrides = overrides.clone();

@@ -11,6 +11,8 @@
 //! - `auth`: the connect decision (secret, device proof, tokens, pairing);
 //! - `views`: store records as clients see them;
 //! - `state`: [`GatewayState`] and its parts (hub, limiter, slots, ...);
+//! - `upstream`: fronting mode: the OpenClaw gateway clients are relayed
+//!   to, clawgate's identity there, the relay's method policy;
 //! - `config`: the configuration file, its resolution and first run;
 //! - `session`: who is on the other end, and the clock.
 //!
@@ -26,6 +28,7 @@ pub mod rpc;
 mod server;
 pub mod session;
 pub mod state;
+pub mod upstream;
 pub mod views;
 pub mod ws;
 

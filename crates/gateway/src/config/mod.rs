@@ -8,8 +8,9 @@
 //! `gateway.nodes.pairing.autoApproveLocal`, `gateway.trustedProxies`) so an
 //! existing `openclaw.json` can be pointed at with `--config`; keys clawgate
 //! does not use are kept untouched on write. clawgate's own additions:
-//! `gateway.auth.rateLimit.globalMaxFailures`, `gateway.allowedHosts` and
-//! `gateway.tickIntervalMs`.
+//! `gateway.auth.rateLimit.globalMaxFailures`, `gateway.allowedHosts`,
+//! `gateway.tickIntervalMs` and `gateway.upstream.url|tlsFingerprint` (the
+//! OpenClaw gateway clawgate fronts).
 //!
 //! Precedence, highest first: `gateway run` flags, environment
 //! (`CLAWGATE_GATEWAY_TOKEN`, `OPENCLAW_GATEWAY_TOKEN`,
@@ -57,5 +58,5 @@ pub use normalize::{normalize_host_name, normalize_origin};
 pub use resolve::{EnvOverrides, RunOverrides, resolve, resolve_all};
 pub use types::{
     AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
-    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE,
+    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE, UpstreamConfig,
 };

@@ -16,7 +16,7 @@ use super::file::ConfigFile;
 use super::normalize::{normalize_base_path, normalize_host_name, normalize_origin};
 use super::types::{
     AuthConfig, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
-    RateLimitConfig, TICK_INTERVAL_MS_RANGE,
+    RateLimitConfig, TICK_INTERVAL_MS_RANGE, UpstreamConfig,
 };
 
 /// `gateway run` flags and other per-invocation overrides.
@@ -33,6 +33,9 @@ pub struct RunOverrides {
     pub token_file: Option<PathBuf>,
     pub password: Option<Secret>,
     pub password_file: Option<PathBuf>,
+    /// `--upstream URL`: front this OpenClaw gateway (beats
+    /// `gateway.upstream.url`).
+    pub upstream: Option<String>,
 }
 
 /// Environment values that feed the config (read once by the binary, so
@@ -73,7 +76,7 @@ pub fn resolve(
 
 /// Like [`resolve`], but reports every problem found instead of the first
 /// (in a stable order: port, bind, auth, rate limit, Control UI, nodes,
-/// proxies, allowed hosts, tick interval).
+/// proxies, allowed hosts, tick interval, upstream).
 pub fn resolve_all(
     file: &ConfigFile,
     state_dir: &Path,
@@ -94,6 +97,7 @@ pub fn resolve_all(
     let trusted_proxies = r.trusted_proxies();
     let allowed_hosts = r.allowed_hosts();
     let tick_interval = r.tick_interval();
+    let upstream = r.upstream(overrides);
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -107,6 +111,7 @@ pub fn resolve_all(
         trusted_proxies,
         allowed_hosts,
         tick_interval,
+        upstream,
         state_dir: state_dir.to_path_buf(),
         config_path: file.path.clone(),
     })
@@ -154,6 +159,7 @@ impl Resolver<'_> {
             "gateway.controlUi",
             "gateway.nodes",
             "gateway.nodes.pairing",
+            "gateway.upstream",
         ] {
             self.check_object(section);
         }
@@ -498,6 +504,79 @@ impl Resolver<'_> {
             },
         };
         Duration::from_millis(ms)
+    }
+
+    /// `gateway.upstream.url` (or `--upstream`) and
+    /// `gateway.upstream.tlsFingerprint`.
+    fn upstream(&mut self, overrides: &RunOverrides) -> Option<UpstreamConfig> {
+        let url_key = "gateway.upstream.url";
+        let (url, key) = match &overrides.upstream {
+            Some(u) => (u.clone(), "--upstream"),
+            None => match self.value(url_key) {
+                None => {
+                    if self.value("gateway.upstream.tlsFingerprint").is_some() {
+                        self.fail(
+                            "gateway.upstream.tlsFingerprint",
+                            format!("is set but {url_key} is not; set the upstream with: clawgate config set {url_key} ws://127.0.0.1:18790"),
+                        );
+                    }
+                    return None;
+                }
+                Some(Value::String(s)) => (s.clone(), url_key),
+                Some(v) => {
+                    let found = describe_value(v);
+                    self.fail(
+                        url_key,
+                        format!("must be a ws:// or wss:// URL such as \"ws://127.0.0.1:18790\" (found {found}); fix it with: clawgate config set {url_key} ws://127.0.0.1:18790"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let endpoint = match clawgate_client::Endpoint::parse(&url) {
+            Ok(ep) if url.contains("://") => ep,
+            Ok(_) => {
+                self.fail(
+                    key,
+                    format!("{url:?} has no scheme: write ws://{url} (or wss:// for TLS)"),
+                );
+                return None;
+            }
+            Err(e) => {
+                self.fail(
+                    key,
+                    format!("{e}; an upstream is a URL such as ws://127.0.0.1:18790"),
+                );
+                return None;
+            }
+        };
+        let fp_key = "gateway.upstream.tlsFingerprint";
+        let tls_fingerprint = match self.value(fp_key) {
+            None => None,
+            Some(Value::String(s)) => match clawgate_client::Fingerprint::parse(s) {
+                Ok(fp) if endpoint.is_tls() => Some(fp.0),
+                Ok(_) => {
+                    self.fail(fp_key, format!("pins a certificate but the upstream {} is not wss://; remove it with: clawgate config unset {fp_key}", endpoint.url()));
+                    None
+                }
+                Err(e) => {
+                    self.fail(fp_key, e);
+                    None
+                }
+            },
+            Some(v) => {
+                let found = describe_value(v);
+                self.fail(
+                    fp_key,
+                    format!("must be the certificate's SHA-256 as 64 hex digits (found {found})"),
+                );
+                None
+            }
+        };
+        Some(UpstreamConfig {
+            url: endpoint.url(),
+            tls_fingerprint,
+        })
     }
 }
 

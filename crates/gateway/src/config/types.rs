@@ -133,6 +133,18 @@ impl Default for ControlUiConfig {
     }
 }
 
+/// `gateway.upstream.*`: the OpenClaw gateway clawgate fronts. Without it
+/// clawgate is a standalone gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// `ws://host:port/` or `wss://...`, normalised (a trailing slash, the
+    /// default port filled in).
+    pub url: String,
+    /// `gateway.upstream.tlsFingerprint`: the SHA-256 of the upstream's
+    /// certificate, pinned for `wss://`.
+    pub tls_fingerprint: Option<[u8; 32]>,
+}
+
 /// Everything the gateway needs to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -153,6 +165,9 @@ pub struct GatewayConfig {
     /// events (each with a keepalive ping) go out, and what `hello-ok`
     /// announces as `policy.tickIntervalMs` (default 30 s).
     pub tick_interval: Duration,
+    /// `gateway.upstream.*` / `gateway run --upstream`: front this OpenClaw
+    /// gateway (every authenticated client is relayed to it).
+    pub upstream: Option<UpstreamConfig>,
     /// The state directory (config, database).
     pub state_dir: PathBuf,
     /// The config file in use.
@@ -175,6 +190,7 @@ impl GatewayConfig {
             trusted_proxies: Vec::new(),
             allowed_hosts: Vec::new(),
             tick_interval: Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS),
+            upstream: None,
             config_path: state_dir.join(CONFIG_FILE_NAME),
             state_dir,
         }

@@ -35,6 +35,7 @@ use crate::state::metrics::Metrics;
 use crate::state::slots::{
     MAX_UNAUTH_PER_IP, MAX_UNAUTH_TOTAL, SlotRefusal, UnauthSlot, UnauthSlots,
 };
+use crate::upstream::Upstream;
 
 /// The shared-secret settings in force, with their generation (bumped on
 /// every change so sessions that authenticated under an older secret can
@@ -77,6 +78,9 @@ pub struct GatewayState {
     /// the log (nor pay a write per attempt).
     rejection_log: std::sync::Mutex<(u64, u32, u64)>,
     pub(crate) options: RuntimeOptions,
+    /// Fronting mode: the OpenClaw gateway every authenticated client is
+    /// relayed to (`None`: a standalone gateway).
+    pub(crate) upstream: Option<Arc<Upstream>>,
 }
 
 /// Timings that tests shorten; the defaults are the protocol's.
@@ -152,7 +156,12 @@ impl GatewayState {
             config: Arc::new(config.auth.clone()),
             generation: 1,
         };
+        let upstream = config
+            .upstream
+            .clone()
+            .map(|u| Upstream::new(u, &config.state_dir));
         Arc::new(GatewayState {
+            upstream,
             config,
             auth: RwLock::new(auth),
             limiter,
@@ -300,6 +309,11 @@ impl GatewayState {
     }
 
     /// The resolved configuration this gateway runs with.
+    /// The upstream this gateway fronts, in fronting mode.
+    pub fn upstream(&self) -> Option<&Arc<Upstream>> {
+        self.upstream.as_ref()
+    }
+
     pub fn config(&self) -> &GatewayConfig {
         &self.config
     }
