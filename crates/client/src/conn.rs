@@ -21,24 +21,34 @@ use crate::endpoint::Endpoint;
 use crate::identity::DeviceIdentity;
 use crate::{ClientError, ConnectOptions, tls};
 
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// An open WebSocket to a gateway (TCP, or TLS over TCP).
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The reference's maximum frame size (25 MiB).
 const MAX_MESSAGE: usize = 25 * 1024 * 1024;
 
 /// Opens the socket and performs the upgrade.
 pub(crate) async fn open(opts: &ConnectOptions, ep: &Endpoint) -> Result<Ws, ClientError> {
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(MAX_MESSAGE);
+    config.max_frame_size = Some(MAX_MESSAGE);
+    open_socket(ep, opts.tls_fingerprint.as_ref(), config).await
+}
+
+/// Opens a WebSocket to `ep` (pinning `wss://` to `pin` when given) with
+/// the codec settings `config`, without any protocol handshake: for
+/// programs that speak the protocol themselves (clawgate's relay).
+pub async fn open_socket(
+    ep: &Endpoint,
+    pin: Option<&crate::Fingerprint>,
+    config: WebSocketConfig,
+) -> Result<Ws, ClientError> {
     let request = ep
         .url()
         .into_client_request()
         .map_err(|e| ClientError::InvalidOptions(format!("gateway URL: {e}")))?;
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(MAX_MESSAGE);
-    config.max_frame_size = Some(MAX_MESSAGE);
     let connector = if ep.is_tls() {
-        Some(Connector::Rustls(tls::client_config(
-            opts.tls_fingerprint.as_ref(),
-        )))
+        Some(Connector::Rustls(tls::client_config(pin)))
     } else {
         Some(Connector::Plain)
     };

@@ -48,6 +48,7 @@ use clawgate_protocol::frames::ErrorShape;
 use serde_json::Value;
 
 pub use client::Client;
+pub use conn::{Ws, open_socket};
 pub use endpoint::{Endpoint, Fingerprint, is_trusted_retry_endpoint};
 pub use identity::DeviceIdentity;
 pub use storage::{StorageError, default_client_dir};

@@ -119,6 +119,10 @@ impl Gateway {
         let presence = tokio::spawn(presence_loop(state.clone()));
         let pruner = tokio::spawn(prune_loop(state.clone()));
         let flusher = tokio::spawn(flush_loop(state.clone()));
+        let watcher = state
+            .upstream()
+            .cloned()
+            .map(|up| tokio::spawn(upstream_loop(up)));
         let stop_state = state.clone();
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Our own accept loop rather than axum::serve: deadlines and caps
@@ -151,6 +155,9 @@ impl Gateway {
         }
         pruner.abort();
         flusher.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         state.flush_deferred();
         let _ = http_stop_tx.send(());
         match tokio::time::timeout(Duration::from_secs(2), server).await {
@@ -177,6 +184,21 @@ async fn prune_loop(state: Arc<GatewayState>) {
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "pruning expired pairing requests failed"),
         }
+    }
+}
+
+/// Fronting mode: keeps `Upstream::is_up` (and so `/readyz`) current with
+/// a TCP connect every 2 s (the upstream does no work for it), and says at
+/// start when clawgate is not paired with it.
+async fn upstream_loop(up: Arc<crate::upstream::Upstream>) {
+    if let Err(e) = up.credentials() {
+        tracing::warn!("{e}");
+    }
+    let mut interval = tokio::time::interval(Duration::from_secs(2));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        up.probe().await;
     }
 }
 

@@ -369,6 +369,42 @@ pub const CATALOGUE: &[Entry] = &[
         "The client connected with fewer scopes than the method needs (device-less remote connections get none).",
         "Reconnect asking for <scope> (approve the upgrade with clawgate devices approve <requestId>), or rotate the token: clawgate devices rotate --device <deviceId> --role operator --scope <scope>"
     ),
+    entry!(
+        "UPSTREAM_UNAVAILABLE",
+        UA,
+        None,
+        "Upstream gateway unavailable",
+        "clawgate accepted the credentials but could not reach the OpenClaw gateway it fronts.",
+        "The upstream OpenClaw gateway is stopped, restarting or overloaded.",
+        "Retry shortly; check the upstream with: clawgate upstream status"
+    ),
+    entry!(
+        "UPSTREAM_NOT_PAIRED",
+        UA,
+        None,
+        "clawgate not paired upstream",
+        "clawgate accepted the credentials but the OpenClaw gateway it fronts does not accept clawgate's own identity.",
+        "clawgate was never paired with the upstream, or the upstream removed or rotated clawgate's device.",
+        "Pair the gateway with its upstream: clawgate upstream pair (it needs the upstream's shared token), then: clawgate upstream status"
+    ),
+    entry!(
+        "FRONTED_METHOD_BLOCKED",
+        FB,
+        None,
+        "Method blocked by clawgate",
+        "clawgate does not relay this method to the OpenClaw gateway it fronts.",
+        "The method would change the upstream's auth, network or secrets settings, or act on the upstream's device and node registry, which clawgate keeps to itself.",
+        "Change these settings on the upstream host itself; manage devices with: clawgate devices list"
+    ),
+    entry!(
+        "NODE_NOT_FRONTED",
+        IR,
+        None,
+        "Nodes are not fronted",
+        "clawgate does not relay node connections to the OpenClaw gateway it fronts yet.",
+        "A node (role node) connected to a clawgate that fronts an OpenClaw gateway.",
+        "Connect the node to the OpenClaw gateway directly; see the upstream with: clawgate upstream status"
+    ),
 ];
 
 /// Looks a code up.
@@ -668,6 +704,50 @@ pub fn gateway_restarting() -> ErrorShape {
     e
 }
 
+/// Fronting mode: the upstream OpenClaw gateway could not be reached (or
+/// closed the relayed socket) for an authenticated client. `reason` says
+/// what happened, without the upstream's address.
+pub fn upstream_unavailable(reason: &str) -> ErrorShape {
+    let mut e = ErrorShape::new(
+        error_code::UNAVAILABLE,
+        format!("upstream gateway unavailable: {reason}; retry shortly"),
+    )
+    .with_details(json!({"code": "UPSTREAM_UNAVAILABLE", "reason": reason}));
+    e.retryable = Some(true);
+    e.retry_after_ms = Some(2000);
+    e
+}
+
+/// Fronting mode: the upstream does not accept clawgate's own identity
+/// (never paired, removed, or its token rotated). `upstream_code` is the
+/// upstream's detail code, when it gave one.
+pub fn upstream_not_paired(upstream_code: Option<&str>) -> ErrorShape {
+    let mut e = ErrorShape::new(
+        error_code::UNAVAILABLE,
+        "upstream gateway does not accept clawgate's identity (an operator runs `clawgate upstream pair` on the clawgate host)",
+    )
+    .with_details(json!({"code": "UPSTREAM_NOT_PAIRED", "upstreamCode": upstream_code}));
+    e.retryable = Some(false);
+    e
+}
+
+/// Fronting mode: a method clawgate does not relay, and why.
+pub fn fronted_method_blocked(method: &str, why: &str) -> ErrorShape {
+    ErrorShape::new(
+        error_code::FORBIDDEN,
+        format!("{method} is not relayed by clawgate: {why}"),
+    )
+    .with_details(json!({"code": "FRONTED_METHOD_BLOCKED", "method": method}))
+}
+
+/// Fronting mode: a node connect (nodes are not relayed yet).
+pub fn node_not_fronted() -> ErrorShape {
+    ErrorShape::invalid_request(
+        "nodes are not relayed by clawgate yet: connect the node to the OpenClaw gateway directly",
+    )
+    .with_details(json!({"code": "NODE_NOT_FRONTED"}))
+}
+
 /// A device-less connection that may not be device-less.
 pub fn device_identity_required() -> ErrorShape {
     ErrorShape::new(error_code::NOT_PAIRED, "device identity required")
@@ -927,6 +1007,8 @@ mod tests {
         ("config unset", &[]),
         ("health", &[]),
         ("status", &[]),
+        ("upstream pair", &["--wait"]),
+        ("upstream status", &[]),
     ];
     const NETWORK_FLAGS: &[&str] = &[
         "--url",

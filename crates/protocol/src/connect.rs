@@ -100,23 +100,29 @@ static CONNECT_PARAMS: Schema = Schema::Object(&[
 ]);
 
 /// The client's self-description.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientInfo {
     pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub build_id: Option<String>,
     pub platform: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_family: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_identifier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
     pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
 }
 
 /// The device identity proof.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceProof {
     pub id: String,
@@ -127,14 +133,20 @@ pub struct DeviceProof {
 }
 
 /// Credentials offered with `connect`. `Debug` never shows the values.
-#[derive(Clone, Default, PartialEq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_runtime_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_runtime_identity_token: Option<String>,
 }
 
@@ -151,7 +163,7 @@ impl std::fmt::Debug for ConnectAuth {
 }
 
 /// Validated `connect` params.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectParams {
     pub min_protocol: u32,
@@ -159,14 +171,19 @@ pub struct ConnectParams {
     pub client: ClientInfo,
     #[serde(default)]
     pub caps: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceProof>,
     #[serde(default)]
     pub auth: ConnectAuth,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
 }
 

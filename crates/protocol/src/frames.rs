@@ -234,6 +234,48 @@ pub fn event_json_with_seq(event: &str, payload_json: &str, seq: u64) -> String 
     format!(r#"{{"type":"event","event":{name},"payload":{payload_json},"seq":{seq}}}"#)
 }
 
+/// The routing fields of any frame, read without decoding the rest (the
+/// params or payload are skipped, not built): what a relay needs to pass a
+/// frame on untouched. Fields are borrowed from the text where possible.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct FrameHead<'a> {
+    #[serde(borrow, rename = "type", default)]
+    pub kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub event: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    pub seq: Option<u64>,
+}
+
+impl<'a> FrameHead<'a> {
+    /// Reads the routing fields of `text` (`None`: not a JSON object).
+    pub fn parse(text: &'a str) -> Option<FrameHead<'a>> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// A request frame (`type: "req"`).
+    pub fn is_request(&self) -> bool {
+        self.kind.as_deref() == Some("req")
+    }
+
+    /// An event frame (`type: "event"`).
+    pub fn is_event(&self) -> bool {
+        self.kind.as_deref() == Some("event")
+    }
+}
+
+/// `text` (an event frame) with its `seq` replaced by `seq`; `None` when
+/// it is not a JSON object.
+pub fn with_seq(text: &str, seq: u64) -> Option<String> {
+    let mut frame: serde_json::Map<String, Value> = serde_json::from_str(text).ok()?;
+    frame.insert("seq".into(), Value::from(seq));
+    serde_json::to_string(&frame).ok()
+}
+
 /// Any frame a gateway sends, as a client sees it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -271,6 +313,34 @@ mod tests {
                 id: Some("h".into()),
                 problems: "must have required property 'method'".into()
             })
+        );
+    }
+
+    #[test]
+    fn frame_heads_route_without_decoding() {
+        let h = FrameHead::parse(
+            r#"{"type":"req","id":"7","method":"sessions.list","params":{"x":[1,2]}}"#,
+        )
+        .unwrap();
+        assert!(h.is_request());
+        assert_eq!(h.id.as_deref(), Some("7"));
+        assert_eq!(h.method.as_deref(), Some("sessions.list"));
+        let h = FrameHead::parse(
+            r#"{"type":"event","event":"presence","payload":{},"seq":4,"recipientProfileId":"p"}"#,
+        )
+        .unwrap();
+        assert!(h.is_event());
+        assert_eq!(h.seq, Some(4));
+        assert!(FrameHead::parse("nope").is_none());
+        assert!(FrameHead::parse("[1]").is_none());
+        let text = with_seq(
+            r#"{"type":"event","event":"presence","payload":{"seq":1},"seq":4,"x":1}"#,
+            9,
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"event","event":"presence","payload":{"seq":1},"seq":9,"x":1}"#
         );
     }
 

@@ -68,6 +68,11 @@ pub struct Metrics {
     handshakes: Mutex<BTreeMap<&'static str, u64>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     handshakes_ok: AtomicU64,
+    /// Fronting mode: requests relayed upstream, requests refused by the
+    /// relay's policy, upstream sockets opened by outcome.
+    relayed: AtomicU64,
+    relay_blocked: AtomicU64,
+    upstream_links: Mutex<BTreeMap<&'static str, u64>>,
     /// One entry per method of the dispatch table, then "unknown".
     methods: Vec<MethodStats>,
 }
@@ -86,6 +91,9 @@ impl Metrics {
             handshakes: Mutex::default(),
             auth_failures: Mutex::default(),
             handshakes_ok: AtomicU64::new(0),
+            relayed: AtomicU64::new(0),
+            relay_blocked: AtomicU64::new(0),
+            upstream_links: Mutex::default(),
             methods: stats,
         }
     }
@@ -137,6 +145,25 @@ impl Metrics {
             .entry(reason)
             .or_default() += 1;
     }
+    /// Fronting mode: a request relayed upstream.
+    pub fn relayed(&self) {
+        self.relayed.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Fronting mode: a request the relay's policy refused.
+    pub fn relay_blocked(&self) {
+        self.relay_blocked.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Fronting mode: an upstream socket for a client was opened ("ok") or
+    /// not (the error's details.code).
+    pub fn upstream_link(&self, outcome: &'static str) {
+        *self
+            .upstream_links
+            .lock()
+            .expect("metrics")
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
     /// A request finished. `method` is the index of the method in the
     /// table given to [`Metrics::new`]; anything past it counts as
     /// "unknown" (labels never come straight from the client).
@@ -207,6 +234,22 @@ impl Metrics {
             "reason",
             &self.upgrades_refused.lock().expect("metrics"),
         );
+        let links = self.upstream_links.lock().expect("metrics").clone();
+        if !links.is_empty() {
+            labelled(
+                &mut out,
+                "clawgate_upstream_links_total",
+                "Fronting mode: upstream sockets opened for clients, by outcome.",
+                "outcome",
+                &links,
+            );
+            let _ = writeln!(
+                out,
+                "# HELP clawgate_relayed_requests_total Fronting mode: requests relayed to the upstream.\n# TYPE clawgate_relayed_requests_total counter\nclawgate_relayed_requests_total {}\n# HELP clawgate_relay_blocked_total Fronting mode: requests the relay refused (FRONTED_METHOD_BLOCKED).\n# TYPE clawgate_relay_blocked_total counter\nclawgate_relay_blocked_total {}",
+                self.relayed.load(Ordering::Relaxed),
+                self.relay_blocked.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP clawgate_requests_total Requests by method and result.\n# TYPE clawgate_requests_total counter"

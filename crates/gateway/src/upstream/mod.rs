@@ -216,6 +216,13 @@ impl Upstream {
         loaded
     }
 
+    /// The pinned certificate of a `wss://` upstream.
+    pub fn pin(&self) -> Option<clawgate_client::Fingerprint> {
+        self.config
+            .tls_fingerprint
+            .map(clawgate_client::Fingerprint)
+    }
+
     /// Whether the upstream answered the last connect or probe.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)

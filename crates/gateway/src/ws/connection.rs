@@ -79,6 +79,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.ws.send(Message::Text(text.into())).await
     }
 
+    /// Sends one message as it is (a relayed frame, without a copy).
+    pub async fn send_message(&mut self, message: Message) -> Result<(), WsError> {
+        self.ws.send(message).await
+    }
+
     /// Queues a frame without flushing: it goes out with the next send or
     /// close, in the same write.
     pub async fn feed(&mut self, message: Message) {

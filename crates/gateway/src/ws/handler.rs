@@ -20,8 +20,11 @@ use crate::session::{Caller, PeerContext, now_ms};
 use crate::state::GatewayState;
 use crate::state::hub::{ConnInfo, ConnReceiver, Outbound, conn_channel};
 use crate::state::slots::UnauthSlot;
+use crate::upstream::Upstream;
+use crate::upstream::link::{self, LinkParams};
 use crate::ws::connection::{Connection, is_oversize};
-use crate::ws::hello::hello_ok;
+use crate::ws::hello::{hello_ok, relayed_hello_ok};
+use crate::ws::relay::Relay;
 
 /// Serves one upgraded connection to the end, holding `slot` (an
 /// unauthenticated-socket slot) until it authenticates or closes.
@@ -70,6 +73,8 @@ struct Session {
     key: u64,
     /// What the hub queued for this connection.
     receiver: ConnReceiver,
+    /// Fronting mode: the client's own upstream socket.
+    upstream: Option<clawgate_client::Ws>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
@@ -255,9 +260,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             self.refuse_restarting(&request.id).await;
             return None;
         }
-        let hello = hello_ok(&self.state, request, &authenticated, &self.conn_id);
+        let (hello, upstream) = match self.state.upstream.clone() {
+            None => (
+                hello_ok(&self.state, request, &authenticated, &self.conn_id),
+                None,
+            ),
+            Some(up) => {
+                match self
+                    .link(&up, request, params, role, &authenticated, key)
+                    .await
+                {
+                    Ok((hello, ws)) => (hello, Some(ws)),
+                    Err((error, label, code)) => {
+                        self.state.hub.unregister(key);
+                        up.caps.revoke_session(key);
+                        self.state.metrics.handshake(label);
+                        self.conn.reject(&request.id, error, code, None).await;
+                        return None;
+                    }
+                }
+            }
+        };
         if self.conn.send_unbuffered(hello).await.is_err() {
             self.state.hub.unregister(key);
+            if let Some(up) = &self.state.upstream {
+                up.caps.revoke_session(key);
+            }
             return None;
         }
         self.state.metrics.handshake("ok");
@@ -266,7 +294,77 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             auth: authenticated,
             key,
             receiver,
+            upstream,
         })
+    }
+
+    /// Fronting mode: opens the client's upstream socket (clawgate's
+    /// identity, exactly the client's scopes) and builds its `hello-ok`
+    /// from the upstream's. On failure, the error, its metrics label and
+    /// the close code.
+    async fn link(
+        &mut self,
+        up: &Arc<Upstream>,
+        request: &Request,
+        params: &ConnectParams,
+        role: Role,
+        auth: &Authenticated,
+        key: u64,
+    ) -> Result<(String, clawgate_client::Ws), (ErrorShape, &'static str, u16)> {
+        if role != Role::Operator {
+            return Err((
+                catalogue::node_not_fronted(),
+                "NODE_NOT_FRONTED",
+                close_code::POLICY_VIOLATION,
+            ));
+        }
+        // The upstream shows the clawgate device's name (an operator may
+        // have renamed it), else what the client calls itself.
+        let display_name = auth
+            .device_id
+            .as_deref()
+            .and_then(|d| self.state.store.device(d))
+            .and_then(|d| d.display_name)
+            .or_else(|| params.client.display_name.clone());
+        let deadline = tokio::time::Instant::now() + self.state.options.handshake_timeout;
+        let linked = link::open(
+            up,
+            LinkParams {
+                client: &params.client,
+                caps: &params.caps,
+                scopes: &auth.scopes,
+                display_name,
+            },
+            deadline,
+        )
+        .await;
+        let link = match linked {
+            Ok(link) => link,
+            Err(e) => {
+                self.state.metrics.upstream_link(e.label());
+                info!(peer = %self.peer.ip, code = e.label(), "authenticated, but no upstream socket");
+                return Err((e.to_error(), e.label(), close_code::TRY_AGAIN_LATER));
+            }
+        };
+        self.state.metrics.upstream_link("ok");
+        // Capability URLs point at the origin the client reached clawgate
+        // at: the browser's `Origin` (already checked), else the `Host`.
+        let public_origin = self
+            .peer
+            .origin
+            .clone()
+            .or_else(|| self.peer.host.as_ref().map(|h| format!("http://{h}")));
+        let hello = relayed_hello_ok(
+            &self.state,
+            up,
+            request,
+            auth,
+            &self.conn_id,
+            link.hello,
+            public_origin,
+            key,
+        );
+        Ok((hello, link.ws))
     }
 
     /// Answers a refused connect: metrics, the audit row for auth failures,
@@ -362,14 +460,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             auth,
             key,
             mut receiver,
+            upstream,
         } = session;
         let caller = Caller {
             role: auth.role,
             scopes: auth.scopes,
-            device_id: auth.device_id.filter(|_| auth.device_token_auth),
+            device_id: auth.device_id.clone().filter(|_| auth.device_token_auth),
             conn_id: self.conn_id.clone(),
             ip: self.peer.ip,
         };
+        if let Some(upstream) = upstream {
+            let relay = Relay {
+                state: &self.state,
+                caller: &caller,
+                device_id: auth.device_id.as_deref(),
+                receiver: &mut receiver,
+                upstream,
+            };
+            relay.run(&mut self.conn).await;
+            self.state.hub.unregister(key);
+            if let Some(up) = &self.state.upstream {
+                up.caps.revoke_session(key);
+            }
+            return;
+        }
         let mut seq: u64 = 0;
         let mut role_streak: u32 = 0;
         let mut awaiting_pong = false;

@@ -56,7 +56,7 @@ fn plugin_fields() -> Extra {
 }
 
 /// `hello-ok.auth` for this session.
-fn hello_auth(auth: &Authenticated) -> HelloAuth {
+pub(crate) fn hello_auth(auth: &Authenticated) -> HelloAuth {
     let mut out = HelloAuth::new(auth.method, auth.role, auth.scopes.clone());
     if auth.role == Role::Operator {
         out.recovery_scope = Some(recovery_scope(
@@ -136,5 +136,46 @@ pub(crate) fn hello_ok(
         policy: HelloPolicy::with_tick_interval(state.options.tick_interval.as_millis() as u64),
         extra: plugin_fields(),
     };
+    Response::ok_json(&request.id, &hello)
+}
+
+/// The `hello-ok` of a relayed session (fronting mode): the upstream's
+/// (`upstream_hello`), with clawgate's auth, connection id, methods,
+/// events and limits (see `upstream::hello`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn relayed_hello_ok(
+    state: &GatewayState,
+    up: &crate::upstream::Upstream,
+    request: &Request,
+    auth: &Authenticated,
+    conn_id: &str,
+    upstream_hello: Value,
+    public_origin: Option<String>,
+    session_key: u64,
+) -> String {
+    /// clawgate's own methods a relayed client may call (answered locally).
+    const OWN_METHODS: &[&str] = &[
+        "device.pair.list",
+        "device.pair.approve",
+        "device.pair.reject",
+        "device.pair.remove",
+        "device.pair.rename",
+        "device.token.rotate",
+        "device.token.revoke",
+        "audit.list",
+    ];
+    let hello = crate::upstream::hello::merge(
+        up,
+        upstream_hello,
+        crate::upstream::hello::Local {
+            conn_id,
+            auth: hello_auth(auth),
+            methods: OWN_METHODS,
+            events: crate::EVENTS,
+            tick_interval_ms: state.options.tick_interval.as_millis() as u64,
+            public_origin,
+            session_key,
+        },
+    );
     Response::ok_json(&request.id, &hello)
 }

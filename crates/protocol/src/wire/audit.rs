@@ -33,13 +33,16 @@ pub enum AuditAction {
     TokenRotated,
     /// `token.revoked`.
     TokenRevoked,
+    /// `upstream.admin_call`: fronting mode relayed a call that uses
+    /// `operator.admin` on the upstream (method, client device).
+    UpstreamAdminCall,
     /// Any other action string.
     Other(String),
 }
 
 impl AuditAction {
     /// Every action clawgate writes.
-    pub const KNOWN: [AuditAction; 12] = [
+    pub const KNOWN: [AuditAction; 13] = [
         AuditAction::AuthFailure,
         AuditAction::AuthLockout,
         AuditAction::AuthSecretChanged,
@@ -52,6 +55,7 @@ impl AuditAction {
         AuditAction::DeviceRenamed,
         AuditAction::TokenRotated,
         AuditAction::TokenRevoked,
+        AuditAction::UpstreamAdminCall,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -68,6 +72,7 @@ impl AuditAction {
             AuditAction::DeviceRenamed => "device.renamed",
             AuditAction::TokenRotated => "token.rotated",
             AuditAction::TokenRevoked => "token.revoked",
+            AuditAction::UpstreamAdminCall => "upstream.admin_call",
             AuditAction::Other(s) => s,
         }
     }
@@ -155,6 +160,7 @@ mod tests {
             "device.renamed",
             "token.rotated",
             "token.revoked",
+            "upstream.admin_call",
         ];
         for (action, s) in AuditAction::KNOWN.iter().zip(want) {
             assert_eq!(action.as_str(), s);
