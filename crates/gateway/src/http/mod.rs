@@ -2,13 +2,12 @@
 //! (`accept.rs`), the routes and the WebSocket upgrade (`routes.rs`),
 //! response and forwarding headers (`headers.rs`), the Control UI
 //! (`control_ui.rs`), and in fronting mode the allowlisted reverse proxy
-//! to the upstream's Control UI and capability paths (`proxy.rs`). Before a socket gets a handshake: the Host check,
-//! forwarding headers only from trusted proxies, per-IP and global caps
-//! on unauthenticated sockets.
+//! to the upstream's Control UI and capability paths (`proxy.rs`). Before
+//! a socket gets a handshake: the Host check, forwarding headers only from
+//! trusted proxies, per-IP and global caps on unauthenticated sockets.
 //!
 //! The outermost room: imports `ws`, `auth`, `state`, `session`,
-//! `upstream`; nothing
-//! imports it but the server.
+//! `upstream`; nothing imports it but the server.
 
 mod accept;
 pub mod control_ui;
