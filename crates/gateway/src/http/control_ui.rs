@@ -27,6 +27,10 @@ use crate::config::ControlUiConfig;
 #[exclude = "*.md"]
 struct Assets;
 
+/// Where clawgate's own UI lives in fronting mode: `/` serves the
+/// upstream's Control UI (`proxy.rs`).
+pub const FRONTING_BASE: &str = "/clawgate/";
+
 /// The file served for the base path and for client-side routes.
 const INDEX: &str = "index.html";
 
@@ -60,18 +64,23 @@ enum Target {
 
 impl ControlUi {
     pub fn new(config: &ControlUiConfig) -> ControlUi {
+        ControlUi::at(config.enabled, &config.base_path)
+    }
+
+    /// The UI served under `base` (starts and ends with '/').
+    pub fn at(enabled: bool, base: &str) -> ControlUi {
         let build_id = build_id();
         let index = Assets::get(INDEX).map(|template| {
             let text = String::from_utf8_lossy(&template.data)
-                .replace("__CLAWGATE_BASE__", &html_attr(&config.base_path))
+                .replace("__CLAWGATE_BASE__", &html_attr(base))
                 .replace("__CLAWGATE_BUILD_ID__", &build_id)
                 .replace("__CLAWGATE_VERSION__", crate::VERSION);
             let etag = etag(&build_id, &Sha256::digest(text.as_bytes()));
             (Bytes::from(text), etag)
         });
         ControlUi {
-            enabled: config.enabled,
-            base: config.base_path.clone(),
+            enabled,
+            base: base.to_string(),
             build_id,
             index,
         }
@@ -81,6 +90,16 @@ impl ControlUi {
     /// does (`<html data-build-id>`).
     pub fn build_id(&self) -> &str {
         &self.build_id
+    }
+
+    /// Whether the UI is served at all (`gateway.controlUi.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The path the UI is served under.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Whether `path` is the UI's to answer.

@@ -2,6 +2,11 @@
 //! WebSocket upgrade on any other path, done by hand (hyper upgrade +
 //! tokio-tungstenite) so the handler owns the socket. Every request first
 //! passes the Host check (`auth::host_allowed`, against DNS rebinding).
+//!
+//! In fronting mode (`gateway.upstream`) clawgate's own UI moves to
+//! [`FRONTING_BASE`] and every other non-upgrade request goes to the
+//! upstream proxy (`proxy.rs`: the upstream's Control UI at `/`, granted
+//! capability paths); `/readyz` also says whether the upstream is reachable.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +22,12 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
 use crate::auth;
-use crate::http::control_ui::ControlUi;
+use crate::http::control_ui::{ControlUi, FRONTING_BASE};
 use crate::http::headers::{
     forwarded_client, has_forwarding_headers, header_str, is_websocket_upgrade, json_response,
     refuse, with_security_headers,
 };
+use crate::http::proxy::UpstreamProxy;
 use crate::session::{PeerContext, is_loopback};
 use crate::state::GatewayState;
 use crate::state::slots::SlotRefusal;
@@ -32,13 +38,25 @@ use crate::ws;
 struct App {
     gateway: Arc<GatewayState>,
     control_ui: Arc<ControlUi>,
+    /// Fronting mode: the upstream's UI and capability paths.
+    proxy: Option<Arc<UpstreamProxy>>,
 }
 
 /// The router for one gateway.
 pub(crate) fn router(gateway: Arc<GatewayState>, control_ui: Arc<ControlUi>) -> Router {
+    let proxy = gateway
+        .upstream()
+        .map(|u| Arc::new(UpstreamProxy::new(u.clone())));
+    // Fronting: `/` is the upstream's UI; clawgate's own moves aside.
+    let control_ui = if proxy.is_some() && control_ui.base() != FRONTING_BASE {
+        Arc::new(ControlUi::at(control_ui.enabled(), FRONTING_BASE))
+    } else {
+        control_ui
+    };
     let app = App {
         gateway,
         control_ui,
+        proxy,
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -86,11 +104,29 @@ async fn healthz(State(App { gateway: state, .. }): State<App>) -> Response {
     )
 }
 
+/// Ready: not stopping and, in fronting mode, the upstream reachable (the
+/// last connect or probe succeeded, or a probe made now does). The answer
+/// never names the upstream's address.
 async fn readyz(State(App { gateway: state, .. }): State<App>) -> Response {
     if state.is_shutting_down() {
-        json_response(
+        return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"ok": false, "status": "stopping"}),
+        );
+    }
+    let upstream_down = match state.upstream() {
+        Some(upstream) => !upstream.is_up() && !upstream.probe().await,
+        None => false,
+    };
+    if upstream_down {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({
+                "ok": false,
+                "status": "upstream-unreachable",
+                "upstream": "unreachable",
+                "message": "the upstream gateway is not reachable",
+            }),
         )
     } else {
         json_response(
@@ -116,6 +152,7 @@ async fn upgrade_or_ui(
     State(App {
         gateway: state,
         control_ui,
+        proxy,
     }): State<App>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     mut req: Request<Body>,
@@ -123,10 +160,13 @@ async fn upgrade_or_ui(
     let headers = req.headers();
     if !is_websocket_upgrade(headers) {
         let path = req.uri().path();
-        if !control_ui.owns(path) {
-            return refuse(StatusCode::NOT_FOUND, "not found");
+        if control_ui.owns(path) {
+            return control_ui.serve(req.method(), path, headers);
         }
-        return control_ui.serve(req.method(), path, headers);
+        return match proxy {
+            Some(proxy) => proxy.serve(req, control_ui.enabled()).await,
+            None => refuse(StatusCode::NOT_FOUND, "not found"),
+        };
     }
     let forwarded = has_forwarding_headers(headers);
     if forwarded && !state.is_trusted_proxy(addr.ip()) {
