@@ -8,6 +8,7 @@ mod gateway_cmd;
 mod local_cmd;
 mod net;
 mod ops_cmd;
+mod upstream_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,11 @@ enum Command {
         command: devices_cmd::DevicesCommand,
         #[command(flatten)]
         target: net::Target,
+    },
+    /// Fronting mode: pair clawgate with the OpenClaw gateway it fronts, and check it.
+    Upstream {
+        #[command(subcommand)]
+        command: upstream_cmd::UpstreamCommand,
     },
     /// Read and change the configuration file.
     Config {
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gateway { command } => gateway_cmd::run(command, &paths),
         Command::Config { command } => config_cmd::run(command, &paths),
+        Command::Upstream { command } => upstream_cmd::run(command, &paths),
         Command::Devices { command, target } => devices_cmd::run(command, target, &paths),
         Command::Dashboard(args) => Ok(local_cmd::dashboard(args, &paths)),
         Command::Explain(args) => Ok(explain_cmd::run(args)),
