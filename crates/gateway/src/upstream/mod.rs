@@ -69,7 +69,10 @@ pub const SCOPES: [&str; 5] = [
 pub const PLATFORM: &str = std::env::consts::OS;
 
 /// How clawgate describes itself when it pairs (`clawgate upstream pair`,
-/// `clawgate upstream status`).
+/// `clawgate upstream status`). Mode `cli`, not `backend`: OpenClaw treats
+/// a `gateway-client`/`backend` connect with the shared secret as its own
+/// local helper and skips device pairing, so it would issue no device
+/// token (measured against 2026.9.6).
 pub fn pairing_client_info() -> ClientInfo {
     ClientInfo {
         id: "gateway-client".into(),
@@ -77,7 +80,7 @@ pub fn pairing_client_info() -> ClientInfo {
         version: crate::VERSION.into(),
         platform: PLATFORM.into(),
         device_family: None,
-        mode: "backend".into(),
+        mode: "cli".into(),
         instance_id: uuid::Uuid::new_v4().to_string(),
     }
 }
