@@ -253,7 +253,7 @@ impl Upstream {
 }
 
 /// `gateway.upstream` from the config file, if set.
-fn configured_upstream(paths: &Paths) -> Result<Option<config::UpstreamConfig>, Failure> {
+pub fn configured_upstream(paths: &Paths) -> Result<Option<config::UpstreamConfig>, Failure> {
     let file = ConfigFile::load(&paths.config).map_err(|e| {
         Failure::plain(
             e.to_string(),
