@@ -223,6 +223,45 @@ fn pair_on_loopback_is_silent_stores_a_full_scope_token_and_is_idempotent() {
         "pairing again keeps the token"
     );
 
+    // The upstream rotates the token away: status says not paired and
+    // names the fix; pairing again recovers.
+    let (code, out, err) = clawgate(
+        up_dir.path(),
+        &[
+            "devices",
+            "rotate",
+            "--device",
+            &device_id,
+            "--role",
+            "operator",
+            "--scope",
+            "operator.read",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = clawgate(state, &["upstream", "status"]);
+    outputs += &(out.clone() + &err);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("Paired:    no"), "{out}");
+    assert!(
+        err.contains("AUTH_DEVICE_TOKEN_MISMATCH") && err.contains("clawgate upstream pair"),
+        "{err}"
+    );
+    let (code, out, err) = run_env(
+        state,
+        &["upstream", "pair"],
+        &[("CLAWGATE_UPSTREAM_TOKEN", UPSTREAM_TOKEN)],
+    );
+    outputs += &(out.clone() + &err);
+    assert_eq!(code, 0, "{out}{err}");
+    let renewed =
+        clawgate_gateway::upstream::load_credentials(&up_state, &format!("{url}/")).unwrap();
+    assert_ne!(renewed.token.expose(), device_token);
+    let mut scopes = renewed.scopes.clone();
+    scopes.sort();
+    assert_eq!(scopes, FIVE);
+    let renewed_token = renewed.token.expose().to_string();
+
     // Doctor in fronting mode: the upstream checks pass (the front door
     // itself is not running here, which is a separate check).
     let (_, out, err) = clawgate(state, &["doctor", "--json"]);
@@ -245,6 +284,7 @@ fn pair_on_loopback_is_silent_stores_a_full_scope_token_and_is_idempotent() {
 
     assert!(!outputs.contains(UPSTREAM_TOKEN), "{outputs}");
     assert!(!outputs.contains(&device_token), "{outputs}");
+    assert!(!outputs.contains(&renewed_token), "{outputs}");
     let (_, up_err) = stop(up);
     assert!(!up_err.contains(UPSTREAM_TOKEN));
 }
