@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::Paths;
 use crate::net::{self, Failure, Target};
+use crate::upstream_cmd::{self, Upstream};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -92,7 +93,17 @@ pub fn run(args: DoctorArgs, paths: &Paths) -> anyhow::Result<u8> {
     let progress = Progress {
         on: !json_out && std::io::stderr().is_terminal(),
     };
-    let checks = net::runtime().block_on(diagnose(&args.target, paths, &progress));
+    let checks = net::runtime().block_on(async {
+        let mut checks = diagnose(&args.target, paths, &progress).await;
+        // Fronting mode: the upstream clawgate relays to.
+        if args.target.url.is_none()
+            && let Ok(Some(upstream)) = upstream_cmd::configured_upstream(paths)
+        {
+            progress.step("checking the upstream gateway");
+            checks.extend(upstream_checks(upstream, paths).await);
+        }
+        checks
+    });
     progress.done();
     let failed = checks.iter().any(|c| !c.ok && !c.warn);
     if json_out {
@@ -473,4 +484,172 @@ fn config_check(paths: &Paths) -> Result<(Check, config::GatewayConfig), Check> 
         Check::ok("Config", format!("{} is valid", path.display())),
         cfg,
     ))
+}
+
+/// Fronting mode: the upstream answers, clawgate's identity is paired with
+/// all five operator scopes, the protocols match, and the upstream cannot
+/// be reached around clawgate.
+async fn upstream_checks(config: config::UpstreamConfig, paths: &Paths) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let upstream = match Upstream::new(
+        config.url,
+        config.tls_fingerprint.map(clawgate_client::Fingerprint),
+        paths,
+        Duration::from_secs(5),
+    ) {
+        Ok(u) => u,
+        Err(f) => {
+            checks.push(Check::fail("Upstream", f.message, f.next));
+            return checks;
+        }
+    };
+    let url = upstream.url.clone();
+    let probe = upstream_cmd::probe(&upstream).await;
+    if probe.reachable {
+        let version = probe
+            .version
+            .as_deref()
+            .map(|v| format!(" (OpenClaw {v})"))
+            .unwrap_or_default();
+        checks.push(Check::ok(
+            "Upstream",
+            format!("reachable at {url}{version}"),
+        ));
+    } else {
+        let (detail, fix) = match &probe.problem {
+            Some(p) => (p.message.clone(), p.next.clone()),
+            None => (
+                format!("not reachable at {url}"),
+                "Start the upstream OpenClaw gateway (on its host: openclaw gateway status)".into(),
+            ),
+        };
+        checks.push(Check::fail("Upstream", detail, fix));
+    }
+
+    // Pairing: known only when the upstream answers.
+    let pair_fix = "clawgate upstream pair --token-file <path> (the upstream's shared token; or CLAWGATE_UPSTREAM_TOKEN)";
+    if probe.fully_paired() {
+        checks.push(Check::ok(
+            "Upstream pairing",
+            format!(
+                "identity {} is paired with all five operator scopes",
+                probe.device_id.as_deref().unwrap_or_default()
+            ),
+        ));
+    } else if probe.reachable {
+        let (detail, fix) = match &probe.problem {
+            Some(p) => (p.message.clone(), p.next.clone()),
+            None => ("not paired".into(), pair_fix.into()),
+        };
+        checks.push(Check::fail("Upstream pairing", detail, fix));
+    } else if probe.has_token {
+        checks.push(Check::warn(
+            "Upstream pairing",
+            "not checked: the upstream is not reachable (a device token is stored)",
+            "Once the upstream runs: clawgate upstream status",
+        ));
+    } else {
+        checks.push(Check::fail(
+            "Upstream pairing",
+            format!(
+                "clawgate has no upstream device token in {} yet",
+                upstream.dir.display()
+            ),
+            pair_fix,
+        ));
+    }
+
+    if let Some(p) = probe.protocol {
+        if p == clawgate_protocol::PROTOCOL_VERSION {
+            checks.push(Check::ok(
+                "Upstream protocol",
+                format!("protocol {p}, as clawgate"),
+            ));
+        } else {
+            checks.push(Check::fail(
+                "Upstream protocol",
+                format!(
+                    "the upstream speaks protocol {p}, clawgate {}",
+                    clawgate_protocol::PROTOCOL_VERSION
+                ),
+                format!(
+                    "Run an OpenClaw version that speaks protocol {} (clawgate {} is compatible with OpenClaw 2026.9.6)",
+                    clawgate_protocol::PROTOCOL_VERSION,
+                    clawgate_gateway::VERSION
+                ),
+            ));
+        }
+    }
+
+    // A loopback upstream that is down has no side door to look for.
+    if probe.reachable || !upstream.endpoint.is_loopback() {
+        checks.push(side_door_check(&upstream).await);
+    }
+    checks
+}
+
+/// Whether clients can reach the upstream around clawgate: a non-loopback
+/// upstream URL, or the upstream's port also open on this machine's
+/// non-loopback address.
+async fn side_door_check(upstream: &Upstream) -> Check {
+    let name = "Upstream bind";
+    let ep = &upstream.endpoint;
+    let bind_fix = "Run the upstream on loopback only (openclaw gateway run --bind loopback), so clients can reach it only through clawgate";
+    if !ep.is_loopback() {
+        return Check::warn(
+            name,
+            format!(
+                "the upstream host {} is not loopback: clients that reach it directly bypass clawgate",
+                ep.host
+            ),
+            format!(
+                "Run clawgate on the upstream's host with the upstream bound to loopback (openclaw gateway run --bind loopback), then: clawgate config set gateway.upstream.url ws://127.0.0.1:{}",
+                ep.port
+            ),
+        );
+    }
+    let Some(ip) = primary_ipv4() else {
+        return Check::ok(
+            name,
+            "the upstream is on loopback (this host has no other IPv4 address to check)",
+        );
+    };
+    let addr = std::net::SocketAddr::from((ip, ep.port));
+    let open = matches!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
+        Ok(Ok(_))
+    );
+    if open {
+        Check::warn(
+            name,
+            format!(
+                "the upstream's port {} also accepts connections on {ip}: clients on the network can bypass clawgate (a side door)",
+                ep.port
+            ),
+            bind_fix,
+        )
+    } else {
+        Check::ok(
+            name,
+            format!(
+                "the upstream's port {} is not reachable on {ip}: loopback only",
+                ep.port
+            ),
+        )
+    }
+}
+
+/// This machine's primary non-loopback IPv4 address: the source address of
+/// the default route (a UDP "connect" sends nothing).
+fn primary_ipv4() -> Option<std::net::Ipv4Addr> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.1:9").ok()?;
+    match sock.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
+        _ => None,
+    }
 }

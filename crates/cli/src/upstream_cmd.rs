@@ -252,8 +252,10 @@ impl Upstream {
     }
 }
 
-/// `gateway.upstream` from the config file, if set.
-fn configured_upstream(paths: &Paths) -> Result<Option<config::UpstreamConfig>, Failure> {
+/// `gateway.upstream` from the config file, if set. Only that section is
+/// validated (with the gateway's own rules): pairing the upstream must not
+/// wait for the rest of the front door's config (its token, say) to exist.
+pub fn configured_upstream(paths: &Paths) -> Result<Option<config::UpstreamConfig>, Failure> {
     let file = ConfigFile::load(&paths.config).map_err(|e| {
         Failure::plain(
             e.to_string(),
@@ -263,14 +265,17 @@ fn configured_upstream(paths: &Paths) -> Result<Option<config::UpstreamConfig>, 
             ),
         )
     })?;
-    if file.get("gateway.upstream").is_none() {
+    let Some(section) = file.get("gateway.upstream") else {
         return Ok(None);
-    }
+    };
+    let only_upstream = json!({"gateway": {"auth": {"mode": "none"}, "upstream": section}});
+    let file = ConfigFile::from_text(&paths.config, &only_upstream.to_string())
+        .map_err(|e| Failure::plain(e.to_string(), format!("Fix it with: {SET_URL}")))?;
     config::resolve(
         &file,
         &paths.state_dir,
         &RunOverrides::default(),
-        &EnvOverrides::from_process_env(),
+        &EnvOverrides::default(),
     )
     .map(|cfg| cfg.upstream)
     .map_err(|e| {
@@ -742,5 +747,84 @@ fn announce_pairing(
         None => eprintln!(
             "Then run clawgate upstream pair again (or pass --wait 120 to wait for the approval)."
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fully_paired_needs_every_operator_scope() {
+        let mut p = Probe {
+            paired: true,
+            scopes: SCOPES.iter().rev().map(|s| s.to_string()).collect(),
+            ..Probe::default()
+        };
+        assert!(p.fully_paired() && p.missing_scopes().is_empty());
+        p.scopes.retain(|s| s != "operator.admin");
+        assert!(!p.fully_paired());
+        assert_eq!(p.missing_scopes(), vec!["operator.admin"]);
+        p.scopes = SCOPES.iter().map(|s| s.to_string()).collect();
+        p.paired = false;
+        assert!(!p.fully_paired());
+    }
+
+    #[test]
+    fn a_fingerprint_needs_a_wss_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            state_dir: dir.path().to_path_buf(),
+            config: dir.path().join("clawgate.json"),
+        };
+        let fp = Fingerprint([7; 32]);
+        let f = Upstream::new(
+            "ws://127.0.0.1:18790/".into(),
+            Some(fp.clone()),
+            &paths,
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(f.message.contains("wss://"), "{}", f.message);
+        let u = Upstream::new(
+            "wss://127.0.0.1:18790/".into(),
+            Some(fp),
+            &paths,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(u.dir, dir.path().join("upstream"));
+    }
+
+    #[test]
+    fn the_configured_url_is_used_and_a_missing_one_names_the_config_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            state_dir: dir.path().to_path_buf(),
+            config: dir.path().join("clawgate.json"),
+        };
+        let target = UpstreamTarget {
+            url: None,
+            tls_fingerprint: None,
+            timeout: 1000,
+            json: false,
+        };
+        let f = Upstream::resolve(&target, &paths).unwrap_err();
+        assert!(f.next.contains(SET_URL), "{}", f.next);
+        std::fs::write(
+            &paths.config,
+            r#"{"gateway": {"upstream": {"url": "ws://127.0.0.1:18790"}}}"#,
+        )
+        .unwrap();
+        let u = Upstream::resolve(&target, &paths).unwrap();
+        assert_eq!(u.url, "ws://127.0.0.1:18790/");
+        assert!(u.fingerprint.is_none());
+        std::fs::write(
+            &paths.config,
+            r#"{"gateway": {"upstream": {"url": "127.0.0.1:18790"}}}"#,
+        )
+        .unwrap();
+        let f = Upstream::resolve(&target, &paths).unwrap_err();
+        assert!(f.message.contains("ws://127.0.0.1:18790"), "{}", f.message);
     }
 }
