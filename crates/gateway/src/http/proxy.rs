@@ -306,7 +306,10 @@ impl UpstreamProxy {
         h.insert(header::HOST, host);
         let out = out.body(Body::empty()).expect("a valid request");
         match tokio::time::timeout(HEAD_TIMEOUT, self.send(out)).await {
-            Ok(Ok(resp)) => self.answer(resp, is_cap),
+            Ok(Ok(resp)) => {
+                self.upstream.set_up(true);
+                self.answer(resp, is_cap)
+            }
             Ok(Err(err)) => {
                 debug!(%err, "upstream HTTP request failed");
                 refuse(StatusCode::BAD_GATEWAY, UNREACHABLE)
@@ -327,11 +330,10 @@ impl UpstreamProxy {
             self.upstream.endpoint.host.as_str(),
             self.upstream.endpoint.port,
         );
+        // Up only once it answers (see `forward`): a TCP connect alone
+        // would call a hung upstream, or a proxy before a stopped one, up.
         let tcp = match TcpStream::connect(addr).await {
-            Ok(tcp) => {
-                self.upstream.set_up(true);
-                tcp
-            }
+            Ok(tcp) => tcp,
             Err(err) => {
                 self.upstream.set_up(false);
                 return Err(err.into());

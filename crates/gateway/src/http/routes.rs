@@ -141,7 +141,10 @@ async fn metrics(State(App { gateway: state, .. }): State<App>) -> Response {
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            state.metrics.render(),
+            match state.upstream() {
+                Some(up) => state.metrics.render() + &up.render_metrics(),
+                None => state.metrics.render(),
+            },
         )
             .into_response(),
     )

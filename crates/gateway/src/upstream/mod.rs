@@ -173,6 +173,8 @@ pub struct Upstream {
     pub(crate) handshakes: Semaphore,
     /// Whether the last upstream connect or probe succeeded.
     up: AtomicBool,
+    /// Readiness probes made (each one upstream connection).
+    probes: AtomicU64,
     /// Capability paths handed to relayed clients.
     pub caps: caps::Capabilities,
 }
@@ -193,6 +195,7 @@ impl Upstream {
             loaded_at_ms: AtomicU64::new(now_ms()),
             handshakes: Semaphore::new(MAX_PARALLEL_HANDSHAKES),
             up: AtomicBool::new(false),
+            probes: AtomicU64::new(0),
             caps: caps::Capabilities::default(),
         })
     }
@@ -242,6 +245,15 @@ impl Upstream {
         }
     }
 
+    /// The upstream's own metrics lines (`/metrics` in fronting mode).
+    pub fn render_metrics(&self) -> String {
+        format!(
+            "# HELP clawgate_upstream_up Fronting mode: 1 when the upstream answered the last connect or probe.\n# TYPE clawgate_upstream_up gauge\nclawgate_upstream_up {}\n# HELP clawgate_upstream_probes_total Fronting mode: readiness probes made (one upstream connection each).\n# TYPE clawgate_upstream_probes_total counter\nclawgate_upstream_probes_total {}\n",
+            u8::from(self.is_up()),
+            self.probes.load(Ordering::Relaxed)
+        )
+    }
+
     /// `http://host:port` (or `https://`) of the upstream: where its
     /// Control UI and plugin surfaces are served.
     pub fn http_origin(&self) -> String {
@@ -258,16 +270,41 @@ impl Upstream {
         format!("{scheme}://{host}:{}", self.endpoint.port)
     }
 
-    /// Probes the upstream with a TCP connect (no WebSocket handshake: the
-    /// upstream does no work for it) and records the result.
+    /// Probes the upstream and records the result: a WebSocket upgrade
+    /// and its `connect.challenge` (the upstream does no auth work for it),
+    /// then a close. A TCP connect alone would call a hung upstream, or a
+    /// proxy in front of a stopped one, up.
     pub async fn probe(&self) -> bool {
-        let addr = (self.endpoint.host.as_str(), self.endpoint.port);
-        let ok = matches!(
-            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-                .await,
-            Ok(Ok(_))
-        );
+        self.probes.fetch_add(1, Ordering::Relaxed);
+        let ok = tokio::time::timeout(Duration::from_secs(2), self.challenge())
+            .await
+            .unwrap_or(false);
         self.set_up(ok);
+        ok
+    }
+
+    async fn challenge(&self) -> bool {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .max_message_size(Some(64 * 1024));
+        let Ok(mut ws) =
+            clawgate_client::open_socket(&self.endpoint, self.pin().as_ref(), config).await
+        else {
+            return false;
+        };
+        let ok = loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let head = clawgate_protocol::frames::FrameHead::parse(t.as_str());
+                    break head.is_some_and(|h| h.is_event() && h.event.as_deref() == Some("connect.challenge"));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => break false,
+            }
+        };
+        let _ = ws.close(None).await;
         ok
     }
 }

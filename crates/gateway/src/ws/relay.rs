@@ -130,9 +130,13 @@ impl Relay<'_> {
                         Some(Ok(m)) => m,
                         Some(Err(e)) => {
                             debug!(error = %e, "upstream socket failed");
+                            self.upstream_lost();
                             break Some((close_code::SERVICE_RESTART, UPSTREAM_CLOSED.to_string()));
                         }
-                        None => break Some((close_code::SERVICE_RESTART, UPSTREAM_CLOSED.to_string())),
+                        None => {
+                            self.upstream_lost();
+                            break Some((close_code::SERVICE_RESTART, UPSTREAM_CLOSED.to_string()));
+                        }
                     };
                     match message {
                         Message::Text(text) => match Self::pass_to_client(conn, text, &mut seq).await {
@@ -144,6 +148,9 @@ impl Relay<'_> {
                                 .map(|f| (u16::from(f.code), f.reason.to_string()))
                                 .unwrap_or((1005, String::new()));
                             debug!(code, reason = %why, "upstream closed a relayed socket");
+                            if code == close_code::SERVICE_RESTART || code == 1006 {
+                                self.upstream_lost();
+                            }
                             if code == close_code::SESSION_INVALIDATED {
                                 // The upstream removed or rotated clawgate's
                                 // own identity: its token may be stale.
@@ -288,6 +295,18 @@ impl Relay<'_> {
             }
         }
         conn.send_message(Message::Text(text)).await.map_err(|_| ())
+    }
+
+    /// The upstream dropped the socket or is restarting: it counts as down
+    /// (`/readyz` 503) until a probe, made now, says otherwise.
+    fn upstream_lost(&self) {
+        if let Some(up) = self.state.upstream() {
+            up.set_up(false);
+            let up = up.clone();
+            tokio::spawn(async move {
+                up.probe().await;
+            });
+        }
     }
 
     /// An audit row for a relayed call that uses `operator.admin`.
