@@ -26,18 +26,9 @@ fi
 # shellcheck source=node24.sh
 source "$ROOT/scripts/node24.sh"
 use_node24
-if [ ! -f "$CACHE/node_modules/openclaw/package.json" ] ||
-   ! grep -q "\"version\": \"$OPENCLAW_VERSION\"" "$CACHE/node_modules/openclaw/package.json"; then
-  echo "installing openclaw@$OPENCLAW_VERSION into $CACHE"
-  npm install --prefix "$CACHE" --no-audit --no-fund --silent --ignore-scripts "openclaw@$OPENCLAW_VERSION" >/dev/null
-fi
-OPENCLAW="$CACHE/node_modules/.bin/openclaw"
+ensure_openclaw "$OPENCLAW_VERSION"
 # The device client that creates real pairing requests.
-if ! python3 -c 'import websockets, cryptography' 2>/dev/null; then
-  echo "installing the Python websockets and cryptography packages"
-  python3 -m pip install --quiet websockets cryptography 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages websockets cryptography
-fi
+ensure_python_ws
 
 cargo build --quiet -p clawgate
 cargo build --quiet -p clawgate-client --example bounded_retry

@@ -12,8 +12,9 @@ fi
 # Integration tests bind extra loopback source addresses (127.0.0.x) and
 # need nothing else from the system. The browser tests need Debian's
 # chromium, Node and the npm packages of ui/tests (scripts/ui-test.sh
-# installs them when missing). The interop suite needs Node 24 and the real
-# openclaw package; scripts/interop.sh installs both into a cache.
+# installs them when missing). The interop and fronting suites need Node 24
+# and the real openclaw package; scripts/interop.sh and scripts/fronting.sh
+# install both into a cache.
 
 export CARGO_TERM_COLOR=never
 # Snapshots are reviewed and committed; a missing or changed one fails.
@@ -35,3 +36,6 @@ bash scripts/ui-test.sh
 
 echo "== interop smoke (real openclaw CLI against clawgate)"
 bash scripts/interop.sh
+
+echo "== fronting (clawgate in front of a real OpenClaw gateway)"
+bash scripts/fronting.sh

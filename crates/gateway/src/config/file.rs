@@ -276,11 +276,21 @@ fn array_index_error(key: &str, array_parts: &[&str], len: usize) -> ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::test_support::file_with;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
     const TOKEN: &str = "s3cret-token-value-9f2b";
+
+    /// A document as if read from a temp state dir (kept alive by the guard).
+    fn file_with(doc: serde_json::Value) -> (ConfigFile, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile {
+            path: dir.path().join(CONFIG_FILE_NAME),
+            doc,
+            existed: true,
+        };
+        (file, dir)
+    }
 
     #[test]
     fn missing_file_is_an_empty_document() {

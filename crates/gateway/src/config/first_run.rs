@@ -55,7 +55,8 @@ pub fn ensure_first_run_token(
 mod tests {
     use super::*;
     use crate::config::resolve::resolve;
-    use crate::config::test_support::{env_token, file_with};
+    use crate::config::resolve::env_token;
+    use crate::config::test_support::file_with;
     use crate::config::types::CONFIG_FILE_NAME;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;

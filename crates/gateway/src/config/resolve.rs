@@ -63,6 +63,15 @@ impl EnvOverrides {
     }
 }
 
+/// The environment with a shared token set (for tests).
+#[cfg(test)]
+pub(crate) fn env_token(t: &str) -> EnvOverrides {
+    EnvOverrides {
+        token: Some(Secret::new(t)),
+        password: None,
+    }
+}
+
 /// Resolves and validates the configuration.
 pub fn resolve(
     file: &ConfigFile,

@@ -1,10 +1,8 @@
 //! Helpers the config unit tests share (compiled for tests only).
 
-use clawgate_protocol::Secret;
 use serde_json::Value;
 
 use super::file::ConfigFile;
-use super::resolve::EnvOverrides;
 use super::types::CONFIG_FILE_NAME;
 
 /// A config file holding `doc`, as if read from a temp state dir (kept
@@ -17,12 +15,4 @@ pub(crate) fn file_with(doc: Value) -> (ConfigFile, tempfile::TempDir) {
         existed: true,
     };
     (file, dir)
-}
-
-/// The environment with a shared token set.
-pub(crate) fn env_token(t: &str) -> EnvOverrides {
-    EnvOverrides {
-        token: Some(Secret::new(t)),
-        password: None,
-    }
 }

@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::test_support::{env_token, file_with};
+use crate::config::resolve::env_token;
+use crate::config::test_support::file_with;
 use crate::config::types::AuthMode;
 use serde_json::json;
 use std::time::Duration;
