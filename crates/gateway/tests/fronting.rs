@@ -388,7 +388,19 @@ async fn an_unpaired_front_says_so_and_the_wrong_secret_never_reaches_the_upstre
     );
     // A wrong secret at clawgate's door: refused by clawgate, and the
     // upstream sees no connection at all.
-    let before = testkit::open_connections(&upstream.state);
+    // (Readiness probes open and close sockets upstream without a connect:
+    // what must not move is the upstream's count of connects it answered.)
+    let answered = |state: &clawgate_gateway::GatewayState| -> Vec<String> {
+        testkit::metrics_text(state)
+            .lines()
+            .filter(|l| {
+                l.starts_with("clawgate_handshakes_total")
+                    || l.starts_with("clawgate_auth_failures_total{")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let before = answered(&upstream.state);
     for _ in 0..5 {
         let mut c = front.client().await;
         let res = c
@@ -405,7 +417,8 @@ async fn an_unpaired_front_says_so_and_the_wrong_secret_never_reaches_the_upstre
         .connect_with(cli_params(UPSTREAM_TOKEN, &["operator.read"]))
         .await;
     assert_eq!(res["ok"], false, "{res}");
-    assert_eq!(testkit::open_connections(&upstream.state), before);
+    assert_eq!(answered(&upstream.state), before);
+    assert_eq!(testkit::sessions(&upstream.state), 0);
 }
 
 #[tokio::test]

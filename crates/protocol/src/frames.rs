@@ -268,6 +268,31 @@ impl<'a> FrameHead<'a> {
     }
 }
 
+/// A response frame read without decoding its payload (kept as raw JSON
+/// text borrowed from the frame): what a relay needs from a large answer
+/// such as an upstream's `hello-ok`.
+#[derive(Debug, Deserialize)]
+pub struct RawResponse<'a> {
+    #[serde(borrow)]
+    pub id: std::borrow::Cow<'a, str>,
+    pub ok: bool,
+    #[serde(borrow, default)]
+    pub payload: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    pub error: Option<ErrorShape>,
+}
+
+impl<'a> RawResponse<'a> {
+    /// Reads a response frame (`None`: not one).
+    pub fn parse(text: &'a str) -> Option<RawResponse<'a>> {
+        let head = FrameHead::parse(text)?;
+        if head.kind.as_deref() != Some("res") {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+}
+
 /// `text` (an event frame) with its `seq` replaced by `seq`; `None` when
 /// it is not a JSON object.
 pub fn with_seq(text: &str, seq: u64) -> Option<String> {

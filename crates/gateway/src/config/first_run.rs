@@ -54,8 +54,8 @@ pub fn ensure_first_run_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::resolve::resolve;
     use crate::config::resolve::env_token;
+    use crate::config::resolve::resolve;
     use crate::config::test_support::file_with;
     use crate::config::types::CONFIG_FILE_NAME;
     use serde_json::json;

@@ -12,8 +12,13 @@
 //!   HTTP proxy serves them); any other URL naming the upstream is dropped,
 //!   so the upstream's address is never shown.
 
+use std::borrow::Cow;
+
 use clawgate_protocol::wire::HelloAuth;
 use clawgate_protocol::{MAX_BUFFERED_BYTES, MAX_PAYLOAD_BYTES};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::Upstream;
@@ -33,66 +38,175 @@ pub struct Local<'a> {
     pub session_key: u64,
 }
 
-/// Merges `upstream_hello` (the upstream's `hello-ok` payload) with
-/// clawgate's parts.
-pub fn merge(up: &Upstream, mut hello: Value, local: Local<'_>) -> Value {
-    let Some(obj) = hello.as_object_mut() else {
-        return hello;
-    };
-    if let Some(server) = obj.get_mut("server").and_then(Value::as_object_mut) {
-        server.insert("connId".into(), json!(local.conn_id));
-    }
-    if let Some(features) = obj.get_mut("features").and_then(Value::as_object_mut) {
-        add_names(features, "methods", local.methods);
-        add_names(features, "events", local.events);
-    }
-    obj.insert(
-        "auth".into(),
-        serde_json::to_value(&local.auth).unwrap_or(Value::Null),
-    );
-    let policy = obj
-        .entry("policy")
-        .or_insert_with(|| json!({}))
-        .as_object_mut();
-    if let Some(policy) = policy {
-        tighten(policy, "maxPayload", MAX_PAYLOAD_BYTES as u64);
-        tighten(policy, "maxBufferedBytes", MAX_BUFFERED_BYTES as u64);
-        policy.insert("tickIntervalMs".into(), json!(local.tick_interval_ms));
-    }
-    let origin = up.http_origin();
-    if let Some(surfaces) = obj
-        .get_mut("pluginSurfaceUrls")
-        .and_then(Value::as_object_mut)
-    {
-        surfaces.retain(|_, url| {
-            let Some(text) = url.as_str() else {
-                return true;
-            };
-            if !text.contains(&origin) {
-                return true;
+/// One top-level field of the merged `hello-ok`: the upstream's text as it
+/// came, or a value clawgate rebuilt.
+enum Field<'a> {
+    Raw(&'a RawValue),
+    Built(Value),
+}
+
+/// The merged `hello-ok` payload: the upstream's top-level fields in their
+/// order, serialized without decoding the large ones (`snapshot`, most of
+/// `features`) at all.
+pub struct Merged<'a>(Vec<(Cow<'a, str>, Field<'a>)>);
+
+impl Serialize for Merged<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (key, field) in &self.0 {
+            match field {
+                Field::Raw(raw) => map.serialize_entry(key, raw)?,
+                Field::Built(value) => map.serialize_entry(key, value)?,
             }
-            match (token_in_url(text, &origin), &local.public_origin) {
-                (Some(token), Some(public)) => {
-                    up.caps.grant(token, local.session_key);
-                    *url = json!(format!("{public}{CAP_PREFIX}{token}"));
-                    true
-                }
-                _ => false,
-            }
-        });
-    }
-    // A Control UI URL on the upstream's own origin would send the client
-    // around clawgate.
-    for key in ["controlUiUrl"] {
-        if obj
-            .get(key)
-            .and_then(Value::as_str)
-            .is_some_and(|u| u.contains(&origin))
-        {
-            obj.remove(key);
         }
+        map.end()
     }
-    hello
+}
+
+/// Merges the upstream's `hello-ok` payload (`upstream_hello`, raw JSON)
+/// with clawgate's parts. `None` when it is not a JSON object.
+pub fn merge<'a>(up: &Upstream, upstream_hello: &'a str, local: Local<'_>) -> Option<Merged<'a>> {
+    let fields: Vec<(Cow<'a, str>, &'a RawValue)> =
+        serde_json::from_str::<OrderedRaw<'a>>(upstream_hello)
+            .ok()?
+            .0;
+    let origin = up.http_origin();
+    let mut out = Vec::with_capacity(fields.len() + 2);
+    let mut has_auth = false;
+    let mut has_policy = false;
+    for (key, raw) in fields {
+        let field = match key.as_ref() {
+            "server" => {
+                let mut server: Map<String, Value> = serde_json::from_str(raw.get()).ok()?;
+                server.insert("connId".into(), json!(local.conn_id));
+                Field::Built(Value::Object(server))
+            }
+            "features" => match features(raw, &local) {
+                Some(v) => Field::Built(v),
+                None => Field::Raw(raw),
+            },
+            "auth" => {
+                has_auth = true;
+                Field::Built(serde_json::to_value(&local.auth).unwrap_or(Value::Null))
+            }
+            "policy" => {
+                has_policy = true;
+                let policy: Map<String, Value> =
+                    serde_json::from_str(raw.get()).unwrap_or_default();
+                Field::Built(Value::Object(tightened(policy, local.tick_interval_ms)))
+            }
+            "pluginSurfaceUrls" => {
+                let mut surfaces: Map<String, Value> =
+                    serde_json::from_str(raw.get()).unwrap_or_default();
+                rewrite_surfaces(up, &mut surfaces, &origin, &local);
+                Field::Built(Value::Object(surfaces))
+            }
+            // A Control UI URL on the upstream's own origin would send the
+            // client around clawgate.
+            "controlUiUrl" if raw.get().contains(&origin) => continue,
+            _ => Field::Raw(raw),
+        };
+        out.push((key, field));
+    }
+    if !has_auth {
+        out.push((
+            Cow::Borrowed("auth"),
+            Field::Built(serde_json::to_value(&local.auth).unwrap_or(Value::Null)),
+        ));
+    }
+    if !has_policy {
+        out.push((
+            Cow::Borrowed("policy"),
+            Field::Built(Value::Object(tightened(Map::new(), local.tick_interval_ms))),
+        ));
+    }
+    Some(Merged(out))
+}
+
+/// A JSON object's fields in order, values left as raw text.
+struct OrderedRaw<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for OrderedRaw<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = OrderedRaw<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedRaw(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// `features` with clawgate's methods and events added, or `None` when the
+/// upstream already lists them all (then its text is kept as it came).
+fn features(raw: &RawValue, local: &Local<'_>) -> Option<Value> {
+    // Borrowed names, no allocation per name (names with escapes fail
+    // this and take the full path below).
+    #[derive(serde::Deserialize)]
+    struct Names<'a> {
+        #[serde(borrow, default)]
+        methods: Vec<&'a str>,
+        #[serde(borrow, default)]
+        events: Vec<&'a str>,
+    }
+    let missing = |have: &[&str], ours: &[&str]| ours.iter().any(|o| !have.contains(o));
+    if let Ok(names) = serde_json::from_str::<Names<'_>>(raw.get())
+        && !missing(&names.methods, local.methods)
+        && !missing(&names.events, local.events)
+    {
+        return None;
+    }
+    let mut features: Map<String, Value> = serde_json::from_str(raw.get()).ok()?;
+    add_names(&mut features, "methods", local.methods);
+    add_names(&mut features, "events", local.events);
+    Some(Value::Object(features))
+}
+
+/// Capability URLs on the upstream's origin rewritten to clawgate's origin
+/// and granted to the session; other URLs naming the upstream dropped.
+fn rewrite_surfaces(
+    up: &Upstream,
+    surfaces: &mut Map<String, Value>,
+    origin: &str,
+    local: &Local<'_>,
+) {
+    surfaces.retain(|_, url| {
+        let Some(text) = url.as_str() else {
+            return true;
+        };
+        if !text.contains(origin) {
+            return true;
+        }
+        match (token_in_url(text, origin), &local.public_origin) {
+            (Some(token), Some(public)) => {
+                up.caps.grant(token, local.session_key);
+                *url = json!(format!("{public}{CAP_PREFIX}{token}"));
+                true
+            }
+            _ => false,
+        }
+    });
+}
+
+/// The policy with the tighter frame and buffer limits and clawgate's
+/// tick interval.
+fn tightened(mut policy: Map<String, Value>, tick_interval_ms: u64) -> Map<String, Value> {
+    tighten(&mut policy, "maxPayload", MAX_PAYLOAD_BYTES as u64);
+    tighten(&mut policy, "maxBufferedBytes", MAX_BUFFERED_BYTES as u64);
+    policy.insert("tickIntervalMs".into(), json!(tick_interval_ms));
+    policy
 }
 
 /// Appends the names in `ours` that `features[key]` lacks.

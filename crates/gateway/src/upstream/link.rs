@@ -9,7 +9,7 @@ use std::time::Duration;
 use clawgate_client::{ClientError, Ws, open_socket};
 use clawgate_protocol::connect::{ClientInfo, ConnectAuth, ConnectParams, DeviceProof};
 use clawgate_protocol::device_auth::{PayloadFields, payload_v3};
-use clawgate_protocol::frames::{ErrorShape, ServerFrame};
+use clawgate_protocol::frames::{ErrorShape, RawResponse, ServerFrame};
 use clawgate_protocol::{MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, catalogue};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -34,10 +34,11 @@ pub struct LinkParams<'a> {
 }
 
 /// An open, authenticated upstream socket and the upstream's `hello-ok`
-/// payload.
+/// payload (raw JSON text: it is large, and only a few of its fields are
+/// changed, see `upstream::hello`).
 pub struct Link {
     pub ws: Ws,
-    pub hello: Value,
+    pub hello: String,
 }
 
 /// Why no upstream socket could be opened.
@@ -73,7 +74,8 @@ impl LinkError {
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0)
+        // Relayed frames are fed, then flushed once per batch.
+        .write_buffer_size(4096)
         .max_message_size(Some(MAX_PAYLOAD_BYTES))
         .max_frame_size(Some(MAX_PAYLOAD_BYTES))
 }
@@ -148,11 +150,12 @@ async fn handshake(
     ws: &mut Ws,
     creds: &super::Credentials,
     p: &LinkParams<'_>,
-) -> Result<Value, LinkError> {
+) -> Result<String, LinkError> {
     let lost = |_| LinkError::Unavailable("closed during the handshake".into());
     let (nonce, ts) = loop {
-        match next_frame(ws).await.map_err(lost)? {
-            ServerFrame::Event(e) if e.event == "connect.challenge" => {
+        let text = next_text(ws).await.map_err(lost)?;
+        match serde_json::from_str::<ServerFrame>(&text) {
+            Ok(ServerFrame::Event(e)) if e.event == "connect.challenge" => {
                 let payload = e.payload.unwrap_or(Value::Null);
                 let nonce = payload.get("nonce").and_then(Value::as_str).unwrap_or("");
                 if nonce.is_empty() {
@@ -223,18 +226,23 @@ async fn handshake(
         .await
         .map_err(|_| LinkError::Unavailable("closed during the handshake".into()))?;
     loop {
-        match next_frame(ws).await.map_err(lost)? {
-            ServerFrame::Response(r) if r.id == "clawgate-connect" => {
-                if r.ok {
-                    return Ok(r.payload.unwrap_or(Value::Null));
-                }
-                let error = r
-                    .error
-                    .unwrap_or_else(|| ErrorShape::new("UNAVAILABLE", ""));
-                return Err(refusal(&error));
-            }
-            _ => continue,
+        let text = next_text(ws).await.map_err(lost)?;
+        let Some(r) = RawResponse::parse(&text) else {
+            continue;
+        };
+        if r.id != "clawgate-connect" {
+            continue;
         }
+        if r.ok {
+            return match r.payload {
+                Some(hello) => Ok(hello.get().to_string()),
+                None => Err(LinkError::Unavailable("hello-ok without a payload".into())),
+            };
+        }
+        let error = r
+            .error
+            .unwrap_or_else(|| ErrorShape::new("UNAVAILABLE", ""));
+        return Err(refusal(&error));
     }
 }
 
@@ -268,11 +276,11 @@ fn refusal(error: &ErrorShape) -> LinkError {
     }
 }
 
-/// The next protocol frame during the handshake.
-async fn next_frame(ws: &mut Ws) -> Result<ServerFrame, ()> {
+/// The next text frame during the handshake.
+async fn next_text(ws: &mut Ws) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, ()> {
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).map_err(|_| ()),
+            Some(Ok(Message::Text(t))) => return Ok(t),
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(()),
             Some(Ok(_)) => continue,
         }

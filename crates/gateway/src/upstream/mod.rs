@@ -298,7 +298,9 @@ impl Upstream {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) => {
                     let head = clawgate_protocol::frames::FrameHead::parse(t.as_str());
-                    break head.is_some_and(|h| h.is_event() && h.event.as_deref() == Some("connect.challenge"));
+                    break head.is_some_and(|h| {
+                        h.is_event() && h.event.as_deref() == Some("connect.challenge")
+                    });
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 _ => break false,

@@ -79,9 +79,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.ws.send(Message::Text(text.into())).await
     }
 
-    /// Sends one message as it is (a relayed frame, without a copy).
-    pub async fn send_message(&mut self, message: Message) -> Result<(), WsError> {
-        self.ws.send(message).await
+    /// Queues one message as it is (a relayed frame, without a copy),
+    /// without flushing; an error when the socket is gone.
+    pub async fn feed_message(&mut self, message: Message) -> Result<(), WsError> {
+        self.ws.feed(message).await
+    }
+
+    /// Writes out everything queued.
+    pub async fn flush(&mut self) -> Result<(), WsError> {
+        self.ws.flush().await
     }
 
     /// Queues a frame without flushing: it goes out with the next send or

@@ -360,10 +360,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             request,
             auth,
             &self.conn_id,
-            link.hello,
+            &link.hello,
             public_origin,
             key,
-        );
+        )
+        .ok_or_else(|| {
+            let e = link::LinkError::Unavailable("hello-ok is not a JSON object".into());
+            (e.to_error(), e.label(), close_code::TRY_AGAIN_LATER)
+        })?;
         Ok((hello, link.ws))
     }
 

@@ -149,10 +149,10 @@ pub(crate) fn relayed_hello_ok(
     request: &Request,
     auth: &Authenticated,
     conn_id: &str,
-    upstream_hello: Value,
+    upstream_hello: &str,
     public_origin: Option<String>,
     session_key: u64,
-) -> String {
+) -> Option<String> {
     /// clawgate's own methods a relayed client may call (answered locally).
     const OWN_METHODS: &[&str] = &[
         "device.pair.list",
@@ -164,7 +164,7 @@ pub(crate) fn relayed_hello_ok(
         "device.token.revoke",
         "audit.list",
     ];
-    let hello = crate::upstream::hello::merge(
+    let merged = crate::upstream::hello::merge(
         up,
         upstream_hello,
         crate::upstream::hello::Local {
@@ -176,6 +176,6 @@ pub(crate) fn relayed_hello_ok(
             public_origin,
             session_key,
         },
-    );
-    Response::ok_json(&request.id, &hello)
+    )?;
+    Some(Response::ok_json(&request.id, &merged))
 }

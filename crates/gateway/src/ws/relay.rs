@@ -29,11 +29,11 @@ use clawgate_protocol::frames::{
     ErrorShape, FrameHead, Response, event_json_with_seq, parse_request, with_seq,
 };
 use clawgate_protocol::wire::AuditAction;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::debug;
 
 use crate::rpc::{self, Refusal};
@@ -57,6 +57,13 @@ pub(crate) struct Relay<'a> {
     pub receiver: &'a mut ConnReceiver,
     pub upstream: Ws,
 }
+
+/// Frames relayed per wakeup before the other side gets a turn.
+const BATCH: usize = 64;
+
+/// How a relayed session ends: `Some((code, reason))` closes the client
+/// with it; `None`: the client's socket is already closed or gone.
+type End = Option<(u16, String)>;
 
 /// What a relayed session's loop does next.
 enum Step {
@@ -110,57 +117,13 @@ impl Relay<'_> {
                 }
                 incoming = conn.next() => {
                     awaiting_pong = false;
-                    let message = match incoming {
-                        None | Some(Ok(Message::Close(_))) => break None,
-                        Some(Err(err)) => {
-                            if is_oversize(&err) {
-                                conn.close(close_code::MESSAGE_TOO_BIG, "").await;
-                            }
-                            break None;
-                        }
-                        Some(Ok(m)) => m,
-                    };
-                    match self.client_frame(conn, message).await {
-                        Step::Continue => {}
-                        Step::Stop => break None,
+                    if let Some(end) = self.from_client(conn, incoming).await {
+                        break end;
                     }
                 }
                 frame = self.upstream.next() => {
-                    let message = match frame {
-                        Some(Ok(m)) => m,
-                        Some(Err(e)) => {
-                            debug!(error = %e, "upstream socket failed");
-                            self.upstream_lost();
-                            break Some((close_code::SERVICE_RESTART, UPSTREAM_CLOSED.to_string()));
-                        }
-                        None => {
-                            self.upstream_lost();
-                            break Some((close_code::SERVICE_RESTART, UPSTREAM_CLOSED.to_string()));
-                        }
-                    };
-                    match message {
-                        Message::Text(text) => match Self::pass_to_client(conn, text, &mut seq).await {
-                            Ok(()) => {}
-                            Err(()) => break None,
-                        },
-                        Message::Close(frame) => {
-                            let (code, why) = frame
-                                .map(|f| (u16::from(f.code), f.reason.to_string()))
-                                .unwrap_or((1005, String::new()));
-                            debug!(code, reason = %why, "upstream closed a relayed socket");
-                            if code == close_code::SERVICE_RESTART || code == 1006 {
-                                self.upstream_lost();
-                            }
-                            if code == close_code::SESSION_INVALIDATED {
-                                // The upstream removed or rotated clawgate's
-                                // own identity: its token may be stale.
-                                if let Some(up) = self.state.upstream() {
-                                    let _ = up.reload_credentials();
-                                }
-                            }
-                            break Some((close_code::SERVICE_RESTART, UPSTREAM_CLOSED.to_string()));
-                        }
-                        _ => {}
+                    if let Some(end) = self.from_upstream(conn, frame, &mut seq).await {
+                        break end;
                     }
                 }
             }
@@ -176,6 +139,122 @@ impl Relay<'_> {
             })),
         )
         .await;
+    }
+
+    /// Frames from the client: `first`, then whatever else has already
+    /// arrived (up to [`BATCH`]), relayed with one flush upstream.
+    /// `Some(end)`: the session ends (with this close for the client).
+    async fn from_client<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Connection<S>,
+        first: Option<Result<Message, WsError>>,
+    ) -> Option<End> {
+        let mut next = first;
+        let mut end = None;
+        for _ in 0..BATCH {
+            let message = match next {
+                None | Some(Ok(Message::Close(_))) => {
+                    end = Some(None);
+                    break;
+                }
+                Some(Err(err)) => {
+                    if is_oversize(&err) {
+                        conn.close(close_code::MESSAGE_TOO_BIG, "").await;
+                    }
+                    end = Some(None);
+                    break;
+                }
+                Some(Ok(m)) => m,
+            };
+            if let Step::Stop = self.client_frame(conn, message).await {
+                end = Some(None);
+                break;
+            }
+            match conn.next().now_or_never() {
+                Some(m) => next = m,
+                None => break,
+            }
+        }
+        if self.upstream.flush().await.is_err() && end.is_none() {
+            self.upstream_lost();
+            return Some(Some((
+                close_code::SERVICE_RESTART,
+                UPSTREAM_CLOSED.to_string(),
+            )));
+        }
+        end
+    }
+
+    /// Frames from the upstream: `first`, then whatever else has already
+    /// arrived (up to [`BATCH`]), passed on with one flush to the client.
+    async fn from_upstream<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Connection<S>,
+        first: Option<Result<Message, WsError>>,
+        seq: &mut u64,
+    ) -> Option<End> {
+        let mut next = first;
+        let mut end = None;
+        for _ in 0..BATCH {
+            let message = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    debug!(error = %e, "upstream socket failed");
+                    self.upstream_lost();
+                    end = Some(Some((
+                        close_code::SERVICE_RESTART,
+                        UPSTREAM_CLOSED.to_string(),
+                    )));
+                    break;
+                }
+                None => {
+                    self.upstream_lost();
+                    end = Some(Some((
+                        close_code::SERVICE_RESTART,
+                        UPSTREAM_CLOSED.to_string(),
+                    )));
+                    break;
+                }
+            };
+            match message {
+                Message::Text(text) => {
+                    if Self::pass_to_client(conn, text, seq).await.is_err() {
+                        end = Some(None);
+                        break;
+                    }
+                }
+                Message::Close(frame) => {
+                    let (code, why) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    debug!(code, reason = %why, "upstream closed a relayed socket");
+                    if code == close_code::SERVICE_RESTART || code == 1006 {
+                        self.upstream_lost();
+                    }
+                    if code == close_code::SESSION_INVALIDATED {
+                        // The upstream removed or rotated clawgate's own
+                        // identity: its token may be stale.
+                        if let Some(up) = self.state.upstream() {
+                            let _ = up.reload_credentials();
+                        }
+                    }
+                    end = Some(Some((
+                        close_code::SERVICE_RESTART,
+                        UPSTREAM_CLOSED.to_string(),
+                    )));
+                    break;
+                }
+                _ => {}
+            }
+            match self.upstream.next().now_or_never() {
+                Some(m) => next = m,
+                None => break,
+            }
+        }
+        if conn.flush().await.is_err() {
+            return Some(None);
+        }
+        end
     }
 
     /// One frame from the client.
@@ -233,7 +312,8 @@ impl Relay<'_> {
                     m => m,
                 };
                 self.state.metrics.relayed();
-                match self.upstream.send(message).await {
+                // Flushed once per batch (`from_client`).
+                match self.upstream.feed(message).await {
                     Ok(()) => Step::Continue,
                     Err(_) => {
                         conn.close(close_code::SERVICE_RESTART, UPSTREAM_CLOSED)
@@ -291,10 +371,12 @@ impl Relay<'_> {
                 let Some(renumbered) = with_seq(text.as_str(), *seq) else {
                     return Ok(());
                 };
-                return conn.send_text(renumbered).await.map_err(|_| ());
+                conn.feed(Message::Text(renumbered.into())).await;
+                return Ok(());
             }
         }
-        conn.send_message(Message::Text(text)).await.map_err(|_| ())
+        // Flushed once per batch (`from_upstream`).
+        conn.feed_message(Message::Text(text)).await.map_err(|_| ())
     }
 
     /// The upstream dropped the socket or is restarting: it counts as down
