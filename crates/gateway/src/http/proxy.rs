@@ -53,8 +53,6 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::Response;
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::http::headers::{refuse, security_headers};
@@ -229,14 +227,7 @@ pub(crate) struct UpstreamProxy {
     origin: String,
     /// `host:port` as it would appear in a URL.
     authority: String,
-    tls: Option<(
-        tokio_rustls::TlsConnector,
-        tokio_rustls::rustls::pki_types::ServerName<'static>,
-    )>,
 }
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 impl UpstreamProxy {
     pub(crate) fn new(upstream: Arc<Upstream>) -> UpstreamProxy {
@@ -245,26 +236,10 @@ impl UpstreamProxy {
             .split_once("://")
             .map(|(_, a)| a.to_string())
             .unwrap_or_default();
-        let tls = upstream.endpoint.is_tls().then(|| {
-            let pin = upstream
-                .config
-                .tls_fingerprint
-                .map(clawgate_client::Fingerprint);
-            let config = clawgate_client::tls::client_config(pin.as_ref());
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(
-                upstream.endpoint.host.clone(),
-            )
-            .unwrap_or_else(|_| {
-                tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")
-                    .expect("a valid name")
-            });
-            (tokio_rustls::TlsConnector::from(config), name)
-        });
         UpstreamProxy {
             upstream,
             origin,
             authority,
-            tls,
         }
     }
 
@@ -326,23 +301,15 @@ impl UpstreamProxy {
         &self,
         req: Request<Body>,
     ) -> Result<Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
-        let addr = (
-            self.upstream.endpoint.host.as_str(),
-            self.upstream.endpoint.port,
-        );
-        // Up only once it answers (see `forward`): a TCP connect alone
-        // would call a hung upstream, or a proxy before a stopped one, up.
-        let tcp = match TcpStream::connect(addr).await {
-            Ok(tcp) => tcp,
+        // TCP (and pinned TLS for https), as the relay opens it. Up only
+        // once it answers (see `forward`): a TCP connect alone would call a
+        // hung upstream, or a proxy before a stopped one, up.
+        let io = match self.upstream.transport().await {
+            Ok(io) => io,
             Err(err) => {
                 self.upstream.set_up(false);
                 return Err(err.into());
             }
-        };
-        let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = match &self.tls {
-            Some((connector, name)) => Box::new(connector.connect(name.clone(), tcp).await?),
-            None => Box::new(tcp),
         };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {

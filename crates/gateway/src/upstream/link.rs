@@ -6,7 +6,11 @@
 
 use std::time::Duration;
 
-use clawgate_client::{ClientError, Ws, open_socket};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+
+use super::transport::{HandshakeIo, Io};
 use clawgate_protocol::connect::{ClientInfo, ConnectAuth, ConnectParams, DeviceProof};
 use clawgate_protocol::device_auth::{PayloadFields, payload_v3};
 use clawgate_protocol::frames::{ErrorShape, RawResponse, ServerFrame};
@@ -33,11 +37,14 @@ pub struct LinkParams<'a> {
     pub display_name: Option<String>,
 }
 
+/// A relayed client's upstream socket.
+pub type UpstreamWs = WebSocketStream<HandshakeIo<Box<dyn Io>>>;
+
 /// An open, authenticated upstream socket and the upstream's `hello-ok`
 /// payload (raw JSON text: it is large, and only a few of its fields are
 /// changed, see `upstream::hello`).
 pub struct Link {
-    pub ws: Ws,
+    pub ws: UpstreamWs,
     pub hello: String,
 }
 
@@ -73,7 +80,7 @@ impl LinkError {
 /// and small buffers (one relayed client should cost little while idle).
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         // Relayed frames are fed, then flushed once per batch.
         .write_buffer_size(4096)
         .max_message_size(Some(MAX_PAYLOAD_BYTES))
@@ -105,33 +112,59 @@ pub async fn open(up: &Upstream, p: LinkParams<'_>, deadline: Instant) -> Result
         .await
         .map_err(|_| LinkError::Unavailable("too many connects in progress".into()))?
         .expect("the semaphore is never closed");
-    let opened = tokio::time::timeout_at(
-        deadline,
-        open_socket(&up.endpoint, up.pin().as_ref(), ws_config()),
-    )
-    .await;
-    let mut ws = match opened {
+    let transport = match tokio::time::timeout_at(deadline, up.transport()).await {
         Err(_) => return Err(LinkError::Unavailable("connect timed out".into())),
-        Ok(Err(ClientError::Rejected { status: 503, .. })) => {
-            return Err(LinkError::Unavailable("busy".into()));
-        }
-        Ok(Err(ClientError::Tls(msg))) => {
-            tracing::warn!(%msg, "upstream TLS handshake failed (check gateway.upstream.tlsFingerprint)");
-            up.set_up(false);
-            return Err(LinkError::Unavailable("TLS handshake failed".into()));
-        }
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "upstream connect failed");
             up.set_up(false);
-            return Err(LinkError::Unavailable("not reachable".into()));
+            let reason = if e
+                .get_ref()
+                .is_some_and(|i| i.is::<tokio_rustls::rustls::Error>())
+            {
+                tracing::warn!(error = %e, "upstream TLS handshake failed (check gateway.upstream.tlsFingerprint)");
+                "TLS handshake failed"
+            } else {
+                "not reachable"
+            };
+            return Err(LinkError::Unavailable(reason.into()));
         }
-        Ok(Ok(ws)) => ws,
+        Ok(Ok(t)) => t,
+    };
+    let request = up
+        .endpoint
+        .url()
+        .into_client_request()
+        .map_err(|_| LinkError::Unavailable("bad upstream URL".into()))?;
+    let upgraded = tokio::time::timeout_at(
+        deadline,
+        tokio_tungstenite::client_async_with_config(
+            request,
+            HandshakeIo::new(transport),
+            Some(ws_config()),
+        ),
+    )
+    .await;
+    let mut ws = match upgraded {
+        Err(_) => return Err(LinkError::Unavailable("connect timed out".into())),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp)))
+            if resp.status().as_u16() == 503 =>
+        {
+            return Err(LinkError::Unavailable("busy".into()));
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "upstream upgrade failed");
+            return Err(LinkError::Unavailable("upgrade refused".into()));
+        }
+        Ok(Ok((ws, _))) => ws,
     };
     let result = tokio::time::timeout_at(deadline, handshake(&mut ws, &creds, &p)).await;
     match result {
-        Ok(Ok(hello)) => {
+        Ok(Ok((hello, delivered))) => {
             up.set_up(true);
-            Ok(Link { ws, hello })
+            Ok(Link {
+                ws: shed_handshake_buffers(ws, delivered).await,
+                hello,
+            })
         }
         Ok(Err(e)) => {
             if matches!(e, LinkError::NotPaired(_)) {
@@ -144,16 +177,34 @@ pub async fn open(up: &Upstream, p: LinkParams<'_>, deadline: Instant) -> Result
     }
 }
 
+/// The socket after the handshake: when the codec holds no unread byte, a
+/// fresh codec over the same stream, without the buffer `hello-ok` grew
+/// (see `transport.rs`); otherwise the same codec.
+async fn shed_handshake_buffers(mut ws: UpstreamWs, delivered: u64) -> UpstreamWs {
+    if ws.get_ref().drained_after(delivered) {
+        let io = ws.into_inner().into_inner();
+        return WebSocketStream::from_raw_socket(
+            HandshakeIo::passthrough(io),
+            WsRole::Client,
+            Some(ws_config()),
+        )
+        .await;
+    }
+    ws.get_mut().set_passthrough();
+    ws
+}
+
 /// The upstream handshake: the challenge, clawgate's signed connect, the
-/// upstream's answer.
+/// upstream's answer (its raw payload) and how many messages were read.
 async fn handshake(
-    ws: &mut Ws,
+    ws: &mut UpstreamWs,
     creds: &super::Credentials,
     p: &LinkParams<'_>,
-) -> Result<String, LinkError> {
+) -> Result<(String, u64), LinkError> {
     let lost = |_| LinkError::Unavailable("closed during the handshake".into());
+    let mut delivered = 0u64;
     let (nonce, ts) = loop {
-        let text = next_text(ws).await.map_err(lost)?;
+        let text = next_text(ws, &mut delivered).await.map_err(lost)?;
         match serde_json::from_str::<ServerFrame>(&text) {
             Ok(ServerFrame::Event(e)) if e.event == "connect.challenge" => {
                 let payload = e.payload.unwrap_or(Value::Null);
@@ -226,7 +277,7 @@ async fn handshake(
         .await
         .map_err(|_| LinkError::Unavailable("closed during the handshake".into()))?;
     loop {
-        let text = next_text(ws).await.map_err(lost)?;
+        let text = next_text(ws, &mut delivered).await.map_err(lost)?;
         let Some(r) = RawResponse::parse(&text) else {
             continue;
         };
@@ -235,7 +286,7 @@ async fn handshake(
         }
         if r.ok {
             return match r.payload {
-                Some(hello) => Ok(hello.get().to_string()),
+                Some(hello) => Ok((hello.get().to_string(), delivered)),
                 None => Err(LinkError::Unavailable("hello-ok without a payload".into())),
             };
         }
@@ -276,10 +327,18 @@ fn refusal(error: &ErrorShape) -> LinkError {
     }
 }
 
-/// The next text frame during the handshake.
-async fn next_text(ws: &mut Ws) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, ()> {
+/// The next text frame during the handshake; `delivered` counts every
+/// message read.
+async fn next_text(
+    ws: &mut UpstreamWs,
+    delivered: &mut u64,
+) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, ()> {
     loop {
-        match ws.next().await {
+        let next = ws.next().await;
+        if matches!(next, Some(Ok(_))) {
+            *delivered += 1;
+        }
+        match next {
             Some(Ok(Message::Text(t))) => return Ok(t),
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(()),
             Some(Ok(_)) => continue,

@@ -14,6 +14,8 @@
 //! - `policy.rs`: which methods are relayed, answered by clawgate or
 //!   refused;
 //! - `hello.rs`: the client's `hello-ok` built from the upstream's;
+//! - `transport.rs`: the byte stream to the upstream (TCP, pinned TLS) and
+//!   the adapter that lets a relayed socket shed its handshake buffers;
 //! - `caps.rs`: capability paths (`pluginSurfaceUrls.canvas`) handed to
 //!   clients and checked by the HTTP proxy;
 //! - `admin_methods.rs`: the upstream methods that need `operator.admin`.
@@ -26,6 +28,7 @@ pub mod caps;
 pub mod hello;
 pub mod link;
 pub mod policy;
+pub mod transport;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -177,6 +180,8 @@ pub struct Upstream {
     probes: AtomicU64,
     /// Capability paths handed to relayed clients.
     pub caps: caps::Capabilities,
+    /// TLS for a `wss://` upstream.
+    tls: Option<transport::Tls>,
 }
 
 impl Upstream {
@@ -187,7 +192,12 @@ impl Upstream {
         let endpoint = Endpoint::parse(&config.url).expect("the config resolver checked the URL");
         let dir = identity_dir(state_dir);
         let credentials = load_credentials(&dir, &config.url);
+        let tls = endpoint.is_tls().then(|| {
+            let pin = config.tls_fingerprint.map(clawgate_client::Fingerprint);
+            transport::Tls::for_upstream(&endpoint.host, pin.as_ref())
+        });
         Arc::new(Upstream {
+            tls,
             config,
             endpoint,
             dir,

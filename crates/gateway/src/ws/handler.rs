@@ -74,7 +74,7 @@ struct Session {
     /// What the hub queued for this connection.
     receiver: ConnReceiver,
     /// Fronting mode: the client's own upstream socket.
-    upstream: Option<clawgate_client::Ws>,
+    upstream: Option<crate::upstream::link::UpstreamWs>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
@@ -310,7 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
         role: Role,
         auth: &Authenticated,
         key: u64,
-    ) -> Result<(String, clawgate_client::Ws), (ErrorShape, &'static str, u16)> {
+    ) -> Result<(String, crate::upstream::link::UpstreamWs), (ErrorShape, &'static str, u16)> {
         if role != Role::Operator {
             return Err((
                 catalogue::node_not_fronted(),

@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use clawgate_client::Ws;
+use crate::upstream::link::UpstreamWs;
 use clawgate_protocol::close_code;
 use clawgate_protocol::frames::{
     ErrorShape, FrameHead, Response, event_json_with_seq, parse_request, with_seq,
@@ -55,7 +55,7 @@ pub(crate) struct Relay<'a> {
     /// authenticated with.
     pub device_id: Option<&'a str>,
     pub receiver: &'a mut ConnReceiver,
-    pub upstream: Ws,
+    pub upstream: UpstreamWs,
 }
 
 /// Frames relayed per wakeup before the other side gets a turn.
