@@ -214,6 +214,11 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
             }
             None => println!("Dashboard: {http}"),
         }
+        if cfg.upstream.is_some() {
+            // What people open is clawgate's address, never the upstream's
+            // (a missing pairing is logged by the gateway at start).
+            println!("Fronting an OpenClaw gateway: its Control UI at {http}, clawgate's own at {http}clawgate/");
+        }
         let state = gateway.state();
         let reload_paths = paths.clone();
         tokio::spawn(reload_on_change(state, reload_paths, reload_overrides));

@@ -117,12 +117,12 @@ impl Relay<'_> {
                 }
                 incoming = conn.next() => {
                     awaiting_pong = false;
-                    if let Some(end) = self.from_client(conn, incoming).await {
+                    if let Some(end) = self.client_batch(conn, incoming).await {
                         break end;
                     }
                 }
                 frame = self.upstream.next() => {
-                    if let Some(end) = self.from_upstream(conn, frame, &mut seq).await {
+                    if let Some(end) = self.upstream_batch(conn, frame, &mut seq).await {
                         break end;
                     }
                 }
@@ -144,7 +144,7 @@ impl Relay<'_> {
     /// Frames from the client: `first`, then whatever else has already
     /// arrived (up to [`BATCH`]), relayed with one flush upstream.
     /// `Some(end)`: the session ends (with this close for the client).
-    async fn from_client<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn client_batch<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut Connection<S>,
         first: Option<Result<Message, WsError>>,
@@ -187,7 +187,7 @@ impl Relay<'_> {
 
     /// Frames from the upstream: `first`, then whatever else has already
     /// arrived (up to [`BATCH`]), passed on with one flush to the client.
-    async fn from_upstream<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn upstream_batch<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut Connection<S>,
         first: Option<Result<Message, WsError>>,
@@ -217,12 +217,13 @@ impl Relay<'_> {
                 }
             };
             match message {
-                Message::Text(text) => {
-                    if Self::pass_to_client(conn, text, seq).await.is_err() {
+                Message::Text(text) => match Self::pass_to_client(conn, text, seq).await {
+                    Ok(()) => {}
+                    Err(()) => {
                         end = Some(None);
                         break;
                     }
-                }
+                },
                 Message::Close(frame) => {
                     let (code, why) = frame
                         .map(|f| (u16::from(f.code), f.reason.to_string()))
@@ -312,7 +313,7 @@ impl Relay<'_> {
                     m => m,
                 };
                 self.state.metrics.relayed();
-                // Flushed once per batch (`from_client`).
+                // Flushed once per batch (`client_batch`).
                 match self.upstream.feed(message).await {
                     Ok(()) => Step::Continue,
                     Err(_) => {
@@ -375,7 +376,7 @@ impl Relay<'_> {
                 return Ok(());
             }
         }
-        // Flushed once per batch (`from_upstream`).
+        // Flushed once per batch (`upstream_batch`).
         conn.feed_message(Message::Text(text)).await.map_err(|_| ())
     }
 
