@@ -11,7 +11,12 @@ Per round (ROUNDS, default 3), with release builds:
            each client live in clawgate);
   storm    a 10,000-connect wrong-token storm at clawgate: upstream CPU
            during the storm vs the same time idle, and connections that
-           reached it.
+           reached it;
+  relay    clawgate's CPU per relayed request when the upstream is not the
+           bottleneck: the same front door over a standalone clawgate
+           upstream (OpenClaw answers a trivial call in ~150 us of its own
+           CPU, so against it clawgate mostly waits, and each relayed call
+           costs it two thread wake-ups).
 Prints one JSON line per measurement and a table of medians.
 
 usage: bench_fronting.py --openclaw BIN --clawgate BIN --bench BIN --work DIR [--rounds N]
@@ -74,6 +79,7 @@ def main():
     upstream = Upstream(a.openclaw, a.work, up_token)
     upstream.start()
     cg = Clawgate(a.clawgate, a.work, cg_token, upstream.url)
+    front = fast_proc = None
     try:
         r = asyncio.run(cg.cli("upstream", "pair", "--url", upstream.url, env={"CLAWGATE_UPSTREAM_TOKEN": up_token}))
         if r.returncode != 0:
@@ -81,6 +87,21 @@ def main():
         cg.start()
         up_pid = node_pid(upstream)
         results = {}
+        # A fast upstream for the relay's own cost: a standalone clawgate.
+        fast_dir = os.path.join(a.work, "fast")
+        os.makedirs(fast_dir, exist_ok=True)
+        fast = Clawgate(a.clawgate, fast_dir, rand_token("fast"), None)
+        fast_proc = subprocess.Popen(
+            [a.clawgate, "--state-dir", fast.state, "gateway", "run", "--port", str(fast.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, CLAWGATE_GATEWAY_TOKEN=fast.token))
+        time.sleep(1)
+        front_dir = os.path.join(a.work, "front")
+        os.makedirs(front_dir, exist_ok=True)
+        front = Clawgate(a.clawgate, front_dir, rand_token("front"), fast.url)
+        r = asyncio.run(front.cli("upstream", "pair", "--url", fast.url, env={"CLAWGATE_UPSTREAM_TOKEN": fast.token}))
+        if r.returncode != 0:
+            raise Failed(f"pairing with the fast upstream: {r.stdout}{r.stderr}")
+        front.start()
 
         def keep(name, value):
             results.setdefault(name, []).append(value)
@@ -144,6 +165,18 @@ def main():
             keep("upstream_cpu_pct_idle", round(idle * 100, 2))
             keep("upstream_cpu_pct_during_storm", round(during * 100, 2))
             keep("storm_accepted", storm["accepted"])
+            # The relay's own cost, with an upstream that keeps up.
+            for c in (1, 8):
+                fast_direct = bench(a.bench, fast.url, fast.token, fast_proc.pid, "rpc", "-c", str(c), "-r", "100000",
+                                    "--method", "health", label="clawgate-standalone")
+                fast_through = bench(a.bench, front.url, front.token, front.proc.pid, "rpc", "-c", str(c), "-r",
+                                     "100000", "--method", "health", label="clawgate-fronting-clawgate")
+                print(json.dumps(fast_direct), flush=True)
+                print(json.dumps(fast_through), flush=True)
+                keep(f"relay_cpu_us_per_request_c{c}", fast_through["server_cpu_us_per_op"])
+                keep(f"relay_added_p50_ms_c{c}", round(fast_through["p50_ms"] - fast_direct["p50_ms"], 3))
+                keep(f"relay_added_p99_ms_c{c}", round(fast_through["p99_ms"] - fast_direct["p99_ms"], 3))
+                keep(f"fast_upstream_cpu_us_per_request_c{c}", fast_direct["server_cpu_us_per_op"])
             print(f"round {round_no + 1} of {a.rounds} done", file=sys.stderr, flush=True)
 
         print("\nmedians over %d rounds (clawgate release, OpenClaw 2026.9.6 on the same machine)" % a.rounds)
@@ -154,6 +187,11 @@ def main():
     finally:
         cg.stop()
         upstream.stop()
+        if front:
+            front.stop()
+        if fast_proc:
+            fast_proc.terminate()
+            fast_proc.wait(10)
 
 
 if __name__ == "__main__":

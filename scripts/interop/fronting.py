@@ -376,6 +376,31 @@ class Suite:
             strip = lambda d: {k: v for k, v in d.items() if k not in volatile}
             expect(strip(through) == strip(direct), f"{method} differs through clawgate:\n{through}\n{direct}")
 
+    async def hello_hides_the_upstream(self):
+        c = await self.front(["operator.read"], client_id="openclaw-tui", mode="ui", device=Device())
+        expect(c.ok, f"connect: {c.hello}")
+        text = json.dumps(c.hello)
+        for port in (self.upstream.port, self.fwd.port):
+            expect(f":{port}" not in text, f"hello-ok names the upstream's port {port}")
+        payload = c.hello["payload"]
+        expect(payload["server"]["version"] == "2026.9.6", f"not the upstream's server block: {payload['server']}")
+        expect(len(payload["features"]["methods"]) > 400, "not the upstream's method list")
+        expect(payload["policy"]["tickIntervalMs"] == 30000, f"policy: {payload['policy']}")
+        canvas = payload.get("pluginSurfaceUrls", {}).get("canvas")
+        expect(canvas and canvas.startswith(f"{self.cg.http}/__openclaw__/cap/"),
+               f"the canvas capability URL is not clawgate's: {canvas}")
+        path = canvas[len(self.cg.http):]
+        through, _ = await asyncio.to_thread(http_status, canvas)
+        direct, _ = await asyncio.to_thread(http_status, f"http://127.0.0.1:{self.upstream.port}{path}")
+        expect(through == direct, f"the capability path answered {through} through clawgate, {direct} directly")
+        await c.close()
+        for _ in range(20):
+            after, _ = await asyncio.to_thread(http_status, canvas)
+            if after == 404:
+                break
+            await asyncio.sleep(0.1)
+        expect(after == 404, f"the capability path still answers {after} after the session closed")
+
     async def sessions_changed_relayed(self):
         a = await self.front(["operator.read", "operator.write"])
         b = await self.front(["operator.read", "operator.write"])
@@ -644,6 +669,8 @@ class Suite:
                              self.pair_and_status)
             await self.check("openclaw gateway call agents.list / sessions.list through clawgate = direct",
                              self.cli_agents_and_sessions)
+            await self.check("relayed hello-ok: the upstream's, no upstream address, canvas URL served only while open",
+                             self.hello_hides_the_upstream)
             await self.check("sessions.subscribe on one client, sessions.patch on another: sessions.changed relayed",
                              self.sessions_changed_relayed)
             await self.check("the upstream's shared secret is refused at clawgate's door", self.upstream_secret_refused)
