@@ -273,6 +273,8 @@ impl<'a> FrameHead<'a> {
 /// such as an upstream's `hello-ok`.
 #[derive(Debug, Deserialize)]
 pub struct RawResponse<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     pub id: std::borrow::Cow<'a, str>,
     pub ok: bool,
@@ -283,13 +285,11 @@ pub struct RawResponse<'a> {
 }
 
 impl<'a> RawResponse<'a> {
-    /// Reads a response frame (`None`: not one).
+    /// Reads a response frame in one pass (`None`: not one).
     pub fn parse(text: &'a str) -> Option<RawResponse<'a>> {
-        let head = FrameHead::parse(text)?;
-        if head.kind.as_deref() != Some("res") {
-            return None;
-        }
-        serde_json::from_str(text).ok()
+        serde_json::from_str::<RawResponse<'a>>(text)
+            .ok()
+            .filter(|r| r.kind == "res")
     }
 }
 
@@ -367,6 +367,20 @@ mod tests {
             text,
             r#"{"type":"event","event":"presence","payload":{"seq":1},"seq":9,"x":1}"#
         );
+    }
+
+    #[test]
+    fn raw_responses_keep_the_payload_as_text() {
+        let r = RawResponse::parse(r#"{"type":"res","id":"c","ok":true,"payload":{"a": [1, 2]}}"#)
+            .unwrap();
+        assert!(r.ok);
+        assert_eq!(r.payload.unwrap().get(), r#"{"a": [1, 2]}"#);
+        assert!(RawResponse::parse(r#"{"type":"event","event":"x","id":"c","ok":true}"#).is_none());
+        let e = RawResponse::parse(
+            r#"{"type":"res","id":"c","ok":false,"error":{"code":"X","message":"m"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.error.unwrap().code, "X");
     }
 
     #[test]
