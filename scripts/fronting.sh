@@ -20,6 +20,15 @@ source "$ROOT/scripts/node24.sh"
 use_node24
 ensure_openclaw "$OPENCLAW_VERSION"
 ensure_python_ws
+# The Control UI check (scripts/interop/fronting_ui.mjs): Debian's chromium
+# and ui/tests' playwright-core, as scripts/ui-test.sh installs them.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "chromium not found; installing Debian's"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+if [ ! -d "$ROOT/ui/tests/node_modules/playwright-core" ]; then
+  (cd "$ROOT/ui/tests" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 cargo build --quiet --release -p clawgate -p clawgate-bench
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}

@@ -401,6 +401,24 @@ class Suite:
             await asyncio.sleep(0.1)
         expect(after == 404, f"the capability path still answers {after} after the session closed")
 
+    async def upstream_control_ui(self):
+        # scripts/interop/fronting_ui.mjs: Debian's chromium (playwright-core
+        # from ui/tests) uses the upstream's own UI at clawgate's origin.
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fronting_ui.mjs")
+        r = await asyncio.to_thread(
+            subprocess.run, ["node", script, "--url", self.cg.http, "--token", self.cg_token,
+                             "--upstream-port", str(self.upstream.port), "--forwarder-port", str(self.fwd.port),
+                             "--artifacts", os.path.join(self.work, "ui-artifacts")],
+            capture_output=True, text=True, timeout=90)
+        expect(r.returncode == 0, f"fronting_ui.mjs exited {r.returncode}: {r.stderr.strip()[-700:]} {r.stdout.strip()[-700:]}")
+        d = json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
+        print(f"     ui: login gate -> hello-ok {d.get('serverVersion')} ({d.get('methods')} methods), relayed "
+              f"{', '.join(d.get('relayedOk', []))}; \"{d.get('domConnected')}\"; #token= handoff ok; /clawgate/ "
+              f"{d.get('clawgateUi')}; {d.get('httpRequests')} requests, none to the upstream; HTTP errors "
+              f"{json.dumps(d.get('httpErrors'))}", flush=True)
+        if r.stderr.strip():
+            print(f"     ui: {r.stderr.strip()[-400:]}", flush=True)
+
     async def sessions_changed_relayed(self):
         a = await self.front(["operator.read", "operator.write"])
         b = await self.front(["operator.read", "operator.write"])
@@ -671,6 +689,7 @@ class Suite:
                              self.cli_agents_and_sessions)
             await self.check("relayed hello-ok: the upstream's, no upstream address, canvas URL served only while open",
                              self.hello_hides_the_upstream)
+            await self.check("the upstream's Control UI through clawgate in Chromium: authenticated, relayed, upstream address never contacted", self.upstream_control_ui)
             await self.check("sessions.subscribe on one client, sessions.patch on another: sessions.changed relayed",
                              self.sessions_changed_relayed)
             await self.check("the upstream's shared secret is refused at clawgate's door", self.upstream_secret_refused)
