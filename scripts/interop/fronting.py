@@ -148,7 +148,10 @@ class Forwarder:
                 except Exception:
                     pass
 
-        await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+        try:
+            await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+        except asyncio.CancelledError:
+            pass  # the suite is ending
 
 
 class Clawgate:
@@ -393,6 +396,17 @@ class Suite:
         through, _ = await asyncio.to_thread(http_status, canvas)
         direct, _ = await asyncio.to_thread(http_status, f"http://127.0.0.1:{self.upstream.port}{path}")
         expect(through == direct, f"the capability path answered {through} through clawgate, {direct} directly")
+        # A fresh capability URL later in the session is rewritten too.
+        refreshed = await c.call("plugin.surface.refresh", {"surface": "canvas"})
+        text = json.dumps(refreshed)
+        for port in (self.upstream.port, self.fwd.port):
+            expect(f":{port}" not in text, f"plugin.surface.refresh names the upstream's port: {refreshed}")
+        fresh = re.findall(r'http://127\.0\.0\.1:\d+/__openclaw__/cap/[A-Za-z0-9_-]+', text)
+        expect(refreshed.get("ok") and fresh, f"plugin.surface.refresh gave no capability URL: {refreshed}")
+        for url in fresh:
+            expect(url.startswith(self.cg.http), f"a capability URL not on clawgate: {url}")
+            status, _ = await asyncio.to_thread(http_status, url)
+            expect(status == through, f"the refreshed capability URL answered {status}")
         await c.close()
         for _ in range(20):
             after, _ = await asyncio.to_thread(http_status, canvas)

@@ -375,17 +375,17 @@ try {
   });
   findings.offOrigin = offOrigin.slice(0, 10);
   check(sockets.every((w) => new URL(w.url).host === HOST), 'a WebSocket went somewhere other than clawgate');
+  // No relayed frame may name the upstream's address (clawgate rewrites
+  // capability URLs, e.g. in plugin.surface.refresh answers, to its own).
+  check(
+    framesNamingUpstream.length === 0,
+    `${framesNamingUpstream.length} relayed frames name the upstream's address (first: ${framesNamingUpstream[0]?.method})`,
+  );
 
   findings.ok = true;
   step = 'done';
   summarize();
   clearTimeout(watchdog);
-  if (framesNamingUpstream.length) {
-    console.error(
-      `fronting_ui: warning: ${framesNamingUpstream.length} relayed answers name the upstream's address ` +
-        `(first: ${framesNamingUpstream[0].method}); the page did not contact it`,
-    );
-  }
   console.log(JSON.stringify(findings));
   await browser.close();
   process.exit(0);

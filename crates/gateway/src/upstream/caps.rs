@@ -4,6 +4,11 @@
 //! a client the upstream's address: it rewrites the URL to its own origin
 //! and records the token for the client's session; the HTTP proxy serves
 //! `/__openclaw__/cap/<token>/...` only while that session is open.
+//!
+//! Capability URLs arrive in `hello-ok` and later too (a
+//! `plugin.surface.refresh` answer hands out a fresh one): every relayed
+//! frame that names the upstream's HTTP origin is rewritten
+//! ([`rewrite_origin`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -65,9 +70,68 @@ pub fn token_in_url<'a>(url: &'a str, upstream_http_origin: &str) -> Option<&'a 
     token_in_path(path)
 }
 
+/// Rewrites every JSON string in `value` that names the upstream's HTTP
+/// origin: a capability URL becomes the same path on `public` and its
+/// token is granted to session `key`; any other mention of the origin is
+/// replaced by `public` (or by "[upstream]" when there is none), so the
+/// upstream's address never reaches a client. Returns whether anything
+/// changed.
+pub fn rewrite_origin(
+    caps: &Capabilities,
+    value: &mut serde_json::Value,
+    origin: &str,
+    public: Option<&str>,
+    key: u64,
+) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains(origin) => {
+            if let Some(token) = token_in_url(text, origin) {
+                caps.grant(token, key);
+            }
+            *text = text.replace(origin, public.unwrap_or("[upstream]"));
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| {
+            rewrite_origin(caps, v, origin, public, key) | changed
+        }),
+        Value::Object(map) => map.values_mut().fold(false, |changed, v| {
+            rewrite_origin(caps, v, origin, public, key) | changed
+        }),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_naming_the_upstream_are_rewritten() {
+        let caps = Capabilities::default();
+        let origin = "http://127.0.0.1:18790";
+        let mut v = serde_json::json!({"type": "res", "payload": {
+            "canvas": "http://127.0.0.1:18790/__openclaw__/cap/NEWTOKEN",
+            "note": "see http://127.0.0.1:18790/docs",
+            "n": 1
+        }});
+        assert!(rewrite_origin(
+            &caps,
+            &mut v,
+            origin,
+            Some("http://gw.example"),
+            9
+        ));
+        assert_eq!(
+            v["payload"]["canvas"],
+            "http://gw.example/__openclaw__/cap/NEWTOKEN"
+        );
+        assert_eq!(v["payload"]["note"], "see http://gw.example/docs");
+        assert!(caps.is_granted("NEWTOKEN"));
+        let mut v = serde_json::json!({"url": "http://127.0.0.1:18790/x"});
+        rewrite_origin(&caps, &mut v, origin, None, 9);
+        assert!(!v.to_string().contains("18790"));
+    }
 
     #[test]
     fn tokens_are_found_and_checked() {

@@ -23,8 +23,8 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use super::Upstream;
 
 /// A byte stream to the upstream.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
 /// The TLS settings for a `wss://` / `https://` upstream.
 #[derive(Clone)]

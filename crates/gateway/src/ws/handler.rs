@@ -349,11 +349,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
         self.state.metrics.upstream_link("ok");
         // Capability URLs point at the origin the client reached clawgate
         // at: the browser's `Origin` (already checked), else the `Host`.
-        let public_origin = self
-            .peer
-            .origin
-            .clone()
-            .or_else(|| self.peer.host.as_ref().map(|h| format!("http://{h}")));
+        let public_origin = self.public_origin();
         let hello = relayed_hello_ok(
             &self.state,
             up,
@@ -435,6 +431,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             .await;
     }
 
+    /// Where the client reached clawgate: the browser's `Origin` (already
+    /// checked), else `http://` and the `Host` (capability URLs point there).
+    fn public_origin(&self) -> Option<String> {
+        self.peer
+            .origin
+            .clone()
+            .or_else(|| self.peer.host.as_ref().map(|h| format!("http://{h}")))
+    }
+
     /// What the hub records about this session.
     fn conn_info(&self, auth: &Authenticated, params: &ConnectParams) -> ConnInfo {
         let client = &params.client;
@@ -480,6 +485,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                 device_id: auth.device_id.as_deref(),
                 receiver: &mut receiver,
                 upstream,
+                upstream_origin: self
+                    .state
+                    .upstream()
+                    .map(|up| up.http_origin())
+                    .unwrap_or_default(),
+                public_origin: self.public_origin(),
+                key,
             };
             relay.run(&mut self.conn).await;
             self.state.hub.unregister(key);

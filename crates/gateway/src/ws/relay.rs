@@ -56,6 +56,13 @@ pub(crate) struct Relay<'a> {
     pub device_id: Option<&'a str>,
     pub receiver: &'a mut ConnReceiver,
     pub upstream: UpstreamWs,
+    /// The upstream's HTTP origin (`http://host:port`): frames naming it
+    /// are rewritten before the client sees them.
+    pub upstream_origin: String,
+    /// Where the client reached clawgate (capability URLs point there).
+    pub public_origin: Option<String>,
+    /// The session's hub key (capability tokens are granted to it).
+    pub key: u64,
 }
 
 /// Frames relayed per wakeup before the other side gets a turn.
@@ -217,7 +224,7 @@ impl Relay<'_> {
                 }
             };
             match message {
-                Message::Text(text) => match Self::pass_to_client(conn, text, seq).await {
+                Message::Text(text) => match self.pass_to_client(conn, text, seq).await {
                     Ok(()) => {}
                     Err(()) => {
                         end = Some(None);
@@ -355,10 +362,21 @@ impl Relay<'_> {
 
     /// One frame from the upstream, passed to the client.
     async fn pass_to_client<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
         conn: &mut Connection<S>,
         text: tokio_tungstenite::tungstenite::Utf8Bytes,
         seq: &mut u64,
     ) -> Result<(), ()> {
+        // A frame that names the upstream's address (a fresh capability
+        // URL, a link) is rewritten first; the rest pass untouched.
+        let text = if text.as_str().contains(self.upstream_origin.as_str()) {
+            match self.without_upstream_origin(text.as_str()) {
+                Some(t) => t.into(),
+                None => return Ok(()),
+            }
+        } else {
+            text
+        };
         let Some(head) = FrameHead::parse(text.as_str()) else {
             return Ok(());
         };
@@ -378,6 +396,21 @@ impl Relay<'_> {
         }
         // Flushed once per batch (`upstream_batch`).
         conn.feed_message(Message::Text(text)).await.map_err(|_| ())
+    }
+
+    /// `text` with every mention of the upstream's HTTP origin rewritten
+    /// (capability URLs granted to this session); `None`: not JSON.
+    fn without_upstream_origin(&self, text: &str) -> Option<String> {
+        let mut frame: serde_json::Value = serde_json::from_str(text).ok()?;
+        let up = self.state.upstream()?;
+        crate::upstream::caps::rewrite_origin(
+            &up.caps,
+            &mut frame,
+            &self.upstream_origin,
+            self.public_origin.as_deref(),
+            self.key,
+        );
+        serde_json::to_string(&frame).ok()
     }
 
     /// The upstream dropped the socket or is restarting: it counts as down
