@@ -294,7 +294,11 @@ async fn legit_run(
                 }
                 Err(_) => l.failures.add(&Failure::Timeout),
             }
-            tokio::time::sleep(pause).await;
+            // In slices, so a long pause ends as soon as the run does.
+            let resume = Instant::now() + pause;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < resume {
+                tokio::time::sleep(pause.min(Duration::from_millis(50))).await;
+            }
         }
         out
     }
