@@ -432,3 +432,107 @@ async fn nodes_are_refused_with_a_clear_error() {
     assert_eq!(res["ok"], false, "{res}");
     assert_eq!(res["error"]["details"]["code"], "NODE_NOT_FRONTED", "{res}");
 }
+
+/// A TLS terminator with a fresh self-signed certificate that forwards the
+/// plaintext to `target` (a `wss://` upstream).
+async fn tls_front(target: std::net::SocketAddr) -> (std::net::SocketAddr, Vec<u8>) {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_der = certified.cert.der().to_vec();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![CertificateDer::from(cert_der.clone())], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut out) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut out).await;
+                }
+            });
+        }
+    });
+    (addr, cert_der)
+}
+
+#[tokio::test]
+async fn a_wss_upstream_is_pinned_to_its_certificate() {
+    let upstream = upstream_gateway().await;
+    let (tls_addr, cert) = tls_front(upstream.addr).await;
+    let url = format!("wss://127.0.0.1:{}/", tls_addr.port());
+    let pin = clawgate_client::tls::fingerprint_of(&cert);
+    let start_front = |pin: [u8; 32], pair: bool| {
+        let url = url.clone();
+        async move {
+            let (mut cfg, dir) = config(AuthMode::Token);
+            cfg.upstream = Some(UpstreamConfig {
+                url: url.clone(),
+                tls_fingerprint: Some(pin),
+            });
+            if pair {
+                let mut opts = clawgate_client::ConnectOptions::new(&url)
+                    .token(UPSTREAM_TOKEN)
+                    .scopes(upstream::SCOPES)
+                    .state_dir(upstream::identity_dir(dir.path()))
+                    .unwrap();
+                opts.client = upstream::pairing_client_info();
+                opts.reconnect = false;
+                opts.tls_fingerprint = Some(clawgate_client::Fingerprint(pin));
+                clawgate_client::Client::connect(opts)
+                    .await
+                    .expect("pair over wss")
+                    .close()
+                    .await;
+            }
+            TestGateway::start_with(cfg, fast_options(), dir).await
+        }
+    };
+    // The right pin: relayed over TLS.
+    let front = start_front(pin.0, true).await;
+    let mut c = front.client().await;
+    let hello = c.connect_with(cli_params(TOKEN, &["operator.read"])).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let res = c.request("h", "health", None).await;
+    assert_eq!(res["ok"], true, "{res}");
+    // A wrong pin: the upstream is refused at the TLS handshake.
+    let mut wrong = pin.0;
+    wrong[0] ^= 0xff;
+    let other = start_front(wrong, false).await;
+    // Its credentials: copy the paired ones (same URL), so only the pin differs.
+    let from = upstream::identity_dir(&state_dir_of(&front));
+    let to = upstream::identity_dir(&state_dir_of(&other));
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["identity.json", "device-tokens.json"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    // Missing credentials are read again at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut c = other.client().await;
+    let res = c.connect_with(cli_params(TOKEN, &["operator.read"])).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(
+        res["error"]["details"]["code"], "UPSTREAM_UNAVAILABLE",
+        "{res}"
+    );
+    assert!(
+        res["error"]["message"].as_str().unwrap().contains("TLS"),
+        "{res}"
+    );
+}
