@@ -31,8 +31,9 @@ OUT=${OUT:-$ROOT/target/bench/results.jsonl}
 SRC_IPS=127.0.0.1-8
 
 cargo build --release --quiet -p clawgate -p clawgate-bench
-CLAWGATE=$ROOT/target/release/clawgate
-BENCH=$ROOT/target/release/clawgate-bench
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+CLAWGATE=$TARGET/release/clawgate
+BENCH=$TARGET/release/clawgate-bench
 mkdir -p "$(dirname "$OUT")"
 : >"$OUT"
 

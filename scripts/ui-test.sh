@@ -10,7 +10,7 @@
 #   scripts/ui-test.sh                 # everything
 #   scripts/ui-test.sh pairing states  # only ui/tests/pairing.test.mjs and states.test.mjs
 #
-# Environment: CLAWGATE_BIN (default target/debug/clawgate; set it to skip
+# Environment: CLAWGATE_BIN (default $CARGO_TARGET_DIR or target, /debug/clawgate; set it to skip
 # the build), UI_TEST_NO_BUILD=1 (use the existing binary).
 set -euo pipefail
 
@@ -59,7 +59,7 @@ if [ -z "${CLAWGATE_BIN:-}" ] && [ -z "${UI_TEST_NO_BUILD:-}" ]; then
   echo "ui-test: cargo build -p clawgate"
   cargo build -q -p clawgate
 fi
-export CLAWGATE_BIN="${CLAWGATE_BIN:-$ROOT/target/debug/clawgate}"
+export CLAWGATE_BIN="${CLAWGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/clawgate}"
 
 FILES=()
 if [ "$#" -gt 0 ]; then
