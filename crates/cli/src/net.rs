@@ -361,8 +361,9 @@ fn requested_scopes(opts: &ConnectOptions, needed: &[&str]) -> Vec<String> {
     out
 }
 
-fn local_options(target: &Target, paths: &Paths) -> Result<ConnectOptions, Failure> {
-    let file = ConfigFile::load(&paths.config).map_err(|e| {
+/// The config file, or a failure that names it and the next step.
+pub fn load_config_file(paths: &Paths) -> Result<ConfigFile, Failure> {
+    ConfigFile::load(&paths.config).map_err(|e| {
         Failure::plain(
             e.to_string(),
             format!(
@@ -370,7 +371,11 @@ fn local_options(target: &Target, paths: &Paths) -> Result<ConnectOptions, Failu
                 paths.config.display()
             ),
         )
-    })?;
+    })
+}
+
+fn local_options(target: &Target, paths: &Paths) -> Result<ConnectOptions, Failure> {
+    let file = load_config_file(paths)?;
     let cfg = config::resolve(
         &file,
         &paths.state_dir,

@@ -256,15 +256,7 @@ impl Upstream {
 /// validated (with the gateway's own rules): pairing the upstream must not
 /// wait for the rest of the front door's config (its token, say) to exist.
 pub fn configured_upstream(paths: &Paths) -> Result<Option<config::UpstreamConfig>, Failure> {
-    let file = ConfigFile::load(&paths.config).map_err(|e| {
-        Failure::plain(
-            e.to_string(),
-            format!(
-                "Fix {} (check it with: clawgate doctor)",
-                paths.config.display()
-            ),
-        )
-    })?;
+    let file = crate::net::load_config_file(paths)?;
     let Some(section) = file.get("gateway.upstream") else {
         return Ok(None);
     };

@@ -156,6 +156,7 @@ async fn registry_methods_are_answered_by_clawgate_and_the_upstream_registry_is_
         "clawgate's own identity is paired upstream"
     );
     let proxy_id = upstream_devices[0].device_id.clone();
+    let tokens_before = testkit::store(&p.upstream.state).role_tokens(&proxy_id);
     let mut admin = operator(&p.front, &["operator.admin"]).await;
     let list = admin.request("l1", "device.pair.list", None).await;
     assert_eq!(list["ok"], true, "{list}");
@@ -204,7 +205,8 @@ async fn registry_methods_are_answered_by_clawgate_and_the_upstream_registry_is_
     assert_eq!(after[0].device_id, proxy_id);
     assert_eq!(
         testkit::store(&p.upstream.state).role_tokens(&proxy_id),
-        testkit::store(&p.upstream.state).role_tokens(&proxy_id)
+        tokens_before,
+        "the proxy's upstream token is unchanged"
     );
     // The upstream's own registry is reachable only on the upstream.
     let mut direct = Client::connect(&p.upstream.url(), &[]).await.unwrap();

@@ -44,15 +44,6 @@ impl Capabilities {
     pub fn is_granted(&self, token: &str) -> bool {
         self.granted.lock().expect("caps lock").contains_key(token)
     }
-
-    /// How many tokens are live.
-    pub fn len(&self) -> usize {
-        self.granted.lock().expect("caps lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The capability token in a path under [`CAP_PREFIX`]

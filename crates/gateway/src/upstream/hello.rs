@@ -7,10 +7,11 @@
 //! - `features.methods` / `events`: clawgate's own methods and events added;
 //! - `policy`: the tighter of both frame and buffer limits, and clawgate's
 //!   tick interval (clawgate is the one tick source of a relayed socket);
-//! - `pluginSurfaceUrls`: capability URLs on the upstream's HTTP origin
-//!   are rewritten to clawgate's origin and granted to the session (the
-//!   HTTP proxy serves them); any other URL naming the upstream is dropped,
-//!   so the upstream's address is never shown.
+//! - any other field that names the upstream's HTTP origin (the capability
+//!   URLs of `pluginSurfaceUrls`, a `controlUiUrl`) goes through the same
+//!   rewrite as every relayed frame (`caps::rewrite_origin`): capability
+//!   URLs point at clawgate and are granted to the session, so the
+//!   upstream's address is never shown.
 
 use std::borrow::Cow;
 
@@ -22,7 +23,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::Upstream;
-use super::caps::{CAP_PREFIX, token_in_url};
+use super::caps::rewrite_origin;
 
 /// clawgate's parts of a relayed `hello-ok`.
 pub struct Local<'a> {
@@ -95,15 +96,17 @@ pub fn merge<'a>(up: &Upstream, upstream_hello: &'a str, local: Local<'_>) -> Op
                     serde_json::from_str(raw.get()).unwrap_or_default();
                 Field::Built(Value::Object(tightened(policy, local.tick_interval_ms)))
             }
-            "pluginSurfaceUrls" => {
-                let mut surfaces: Map<String, Value> =
-                    serde_json::from_str(raw.get()).unwrap_or_default();
-                rewrite_surfaces(up, &mut surfaces, &origin, &local);
-                Field::Built(Value::Object(surfaces))
+            _ if raw.get().contains(&origin) => {
+                let mut value: Value = serde_json::from_str(raw.get()).ok()?;
+                rewrite_origin(
+                    &up.caps,
+                    &mut value,
+                    &origin,
+                    local.public_origin.as_deref(),
+                    local.session_key,
+                );
+                Field::Built(value)
             }
-            // A Control UI URL on the upstream's own origin would send the
-            // client around clawgate.
-            "controlUiUrl" if raw.get().contains(&origin) => continue,
             _ => Field::Raw(raw),
         };
         out.push((key, field));
@@ -172,32 +175,6 @@ fn features(raw: &RawValue, local: &Local<'_>) -> Option<Value> {
     add_names(&mut features, "methods", local.methods);
     add_names(&mut features, "events", local.events);
     Some(Value::Object(features))
-}
-
-/// Capability URLs on the upstream's origin rewritten to clawgate's origin
-/// and granted to the session; other URLs naming the upstream dropped.
-fn rewrite_surfaces(
-    up: &Upstream,
-    surfaces: &mut Map<String, Value>,
-    origin: &str,
-    local: &Local<'_>,
-) {
-    surfaces.retain(|_, url| {
-        let Some(text) = url.as_str() else {
-            return true;
-        };
-        if !text.contains(origin) {
-            return true;
-        }
-        match (token_in_url(text, origin), &local.public_origin) {
-            (Some(token), Some(public)) => {
-                up.caps.grant(token, local.session_key);
-                *url = json!(format!("{public}{CAP_PREFIX}{token}"));
-                true
-            }
-            _ => false,
-        }
-    });
 }
 
 /// The policy with the tighter frame and buffer limits and clawgate's

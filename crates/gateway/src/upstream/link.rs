@@ -4,8 +4,6 @@
 //! them per connection), with the client's description so the upstream's
 //! presence and chat history show who it is.
 
-use std::time::Duration;
-
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
@@ -345,9 +343,6 @@ async fn next_text(
         }
     }
 }
-
-/// How long a link may take when the caller has no deadline of its own.
-pub const DEFAULT_LINK_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
