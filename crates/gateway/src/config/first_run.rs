@@ -141,6 +141,7 @@ mod tests {
             EnvOverrides {
                 token: None,
                 password: Some(Secret::new("p")),
+                metrics_token: None,
             },
         ];
         for e in &envs {

@@ -44,6 +44,8 @@ pub struct RunOverrides {
 pub struct EnvOverrides {
     pub token: Option<Secret>,
     pub password: Option<Secret>,
+    /// `CLAWGATE_METRICS_TOKEN`: the `/metrics` bearer token.
+    pub metrics_token: Option<Secret>,
 }
 
 impl EnvOverrides {
@@ -59,6 +61,9 @@ impl EnvOverrides {
         EnvOverrides {
             token: read("CLAWGATE_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN"),
             password: read("CLAWGATE_GATEWAY_PASSWORD", "OPENCLAW_GATEWAY_PASSWORD"),
+            metrics_token: std::env::var("CLAWGATE_METRICS_TOKEN")
+                .ok()
+                .map(Secret::new),
         }
     }
 }
@@ -69,6 +74,7 @@ pub(crate) fn env_token(t: &str) -> EnvOverrides {
     EnvOverrides {
         token: Some(Secret::new(t)),
         password: None,
+        metrics_token: None,
     }
 }
 
@@ -107,6 +113,7 @@ pub fn resolve_all(
     let allowed_hosts = r.allowed_hosts();
     let tick_interval = r.tick_interval();
     let upstream = r.upstream(overrides);
+    let metrics_token = r.metrics_token(env);
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -121,6 +128,7 @@ pub fn resolve_all(
         allowed_hosts,
         tick_interval,
         upstream,
+        metrics_token,
         state_dir: state_dir.to_path_buf(),
         config_path: file.path.clone(),
     })
@@ -169,6 +177,7 @@ impl Resolver<'_> {
             "gateway.nodes",
             "gateway.nodes.pairing",
             "gateway.upstream",
+            "gateway.metrics",
         ] {
             self.check_object(section);
         }
@@ -592,3 +601,37 @@ impl Resolver<'_> {
 mod auth;
 #[cfg(test)]
 mod tests;
+
+/// `gateway.metrics.token`, with `CLAWGATE_METRICS_TOKEN`.
+impl Resolver<'_> {
+    fn metrics_token(&mut self, env: &EnvOverrides) -> Option<Secret> {
+        let key = "gateway.metrics.token";
+        let (value, source) = match &env.metrics_token {
+            Some(secret) => (secret.expose().to_owned(), "CLAWGATE_METRICS_TOKEN"),
+            None => match self.value(key) {
+                None => return None,
+                Some(Value::String(s)) => (s.clone(), key),
+                Some(other) => {
+                    let kind = describe_kind(other);
+                    self.fail(
+                        key,
+                        format!("must be a string but is {kind}; fix it with: clawgate config set {key} \"$(openssl rand -hex 32)\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        let trimmed = value.trim();
+        if trimmed.len() < METRICS_TOKEN_MIN_LEN {
+            self.fail(
+                source,
+                format!("must be at least {METRICS_TOKEN_MIN_LEN} characters (a scraper token is a secret); generate one with: openssl rand -hex 32"),
+            );
+            return None;
+        }
+        Some(Secret::new(trimmed))
+    }
+}
+
+/// The shortest `/metrics` bearer token accepted.
+const METRICS_TOKEN_MIN_LEN: usize = 16;

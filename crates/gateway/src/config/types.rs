@@ -168,6 +168,10 @@ pub struct GatewayConfig {
     /// `gateway.upstream.*` / `gateway run --upstream`: front this OpenClaw
     /// gateway (every authenticated client is relayed to it).
     pub upstream: Option<UpstreamConfig>,
+    /// `gateway.metrics.token` (or `CLAWGATE_METRICS_TOKEN`): the bearer
+    /// token `/metrics` asks for on a non-loopback bind. Without one,
+    /// `/metrics` is off there; on a loopback bind it is open.
+    pub metrics_token: Option<Secret>,
     /// The state directory (config, database).
     pub state_dir: PathBuf,
     /// The config file in use.
@@ -191,6 +195,7 @@ impl GatewayConfig {
             allowed_hosts: Vec::new(),
             tick_interval: Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS),
             upstream: None,
+            metrics_token: None,
             config_path: state_dir.join(CONFIG_FILE_NAME),
             state_dir,
         }

@@ -136,7 +136,37 @@ async fn readyz(State(App { gateway: state, .. }): State<App>) -> Response {
     }
 }
 
-async fn metrics(State(App { gateway: state, .. }): State<App>) -> Response {
+/// `/metrics`: open on a loopback bind; on any other bind only with
+/// `Authorization: Bearer <gateway.metrics.token>`, and off without a token.
+async fn metrics(
+    State(App { gateway: state, .. }): State<App>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if !state.config.bind.is_loopback() {
+        let Some(expected) = &state.config.metrics_token else {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "metrics are off on a non-loopback bind; set gateway.metrics.token (or CLAWGATE_METRICS_TOKEN) and scrape with Authorization: Bearer <token>",
+            );
+        };
+        let presented = header_str(&headers, "authorization")
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        if !presented.is_some_and(|p| expected.matches(p)) {
+            let mut resp = refuse(
+                StatusCode::UNAUTHORIZED,
+                "metrics need Authorization: Bearer <gateway.metrics.token>",
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"clawgate metrics\""),
+            );
+            return resp;
+        }
+    }
     with_security_headers(
         (
             StatusCode::OK,
@@ -170,6 +200,17 @@ async fn upgrade_or_ui(
             Some(proxy) => proxy.serve(req, control_ui.enabled()).await,
             None => refuse(StatusCode::NOT_FOUND, "not found"),
         };
+    }
+    // RFC 6455: the opening handshake is a GET.
+    if req.method() != axum::http::Method::GET {
+        state.metrics.upgrade_refused("method_not_get");
+        let mut resp = refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket upgrade must be a GET request",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return resp;
     }
     let forwarded = has_forwarding_headers(headers);
     if forwarded && !state.is_trusted_proxy(addr.ip()) {

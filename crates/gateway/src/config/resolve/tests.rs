@@ -416,6 +416,7 @@ fn no_error_message_contains_a_secret() {
             EnvOverrides {
                 token: Some(Secret::new(TOKEN)),
                 password: Some(Secret::new(PASSWORD)),
+                metrics_token: None,
             },
         ),
     ];
