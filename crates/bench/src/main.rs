@@ -13,6 +13,9 @@ mod report;
 mod rpc;
 mod soak;
 mod startup;
+// The one place unsafe code is allowed (workspace lint `unsafe_code = "deny"`):
+// getrusage, sysconf, setsockopt and kill through libc.
+#[allow(unsafe_code)]
 mod sys;
 
 use std::process::ExitCode;

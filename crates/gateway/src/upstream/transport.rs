@@ -182,6 +182,10 @@ impl<S> HandshakeIo<S> {
     }
 }
 
+/// The most one read takes while frames are tracked (the upstream's
+/// handshake frames; hello-ok is a few KiB).
+const HANDSHAKE_READ_CHUNK: usize = 8 * 1024;
+
 impl<S: AsyncRead + Unpin> AsyncRead for HandshakeIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -223,17 +227,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for HandshakeIo<S> {
                 } else {
                     this.header_need()
                 };
-                let limit = limit.min(buf.remaining());
-                let mut limited = buf.take(limit);
+                // Only during the upstream handshake: a small scratch copy
+                // keeps this free of unsafe initialisation bookkeeping.
+                let mut scratch = [0u8; HANDSHAKE_READ_CHUNK];
+                let limit = limit.min(buf.remaining()).min(HANDSHAKE_READ_CHUNK);
+                let mut limited = ReadBuf::new(&mut scratch[..limit]);
                 let res = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
                 if let Poll::Ready(Ok(())) = res {
-                    let n = limited.filled().len();
-                    let fresh = limited.filled().to_vec();
-                    // SAFETY: `limited` wrote `n` initialized bytes into
-                    // the unfilled part of `buf`.
-                    unsafe { buf.assume_init(n) };
-                    buf.advance(n);
-                    this.track(&fresh);
+                    let fresh = limited.filled();
+                    buf.put_slice(fresh);
+                    this.track(fresh);
                 }
                 res
             }
