@@ -20,6 +20,18 @@ export CARGO_TERM_COLOR=never
 # Snapshots are reviewed and committed; a missing or changed one fails.
 export INSTA_UPDATE=no
 
+echo "== hygiene: rustfmt, clippy, cargo-deny"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+# cargo-deny checks licences, duplicate/wildcard dependencies and sources
+# against deny.toml. Advisories are left out: they need the RustSec database
+# download, which this machine's closed network does not allow.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "installing cargo-deny (once; about 5 minutes on 2 cores)"
+  cargo install --locked cargo-deny
+fi
+cargo deny --log-level error check licenses bans sources
+
 echo "== cargo test (workspace)"
 cargo test --workspace --all-targets 2>&1 | tee /tmp/clawgate-cargo-test.log
 grep -E '^test result:' /tmp/clawgate-cargo-test.log | awk '
