@@ -5,6 +5,7 @@ mod devices_cmd;
 mod doctor_cmd;
 mod explain_cmd;
 mod gateway_cmd;
+mod invocation;
 mod local_cmd;
 mod net;
 mod ops_cmd;
@@ -102,7 +103,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!("error: {}", invocation::localize(&text));
             ExitCode::from(1)
         }
     }
