@@ -1,12 +1,19 @@
 //! [`ConfigFile`]: the JSON5 document, read from disk, edited by dotted key
 //! paths (`get`, `set`, `unset`) and written back atomically with mode 0600.
 //! Keys the gateway does not know are kept untouched.
+//!
+//! A file that existed is written back by editing its text in place
+//! (`edit.rs`): comments, key order, quoting and formatting outside the
+//! edited keys stay as they were. Before the write, the new text is parsed
+//! again and must give exactly the intended document (the loaded one with
+//! the edits applied, key order included); otherwise nothing is written.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use super::describe::describe_kind;
+use super::edit::{self, Edit};
 use super::types::{CONFIG_FILE_NAME, ConfigError};
 
 /// The config file as a JSON document, edited by dotted key paths.
@@ -16,6 +23,21 @@ pub struct ConfigFile {
     pub doc: Value,
     /// Whether the file existed when loaded.
     pub existed: bool,
+    /// The text as loaded (`None` for a missing file), edited in place on
+    /// save. Not shown by `Debug`: it may hold secrets.
+    source: Option<Source>,
+    /// `set`/`unset` calls since loading, replayed on `source` by `save`.
+    edits: Vec<Edit>,
+}
+
+/// The loaded text, redacted in `Debug`.
+#[derive(Clone)]
+struct Source(String);
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Source({} bytes)", self.0.len())
+    }
 }
 
 /// The state directory: `$CLAWGATE_STATE_DIR`, else `~/.clawgate`.
@@ -35,11 +57,7 @@ impl ConfigFile {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(ConfigFile {
-                    path: path.to_path_buf(),
-                    doc: Value::Object(Map::new()),
-                    existed: false,
-                });
+                return Ok(ConfigFile::from_doc(path, Value::Object(Map::new()), false));
             }
             Err(source) => {
                 return Err(ConfigError::Read {
@@ -75,10 +93,20 @@ impl ConfigFile {
             });
         }
         Ok(ConfigFile {
+            source: Some(Source(text.to_string())),
+            ..ConfigFile::from_doc(path, doc, true)
+        })
+    }
+
+    /// A document with no text behind it: `save` writes it as fresh JSON.
+    pub(crate) fn from_doc(path: &Path, doc: Value, existed: bool) -> ConfigFile {
+        ConfigFile {
             path: path.to_path_buf(),
             doc,
-            existed: true,
-        })
+            existed,
+            source: None,
+            edits: Vec::new(),
+        }
     }
 
     /// The value at a dotted key (`gateway.auth.token`). A numeric part
@@ -125,20 +153,21 @@ impl ConfigFile {
                 other => return Err(blocked(depth, other)),
             };
         }
+        let edit = Edit::Set(owned(&parts), value.clone());
         match current {
             Value::Object(map) => {
                 map.insert(last.to_string(), value);
-                Ok(())
             }
             Value::Array(items) => match last.parse::<usize>() {
                 Ok(index) if index < items.len() => {
                     items[index] = value;
-                    Ok(())
                 }
-                _ => Err(array_index_error(key, parents, items.len())),
+                _ => return Err(array_index_error(key, parents, items.len())),
             },
-            other => Err(blocked(parents.len(), other)),
+            other => return Err(blocked(parents.len(), other)),
         }
+        self.edits.push(edit);
+        Ok(())
     }
 
     /// Removes a dotted key; returns whether it was present.
@@ -163,7 +192,7 @@ impl ConfigFile {
                 _ => return false,
             };
         }
-        match current {
+        let removed = match current {
             // shift_remove keeps the order of the remaining keys in the file.
             Value::Object(map) => map.shift_remove(*last).is_some(),
             Value::Array(items) => match last.parse::<usize>() {
@@ -174,6 +203,62 @@ impl ConfigFile {
                 _ => false,
             },
             _ => false,
+        };
+        if removed {
+            self.edits.push(Edit::Unset(owned(&parts)));
+        }
+        removed
+    }
+
+    /// The text `save` writes: the loaded text with the edits applied in
+    /// place, checked to parse back to exactly [`ConfigFile::doc`]; for a
+    /// file that did not exist (or was blank), the document as JSON.
+    pub fn render(&self) -> Result<String, ConfigError> {
+        let source = match &self.source {
+            Some(Source(text)) if !text.trim().is_empty() => text,
+            _ => {
+                let mut text = serde_json::to_string_pretty(&self.doc)
+                    .map_err(|err| self.write_error(std::io::Error::other(err)))?;
+                text.push('\n');
+                return Ok(text);
+            }
+        };
+        let edited =
+            edit::apply(source, &self.edits).map_err(|problem| self.edit_error(problem))?;
+        self.check_edited(&edited)?;
+        Ok(edited)
+    }
+
+    /// The edited text must parse to the intended document: every edited
+    /// key with its new value and every other key, comment-free content and
+    /// order as before. Compared as serialised JSON so key order counts.
+    fn check_edited(&self, edited: &str) -> Result<(), ConfigError> {
+        let parsed = ConfigFile::from_text(&self.path, edited).map_err(|_| {
+            self.edit_error("the edited text would not parse as JSON5".to_string())
+        })?;
+        let same = serde_json::to_string(&parsed.doc).ok() == serde_json::to_string(&self.doc).ok();
+        if same {
+            Ok(())
+        } else {
+            let keys: Vec<String> = self.edits.iter().map(Edit::key).collect();
+            Err(self.edit_error(format!(
+                "the edited text would not hold exactly the intended change to {}",
+                keys.join(", ")
+            )))
+        }
+    }
+
+    fn edit_error(&self, problem: String) -> ConfigError {
+        ConfigError::Edit {
+            path: self.path.clone(),
+            problem,
+        }
+    }
+
+    fn write_error(&self, source: std::io::Error) -> ConfigError {
+        ConfigError::Write {
+            path: self.path.clone(),
+            source,
         }
     }
 
@@ -207,10 +292,9 @@ impl ConfigFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| CONFIG_FILE_NAME.to_string());
+        // Rendered (and checked) before anything touches the disk.
+        let text = self.render()?;
         let tmp = dir.join(format!(".{file_name}.tmp-{:016x}", rand::random::<u64>()));
-        let mut text = serde_json::to_string_pretty(&self.doc)
-            .map_err(|err| write_err(std::io::Error::other(err)))?;
-        text.push('\n');
 
         let result = (|| {
             let mut out = std::fs::OpenOptions::new()
@@ -245,6 +329,10 @@ pub fn parse_json5_value(text: &str) -> Result<Value, String> {
 /// Whether `key` is a well-formed dotted key path (no empty parts).
 pub fn is_valid_key(key: &str) -> bool {
     key_parts(key).is_some()
+}
+
+fn owned(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| p.to_string()).collect()
 }
 
 fn key_parts(key: &str) -> Option<Vec<&str>> {
@@ -284,11 +372,7 @@ mod tests {
     /// A document as if read from a temp state dir (kept alive by the guard).
     fn file_with(doc: serde_json::Value) -> (ConfigFile, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let file = ConfigFile {
-            path: dir.path().join(CONFIG_FILE_NAME),
-            doc,
-            existed: true,
-        };
+        let file = ConfigFile::from_doc(&dir.path().join(CONFIG_FILE_NAME), doc, true);
         (file, dir)
     }
 

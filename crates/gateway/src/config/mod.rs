@@ -44,6 +44,7 @@
 //! `file` and `resolve`.
 
 mod describe;
+mod edit;
 mod file;
 mod first_run;
 mod normalize;
