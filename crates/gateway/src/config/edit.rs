@@ -10,11 +10,11 @@
 //! - a new key goes at the end of its object, on its own line with the
 //!   siblings' indentation (a one-line object becomes multi-line), and
 //!   missing objects on the way are created the same way;
-//! - new keys are bare (`port: 1`) when the object's siblings (or, for an
-//!   empty object, the nearest enclosing object's) are bare, else quoted
-//!   like them; new strings use the quote character of the string they
-//!   replace, else of a sibling string, else of the first string in the
-//!   file, else `"`;
+//! - new keys are bare (`port: 1`) when the object's keys (or, for an empty
+//!   object, the nearest enclosing object's) are bare, else quoted like
+//!   them; new strings use the quote character of the string they replace,
+//!   else of a string beside them, else of the first string in the file,
+//!   else `"`;
 //! - unset removes the property, its comma and comments on its own line;
 //!   a comment on the lines above it stays (it may head a group of keys).
 //!
@@ -22,10 +22,12 @@
 //! document before anything is written (`file.rs`), so a surprise here is a
 //! refusal, never a damaged file.
 
+use std::collections::HashMap;
+
 use jsonc_parser::ParseOptions;
 use jsonc_parser::cst::{
-    CstContainerNode, CstInputValue, CstLeafNode, CstNode, CstObject, CstObjectProp, CstRootNode,
-    ObjectPropName,
+    CstArray, CstContainerNode, CstInputValue, CstLeafNode, CstNode, CstObject, CstObjectProp,
+    CstRootNode, CstStringLit, ObjectPropName,
 };
 use serde_json::Value;
 
@@ -53,12 +55,22 @@ pub(super) fn apply(text: &str, edits: &[Edit]) -> Result<String, String> {
     let top = root
         .object_value()
         .ok_or_else(|| "the top level is not an object".to_string())?;
-    let style = DocStyle::of(&top);
+    let mut editor = Editor {
+        top: top.clone(),
+        string_quote: first_string_quote(&CstNode::from(top)).unwrap_or('"'),
+        key_styles: HashMap::new(),
+        renames: Vec::new(),
+    };
     for edit in edits {
         match edit {
-            Edit::Set(parts, value) => set(&top, parts, value, &style)?,
-            Edit::Unset(parts) => unset(&top, parts)?,
+            Edit::Set(parts, value) => editor.set(parts, value)?,
+            Edit::Unset(parts) => editor.unset(parts)?,
         }
+    }
+    // Names are restyled last: the CST finds properties by decoding their
+    // names, which it can only do while they are quoted.
+    for (name, text) in editor.renames {
+        name.set_raw_value(text);
     }
     Ok(root.to_string())
 }
@@ -74,7 +86,7 @@ fn json5_options() -> ParseOptions {
 /// A container on the way to the edited key.
 enum Container {
     Object(CstObject),
-    Array(jsonc_parser::cst::CstArray),
+    Array(CstArray),
 }
 
 impl Container {
@@ -87,90 +99,190 @@ impl Container {
     }
 }
 
-fn set(top: &CstObject, parts: &[String], value: &Value, style: &DocStyle) -> Result<(), String> {
-    let (last, parents) = parts.split_last().ok_or("an empty key")?;
-    let mut current = Container::Object(top.clone());
-    for (depth, part) in parents.iter().enumerate() {
-        current = match current {
-            Container::Object(object) => match object.get(part) {
-                Some(prop) => prop
-                    .value()
-                    .and_then(Container::of)
-                    .ok_or_else(|| not_a_container(&parts[..=depth]))?,
-                None => {
-                    let near = Near::of(&object, style);
-                    let prop = object.append(part, CstInputValue::Object(Vec::new()));
-                    near.restyle_prop(&prop);
-                    Container::Object(prop.object_value().ok_or("a new object vanished")?)
-                }
-            },
-            Container::Array(array) => {
-                let element = element(&array, part).ok_or_else(|| no_index(&parts[..=depth]))?;
-                Container::of(element).ok_or_else(|| not_a_container(&parts[..=depth]))?
-            }
-        };
-    }
-    match current {
-        Container::Object(object) => {
-            let mut near = Near::of(&object, style);
-            match object.get(last) {
-                Some(prop) => {
-                    if let Some(quote) = prop.value().and_then(|v| string_quote(&v)) {
-                        near.quote = quote;
+/// How a key is written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KeyStyle {
+    Bare,
+    Quoted(char),
+}
+
+/// The edits' shared state over one parsed text.
+struct Editor {
+    top: CstObject,
+    /// The quote character of the first string value in the file.
+    string_quote: char,
+    /// The key style of every object this editor created or inserted into,
+    /// by path: such an object's first property may be one of ours (still
+    /// `"`-quoted until the end), which must not be copied from.
+    key_styles: HashMap<Vec<String>, KeyStyle>,
+    /// Property names to rewrite once all edits are in.
+    renames: Vec<(CstStringLit, String)>,
+}
+
+impl Editor {
+    fn set(&mut self, parts: &[String], value: &Value) -> Result<(), String> {
+        let (last, parents) = parts.split_last().ok_or("an empty key")?;
+        let mut current = Container::Object(self.top.clone());
+        let mut keys = KeyStyle::Quoted('"');
+        for (depth, part) in parents.iter().enumerate() {
+            current = match current {
+                Container::Object(object) => {
+                    keys = self.key_style(&parts[..depth], &object).unwrap_or(keys);
+                    match object.get(part) {
+                        Some(prop) => prop
+                            .value()
+                            .and_then(Container::of)
+                            .ok_or_else(|| not_a_container(&parts[..=depth]))?,
+                        None => {
+                            // The missing objects go in as one value, so
+                            // they are laid out (trailing commas included)
+                            // like the object they join.
+                            let nested = parts[depth + 1..]
+                                .iter()
+                                .rev()
+                                .fold(input(value), |inner, name| {
+                                    CstInputValue::Object(vec![(name.clone(), inner)])
+                                });
+                            return self.append(&object, &parts[..=depth], nested, keys);
+                        }
                     }
-                    prop.set_value(input(value));
-                    if let Some(new) = prop.value() {
-                        near.restyle(&new);
-                    }
                 }
-                None => {
-                    let prop = object.append(last, input(value));
-                    near.restyle_prop(&prop);
+                Container::Array(array) => {
+                    let element =
+                        element(&array, part).ok_or_else(|| no_index(&parts[..=depth]))?;
+                    Container::of(element).ok_or_else(|| not_a_container(&parts[..=depth]))?
                 }
-            }
-        }
-        Container::Array(array) => {
-            let old = element(&array, last).ok_or_else(|| no_index(parts))?;
-            let mut near = match enclosing_object(&old) {
-                Some(object) => Near::of(&object, style),
-                None => Near {
-                    keys: KeyStyle::Quoted('"'),
-                    quote: style.string_quote,
-                },
             };
-            if let Some(quote) = string_quote(&old) {
-                near.quote = quote;
+        }
+        let new = match current {
+            Container::Object(object) => {
+                keys = self.key_style(parents, &object).unwrap_or(keys);
+                self.key_styles.insert(parents.to_vec(), keys);
+                let near_quote = string_quote_in(&object).unwrap_or(self.string_quote);
+                match object.get(last) {
+                    Some(prop) => {
+                        let quote = prop.value().and_then(|v| string_quote(&v));
+                        prop.set_value(input(value));
+                        prop.value().map(|v| (v, quote.unwrap_or(near_quote)))
+                    }
+                    None => return self.append(&object, parts, input(value), keys),
+                }
             }
-            let new = replace(old, input(value)).ok_or("the array element cannot be replaced")?;
-            near.restyle(&new);
+            Container::Array(array) => {
+                let old = element(&array, last).ok_or_else(|| no_index(parts))?;
+                let quote = string_quote(&old).unwrap_or(self.string_quote);
+                replace(old, input(value)).map(|v| (v, quote))
+            }
+        };
+        let (new, quote) = new.ok_or("the new value vanished")?;
+        self.restyle(&new, parts.to_vec(), keys, quote);
+        Ok(())
+    }
+
+    /// Appends the property at `path` (its last part) to `object`, whose
+    /// keys are written in `keys` style.
+    fn append(
+        &mut self,
+        object: &CstObject,
+        path: &[String],
+        value: CstInputValue,
+        keys: KeyStyle,
+    ) -> Result<(), String> {
+        let (name, parent) = path.split_last().ok_or("an empty key")?;
+        self.key_styles.insert(parent.to_vec(), keys);
+        let quote = string_quote_in(object).unwrap_or(self.string_quote);
+        let prop = object.append(name, value);
+        self.rename(&prop, keys);
+        let new = prop.value().ok_or("the new value vanished")?;
+        self.restyle(&new, path.to_vec(), keys, quote);
+        Ok(())
+    }
+
+    fn unset(&mut self, parts: &[String]) -> Result<(), String> {
+        let (last, parents) = parts.split_last().ok_or("an empty key")?;
+        let mut current = Container::Object(self.top.clone());
+        for (depth, part) in parents.iter().enumerate() {
+            let next = match &current {
+                Container::Object(object) => object.get(part).and_then(|p| p.value()),
+                Container::Array(array) => element(array, part),
+            };
+            current = next
+                .and_then(Container::of)
+                .ok_or_else(|| not_a_container(&parts[..=depth]))?;
+        }
+        match current {
+            Container::Object(object) => object
+                .get(last)
+                .ok_or_else(|| format!("{} is not in the text", parts.join(".")))?
+                .remove(),
+            Container::Array(array) => {
+                element(&array, last).ok_or_else(|| no_index(parts))?.remove()
+            }
+        }
+        Ok(())
+    }
+
+    /// How the keys of the object at `path` are written: as recorded if
+    /// this editor touched it, else like its first property (`None` when it
+    /// has none).
+    fn key_style(&self, path: &[String], object: &CstObject) -> Option<KeyStyle> {
+        if let Some(style) = self.key_styles.get(path) {
+            return Some(*style);
+        }
+        object
+            .properties()
+            .into_iter()
+            .find_map(|p| p.name().map(|n| key_style(&n)))
+    }
+
+    /// Queues an inserted property's name for rewriting in `keys` style.
+    fn rename(&mut self, prop: &CstObjectProp, keys: KeyStyle) {
+        let Some(ObjectPropName::String(lit)) = prop.name() else {
+            return;
+        };
+        let Ok(name) = lit.decoded_value() else {
+            return;
+        };
+        match keys {
+            KeyStyle::Bare if is_bare_key(&name) => self.renames.push((lit, name)),
+            KeyStyle::Quoted(q) if q != '"' => self.renames.push((lit, quoted(&name, q))),
+            _ => {}
         }
     }
-    Ok(())
+
+    /// Writes a value inserted at `path` in the styles around it: the keys
+    /// of objects inside it like `keys`, strings with `quote`.
+    fn restyle(&mut self, node: &CstNode, path: Vec<String>, keys: KeyStyle, quote: char) {
+        match node {
+            CstNode::Container(CstContainerNode::Object(o)) => {
+                for prop in o.properties() {
+                    self.rename(&prop, keys);
+                    if let (Some(name), Some(value)) = (prop.name(), prop.value()) {
+                        let mut inner = path.clone();
+                        inner.push(name.decoded_value().unwrap_or_default());
+                        self.restyle(&value, inner, keys, quote);
+                    }
+                }
+                self.key_styles.insert(path, keys);
+            }
+            CstNode::Container(CstContainerNode::Array(a)) => {
+                for (i, element) in a.elements().iter().enumerate() {
+                    let mut inner = path.clone();
+                    inner.push(i.to_string());
+                    self.restyle(element, inner, keys, quote);
+                }
+            }
+            CstNode::Leaf(CstLeafNode::StringLit(s)) if quote != '"' => {
+                if let Ok(decoded) = s.decoded_value() {
+                    s.set_raw_value(quoted(&decoded, quote));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
-fn unset(top: &CstObject, parts: &[String]) -> Result<(), String> {
-    let (last, parents) = parts.split_last().ok_or("an empty key")?;
-    let mut current = Container::Object(top.clone());
-    for (depth, part) in parents.iter().enumerate() {
-        let next = match &current {
-            Container::Object(object) => object.get(part).and_then(|p| p.value()),
-            Container::Array(array) => element(array, part),
-        };
-        current = next
-            .and_then(Container::of)
-            .ok_or_else(|| not_a_container(&parts[..=depth]))?;
-    }
-    match current {
-        Container::Object(object) => object
-            .get(last)
-            .ok_or_else(|| format!("{} is not in the text", parts.join(".")))?
-            .remove(),
-        Container::Array(array) => element(&array, last).ok_or_else(|| no_index(parts))?.remove(),
-    }
-    Ok(())
-}
-
-fn element(array: &jsonc_parser::cst::CstArray, part: &str) -> Option<CstNode> {
+fn element(array: &CstArray, part: &str) -> Option<CstNode> {
     let index = part.parse::<usize>().ok()?;
     array.elements().into_iter().nth(index)
 }
@@ -211,36 +323,13 @@ fn input(value: &Value) -> CstInputValue {
     }
 }
 
-/// How a key is written.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum KeyStyle {
-    Bare,
-    Quoted(char),
-}
-
-/// The file's defaults, for values with nothing near them to copy.
-struct DocStyle {
-    /// The quote character of the first string value in the file.
-    string_quote: char,
-}
-
-impl DocStyle {
-    fn of(top: &CstObject) -> DocStyle {
-        DocStyle {
-            string_quote: first_string_quote(&CstNode::from(top.clone())).unwrap_or('"'),
-        }
-    }
-
-    /// The quote character of a string value directly in `object`, else the
-    /// file's.
-    fn string_quote_near(&self, object: &CstObject) -> char {
-        object
-            .properties()
-            .iter()
-            .filter_map(|p| p.value())
-            .find_map(|v| string_quote(&v))
-            .unwrap_or(self.string_quote)
-    }
+/// The quote character of a string value directly in `object`.
+fn string_quote_in(object: &CstObject) -> Option<char> {
+    object
+        .properties()
+        .iter()
+        .filter_map(|p| p.value())
+        .find_map(|v| string_quote(&v))
 }
 
 fn first_string_quote(node: &CstNode) -> Option<char> {
@@ -265,98 +354,11 @@ fn string_quote(node: &CstNode) -> Option<char> {
     }
 }
 
-/// How the keys of `object` are written: like its first property, else
-/// like the nearest enclosing object's, else quoted with `"`.
-fn key_style_near(object: &CstObject) -> KeyStyle {
-    let own = object
-        .properties()
-        .into_iter()
-        .find_map(|p| p.name().map(|n| key_style(&n)));
-    if let Some(style) = own {
-        return style;
-    }
-    CstNode::from(object.clone())
-        .ancestors()
-        .filter_map(|a| a.as_object())
-        .find_map(|o| {
-            o.properties()
-                .into_iter()
-                .find_map(|p| p.name().map(|n| key_style(&n)))
-        })
-        .unwrap_or(KeyStyle::Quoted('"'))
-}
 
 fn key_style(name: &ObjectPropName) -> KeyStyle {
     match name {
         ObjectPropName::Word(_) => KeyStyle::Bare,
         ObjectPropName::String(s) => KeyStyle::Quoted(s.raw_value().chars().next().unwrap_or('"')),
-    }
-}
-
-/// The object a value node sits in, directly or through an array.
-fn enclosing_object(node: &CstNode) -> Option<CstObject> {
-    node.ancestors().find_map(|a| a.as_object())
-}
-
-/// The styles of an object's existing keys and strings, read before
-/// anything is inserted into it (an inserted node is `"`-quoted until
-/// restyled, and must not be copied from).
-struct Near {
-    keys: KeyStyle,
-    quote: char,
-}
-
-impl Near {
-    fn of(object: &CstObject, style: &DocStyle) -> Near {
-        Near {
-            keys: key_style_near(object),
-            quote: style.string_quote_near(object),
-        }
-    }
-
-    /// Rewrites a property this module inserted, and everything inside it.
-    fn restyle_prop(&self, prop: &CstObjectProp) {
-        restyle_name(prop, self.keys);
-        if let Some(value) = prop.value() {
-            self.restyle(&value);
-        }
-    }
-
-    /// Rewrites a value this module inserted, and everything inside it.
-    fn restyle(&self, node: &CstNode) {
-        match node {
-            CstNode::Container(CstContainerNode::Object(o)) => {
-                for prop in o.properties() {
-                    self.restyle_prop(&prop);
-                }
-            }
-            CstNode::Container(CstContainerNode::Array(a)) => {
-                for element in a.elements() {
-                    self.restyle(&element);
-                }
-            }
-            CstNode::Leaf(CstLeafNode::StringLit(s)) if self.quote != '"' => {
-                if let Ok(decoded) = s.decoded_value() {
-                    s.set_raw_value(quoted(&decoded, self.quote));
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Writes a (newly inserted, `"`-quoted) property name in `keys` style.
-fn restyle_name(prop: &CstObjectProp, keys: KeyStyle) {
-    let Some(ObjectPropName::String(lit)) = prop.name() else {
-        return;
-    };
-    let Ok(name) = lit.decoded_value() else {
-        return;
-    };
-    match keys {
-        KeyStyle::Bare if is_bare_key(&name) => lit.set_raw_value(name),
-        KeyStyle::Quoted(q) if q != '"' => lit.set_raw_value(quoted(&name, q)),
-        _ => {}
     }
 }
 

@@ -544,4 +544,149 @@ mod tests {
         let keys: Vec<_> = back.doc.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["agents", "channels", "gateway"]);
     }
+
+    /// A hand-written config in the style OpenClaw users keep.
+    const COMMENTED: &str = r#"// OpenClaw config (JSON5)
+{
+  /* the gateway */
+  gateway: {
+    port: 18789, // default port
+    bind: 'loopback',
+    auth: {
+      mode: 'token', // token auth
+      token: 'old-token-1',
+    },
+  },
+  agents: { defaults: { model: 'anthropic/claude' } },
+}
+"#;
+
+    /// Writes `text`, loads it, runs `change`, saves; the new text.
+    fn edited(text: &str, change: impl FnOnce(&mut ConfigFile)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openclaw.json");
+        std::fs::write(&path, text).unwrap();
+        let mut file = ConfigFile::load(&path).unwrap();
+        change(&mut file);
+        file.save().unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn replacing_a_value_changes_only_its_text() {
+        let out = edited(COMMENTED, |f| f.set("gateway.port", json!(18800)).unwrap());
+        assert_eq!(out, COMMENTED.replace("port: 18789,", "port: 18800,"));
+        // A string keeps the quote character it was written with.
+        let out = edited(COMMENTED, |f| {
+            f.set("gateway.auth.token", json!("new'token")).unwrap()
+        });
+        assert_eq!(
+            out,
+            COMMENTED.replace("token: 'old-token-1',", r"token: 'new\'token',")
+        );
+    }
+
+    #[test]
+    fn a_new_key_goes_last_in_its_object_in_the_siblings_style() {
+        let out = edited(COMMENTED, |f| {
+            f.set("gateway.controlUi.basePath", json!("/ui/")).unwrap();
+            f.set("gateway.tickIntervalMs", json!(5000)).unwrap();
+        });
+        let expected = COMMENTED.replace(
+            "      token: 'old-token-1',\n    },\n  },",
+            "      token: 'old-token-1',\n    },\n    controlUi: {\n      basePath: '/ui/',\n    },\n    tickIntervalMs: 5000,\n  },",
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn a_new_top_level_section_and_a_key_in_a_one_line_object() {
+        let out = edited(COMMENTED, |f| {
+            f.set("channels.telegram.enabled", json!(true)).unwrap();
+        });
+        assert_eq!(
+            out,
+            COMMENTED.replace(
+                "  agents: { defaults: { model: 'anthropic/claude' } },\n}",
+                "  agents: { defaults: { model: 'anthropic/claude' } },\n  channels: {\n    telegram: {\n      enabled: true,\n    },\n  },\n}"
+            )
+        );
+    }
+
+    #[test]
+    fn unset_removes_the_property_its_comma_and_its_same_line_comment() {
+        // In the middle.
+        let out = edited(COMMENTED, |f| assert!(f.unset("gateway.port")));
+        assert_eq!(out, COMMENTED.replace("    port: 18789, // default port\n", ""));
+        // Last, with a trailing comma: the object keeps its trailing comma.
+        let out = edited(COMMENTED, |f| assert!(f.unset("gateway.auth.token")));
+        assert_eq!(out, COMMENTED.replace("      token: 'old-token-1',\n", ""));
+        // A whole section; the comment above it stays.
+        let out = edited(COMMENTED, |f| assert!(f.unset("gateway")));
+        assert_eq!(
+            out,
+            "// OpenClaw config (JSON5)\n{\n  /* the gateway */\n  agents: { defaults: { model: 'anthropic/claude' } },\n}\n"
+        );
+    }
+
+    #[test]
+    fn unset_of_the_last_property_without_trailing_commas() {
+        let text = "{\n  \"a\": 1, // one\n  /* two */ \"b\": 2 // two\n}\n";
+        let out = edited(text, |f| assert!(f.unset("b")));
+        assert_eq!(out, "{\n  \"a\": 1 // one\n}\n");
+    }
+
+    #[test]
+    fn quoted_json_keeps_quoted_keys_and_double_quotes() {
+        let text = "{\n    \"gateway\": {\n        \"port\": 18789\n    }\n}";
+        let out = edited(text, |f| {
+            f.set("gateway.auth.token", json!("t-1")).unwrap()
+        });
+        assert_eq!(
+            out,
+            "{\n    \"gateway\": {\n        \"port\": 18789,\n        \"auth\": {\n            \"token\": \"t-1\"\n        }\n    }\n}"
+        );
+    }
+
+    #[test]
+    fn block_comments_and_crlf_line_endings_are_kept() {
+        let text = "/* header\r\n   block */\r\n{\r\n  gateway: { /* inline */\r\n    port: 1, /* after */\r\n  },\r\n}\r\n";
+        let out = edited(text, |f| {
+            f.set("gateway.port", json!(2)).unwrap();
+            f.set("gateway.bind", json!("lan")).unwrap();
+        });
+        assert_eq!(
+            out,
+            "/* header\r\n   block */\r\n{\r\n  gateway: { /* inline */\r\n    port: 2, /* after */\r\n    bind: \"lan\",\r\n  },\r\n}\r\n"
+        );
+    }
+
+    #[test]
+    fn an_edit_that_cannot_be_made_exactly_is_refused_and_writes_nothing() {
+        // Duplicate keys: JSON5 readers take the last, the text editor would
+        // change the first. The check after the edit catches it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dup.json");
+        let text = format!("{{ gateway: {{ port: 1, port: 2 }}, token: '{TOKEN}' }}");
+        std::fs::write(&path, &text).unwrap();
+        let mut file = ConfigFile::load(&path).unwrap();
+        file.set("gateway.port", json!(3)).unwrap();
+        let err = file.save().unwrap_err();
+        assert!(matches!(err, ConfigError::Edit { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("gateway.port"), "{message}");
+        assert!(message.contains("was not changed"), "{message}");
+        assert!(!message.contains(TOKEN), "{message}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn a_blank_existing_file_gets_plain_json() {
+        let out = edited("  \n", |f| f.set("gateway.port", json!(1)).unwrap());
+        assert_eq!(out, "{\n  \"gateway\": {\n    \"port\": 1\n  }\n}\n");
+    }
 }
