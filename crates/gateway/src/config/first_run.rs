@@ -139,8 +139,8 @@ mod tests {
         let envs = [
             env_token("t"),
             EnvOverrides {
-                token: None,
                 password: Some(Secret::new("p")),
+                ..Default::default()
             },
         ];
         for e in &envs {
