@@ -367,10 +367,7 @@ fn edits_change_only_their_own_spans_of_a_commented_openclaw_json() {
     with_config(&path, &[], &["set", "gateway.port", "18800"])
         .success()
         .stdout("Updated gateway.port. Restart the gateway to apply.\n");
-    assert_eq!(
-        text(),
-        expect("    port: 18789, //", "    port: 18800, //")
-    );
+    assert_eq!(text(), expect("    port: 18789, //", "    port: 18800, //"));
 
     // The secret is written in the file's quoting style and never echoed.
     let out = with_config(&path, &[], &["set", "gateway.auth.token", NEW_TOKEN]).success();
@@ -396,8 +393,12 @@ fn edits_change_only_their_own_spans_of_a_commented_openclaw_json() {
     );
 
     // A new nested object at the end of its parent.
-    with_config(&path, &[], &["set", "gateway.nodes.pairing.autoApproveLocal", "false"])
-        .success();
+    with_config(
+        &path,
+        &[],
+        &["set", "gateway.nodes.pairing.autoApproveLocal", "false"],
+    )
+    .success();
     assert_eq!(
         text(),
         expect(
@@ -412,12 +413,18 @@ fn edits_change_only_their_own_spans_of_a_commented_openclaw_json() {
         .stdout("Removed gateway.trustedProxies.\n");
     assert_eq!(
         text(),
-        expect("    trustedProxies: ['127.0.0.1'], // the local Caddy\n", "")
+        expect(
+            "    trustedProxies: ['127.0.0.1'], // the local Caddy\n",
+            ""
+        )
     );
     with_config(&path, &[], &["unset", "channels.whatsapp"]).success();
     assert_eq!(
         text(),
-        expect("    whatsapp: { allowFrom: ['+15555550123'] }, // my phone\n", "")
+        expect(
+            "    whatsapp: { allowFrom: ['+15555550123'] }, // my phone\n",
+            ""
+        )
     );
 
     // Reads agree with the text.
@@ -451,7 +458,10 @@ fn first_run_into_a_commented_config_keeps_its_comments() {
     drop(running);
     let text = std::fs::read_to_string(&path).unwrap();
     let doc: Value = json5::from_str(&text).unwrap();
-    let token = doc["gateway"]["auth"]["token"].as_str().unwrap().to_string();
+    let token = doc["gateway"]["auth"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         text,
         original.replace(
@@ -475,7 +485,10 @@ fn get_shows_an_environment_override_with_its_source() {
         .stdout("18791 (from OPENCLAW_GATEWAY_PORT; the file says 18789)\n");
     with_config(
         &path,
-        &[("OPENCLAW_GATEWAY_PORT", "18791"), ("CLAWGATE_PORT", "18790")],
+        &[
+            ("OPENCLAW_GATEWAY_PORT", "18791"),
+            ("CLAWGATE_PORT", "18790"),
+        ],
         &["get", "gateway.port", "--json"],
     )
     .success()

@@ -215,9 +215,9 @@ impl Editor {
                 .get(last)
                 .ok_or_else(|| format!("{} is not in the text", parts.join(".")))?
                 .remove(),
-            Container::Array(array) => {
-                element(&array, last).ok_or_else(|| no_index(parts))?.remove()
-            }
+            Container::Array(array) => element(&array, last)
+                .ok_or_else(|| no_index(parts))?
+                .remove(),
         }
         Ok(())
     }
@@ -292,7 +292,10 @@ fn not_a_container(parts: &[String]) -> String {
 }
 
 fn no_index(parts: &[String]) -> String {
-    format!("{} is not an element of the array in the text", parts.join("."))
+    format!(
+        "{} is not an element of the array in the text",
+        parts.join(".")
+    )
 }
 
 /// Replaces a value node (an array element) with a new value.
@@ -354,7 +357,6 @@ fn string_quote(node: &CstNode) -> Option<char> {
     }
 }
 
-
 fn key_style(name: &ObjectPropName) -> KeyStyle {
     match name {
         ObjectPropName::Word(_) => KeyStyle::Bare,
@@ -412,7 +414,14 @@ mod tests {
 
     #[test]
     fn quoted_strings_round_trip_through_json5() {
-        for text in ["plain", "it's", "say \"hi\"", "back\\slash", "tab\tnew\nline", "ünï"] {
+        for text in [
+            "plain",
+            "it's",
+            "say \"hi\"",
+            "back\\slash",
+            "tab\tnew\nline",
+            "ünï",
+        ] {
             for q in ['\'', '"'] {
                 let lit = quoted(text, q);
                 assert!(lit.starts_with(q) && lit.ends_with(q), "{lit}");

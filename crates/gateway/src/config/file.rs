@@ -233,9 +233,8 @@ impl ConfigFile {
     /// key with its new value and every other key, comment-free content and
     /// order as before. Compared as serialised JSON so key order counts.
     fn check_edited(&self, edited: &str) -> Result<(), ConfigError> {
-        let parsed = ConfigFile::from_text(&self.path, edited).map_err(|_| {
-            self.edit_error("the edited text would not parse as JSON5".to_string())
-        })?;
+        let parsed = ConfigFile::from_text(&self.path, edited)
+            .map_err(|_| self.edit_error("the edited text would not parse as JSON5".to_string()))?;
         let same = serde_json::to_string(&parsed.doc).ok() == serde_json::to_string(&self.doc).ok();
         if same {
             Ok(())
@@ -621,7 +620,10 @@ mod tests {
     fn unset_removes_the_property_its_comma_and_its_same_line_comment() {
         // In the middle.
         let out = edited(COMMENTED, |f| assert!(f.unset("gateway.port")));
-        assert_eq!(out, COMMENTED.replace("    port: 18789, // default port\n", ""));
+        assert_eq!(
+            out,
+            COMMENTED.replace("    port: 18789, // default port\n", "")
+        );
         // Last, with a trailing comma: the object keeps its trailing comma.
         let out = edited(COMMENTED, |f| assert!(f.unset("gateway.auth.token")));
         assert_eq!(out, COMMENTED.replace("      token: 'old-token-1',\n", ""));
@@ -643,9 +645,7 @@ mod tests {
     #[test]
     fn quoted_json_keeps_quoted_keys_and_double_quotes() {
         let text = "{\n    \"gateway\": {\n        \"port\": 18789\n    }\n}";
-        let out = edited(text, |f| {
-            f.set("gateway.auth.token", json!("t-1")).unwrap()
-        });
+        let out = edited(text, |f| f.set("gateway.auth.token", json!("t-1")).unwrap());
         assert_eq!(
             out,
             "{\n    \"gateway\": {\n        \"port\": 18789,\n        \"auth\": {\n            \"token\": \"t-1\"\n        }\n    }\n}"
