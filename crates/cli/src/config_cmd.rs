@@ -1,7 +1,8 @@
 //! `clawgate config get|set|unset|path`.
 //!
 //! Edits go through [`ConfigFile`]: validated against [`config::resolve_all`]
-//! before anything is written, then saved atomically with mode 0600.
+//! before anything is written, then saved atomically with mode 0600 by
+//! editing the file's text in place (comments and formatting kept).
 
 use clap::Subcommand;
 use clawgate_gateway::config::{self, ConfigError, ConfigFile, EnvOverrides, RunOverrides};
@@ -17,6 +18,11 @@ pub enum ConfigCommand {
     /// Print the config file's path.
     Path,
     /// Print the value at a dotted key, e.g. `gateway.port`.
+    ///
+    /// When an environment variable overrides the key (CLAWGATE_PORT,
+    /// OPENCLAW_GATEWAY_PORT, CLAWGATE_BIND), the effective value is printed
+    /// with its source: `18790 (from CLAWGATE_PORT; the file says 18789)`;
+    /// with --json the value alone, the source on stderr.
     ///
     /// A secret asked for by its exact key (`gateway.auth.token`) prints in
     /// clear; secrets inside a printed object are redacted unless
@@ -101,6 +107,17 @@ fn get(paths: &Paths, key: &str, json: bool, show_secrets: bool) -> anyhow::Resu
         Ok(file) => file,
         Err(code) => return Ok(code),
     };
+    match config::env_override(key, &EnvOverrides::from_process_env()) {
+        Ok(Some(from_env)) => {
+            print_overridden(&file, key, &from_env, json);
+            return Ok(0);
+        }
+        Ok(None) => {}
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(1);
+        }
+    }
     let Some(value) = file.get(key) else {
         eprintln!(
             "Config path is valid but unset: {key}. Set it with: clawgate config set {key} <value>"
@@ -121,6 +138,26 @@ fn get(paths: &Paths, key: &str, json: bool, show_secrets: bool) -> anyhow::Resu
         scalar => println!("{scalar}"),
     }
     Ok(0)
+}
+
+/// A key an environment variable overrides: the effective value and where
+/// it comes from. Plain output says both on one line; `--json` prints the
+/// value alone (still one JSON document) and the source on stderr.
+fn print_overridden(file: &ConfigFile, key: &str, from_env: &config::EnvOverride, json: bool) {
+    let file_says = match file.get(key) {
+        Some(Value::String(s)) => format!("the file says {s}"),
+        Some(other) => format!("the file says {other}"),
+        None => "not set in the file".to_string(),
+    };
+    let source = format!("from {}; {file_says}", from_env.var);
+    match (&from_env.value, json) {
+        (value, true) => {
+            println!("{value}");
+            eprintln!("note: {source}");
+        }
+        (Value::String(s), false) => println!("{s} ({source})"),
+        (value, false) => println!("{value} ({source})"),
+    }
 }
 
 /// Whether a key holds a secret: `token`, `password` and names ending in

@@ -1,5 +1,7 @@
 //! `clawgate config ...` through the real binary, on a temp state dir.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,9 @@ impl State {
             .env_remove("OPENCLAW_GATEWAY_TOKEN")
             .env_remove("CLAWGATE_GATEWAY_PASSWORD")
             .env_remove("OPENCLAW_GATEWAY_PASSWORD")
+            .env_remove("CLAWGATE_PORT")
+            .env_remove("OPENCLAW_GATEWAY_PORT")
+            .env_remove("CLAWGATE_BIND")
             .arg("--state-dir")
             .arg(self.dir.path())
             .arg("config")
@@ -45,7 +50,8 @@ impl State {
     }
 
     fn doc(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.config_path()).unwrap()).unwrap()
+        // JSON5: a hand-written file stays JSON5 after an edit.
+        json5::from_str(&std::fs::read_to_string(self.config_path()).unwrap()).unwrap()
     }
 }
 
@@ -304,4 +310,225 @@ fn explicit_config_path_is_used() {
         .assert()
         .success()
         .stdout("18790\n");
+}
+
+// ---- a real, commented openclaw.json passed with --config ----
+
+const FIXTURE: &str = include_str!("fixtures/openclaw.json");
+const NEW_TOKEN: &str = "cli-fixture-new-token-7d21";
+
+/// `clawgate --config <path> config <args>`, with `env` set.
+fn with_config(path: &Path, env: &[(&str, &str)], args: &[&str]) -> assert_cmd::assert::Assert {
+    let mut cmd = Command::cargo_bin("clawgate").unwrap();
+    for var in [
+        "CLAWGATE_STATE_DIR",
+        "CLAWGATE_GATEWAY_TOKEN",
+        "OPENCLAW_GATEWAY_TOKEN",
+        "CLAWGATE_GATEWAY_PASSWORD",
+        "OPENCLAW_GATEWAY_PASSWORD",
+        "CLAWGATE_PORT",
+        "OPENCLAW_GATEWAY_PORT",
+        "CLAWGATE_BIND",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // The state dir beside the config, so nothing reaches ~/.clawgate.
+    cmd.arg("--state-dir")
+        .arg(path.parent().unwrap().join("state"))
+        .arg("--config")
+        .arg(path)
+        .arg("config")
+        .args(args)
+        .assert()
+}
+
+/// The fixture copied into a temp dir: (guard, path).
+fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openclaw.json");
+    std::fs::write(&path, FIXTURE).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn edits_change_only_their_own_spans_of_a_commented_openclaw_json() {
+    let (_dir, path) = fixture_copy();
+    let text = || std::fs::read_to_string(&path).unwrap();
+    let mut expected = FIXTURE.to_string();
+    let mut expect = |from: &str, to: &str| {
+        assert_eq!(expected.matches(from).count(), 1, "{from}");
+        expected = expected.replace(from, to);
+        expected.clone()
+    };
+
+    with_config(&path, &[], &["set", "gateway.port", "18800"])
+        .success()
+        .stdout("Updated gateway.port. Restart the gateway to apply.\n");
+    assert_eq!(text(), expect("    port: 18789, //", "    port: 18800, //"));
+
+    // The secret is written in the file's quoting style and never echoed.
+    let out = with_config(&path, &[], &["set", "gateway.auth.token", NEW_TOKEN]).success();
+    let shown = format!("{:?}", out.get_output());
+    assert!(!shown.contains(NEW_TOKEN), "{shown}");
+    assert_eq!(
+        text(),
+        expect(
+            "token: 'f3c1e9a07b5d42e8a6c0d9b1e7f24a58', //",
+            &format!("token: '{NEW_TOKEN}', //")
+        )
+    );
+
+    // A new key goes last among the properties, before the object's
+    // closing comment, with the siblings' indentation, key style and quotes.
+    with_config(&path, &[], &["set", "gateway.controlUi.basePath", "/ui/"]).success();
+    assert_eq!(
+        text(),
+        expect(
+            "      enabled: true,\n      // allowedOrigins",
+            "      enabled: true,\n      basePath: '/ui/',\n      // allowedOrigins"
+        )
+    );
+
+    // A new nested object at the end of its parent.
+    with_config(
+        &path,
+        &[],
+        &["set", "gateway.nodes.pairing.autoApproveLocal", "false"],
+    )
+    .success();
+    assert_eq!(
+        text(),
+        expect(
+            "    trustedProxies: ['127.0.0.1'], // the local Caddy\n  },",
+            "    trustedProxies: ['127.0.0.1'], // the local Caddy\n    nodes: {\n      pairing: {\n        autoApproveLocal: false,\n      },\n    },\n  },"
+        )
+    );
+
+    // Unset takes the property, its comma and its same-line comment.
+    with_config(&path, &[], &["unset", "gateway.trustedProxies"])
+        .success()
+        .stdout("Removed gateway.trustedProxies.\n");
+    assert_eq!(
+        text(),
+        expect(
+            "    trustedProxies: ['127.0.0.1'], // the local Caddy\n",
+            ""
+        )
+    );
+    with_config(&path, &[], &["unset", "channels.whatsapp"]).success();
+    assert_eq!(
+        text(),
+        expect(
+            "    whatsapp: { allowFrom: ['+15555550123'] }, // my phone\n",
+            ""
+        )
+    );
+
+    // Reads agree with the text.
+    with_config(&path, &[], &["get", "gateway.port"])
+        .success()
+        .stdout("18800\n");
+    with_config(&path, &[], &["get", "gateway.auth.token"])
+        .success()
+        .stdout(format!("{NEW_TOKEN}\n"));
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn a_refused_set_leaves_the_commented_file_byte_identical() {
+    let (_dir, path) = fixture_copy();
+    with_config(&path, &[], &["set", "gateway.port", "70000"])
+        .code(1)
+        .stderr(predicate::str::contains("gateway.port"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), FIXTURE);
+}
+
+#[test]
+fn first_run_into_a_commented_config_keeps_its_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openclaw.json");
+    let original = "// my gateway, no auth yet\n{\n  gateway: {\n    port: 18789, // default\n  },\n  agents: {}, /* none yet */\n}\n";
+    std::fs::write(&path, original).unwrap();
+    let config = path.to_str().unwrap();
+    let state = dir.path().join("state");
+    let running = common::start(&state, &["--config", config], &[]);
+    drop(running);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: Value = json5::from_str(&text).unwrap();
+    let token = doc["gateway"]["auth"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        original.replace(
+            "    port: 18789, // default\n  },",
+            &format!("    port: 18789, // default\n    auth: {{\n      mode: \"token\",\n      token: \"{token}\",\n    }},\n  }},")
+        )
+    );
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn get_shows_an_environment_override_with_its_source() {
+    let (_dir, path) = fixture_copy();
+    let port = ["get", "gateway.port"];
+    with_config(&path, &[], &port).success().stdout("18789\n");
+    with_config(&path, &[("CLAWGATE_PORT", "18790")], &port)
+        .success()
+        .stdout("18790 (from CLAWGATE_PORT; the file says 18789)\n");
+    with_config(&path, &[("OPENCLAW_GATEWAY_PORT", "18791")], &port)
+        .success()
+        .stdout("18791 (from OPENCLAW_GATEWAY_PORT; the file says 18789)\n");
+    with_config(
+        &path,
+        &[
+            ("OPENCLAW_GATEWAY_PORT", "18791"),
+            ("CLAWGATE_PORT", "18790"),
+        ],
+        &["get", "gateway.port", "--json"],
+    )
+    .success()
+    .stdout("18790\n")
+    .stderr("note: from CLAWGATE_PORT; the file says 18789\n");
+    with_config(&path, &[("CLAWGATE_BIND", "lan")], &["get", "gateway.bind"])
+        .success()
+        .stdout("lan (from CLAWGATE_BIND; the file says loopback)\n");
+
+    let s = State::new();
+    s.cmd(&["set", "gateway.bind", "lan"]).success();
+    with_config(&s.config_path(), &[("CLAWGATE_PORT", "18790")], &port)
+        .success()
+        .stdout("18790 (from CLAWGATE_PORT; not set in the file)\n");
+}
+
+#[test]
+fn a_bad_port_in_the_environment_is_one_line_naming_the_variable() {
+    let (_dir, path) = fixture_copy();
+    with_config(&path, &[("CLAWGATE_PORT", "eighty")], &["get", "gateway.port"])
+        .code(1)
+        .stdout("")
+        .stderr(
+            "error: CLAWGATE_PORT: must be a whole number from 1 to 65535 (found \"eighty\"); fix it with: export CLAWGATE_PORT=18789 (or unset it)\n",
+        );
+    // The gateway refuses to start with the same words.
+    let out = common::bin()
+        .arg("--state-dir")
+        .arg(path.parent().unwrap().join("state"))
+        .arg("--config")
+        .arg(&path)
+        .args(["gateway", "run"])
+        .env("CLAWGATE_PORT", "eighty")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: refusing to start: CLAWGATE_PORT: must be a whole number"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), FIXTURE);
 }

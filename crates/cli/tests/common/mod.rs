@@ -18,6 +18,9 @@ pub fn bin() -> Command {
         "OPENCLAW_GATEWAY_TOKEN",
         "CLAWGATE_GATEWAY_PASSWORD",
         "OPENCLAW_GATEWAY_PASSWORD",
+        "CLAWGATE_PORT",
+        "OPENCLAW_GATEWAY_PORT",
+        "CLAWGATE_BIND",
     ] {
         cmd.env_remove(var);
     }

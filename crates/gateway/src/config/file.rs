@@ -1,12 +1,19 @@
 //! [`ConfigFile`]: the JSON5 document, read from disk, edited by dotted key
 //! paths (`get`, `set`, `unset`) and written back atomically with mode 0600.
 //! Keys the gateway does not know are kept untouched.
+//!
+//! A file that existed is written back by editing its text in place
+//! (`edit.rs`): comments, key order, quoting and formatting outside the
+//! edited keys stay as they were. Before the write, the new text is parsed
+//! again and must give exactly the intended document (the loaded one with
+//! the edits applied, key order included); otherwise nothing is written.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use super::describe::describe_kind;
+use super::edit::{self, Edit};
 use super::types::{CONFIG_FILE_NAME, ConfigError};
 
 /// The config file as a JSON document, edited by dotted key paths.
@@ -16,6 +23,21 @@ pub struct ConfigFile {
     pub doc: Value,
     /// Whether the file existed when loaded.
     pub existed: bool,
+    /// The text as loaded (`None` for a missing file), edited in place on
+    /// save. Not shown by `Debug`: it may hold secrets.
+    source: Option<Source>,
+    /// `set`/`unset` calls since loading, replayed on `source` by `save`.
+    edits: Vec<Edit>,
+}
+
+/// The loaded text, redacted in `Debug`.
+#[derive(Clone)]
+struct Source(String);
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Source({} bytes)", self.0.len())
+    }
 }
 
 /// The state directory: `$CLAWGATE_STATE_DIR`, else `~/.clawgate`.
@@ -35,11 +57,7 @@ impl ConfigFile {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(ConfigFile {
-                    path: path.to_path_buf(),
-                    doc: Value::Object(Map::new()),
-                    existed: false,
-                });
+                return Ok(ConfigFile::from_doc(path, Value::Object(Map::new()), false));
             }
             Err(source) => {
                 return Err(ConfigError::Read {
@@ -75,10 +93,20 @@ impl ConfigFile {
             });
         }
         Ok(ConfigFile {
+            source: Some(Source(text.to_string())),
+            ..ConfigFile::from_doc(path, doc, true)
+        })
+    }
+
+    /// A document with no text behind it: `save` writes it as fresh JSON.
+    pub(crate) fn from_doc(path: &Path, doc: Value, existed: bool) -> ConfigFile {
+        ConfigFile {
             path: path.to_path_buf(),
             doc,
-            existed: true,
-        })
+            existed,
+            source: None,
+            edits: Vec::new(),
+        }
     }
 
     /// The value at a dotted key (`gateway.auth.token`). A numeric part
@@ -125,20 +153,21 @@ impl ConfigFile {
                 other => return Err(blocked(depth, other)),
             };
         }
+        let edit = Edit::Set(owned(&parts), value.clone());
         match current {
             Value::Object(map) => {
                 map.insert(last.to_string(), value);
-                Ok(())
             }
             Value::Array(items) => match last.parse::<usize>() {
                 Ok(index) if index < items.len() => {
                     items[index] = value;
-                    Ok(())
                 }
-                _ => Err(array_index_error(key, parents, items.len())),
+                _ => return Err(array_index_error(key, parents, items.len())),
             },
-            other => Err(blocked(parents.len(), other)),
+            other => return Err(blocked(parents.len(), other)),
         }
+        self.edits.push(edit);
+        Ok(())
     }
 
     /// Removes a dotted key; returns whether it was present.
@@ -163,7 +192,7 @@ impl ConfigFile {
                 _ => return false,
             };
         }
-        match current {
+        let removed = match current {
             // shift_remove keeps the order of the remaining keys in the file.
             Value::Object(map) => map.shift_remove(*last).is_some(),
             Value::Array(items) => match last.parse::<usize>() {
@@ -174,6 +203,61 @@ impl ConfigFile {
                 _ => false,
             },
             _ => false,
+        };
+        if removed {
+            self.edits.push(Edit::Unset(owned(&parts)));
+        }
+        removed
+    }
+
+    /// The text `save` writes: the loaded text with the edits applied in
+    /// place, checked to parse back to exactly [`ConfigFile::doc`]; for a
+    /// file that did not exist (or was blank), the document as JSON.
+    pub fn render(&self) -> Result<String, ConfigError> {
+        let source = match &self.source {
+            Some(Source(text)) if !text.trim().is_empty() => text,
+            _ => {
+                let mut text = serde_json::to_string_pretty(&self.doc)
+                    .map_err(|err| self.write_error(std::io::Error::other(err)))?;
+                text.push('\n');
+                return Ok(text);
+            }
+        };
+        let edited =
+            edit::apply(source, &self.edits).map_err(|problem| self.edit_error(problem))?;
+        self.check_edited(&edited)?;
+        Ok(edited)
+    }
+
+    /// The edited text must parse to the intended document: every edited
+    /// key with its new value and every other key, comment-free content and
+    /// order as before. Compared as serialised JSON so key order counts.
+    fn check_edited(&self, edited: &str) -> Result<(), ConfigError> {
+        let parsed = ConfigFile::from_text(&self.path, edited)
+            .map_err(|_| self.edit_error("the edited text would not parse as JSON5".to_string()))?;
+        let same = serde_json::to_string(&parsed.doc).ok() == serde_json::to_string(&self.doc).ok();
+        if same {
+            Ok(())
+        } else {
+            let keys: Vec<String> = self.edits.iter().map(Edit::key).collect();
+            Err(self.edit_error(format!(
+                "the edited text would not hold exactly the intended change to {}",
+                keys.join(", ")
+            )))
+        }
+    }
+
+    fn edit_error(&self, problem: String) -> ConfigError {
+        ConfigError::Edit {
+            path: self.path.clone(),
+            problem,
+        }
+    }
+
+    fn write_error(&self, source: std::io::Error) -> ConfigError {
+        ConfigError::Write {
+            path: self.path.clone(),
+            source,
         }
     }
 
@@ -207,10 +291,9 @@ impl ConfigFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| CONFIG_FILE_NAME.to_string());
+        // Rendered (and checked) before anything touches the disk.
+        let text = self.render()?;
         let tmp = dir.join(format!(".{file_name}.tmp-{:016x}", rand::random::<u64>()));
-        let mut text = serde_json::to_string_pretty(&self.doc)
-            .map_err(|err| write_err(std::io::Error::other(err)))?;
-        text.push('\n');
 
         let result = (|| {
             let mut out = std::fs::OpenOptions::new()
@@ -245,6 +328,10 @@ pub fn parse_json5_value(text: &str) -> Result<Value, String> {
 /// Whether `key` is a well-formed dotted key path (no empty parts).
 pub fn is_valid_key(key: &str) -> bool {
     key_parts(key).is_some()
+}
+
+fn owned(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| p.to_string()).collect()
 }
 
 fn key_parts(key: &str) -> Option<Vec<&str>> {
@@ -284,11 +371,7 @@ mod tests {
     /// A document as if read from a temp state dir (kept alive by the guard).
     fn file_with(doc: serde_json::Value) -> (ConfigFile, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let file = ConfigFile {
-            path: dir.path().join(CONFIG_FILE_NAME),
-            doc,
-            existed: true,
-        };
+        let file = ConfigFile::from_doc(&dir.path().join(CONFIG_FILE_NAME), doc, true);
         (file, dir)
     }
 
@@ -459,5 +542,151 @@ mod tests {
         );
         let keys: Vec<_> = back.doc.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["agents", "channels", "gateway"]);
+    }
+
+    /// A hand-written config in the style OpenClaw users keep.
+    const COMMENTED: &str = r#"// OpenClaw config (JSON5)
+{
+  /* the gateway */
+  gateway: {
+    port: 18789, // default port
+    bind: 'loopback',
+    auth: {
+      mode: 'token', // token auth
+      token: 'old-token-1',
+    },
+  },
+  agents: { defaults: { model: 'anthropic/claude' } },
+}
+"#;
+
+    /// Writes `text`, loads it, runs `change`, saves; the new text.
+    fn edited(text: &str, change: impl FnOnce(&mut ConfigFile)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openclaw.json");
+        std::fs::write(&path, text).unwrap();
+        let mut file = ConfigFile::load(&path).unwrap();
+        change(&mut file);
+        file.save().unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn replacing_a_value_changes_only_its_text() {
+        let out = edited(COMMENTED, |f| f.set("gateway.port", json!(18800)).unwrap());
+        assert_eq!(out, COMMENTED.replace("port: 18789,", "port: 18800,"));
+        // A string keeps the quote character it was written with.
+        let out = edited(COMMENTED, |f| {
+            f.set("gateway.auth.token", json!("new'token")).unwrap()
+        });
+        assert_eq!(
+            out,
+            COMMENTED.replace("token: 'old-token-1',", r"token: 'new\'token',")
+        );
+    }
+
+    #[test]
+    fn a_new_key_goes_last_in_its_object_in_the_siblings_style() {
+        let out = edited(COMMENTED, |f| {
+            f.set("gateway.controlUi.basePath", json!("/ui/")).unwrap();
+            f.set("gateway.tickIntervalMs", json!(5000)).unwrap();
+        });
+        let expected = COMMENTED.replace(
+            "      token: 'old-token-1',\n    },\n  },",
+            "      token: 'old-token-1',\n    },\n    controlUi: {\n      basePath: '/ui/',\n    },\n    tickIntervalMs: 5000,\n  },",
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn a_new_top_level_section_and_a_key_in_a_one_line_object() {
+        let out = edited(COMMENTED, |f| {
+            f.set("channels.telegram.enabled", json!(true)).unwrap();
+        });
+        assert_eq!(
+            out,
+            COMMENTED.replace(
+                "  agents: { defaults: { model: 'anthropic/claude' } },\n}",
+                "  agents: { defaults: { model: 'anthropic/claude' } },\n  channels: {\n    telegram: {\n      enabled: true,\n    },\n  },\n}"
+            )
+        );
+    }
+
+    #[test]
+    fn unset_removes_the_property_its_comma_and_its_same_line_comment() {
+        // In the middle.
+        let out = edited(COMMENTED, |f| assert!(f.unset("gateway.port")));
+        assert_eq!(
+            out,
+            COMMENTED.replace("    port: 18789, // default port\n", "")
+        );
+        // Last, with a trailing comma: the object keeps its trailing comma.
+        let out = edited(COMMENTED, |f| assert!(f.unset("gateway.auth.token")));
+        assert_eq!(out, COMMENTED.replace("      token: 'old-token-1',\n", ""));
+        // A whole section; the comment above it stays.
+        let out = edited(COMMENTED, |f| assert!(f.unset("gateway")));
+        assert_eq!(
+            out,
+            "// OpenClaw config (JSON5)\n{\n  /* the gateway */\n  agents: { defaults: { model: 'anthropic/claude' } },\n}\n"
+        );
+    }
+
+    #[test]
+    fn unset_of_the_last_property_without_trailing_commas() {
+        let text = "{\n  \"a\": 1, // one\n  /* two */ \"b\": 2 // two\n}\n";
+        let out = edited(text, |f| assert!(f.unset("b")));
+        assert_eq!(out, "{\n  \"a\": 1 // one\n}\n");
+    }
+
+    #[test]
+    fn quoted_json_keeps_quoted_keys_and_double_quotes() {
+        let text = "{\n    \"gateway\": {\n        \"port\": 18789\n    }\n}";
+        let out = edited(text, |f| f.set("gateway.auth.token", json!("t-1")).unwrap());
+        assert_eq!(
+            out,
+            "{\n    \"gateway\": {\n        \"port\": 18789,\n        \"auth\": {\n            \"token\": \"t-1\"\n        }\n    }\n}"
+        );
+    }
+
+    #[test]
+    fn block_comments_and_crlf_line_endings_are_kept() {
+        let text = "/* header\r\n   block */\r\n{\r\n  gateway: { /* inline */\r\n    port: 1, /* after */\r\n  },\r\n}\r\n";
+        let out = edited(text, |f| {
+            f.set("gateway.port", json!(2)).unwrap();
+            f.set("gateway.bind", json!("lan")).unwrap();
+        });
+        assert_eq!(
+            out,
+            "/* header\r\n   block */\r\n{\r\n  gateway: { /* inline */\r\n    port: 2, /* after */\r\n    bind: \"lan\",\r\n  },\r\n}\r\n"
+        );
+    }
+
+    #[test]
+    fn an_edit_that_cannot_be_made_exactly_is_refused_and_writes_nothing() {
+        // Duplicate keys: JSON5 readers take the last, the text editor would
+        // change the first. The check after the edit catches it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dup.json");
+        let text = format!("{{ gateway: {{ port: 1, port: 2 }}, token: '{TOKEN}' }}");
+        std::fs::write(&path, &text).unwrap();
+        let mut file = ConfigFile::load(&path).unwrap();
+        file.set("gateway.port", json!(3)).unwrap();
+        let err = file.save().unwrap_err();
+        assert!(matches!(err, ConfigError::Edit { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("gateway.port"), "{message}");
+        assert!(message.contains("was not changed"), "{message}");
+        assert!(!message.contains(TOKEN), "{message}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn a_blank_existing_file_gets_plain_json() {
+        let out = edited("  \n", |f| f.set("gateway.port", json!(1)).unwrap());
+        assert_eq!(out, "{\n  \"gateway\": {\n    \"port\": 1\n  }\n}\n");
     }
 }

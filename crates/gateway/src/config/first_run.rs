@@ -139,9 +139,8 @@ mod tests {
         let envs = [
             env_token("t"),
             EnvOverrides {
-                token: None,
                 password: Some(Secret::new("p")),
-                metrics_token: None,
+                ..Default::default()
             },
         ];
         for e in &envs {
@@ -171,5 +170,29 @@ mod tests {
             assert_eq!(file.doc, doc);
         }
         assert!(!path.exists(), "nothing was written");
+    }
+
+    #[test]
+    fn first_run_into_a_commented_file_keeps_everything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openclaw.json");
+        let original = "// my gateway\n{\n  gateway: {\n    port: 18790, // moved off the default\n  },\n  /* agents */\n  agents: {},\n}\n";
+        std::fs::write(&path, original).unwrap();
+        let mut file = ConfigFile::load(&path).unwrap();
+        let token = ensure_first_run_token(
+            &mut file,
+            &RunOverrides::default(),
+            &EnvOverrides::default(),
+        )
+        .unwrap()
+        .expect("a token is generated");
+        let expected = original.replace(
+            "    port: 18790, // moved off the default\n  },",
+            &format!(
+                "    port: 18790, // moved off the default\n    auth: {{\n      mode: \"token\",\n      token: \"{}\",\n    }},\n  }},",
+                token.expose()
+            ),
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! Precedence, highest first: `gateway run` flags, environment
 //! (`CLAWGATE_GATEWAY_TOKEN`, `OPENCLAW_GATEWAY_TOKEN`,
-//! `CLAWGATE_GATEWAY_PASSWORD`, `OPENCLAW_GATEWAY_PASSWORD`), the file,
+//! `CLAWGATE_GATEWAY_PASSWORD`, `OPENCLAW_GATEWAY_PASSWORD`,
+//! `CLAWGATE_PORT`, `OPENCLAW_GATEWAY_PORT`, `CLAWGATE_BIND`), the file,
 //! defaults.
 //!
 //! This module only declares its files and re-exports their public items;
@@ -24,13 +25,16 @@
 //!   [`AuthMode`], [`BindMode`], [`RateLimitConfig`], [`ControlUiConfig`])
 //!   and [`ConfigError`];
 //! - `file.rs`: [`ConfigFile`], the JSON5 document with dotted-key
-//!   `get`/`set`/`unset` and atomic 0600 writes; [`default_state_dir`],
-//!   [`is_valid_key`], [`parse_json5_value`];
+//!   `get`/`set`/`unset` and atomic 0600 writes that edit the text in
+//!   place; [`default_state_dir`], [`is_valid_key`], [`parse_json5_value`];
+//! - `edit.rs`: the in-place text editor under `ConfigFile::save` (a CST
+//!   of the JSON5 text: comments and formatting kept);
 //! - `resolve.rs`: flags ([`RunOverrides`]), environment ([`EnvOverrides`])
 //!   and file into a validated [`GatewayConfig`] ([`resolve`],
 //!   [`resolve_all`]), one resolver method per config section; the auth
 //!   section (mode, secrets from flags, files, environment and file) is in
-//!   `resolve/auth.rs`;
+//!   `resolve/auth.rs`, the port and bind environment overrides
+//!   ([`env_override`]) in `resolve/env.rs`;
 //! - `normalize.rs`: [`normalize_origin`], [`normalize_host_name`] and the
 //!   Control UI base path;
 //! - `first_run.rs`: [`ensure_first_run_token`] (the token itself is
@@ -39,11 +43,13 @@
 //!   secrets.
 //!
 //! Dependencies point one way: `types` and `normalize` import nothing here;
-//! `describe` nothing; `file` uses `types` and `describe`; `resolve` uses
+//! `describe` nothing; `edit` nothing; `file` uses `types`, `describe` and
+//! `edit`; `resolve` uses
 //! `types`, `file`, `normalize` and `describe`; `first_run` uses `types`,
 //! `file` and `resolve`.
 
 mod describe;
+mod edit;
 mod file;
 mod first_run;
 mod normalize;
@@ -55,7 +61,10 @@ mod types;
 pub use file::{ConfigFile, default_state_dir, is_valid_key, parse_json5_value};
 pub use first_run::ensure_first_run_token;
 pub use normalize::{normalize_host_name, normalize_origin};
-pub use resolve::{EnvOverrides, RunOverrides, resolve, resolve_all};
+pub use resolve::{
+    BIND_VARS, EnvOverride, EnvOverrides, EnvVar, PORT_VARS, RunOverrides, env_override, resolve,
+    resolve_all,
+};
 pub use types::{
     AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
     GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE, UpstreamConfig,

@@ -46,11 +46,16 @@ pub struct EnvOverrides {
     pub password: Option<Secret>,
     /// `CLAWGATE_METRICS_TOKEN`: the `/metrics` bearer token.
     pub metrics_token: Option<Secret>,
+    /// `CLAWGATE_PORT`, else `OPENCLAW_GATEWAY_PORT` (see `resolve/env.rs`).
+    pub port: Option<EnvVar>,
+    /// `CLAWGATE_BIND`.
+    pub bind: Option<EnvVar>,
 }
 
 impl EnvOverrides {
-    /// Reads `CLAWGATE_GATEWAY_TOKEN` (then `OPENCLAW_GATEWAY_TOKEN`) and the
-    /// `_PASSWORD` pair from the process environment.
+    /// Reads `CLAWGATE_GATEWAY_TOKEN` (then `OPENCLAW_GATEWAY_TOKEN`), the
+    /// `_PASSWORD` pair and the listen overrides from the process
+    /// environment.
     pub fn from_process_env() -> Self {
         let read = |a: &str, b: &str| {
             std::env::var(a)
@@ -64,6 +69,8 @@ impl EnvOverrides {
             metrics_token: std::env::var("CLAWGATE_METRICS_TOKEN")
                 .ok()
                 .map(Secret::new),
+            port: env::first_set(&env::PORT_VARS, |name| std::env::var(name).ok()),
+            bind: env::first_set(&env::BIND_VARS, |name| std::env::var(name).ok()),
         }
     }
 }
@@ -73,8 +80,7 @@ impl EnvOverrides {
 pub(crate) fn env_token(t: &str) -> EnvOverrides {
     EnvOverrides {
         token: Some(Secret::new(t)),
-        password: None,
-        metrics_token: None,
+        ..Default::default()
     }
 }
 
@@ -103,8 +109,8 @@ pub fn resolve_all(
         errors: Vec::new(),
     };
     r.check_sections();
-    let port = r.port(overrides);
-    let bind = r.bind(overrides);
+    let port = r.port(overrides, env);
+    let bind = r.bind(overrides, env);
     let auth = r.auth(overrides, env, bind.as_ref());
     let rate_limit = r.rate_limit();
     let control_ui = r.control_ui();
@@ -283,9 +289,15 @@ impl Resolver<'_> {
 /// `gateway.port`, `gateway.bind` and `gateway.customBindHost`, with
 /// `--port`, `--bind` and `--host`.
 impl Resolver<'_> {
-    fn port(&mut self, overrides: &RunOverrides) -> u16 {
+    fn port(&mut self, overrides: &RunOverrides, env: &EnvOverrides) -> u16 {
         if let Some(port) = overrides.port {
             return port;
+        }
+        if let Some(var) = &env.port {
+            return env::env_port(var).unwrap_or_else(|err| {
+                self.errors.push(err);
+                DEFAULT_PORT
+            });
         }
         let key = "gateway.port";
         match self.value(key) {
@@ -304,8 +316,17 @@ impl Resolver<'_> {
         }
     }
 
-    fn bind(&mut self, overrides: &RunOverrides) -> Option<BindMode> {
-        let (mode, key) = self.bind_mode(overrides)?;
+    fn bind(&mut self, overrides: &RunOverrides, env: &EnvOverrides) -> Option<BindMode> {
+        let (mode, key) = match &env.bind {
+            Some(var) if overrides.bind.is_none() => match env::env_bind(var) {
+                Ok(mode) => (mode, var.name),
+                Err(err) => {
+                    self.errors.push(err);
+                    return None;
+                }
+            },
+            _ => self.bind_mode(overrides)?,
+        };
         let from_flag = key == "--bind";
         if mode != "custom" && overrides.host.is_some() {
             self.fail(
@@ -599,6 +620,7 @@ impl Resolver<'_> {
 }
 
 mod auth;
+mod env;
 #[cfg(test)]
 mod tests;
 
@@ -635,3 +657,4 @@ impl Resolver<'_> {
 
 /// The shortest `/metrics` bearer token accepted.
 const METRICS_TOKEN_MIN_LEN: usize = 16;
+pub use env::{BIND_VARS, EnvOverride, EnvVar, PORT_VARS, env_override};

@@ -9,10 +9,6 @@ use super::types::CONFIG_FILE_NAME;
 /// alive by the returned guard).
 pub(crate) fn file_with(doc: Value) -> (ConfigFile, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let file = ConfigFile {
-        path: dir.path().join(CONFIG_FILE_NAME),
-        doc,
-        existed: true,
-    };
+    let file = ConfigFile::from_doc(&dir.path().join(CONFIG_FILE_NAME), doc, true);
     (file, dir)
 }

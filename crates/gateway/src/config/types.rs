@@ -232,6 +232,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An in-place edit that could not be made without disturbing the rest
+    /// of the file; nothing was written.
+    #[error(
+        "cannot change config file {path} in place: {problem}; the file was not changed, so make this change in an editor"
+    )]
+    Edit { path: PathBuf, problem: String },
 }
 
 impl ConfigError {

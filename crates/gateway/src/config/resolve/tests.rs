@@ -103,6 +103,57 @@ fn port_from_file_flag_and_errors() {
     }
 }
 
+/// The environment with port and bind overrides set.
+fn env_listen(port: Option<(&'static str, &str)>, bind: Option<&str>) -> EnvOverrides {
+    let var = |name: &'static str, value: &str| EnvVar {
+        name,
+        value: value.to_string(),
+    };
+    EnvOverrides {
+        token: Some(Secret::new(TOKEN)),
+        port: port.map(|(name, value)| var(name, value)),
+        bind: bind.map(|value| var("CLAWGATE_BIND", value)),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn port_and_bind_from_the_environment_beat_the_file_and_lose_to_flags() {
+    let doc = json!({"gateway": {"port": 19000, "bind": "loopback"}});
+    let (file, dir) = file_with(doc);
+    let env = env_listen(Some(("CLAWGATE_PORT", "19001")), Some("lan"));
+    let cfg = resolve(&file, dir.path(), &RunOverrides::default(), &env).unwrap();
+    assert_eq!((cfg.port, cfg.bind), (19001, BindMode::Lan));
+
+    let flags = RunOverrides {
+        port: Some(19002),
+        bind: Some("loopback".into()),
+        ..Default::default()
+    };
+    let cfg = resolve(&file, dir.path(), &flags, &env).unwrap();
+    assert_eq!((cfg.port, cfg.bind), (19002, BindMode::Loopback));
+
+    // A bad value behind a flag is never looked at.
+    let bad = env_listen(Some(("CLAWGATE_PORT", "x")), Some("x"));
+    assert!(resolve(&file, dir.path(), &flags, &bad).is_ok());
+}
+
+#[test]
+fn a_bad_environment_value_is_refused_naming_the_variable() {
+    let (file, dir) = file_with(json!({"gateway": {"port": 19000}}));
+    let env = env_listen(Some(("OPENCLAW_GATEWAY_PORT", "99999")), Some("public"));
+    let errors = resolve_all(&file, dir.path(), &RunOverrides::default(), &env).unwrap_err();
+    let keys: Vec<_> = errors.iter().filter_map(|e| e.key()).collect();
+    assert_eq!(keys, ["OPENCLAW_GATEWAY_PORT", "CLAWGATE_BIND"]);
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("export OPENCLAW_GATEWAY_PORT=18789"),
+        "{}",
+        errors[0]
+    );
+}
+
 #[test]
 fn bind_modes() {
     assert_eq!(
@@ -416,7 +467,7 @@ fn no_error_message_contains_a_secret() {
             EnvOverrides {
                 token: Some(Secret::new(TOKEN)),
                 password: Some(Secret::new(PASSWORD)),
-                metrics_token: None,
+                ..Default::default()
             },
         ),
     ];
