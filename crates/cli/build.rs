@@ -37,8 +37,10 @@ fn watch_head(dir: &Path) {
         files.push(branch);
     }
     for file in files {
-        if let Some(path) = git(dir, &["rev-parse", "--path-format=absolute", "--git-path", &file])
-            && Path::new(&path).exists()
+        if let Some(path) = git(
+            dir,
+            &["rev-parse", "--path-format=absolute", "--git-path", &file],
+        ) && Path::new(&path).exists()
         {
             println!("cargo:rerun-if-changed={path}");
         }

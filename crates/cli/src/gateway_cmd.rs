@@ -235,10 +235,17 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
             }
         };
         let addr = gateway.local_addr()?;
+        let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler")?;
         let notifier = Notifier::from_env();
         let ready = notifier.clone();
-        let gateway = gateway.when_serving(move || ready.ready(&format!("listening on ws://{addr}")));
-        tokio::spawn(notifier.clone().watchdog_loop());
+        // The watchdog is fed from READY=1 on (the service manager arms it
+        // then), by a task on the same runtime that serves.
+        let gateway = gateway.when_serving(move || {
+            ready.ready(&format!("listening on ws://{addr}"));
+            tokio::spawn(ready.watchdog_loop());
+        });
         let http = format!("http://{addr}/");
         info!(listen = %addr, auth = cfg.auth.mode.as_str(), "gateway listening");
         println!("clawgate {} listening on ws://{addr}", clawgate_gateway::VERSION);
@@ -261,10 +268,17 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
         let state = gateway.state();
         let reload_paths = paths.clone();
         let reload_notifier = notifier.clone();
-        tokio::spawn(reload_on_change(state, reload_paths, reload_overrides, reload_notifier, addr));
+        tokio::spawn(reload_on_change(
+            state,
+            reload_paths,
+            reload_overrides,
+            hangup,
+            reload_notifier,
+            addr,
+        ));
         gateway
             .serve(async move {
-                shutdown_signal().await;
+                shutdown.await;
                 notifier.stopping();
             })
             .await?;
@@ -273,13 +287,20 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
     })
 }
 
-async fn shutdown_signal() {
+/// SIGINT and SIGTERM, caught from the moment this is called: installed
+/// before the gateway says it listens, so a supervisor (or test) that
+/// signals right after that line gets a graceful shutdown, not the
+/// default action's abrupt exit.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
-    }
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => info!("SIGINT received, shutting down"),
+            _ = term.recv() => info!("SIGTERM received, shutting down"),
+        }
+    })
 }
 
 /// SIGHUP, or a change to the config file, re-reads the auth settings;
@@ -289,13 +310,10 @@ async fn reload_on_change(
     state: std::sync::Arc<clawgate_gateway::GatewayState>,
     paths: Paths,
     overrides: RunOverrides,
+    mut hup: tokio::signal::unix::Signal,
     notifier: Notifier,
     addr: std::net::SocketAddr,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&paths.config);
     let mut poll = tokio::time::interval(Duration::from_secs(2));

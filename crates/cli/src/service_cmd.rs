@@ -397,6 +397,19 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
             ),
         );
     }
+    let sudo_fix =
+        "Run: sudo clawgate gateway install --system (or drop --system to install a user unit)";
+    // Asked before anything else, so a missing `sudo` is what gets named.
+    if scope == Scope::System
+        && !args.dry_run
+        && args.unit_dir.is_none()
+        && effective_uid() != Some(0)
+    {
+        return refuse(
+            "installing a system unit needs root; nothing was written",
+            sudo_fix,
+        );
+    }
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .context("cannot find the path of this clawgate binary")?;
@@ -414,20 +427,34 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
             };
             match check_secret_file(kind, p) {
                 Ok(path) => SecretSource::File { kind, path },
-                Err(message) => return refuse(&message, "Pass a file that exists and holds only the secret."),
+                Err(message) => {
+                    return refuse(
+                        &message,
+                        "Pass a file that exists and holds only the secret.",
+                    );
+                }
             }
         }
         (None, None) => {
             let file = match ConfigFile::load(&config_path) {
                 Ok(f) => f,
-                Err(err) => return refuse(&err.to_string(), "Fix the config file, or check it with: clawgate doctor"),
+                Err(err) => {
+                    return refuse(
+                        &err.to_string(),
+                        "Fix the config file, or check it with: clawgate doctor",
+                    );
+                }
             };
             let in_file = ["gateway.auth.token", "gateway.auth.password"]
                 .iter()
                 .any(|k| file.get(k).is_some_and(|v| !v.is_null()));
-            let in_env = ["CLAWGATE_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN", "CLAWGATE_GATEWAY_PASSWORD"]
-                .iter()
-                .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+            let in_env = [
+                "CLAWGATE_GATEWAY_TOKEN",
+                "OPENCLAW_GATEWAY_TOKEN",
+                "CLAWGATE_GATEWAY_PASSWORD",
+            ]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
             if !in_file && in_env {
                 eprintln!(
                     "note: the secret in this shell's environment does not reach the service; save it to a file (chmod 600) and pass --token-file PATH, or the gateway generates a new token on its first start"
@@ -437,7 +464,10 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
         }
     };
 
-    let mut checked: Vec<(&str, &Path)> = vec![("the clawgate binary", &exe), ("the state directory", &state_dir)];
+    let mut checked: Vec<(&str, &Path)> = vec![
+        ("the clawgate binary", &exe),
+        ("the state directory", &state_dir),
+    ];
     if let Some(c) = &config {
         checked.push(("the config file", c));
     }
@@ -446,11 +476,17 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
     }
     for (what, path) in &checked {
         if path.to_string_lossy().contains(['\n', '\r']) {
-            return refuse(&format!("{what} has a line break in its path"), "Use another path.");
+            return refuse(
+                &format!("{what} has a line break in its path"),
+                "Use another path.",
+            );
         }
         if hidden_by_private_tmp(path) {
             return refuse(
-                &format!("{what} ({}) is under /tmp, which the service does not see (PrivateTmp=yes)", path.display()),
+                &format!(
+                    "{what} ({}) is under /tmp, which the service does not see (PrivateTmp=yes)",
+                    path.display()
+                ),
                 "Use a path outside /tmp and /var/tmp, e.g. --state-dir ~/.clawgate",
             );
         }
@@ -477,10 +513,6 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
         return Ok(0);
     }
 
-    let sudo_fix = "Run: sudo clawgate gateway install --system (or drop --system to install a user unit)";
-    if scope == Scope::System && args.unit_dir.is_none() && effective_uid() != Some(0) {
-        return refuse("installing a system unit needs root; nothing was written", sudo_fix);
-    }
     let dir = match &args.unit_dir {
         Some(d) => absolute(d)?,
         None => unit_dir(scope)?,
@@ -491,14 +523,26 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
         let fix = if scope == Scope::System {
             sudo_fix.to_string()
         } else {
-            format!("Make {} writable, or install a system unit with: sudo clawgate gateway install --system", dir.display())
+            format!(
+                "Make {} writable, or install a system unit with: sudo clawgate gateway install --system",
+                dir.display()
+            )
         };
-        return refuse(&format!("cannot write {}: {err}; nothing was written", path.display()), &fix);
+        return refuse(
+            &format!(
+                "cannot write {}: {err}; nothing was written",
+                path.display()
+            ),
+            &fix,
+        );
     }
     if let Err(err) = ensure_state_dir(&state_dir, account.as_ref()) {
         let _ = std::fs::remove_file(&path);
         return refuse(
-            &format!("cannot create the state directory {}: {err}; the unit was not installed", state_dir.display()),
+            &format!(
+                "cannot create the state directory {}: {err}; the unit was not installed",
+                state_dir.display()
+            ),
             "Create it (mode 700) for the account the service runs as, then install again.",
         );
     }
@@ -527,7 +571,11 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
             }
             Err(SystemctlError::Failed(why)) => {
                 return refuse(
-                    &format!("systemctl{} {} failed: {why}", user_flag(scope), step.join(" ")),
+                    &format!(
+                        "systemctl{} {} failed: {why}",
+                        user_flag(scope),
+                        step.join(" ")
+                    ),
                     &format!(
                         "The unit is written to {}; once systemd runs, enable it with: systemctl{} daemon-reload && systemctl{} enable --now {UNIT_NAME}",
                         path.display(),
@@ -538,7 +586,10 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
             }
         }
     }
-    println!("Enabled. Start it with: clawgate gateway start{}", scope.flag());
+    println!(
+        "Enabled. Start it with: clawgate gateway start{}",
+        scope.flag()
+    );
     match scope {
         Scope::User => println!(
             "Logs: journalctl --user -u clawgate. To keep it running while you are logged out: loginctl enable-linger"

@@ -25,8 +25,8 @@
 pub mod auth;
 pub mod config;
 pub mod http;
-pub mod rpc;
 pub mod notify;
+pub mod rpc;
 mod server;
 pub mod session;
 pub mod state;
