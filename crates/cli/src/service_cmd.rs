@@ -560,6 +560,14 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
         );
         return Ok(0);
     }
+    // A container, or a machine with another init: systemctl may be
+    // installed but has no systemd to talk to (sd_booted()'s test).
+    if !Path::new("/run/systemd/system").is_dir() {
+        println!(
+            "systemd is not running here: the unit is written but not enabled. Run the gateway with: clawgate gateway run"
+        );
+        return Ok(0);
+    }
     for step in [&["daemon-reload"][..], &["enable", UNIT_NAME][..]] {
         match systemctl(scope, step, true) {
             Ok(()) => {}

@@ -319,7 +319,10 @@ fn install_writes_a_user_unit_without_the_secret_and_uninstall_removes_it() {
         out.contains(&format!("Wrote {}", unit_path.display())),
         "{out}"
     );
-    assert!(out.contains("systemctl not found"), "{out}");
+    assert!(
+        out.contains("systemctl not found") || out.contains("systemd is not running here"),
+        "{out}"
+    );
     let unit = std::fs::read_to_string(&unit_path).unwrap();
     assert!(!unit.contains(SECRET), "{unit}");
     assert!(unit.contains("WantedBy=default.target"));
