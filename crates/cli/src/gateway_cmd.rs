@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use clawgate_gateway::config::{self, ConfigFile, EnvOverrides, RunOverrides};
+use clawgate_gateway::notify::Notifier;
 use clawgate_gateway::{Gateway, RuntimeOptions};
 use clawgate_protocol::Secret;
 use tracing::{info, warn};
@@ -29,6 +30,16 @@ pub enum GatewayCommand {
     Status(crate::ops_cmd::NetArgs),
     /// Stay connected and print gateway events; reconnects, and stops on auth failures.
     Watch(crate::ops_cmd::WatchArgs),
+    /// Install the gateway as a systemd service (a user unit; --system for a system unit).
+    Install(crate::service_cmd::InstallArgs),
+    /// Stop, disable and remove the systemd unit (the state directory is kept).
+    Uninstall(crate::service_cmd::ServiceArgs),
+    /// Start the installed service.
+    Start(crate::service_cmd::ServiceArgs),
+    /// Stop the installed service.
+    Stop(crate::service_cmd::ServiceArgs),
+    /// Restart the installed service.
+    Restart(crate::service_cmd::ServiceArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -80,8 +91,22 @@ pub fn run(command: GatewayCommand, paths: &Paths) -> anyhow::Result<u8> {
         GatewayCommand::Call(args) => crate::ops_cmd::call(args, paths),
         GatewayCommand::Probe(args) => crate::ops_cmd::probe(args, paths),
         GatewayCommand::Health(args) => crate::ops_cmd::health(args, paths),
-        GatewayCommand::Status(args) => crate::ops_cmd::status(args, paths),
+        GatewayCommand::Status(args) => {
+            let json_out = args.target.json;
+            let code = crate::ops_cmd::status(args, paths)?;
+            // The service manager's view, also (above all) when the gateway
+            // does not answer; JSON output stays the status call's alone.
+            if !json_out {
+                println!("{:<12} {}", "Service", crate::service_cmd::status_line());
+            }
+            Ok(code)
+        }
         GatewayCommand::Watch(args) => crate::ops_cmd::watch(args, paths),
+        GatewayCommand::Install(args) => crate::service_cmd::install(args, paths),
+        GatewayCommand::Uninstall(args) => crate::service_cmd::uninstall(args),
+        GatewayCommand::Start(args) => crate::service_cmd::control("start", args),
+        GatewayCommand::Stop(args) => crate::service_cmd::control("stop", args),
+        GatewayCommand::Restart(args) => crate::service_cmd::control("restart", args),
     }
 }
 
@@ -109,11 +134,21 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_colors(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_target(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// Colours only on a terminal, and not when `NO_COLOR` is set to anything
+/// (no-color.org): a journal, a file or a pipe gets plain text.
+fn log_colors(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn env_duration_ms(names: &[&str]) -> Option<Duration> {
@@ -200,6 +235,17 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
             }
         };
         let addr = gateway.local_addr()?;
+        let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler")?;
+        let notifier = Notifier::from_env();
+        let ready = notifier.clone();
+        // The watchdog is fed from READY=1 on (the service manager arms it
+        // then), by a task on the same runtime that serves.
+        let gateway = gateway.when_serving(move || {
+            ready.ready(&format!("listening on ws://{addr}"));
+            tokio::spawn(ready.watchdog_loop());
+        });
         let http = format!("http://{addr}/");
         info!(listen = %addr, auth = cfg.auth.mode.as_str(), "gateway listening");
         println!("clawgate {} listening on ws://{addr}", clawgate_gateway::VERSION);
@@ -221,20 +267,40 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
         }
         let state = gateway.state();
         let reload_paths = paths.clone();
-        tokio::spawn(reload_on_change(state, reload_paths, reload_overrides));
-        gateway.serve(shutdown_signal()).await?;
+        let reload_notifier = notifier.clone();
+        tokio::spawn(reload_on_change(
+            state,
+            reload_paths,
+            reload_overrides,
+            hangup,
+            reload_notifier,
+            addr,
+        ));
+        gateway
+            .serve(async move {
+                shutdown.await;
+                notifier.stopping();
+            })
+            .await?;
         info!("gateway stopped");
         Ok::<u8, anyhow::Error>(0)
     })
 }
 
-async fn shutdown_signal() {
+/// SIGINT and SIGTERM, caught from the moment this is called: installed
+/// before the gateway says it listens, so a supervisor (or test) that
+/// signals right after that line gets a graceful shutdown, not the
+/// default action's abrupt exit.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
-    }
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => info!("SIGINT received, shutting down"),
+            _ = term.recv() => info!("SIGTERM received, shutting down"),
+        }
+    })
 }
 
 /// SIGHUP, or a change to the config file, re-reads the auth settings;
@@ -244,11 +310,10 @@ async fn reload_on_change(
     state: std::sync::Arc<clawgate_gateway::GatewayState>,
     paths: Paths,
     overrides: RunOverrides,
+    mut hup: tokio::signal::unix::Signal,
+    notifier: Notifier,
+    addr: std::net::SocketAddr,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&paths.config);
     let mut poll = tokio::time::interval(Duration::from_secs(2));
@@ -264,6 +329,12 @@ async fn reload_on_change(
                 "config file change"
             }
         };
+        // The service manager hears of reloads it asked for (SIGHUP is
+        // `systemctl reload`), not of edits it did not.
+        let signalled = via == "SIGHUP";
+        if signalled {
+            notifier.reloading();
+        }
         let env = EnvOverrides::from_process_env();
         let result = ConfigFile::load(&paths.config)
             .and_then(|f| config::resolve(&f, &paths.state_dir, &overrides, &env));
@@ -279,5 +350,22 @@ async fn reload_on_change(
             },
             Err(err) => warn!(%err, via, "config reload failed; keeping the running settings"),
         }
+        if signalled {
+            notifier.ready(&format!("listening on ws://{addr}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colors;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(log_colors(true, None));
+        assert!(log_colors(true, Some("".into())));
+        assert!(!log_colors(true, Some("1".into())));
+        assert!(!log_colors(false, None));
+        assert!(!log_colors(false, Some("".into())));
     }
 }

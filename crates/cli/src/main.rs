@@ -7,19 +7,32 @@ mod explain_cmd;
 mod gateway_cmd;
 mod invocation;
 mod local_cmd;
+mod manual_cmd;
 mod net;
 mod ops_cmd;
+mod service_cmd;
 mod upstream_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// `--version`: the crate version, the git commit (`-dirty` when the tree
+/// had changes) and the UTC build date, stamped by build.rs.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CLAWGATE_GIT_COMMIT"),
+    " ",
+    env!("CLAWGATE_BUILD_DATE"),
+    ")"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "clawgate",
-    version,
+    version = VERSION,
     about = "A fast, hardened OpenClaw gateway control plane",
     propagate_version = true
 )]
@@ -68,6 +81,10 @@ enum Command {
     Health(ops_cmd::NetArgs),
     /// The gateway's version, uptime, auth mode and connections.
     Status(ops_cmd::NetArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(manual_cmd::CompletionsArgs),
+    /// Print the man page, or write one per command with --out DIR.
+    Man(manual_cmd::ManArgs),
 }
 
 /// Where the state directory and config file are, from the global flags.
@@ -99,6 +116,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor_cmd::run(args, &paths),
         Command::Health(args) => ops_cmd::health(args, &paths),
         Command::Status(args) => ops_cmd::status(args, &paths),
+        Command::Completions(args) => manual_cmd::completions(args, Cli::command()),
+        Command::Man(args) => manual_cmd::man(args, Cli::command()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

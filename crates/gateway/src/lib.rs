@@ -14,6 +14,7 @@
 //! - `upstream`: fronting mode: the OpenClaw gateway clients are relayed
 //!   to, clawgate's identity there, the relay's method policy;
 //! - `config`: the configuration file, its resolution and first run;
+//! - `notify`: the service manager's readiness protocol (`sd_notify`);
 //! - `session`: who is on the other end, and the clock.
 //!
 //! A connect flows `http::routes` (upgrade, caps) -> `ws::handler`
@@ -24,6 +25,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod notify;
 pub mod rpc;
 mod server;
 pub mod session;

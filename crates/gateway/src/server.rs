@@ -62,6 +62,8 @@ pub struct Gateway {
     state: Arc<GatewayState>,
     control_ui: Arc<ControlUi>,
     listener: TcpListener,
+    /// Called once the accept loop runs (the service manager's `READY=1`).
+    on_serving: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Gateway {
@@ -79,7 +81,15 @@ impl Gateway {
             state: GatewayState::new(config, options, Arc::new(store)),
             control_ui,
             listener,
+            on_serving: None,
         })
+    }
+
+    /// Runs `f` once [`Gateway::serve`] has started the accept loop (for
+    /// telling a service manager the gateway is ready).
+    pub fn when_serving(mut self, f: impl FnOnce() + Send + 'static) -> Gateway {
+        self.on_serving = Some(Box::new(f));
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -135,6 +145,9 @@ impl Gateway {
                 let _ = http_stop_rx.await;
             },
         ));
+        if let Some(on_serving) = self.on_serving {
+            on_serving();
+        }
         shutdown.await;
         // From here on no session is let in (upgrades get 503, a connect in
         // flight UNAVAILABLE with 1013) and no tick or presence goes out, so
