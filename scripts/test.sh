@@ -16,6 +16,13 @@ fi
 # and the real openclaw package; scripts/interop.sh and scripts/fronting.sh
 # install both into a cache.
 
+# The service tests check the generated systemd unit with systemd-analyze
+# (Debian's systemd package; systemd need not be running).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "installing systemd (for systemd-analyze verify)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq systemd; else sudo apt-get update -qq && sudo apt-get install -y -qq systemd; fi
+fi
+
 export CARGO_TERM_COLOR=never
 # Snapshots are reviewed and committed; a missing or changed one fails.
 export INSTA_UPDATE=no
