@@ -1,5 +1,6 @@
 //! The `clawgate` binary: `gateway run` and the operator commands.
 
+mod backup_cmd;
 mod config_cmd;
 mod devices_cmd;
 mod doctor_cmd;
@@ -67,6 +68,10 @@ enum Command {
     Health(ops_cmd::NetArgs),
     /// The gateway's version, uptime, auth mode and connections.
     Status(ops_cmd::NetArgs),
+    /// Write a consistent copy of the device registry to FILE (safe while the gateway runs).
+    Backup(backup_cmd::BackupArgs),
+    /// Replace the device registry with a backup (the gateway must be stopped); --check only checks it.
+    Restore(backup_cmd::RestoreArgs),
 }
 
 /// Where the state directory and config file are, from the global flags.
@@ -98,6 +103,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor_cmd::run(args, &paths),
         Command::Health(args) => ops_cmd::health(args, &paths),
         Command::Status(args) => ops_cmd::status(args, &paths),
+        Command::Backup(args) => backup_cmd::backup(args, &paths),
+        Command::Restore(args) => backup_cmd::restore(args, &paths),
     };
     match result {
         Ok(code) => ExitCode::from(code),

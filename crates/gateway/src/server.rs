@@ -62,12 +62,18 @@ pub struct Gateway {
     state: Arc<GatewayState>,
     control_ui: Arc<ControlUi>,
     listener: TcpListener,
+    /// Marks the state directory as this gateway's until `serve` returns
+    /// (`serve` never moves it out, so it drops when `serve` ends).
+    _state_lock: clawgate_store::StateLock,
 }
 
 impl Gateway {
-    /// Binds the listener.
+    /// Locks the state directory (a second gateway on it is refused with
+    /// the first one's pid), opens the store and binds the listener.
     pub async fn bind(config: GatewayConfig, options: RuntimeOptions) -> std::io::Result<Gateway> {
         let addr = SocketAddr::new(config.bind.address(), config.port);
+        let state_lock = clawgate_store::StateLock::acquire(&config.state_dir)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let store =
             clawgate_store::Store::open(&config.state_dir.join(clawgate_store::DB_FILE_NAME))
                 .map_err(|e| {
@@ -79,6 +85,7 @@ impl Gateway {
             state: GatewayState::new(config, options, Arc::new(store)),
             control_ui,
             listener,
+            _state_lock: state_lock,
         })
     }
 
