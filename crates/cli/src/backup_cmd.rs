@@ -77,7 +77,9 @@ pub fn restore(args: RestoreArgs, paths: &Paths) -> anyhow::Result<u8> {
     let _lock = match StateLock::acquire(&paths.state_dir) {
         Ok(lock) => lock,
         Err(e @ LockError::Held { .. }) => {
-            eprintln!("error: cannot restore while the gateway runs: {e}; then run: clawgate restore {file}");
+            eprintln!(
+                "error: cannot restore while the gateway runs: {e}; then run: clawgate restore {file}"
+            );
             return Ok(1);
         }
         Err(e) => {

@@ -248,7 +248,11 @@ fn backup_while_serving_then_restore_after_stopping() {
         line.contains(&format!("pid {pid}")) && line.contains("clawgate restore"),
         "{line}"
     );
-    assert_eq!(files(state), untouched, "restore changed the state directory");
+    assert_eq!(
+        files(state),
+        untouched,
+        "restore changed the state directory"
+    );
 
     let (code, stderr) = stop(r);
     assert_eq!(code, 0, "{stderr}");
@@ -352,7 +356,11 @@ fn restore_refuses_files_that_are_not_good_clawgate_backups() {
     refused(state, &tampered, "the audit chain does not verify");
 
     let newer = variant("newer.sqlite", "PRAGMA user_version = 7;");
-    refused(state, &newer, "schema version 7, newer than this clawgate supports");
+    refused(
+        state,
+        &newer,
+        "schema version 7, newer than this clawgate supports",
+    );
 
     let (code, out_text, err) = clawgate(state, &["restore", "--check", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
