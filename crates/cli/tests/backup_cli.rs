@@ -365,4 +365,30 @@ fn restore_refuses_files_that_are_not_good_clawgate_backups() {
     let (code, out_text, err) = clawgate(state, &["restore", "--check", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out_text.contains("can be restored"), "{out_text}");
+
+    // The live registry itself edited by hand: doctor points at restore
+    // (not at copying files), and restoring the good backup fixes it.
+    rusqlite::Connection::open(state.join(DB))
+        .unwrap()
+        .execute_batch(
+            "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET ts_ms = ts_ms + 1 WHERE seq = 1;",
+        )
+        .unwrap();
+    let (_, report, _) = clawgate(state, &["doctor"]);
+    let store_line = report
+        .lines()
+        .skip_while(|l| !l.contains("Store:"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        store_line.starts_with("[FAIL] Store:")
+            && store_line.contains("clawgate restore <backup file>")
+            && !store_line.contains("cp "),
+        "{report}"
+    );
+    let (code, _, err) = clawgate(state, &["restore", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, report, _) = clawgate(state, &["doctor"]);
+    assert!(report.contains("[ok  ] Store:"), "{report}");
 }
