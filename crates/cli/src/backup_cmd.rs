@@ -34,7 +34,14 @@ pub struct RestoreArgs {
 
 pub fn backup(args: BackupArgs, paths: &Paths) -> anyhow::Result<u8> {
     let db = paths.state_dir.join(DB_FILE_NAME);
-    let summary = match clawgate_store::backup(&db, &args.file, args.force) {
+    // With no gateway running, hold the state directory for the copy (a
+    // gateway starting meanwhile is refused until it is done), so the copy may tidy up
+    // the WAL files it opens. A running gateway keeps it: copy alongside.
+    let lock = db
+        .is_file()
+        .then(|| StateLock::acquire(&paths.state_dir).ok())
+        .flatten();
+    let summary = match clawgate_store::backup(&db, &args.file, args.force, lock.as_ref()) {
         Ok(s) => s,
         Err(e) => return Ok(refuse("no backup written", &e)),
     };

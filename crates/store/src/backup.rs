@@ -134,7 +134,17 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupE
 /// writing to it, verifies the copy and returns what it holds. `file` gets
 /// mode 0600. Unless `overwrite`, an existing `file` is refused and left
 /// as it is.
-pub fn backup(db: &Path, file: &Path, overwrite: bool) -> Result<BackupSummary, BackupError> {
+///
+/// `held` is the state directory's lock when the caller could take it (no
+/// gateway runs): the source is then opened read-write, so SQLite removes
+/// the `-wal` and `-shm` it creates when the copy closes. Without it the
+/// source is read-only and the running gateway owns those files.
+pub fn backup(
+    db: &Path,
+    file: &Path,
+    overwrite: bool,
+    held: Option<&crate::StateLock>,
+) -> Result<BackupSummary, BackupError> {
     if !db.is_file() {
         return Err(BackupError::NoDatabase(db.to_path_buf()));
     }
@@ -150,7 +160,7 @@ pub fn backup(db: &Path, file: &Path, overwrite: bool) -> Result<BackupSummary, 
         });
     }
     let staged = Staged::create(dir, file)?;
-    copy_online(db, staged.path())?;
+    copy_online(db, staged.path(), held.is_some())?;
     let mut summary = verify(staged.path(), file)?;
     sync_file(staged.path())?;
     staged.publish(file, overwrite)?;
@@ -227,14 +237,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 // ------------------------------------------------------------------ copy
 
-/// SQLite's online backup from a read-only connection on `db` into the
-/// empty file `dest`, in steps; `dest` ends in rollback-journal mode, so it
-/// is one self-contained file.
-fn copy_online(db: &Path, dest: &Path) -> Result<(), StoreError> {
-    let src = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+/// SQLite's online backup from a connection on `db` (read-only unless
+/// `exclusive`) into the empty file `dest`, in steps; `dest` ends in
+/// rollback-journal mode, so it is one self-contained file.
+fn copy_online(db: &Path, dest: &Path, exclusive: bool) -> Result<(), StoreError> {
+    let access = if exclusive {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    let src = Connection::open_with_flags(db, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     schema::configure_reader(&src)?;
     let mut dst = Connection::open(dest)?;
     {
@@ -270,6 +282,7 @@ fn copy_online(db: &Path, dest: &Path) -> Result<(), StoreError> {
         )));
     }
     dst.close().map_err(|(_, e)| e)?;
+    src.close().map_err(|(_, e)| e)?;
     Ok(())
 }
 

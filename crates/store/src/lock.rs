@@ -1,7 +1,8 @@
 //! The state directory lock: `<state-dir>/gateway.lock`, held (an exclusive
 //! advisory lock, `flock` on Unix) by the gateway that runs on the directory
-//! for as long as it runs, and by `clawgate restore` while it swaps the
-//! database. A second gateway, or a restore under a running gateway, is
+//! for as long as it runs, by `clawgate restore` while it swaps the
+//! database, and by `clawgate backup` while it copies one no gateway runs
+//! on. A second gateway, or a restore under a running gateway, is
 //! refused with the holder's pid.
 //!
 //! The kernel drops the lock when its holder exits, however it exits
@@ -29,7 +30,7 @@ pub struct StateLock {
 pub enum LockError {
     /// Another process holds the lock.
     #[error(
-        "the state directory {dir} is in use by a running clawgate gateway ({who}); stop it first{fix}",
+        "the state directory {dir} is in use by a running clawgate gateway, backup or restore ({who}); stop it first{fix}",
         dir = dir.display(),
         who = match pid { Some(p) => format!("pid {p}"), None => "pid unknown".to_string() },
         fix = match pid { Some(p) => format!(" (kill {p}, or stop its service)"), None => format!(" (see: fuser -v {})", dir.join(LOCK_FILE_NAME).display()) },

@@ -121,7 +121,7 @@ fn a_backup_of_a_store_being_written_is_consistent_and_private() {
     };
     let out = TempDir::new().unwrap();
     let file = out.path().join("registry.backup");
-    let summary = backup(&db, &file, false).unwrap();
+    let summary = backup(&db, &file, false, None).unwrap();
     stop.store(true, Ordering::SeqCst);
     let written = writer.join().unwrap();
     assert!(written > 0, "nothing was written during the backup");
@@ -146,19 +146,37 @@ fn a_backup_never_replaces_a_file_unless_forced() {
     let out = TempDir::new().unwrap();
     let file = out.path().join("b.sqlite");
     std::fs::write(&file, b"keep me").unwrap();
-    let err = backup(&db, &file, false).unwrap_err();
+    let err = backup(&db, &file, false, None).unwrap_err();
     assert!(matches!(err, BackupError::Exists(_)), "{err}");
     assert!(err.to_string().contains("--force"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
     assert_eq!(snapshot(out.path()).len(), 1, "no temp file left");
 
-    let summary = backup(&db, &file, true).unwrap();
+    let summary = backup(&db, &file, true, None).unwrap();
     assert_eq!(summary.devices, 2);
     assert_eq!(mode(&file), 0o600);
 
     let missing = state.path().join("none").join(DB_FILE_NAME);
-    let err = backup(&missing, &out.path().join("c"), false).unwrap_err();
+    let err = backup(&missing, &out.path().join("c"), false, None).unwrap_err();
     assert!(matches!(err, BackupError::NoDatabase(_)), "{err}");
+}
+
+#[test]
+fn a_backup_under_the_lock_leaves_the_state_directory_as_it_was() {
+    let state = TempDir::new().unwrap();
+    let (store, db) = store_with(state.path(), 4);
+    drop(store);
+    let lock = StateLock::acquire(state.path()).unwrap();
+    let before = snapshot(state.path());
+    let out = TempDir::new().unwrap();
+    let file = out.path().join("b.sqlite");
+    let summary = backup(&db, &file, false, Some(&lock)).unwrap();
+    assert_eq!(summary.devices, 4);
+    assert_eq!(
+        snapshot(state.path()),
+        before,
+        "no -wal or -shm left behind"
+    );
 }
 
 #[test]
@@ -167,7 +185,7 @@ fn restore_swaps_the_backup_in_and_keeps_the_previous_database() {
     let (store, db) = store_with(state.path(), 3);
     let out = TempDir::new().unwrap();
     let file = out.path().join("b.sqlite");
-    backup(&db, &file, false).unwrap();
+    backup(&db, &file, false, None).unwrap();
     // After the backup: two more devices, committed to the WAL only
     // (the store is still open, so nothing was checkpointed).
     approve(&store, 4);
@@ -242,7 +260,7 @@ fn good_backup(dir: &Path) -> PathBuf {
     let state = TempDir::new().unwrap();
     let (_store, db) = store_with(state.path(), 3);
     let file = dir.join("b.sqlite");
-    backup(&db, &file, false).unwrap();
+    backup(&db, &file, false, None).unwrap();
     file
 }
 
