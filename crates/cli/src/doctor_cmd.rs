@@ -415,7 +415,7 @@ fn store_check(path: &std::path::Path) -> Check {
     }
     let p = path.display();
     let keep = format!(
-        "Keep a copy first (cp {p}* <backup dir>/). If the gateway no longer starts, restore a backup or move the files aside (mv {p} {p}.damaged, the same for {p}-wal and {p}-shm) and start again: every device pairs again"
+        "Stop the gateway and restore your last good backup: clawgate restore <backup file> (it checks the backup first and keeps the current database beside it; clawgate restore --check <backup file> only checks). Without a backup, move the files aside (mv {p} {p}.damaged, the same for {p}-wal and {p}-shm) and start again: every device pairs again"
     );
     match clawgate_store::check_database(path) {
         Ok(r) if r.ok() => Check::ok(

@@ -1,5 +1,6 @@
 //! The `clawgate` binary: `gateway run` and the operator commands.
 
+mod backup_cmd;
 mod config_cmd;
 mod devices_cmd;
 mod doctor_cmd;
@@ -85,6 +86,10 @@ enum Command {
     Completions(manual_cmd::CompletionsArgs),
     /// Print the man page, or write one per command with --out DIR.
     Man(manual_cmd::ManArgs),
+    /// Write a consistent copy of the device registry to FILE (safe while the gateway runs).
+    Backup(backup_cmd::BackupArgs),
+    /// Replace the device registry with a backup (the gateway must be stopped); --check only checks it.
+    Restore(backup_cmd::RestoreArgs),
 }
 
 /// Where the state directory and config file are, from the global flags.
@@ -118,6 +123,8 @@ fn main() -> ExitCode {
         Command::Status(args) => ops_cmd::status(args, &paths),
         Command::Completions(args) => manual_cmd::completions(args, Cli::command()),
         Command::Man(args) => manual_cmd::man(args, Cli::command()),
+        Command::Backup(args) => backup_cmd::backup(args, &paths),
+        Command::Restore(args) => backup_cmd::restore(args, &paths),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -64,12 +64,18 @@ pub struct Gateway {
     listener: TcpListener,
     /// Called once the accept loop runs (the service manager's `READY=1`).
     on_serving: Option<Box<dyn FnOnce() + Send>>,
+    /// Marks the state directory as this gateway's until `serve` returns
+    /// (`serve` never moves it out, so it drops when `serve` ends).
+    _state_lock: clawgate_store::StateLock,
 }
 
 impl Gateway {
-    /// Binds the listener.
+    /// Locks the state directory (a second gateway on it is refused with
+    /// the first one's pid), opens the store and binds the listener.
     pub async fn bind(config: GatewayConfig, options: RuntimeOptions) -> std::io::Result<Gateway> {
         let addr = SocketAddr::new(config.bind.address(), config.port);
+        let state_lock = clawgate_store::StateLock::acquire(&config.state_dir)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let store =
             clawgate_store::Store::open(&config.state_dir.join(clawgate_store::DB_FILE_NAME))
                 .map_err(|e| {
@@ -82,6 +88,7 @@ impl Gateway {
             control_ui,
             listener,
             on_serving: None,
+            _state_lock: state_lock,
         })
     }
 

@@ -20,7 +20,7 @@ pub enum StoreError {
     /// The database file is damaged (truncated, overwritten, not a SQLite
     /// file). Nothing was written to it.
     #[error(
-        "the database {p} is damaged ({detail}); it was left as it is. Keep a copy, then restore it from a backup, or move it aside with its -wal and -shm files to start with an empty store (every device pairs again): mv {p} {p}.damaged; rows can often be salvaged from the moved file with: sqlite3 {p}.damaged .recover",
+        "the database {p} is damaged ({detail}); it was left as it is. Restore a backup with: clawgate restore <backup file> (it keeps this file beside it), or move it aside with its -wal and -shm files to start with an empty store (every device pairs again): mv {p} {p}.damaged; rows can often be salvaged from the moved file with: sqlite3 {p}.damaged .recover",
         p = path.display()
     )]
     Damaged {

@@ -9,9 +9,11 @@
 //! [`hash_token`] of them is.
 
 mod audit;
+mod backup;
 mod cache;
 mod error;
 mod invariants;
+mod lock;
 mod model;
 mod schema;
 mod store;
@@ -19,8 +21,12 @@ mod store;
 use sha2::{Digest, Sha256};
 
 pub use audit::GENESIS_HASH;
+pub use backup::{
+    BackupError, BackupSummary, RestoreOutcome, backup, check_backup, restore, utc_stamp,
+};
 pub use error::StoreError;
 pub use invariants::{InvariantReport, Violation, check_database};
+pub use lock::{LOCK_FILE_NAME, LockError, StateLock};
 pub use model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
     RoleToken, Seen, TokenHash,

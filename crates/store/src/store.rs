@@ -477,21 +477,8 @@ impl Tx<'_> {
 /// Creates the parent directory (0700) when missing and the database file
 /// (0600); tightens an existing file to 0600.
 fn prepare_files(path: &Path) -> Result<(), StoreError> {
-    let missing_dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists());
-    if let Some(dir) = missing_dir {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-            builder.mode(0o700);
-            builder.create(dir)?;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        }
-        #[cfg(not(unix))]
-        builder.create(dir)?;
+    if let Some(dir) = path.parent() {
+        ensure_private_dir(dir)?;
     }
     let mut options = fs::OpenOptions::new();
     options.create(true).append(true);
@@ -502,6 +489,26 @@ fn prepare_files(path: &Path) -> Result<(), StoreError> {
     }
     options.open(path)?;
     restrict(path)
+}
+
+/// Creates `dir` (and its parents) with mode 0700 when it is missing; an
+/// existing directory is left as it is.
+pub(crate) fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)?;
+    Ok(())
 }
 
 /// Refuses a database file that is shorter than its own header says, when
