@@ -65,9 +65,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the listener.
+    /// Binds the listener. With `gateway.tls` on, the certificate is
+    /// loaded first: a bad one stops the start before anything is opened
+    /// (the error, of kind `Other`, names the config key).
     pub async fn bind(config: GatewayConfig, options: RuntimeOptions) -> std::io::Result<Gateway> {
         let addr = SocketAddr::new(config.bind.address(), config.port);
+        let tls = crate::tls::load_if_enabled(&config)?;
         let store =
             clawgate_store::Store::open(&config.state_dir.join(clawgate_store::DB_FILE_NAME))
                 .map_err(|e| {
@@ -75,8 +78,12 @@ impl Gateway {
                 })?;
         let listener = http::bind(addr)?;
         let control_ui = Arc::new(ControlUi::new(&config.control_ui));
+        let state = GatewayState::new(config, options, Arc::new(store));
+        if let Some(tls) = tls {
+            let _ = state.tls.set(tls);
+        }
         Ok(Gateway {
-            state: GatewayState::new(config, options, Arc::new(store)),
+            state,
             control_ui,
             listener,
         })
@@ -123,6 +130,7 @@ impl Gateway {
             .upstream()
             .cloned()
             .map(|up| tokio::spawn(upstream_loop(up)));
+        let tls_reloader = state.tls().cloned().map(|tls| tokio::spawn(tls.watch()));
         let stop_state = state.clone();
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Our own accept loop rather than axum::serve: deadlines and caps
@@ -157,6 +165,9 @@ impl Gateway {
         flusher.abort();
         if let Some(w) = watcher {
             w.abort();
+        }
+        if let Some(r) = tls_reloader {
+            r.abort();
         }
         state.flush_deferred();
         let _ = http_stop_tx.send(());

@@ -58,5 +58,5 @@ pub use normalize::{normalize_host_name, normalize_origin};
 pub use resolve::{EnvOverrides, RunOverrides, resolve, resolve_all};
 pub use types::{
     AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
-    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE, UpstreamConfig,
+    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
 };
