@@ -5,6 +5,7 @@ mod devices_cmd;
 mod doctor_cmd;
 mod explain_cmd;
 mod gateway_cmd;
+mod gateway_tls;
 mod local_cmd;
 mod net;
 mod ops_cmd;

@@ -71,6 +71,7 @@ impl Gateway {
     pub async fn bind(config: GatewayConfig, options: RuntimeOptions) -> std::io::Result<Gateway> {
         let addr = SocketAddr::new(config.bind.address(), config.port);
         let tls = crate::tls::load_if_enabled(&config)?;
+        crate::tls::warn_if_plain_remote(&config);
         let store =
             clawgate_store::Store::open(&config.state_dir.join(clawgate_store::DB_FILE_NAME))
                 .map_err(|e| {

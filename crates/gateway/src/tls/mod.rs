@@ -296,6 +296,26 @@ pub fn load_if_enabled(config: &GatewayConfig) -> std::io::Result<Option<Arc<Ser
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
+/// Logs a warning when the gateway listens beyond loopback without TLS
+/// and without a trusted proxy that could terminate it: shared secrets and
+/// device tokens would cross the network in clear.
+pub fn warn_if_plain_remote(config: &GatewayConfig) {
+    if config.tls.enabled || config.bind.is_loopback() {
+        return;
+    }
+    if config.trusted_proxies.is_empty() {
+        tracing::warn!(
+            bind = %config.bind.address(),
+            "listening beyond loopback without TLS: tokens and passwords cross the network in clear; turn TLS on with --tls or gateway.tls.enabled: true, or put a TLS-terminating proxy in front and list it in gateway.trustedProxies"
+        );
+    } else {
+        tracing::info!(
+            bind = %config.bind.address(),
+            "listening beyond loopback without TLS: TLS must terminate at the proxy in gateway.trustedProxies (or turn it on here with --tls or gateway.tls.enabled: true)"
+        );
+    }
+}
+
 /// The public-key pin of the certificate a gateway with this config
 /// serves, read from its file (the configured `certPath`, else the
 /// self-signed one in the state directory), for a CLI on the same host.
