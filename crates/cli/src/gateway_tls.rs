@@ -6,7 +6,11 @@ use tracing::info;
 
 /// (WebSocket scheme, dashboard scheme).
 pub fn schemes(tls: bool) -> (&'static str, &'static str) {
-    if tls { ("wss", "https") } else { ("ws", "http") }
+    if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    }
 }
 
 /// Prints and logs both pins of the certificate served, so clients can be

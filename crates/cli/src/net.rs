@@ -179,10 +179,9 @@ impl Failure {
                 err.to_string(),
                 "The gateway is at its connection limit; retry in a few seconds.",
             ),
-            ClientError::TlsPinMismatch(ref m) => Failure::plain(
-                err.to_string(),
-                pin_mismatch_hint(m),
-            ),
+            ClientError::TlsPinMismatch(ref m) => {
+                Failure::plain(err.to_string(), pin_mismatch_hint(m))
+            }
             ClientError::Tls(_) => Failure::plain(
                 err.to_string(),
                 "Check the certificate: pass its SHA-256 with --tls-fingerprint, or fix the URL",

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use clawgate_client::{
     Client, ClientError, ConnectOptions, DeviceIdentity, Endpoint, FileTokenCache, Fingerprint,
-    TlsPin,
-    TokenCache,
+    TlsPin, TokenCache,
 };
 use clawgate_gateway::config::{self, ConfigFile, EnvOverrides, RunOverrides};
 use clawgate_gateway::upstream::{self as up, SCOPES};

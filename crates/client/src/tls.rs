@@ -145,6 +145,7 @@ mod tests {
     /// have different certificate pins and the same public-key pin.
     #[test]
     fn the_public_key_pin_survives_a_renewal_with_the_same_key() {
+        use rcgen::PublicKeyData;
         let key = rcgen::KeyPair::generate().unwrap();
         let issue = |serial: u64| {
             let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
@@ -159,7 +160,7 @@ mod tests {
         // The pin is the SHA-256 of the key's SubjectPublicKeyInfo DER.
         assert_eq!(
             spki.0,
-            <[u8; 32]>::from(Sha256::digest(key.public_key_der()))
+            <[u8; 32]>::from(Sha256::digest(key.subject_public_key_info()))
         );
 
         let pin = TlsPin::PublicKey(spki);
