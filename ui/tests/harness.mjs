@@ -144,13 +144,18 @@ export class Gateway {
     this.child = null;
   }
 
+  /** gateway.tls.enabled in its config: https:// and wss://. */
+  get tls() {
+    return this.config.gateway?.tls?.enabled === true;
+  }
+
   get origin() {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   /** The normalised WebSocket URL, the storage keys' suffix. */
   get wsUrl() {
-    return `ws://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}`;
   }
 
   get basePath() {
@@ -188,8 +193,11 @@ export class Gateway {
       const onData = (d) => {
         buf += d;
         this.log += d;
-        const m = buf.match(/listening on ws:\/\/127\.0\.0\.1:(\d+)/);
-        if (m) {
+        const m = buf.match(/listening on wss?:\/\/127\.0\.0\.1:(\d+)/);
+        // With TLS the pins are printed before the dashboard line.
+        if (m && (!this.tls || /^Dashboard/m.test(buf))) {
+          this.certPin = buf.match(/\(SHA-256 ([0-9A-F:]+)\)/)?.[1];
+          this.spkiPin = buf.match(/TLS public key pin: (\S+)/)?.[1];
           clearTimeout(timer);
           res(Number(m[1]));
         }
@@ -267,6 +275,17 @@ export class Gateway {
 // ------------------------------------------------------------------ browser
 
 let browserPromise = null;
+/** Extra Chromium flags (see `addBrowserArgs`). */
+const extraBrowserArgs = [];
+
+/**
+ * Adds Chromium command-line flags (e.g. a certificate pin to trust); only
+ * before the file's browser is launched, i.e. before the first context.
+ */
+export function addBrowserArgs(...args) {
+  if (browserPromise) throw new Error('addBrowserArgs after the browser was launched');
+  extraBrowserArgs.push(...args);
+}
 
 export function browser() {
   if (!browserPromise) {
@@ -280,6 +299,7 @@ export function browser() {
         '--disable-gpu',
         '--disable-component-update',
         '--no-first-run',
+        ...extraBrowserArgs,
       ],
     });
   }

@@ -79,6 +79,11 @@ pub struct RunArgs {
     /// pair first with `clawgate upstream pair`).
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
+    /// Serve https:// and wss:// on the same port (config gateway.tls.*;
+    /// without gateway.tls.certPath a self-signed certificate is generated
+    /// once into <state-dir>/tls).
+    #[arg(long)]
+    tls: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -191,6 +196,7 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
         password: args.password.map(Secret::new),
         password_file: args.password_file,
         upstream: args.upstream,
+        tls: args.tls,
     };
     let env = EnvOverrides::from_process_env();
     let reload_overrides = overrides.clone();
@@ -235,6 +241,9 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
             }
         };
         let addr = gateway.local_addr()?;
+        let tls = gateway.state().tls().map(|t| t.info());
+        let (ws, http) = crate::gateway_tls::schemes(tls.is_some());
+        let http = format!("{http}://{addr}/");
         let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot install the SIGHUP handler")?;
@@ -243,12 +252,14 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
         // The watchdog is fed from READY=1 on (the service manager arms it
         // then), by a task on the same runtime that serves.
         let gateway = gateway.when_serving(move || {
-            ready.ready(&format!("listening on ws://{addr}"));
+            ready.ready(&format!("listening on {ws}://{addr}"));
             tokio::spawn(ready.watchdog_loop());
         });
-        let http = format!("http://{addr}/");
         info!(listen = %addr, auth = cfg.auth.mode.as_str(), "gateway listening");
-        println!("clawgate {} listening on ws://{addr}", clawgate_gateway::VERSION);
+        println!("clawgate {} listening on {ws}://{addr}", clawgate_gateway::VERSION);
+        if let Some(info) = &tls {
+            crate::gateway_tls::announce(info);
+        }
         match generated {
             Some(token) if std::io::stdout().is_terminal() => {
                 println!("Generated a gateway token and saved it to {}.", paths.config.display());

@@ -6,6 +6,7 @@ mod devices_cmd;
 mod doctor_cmd;
 mod explain_cmd;
 mod gateway_cmd;
+mod gateway_tls;
 mod invocation;
 mod local_cmd;
 mod manual_cmd;

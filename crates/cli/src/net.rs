@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use clawgate_client::{
     Client, ClientError, ClientInfo, ConnectOptions, DeviceIdentity, Endpoint, FileTokenCache,
-    Fingerprint,
+    TlsPin,
 };
 use clawgate_gateway::config::{self, AuthMode, ConfigFile, EnvOverrides, RunOverrides};
 use clawgate_protocol::{Secret, catalogue, scopes};
@@ -45,8 +45,9 @@ pub struct Target {
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Pin the wss:// certificate to this SHA-256 fingerprint (hex, colons allowed).
-    #[arg(long, global = true, value_name = "SHA256")]
+    /// Pin the wss:// certificate: its SHA-256 (hex, colons allowed), or its
+    /// public key's as sha256/<base64> (survives renewals that keep the key).
+    #[arg(long, global = true, value_name = "PIN")]
     pub tls_fingerprint: Option<String>,
     /// Present this CLI's device identity (and so need pairing) even on a
     /// loopback --url with a shared secret, where it connects device-less
@@ -178,6 +179,9 @@ impl Failure {
                 err.to_string(),
                 "The gateway is at its connection limit; retry in a few seconds.",
             ),
+            ClientError::TlsPinMismatch(ref m) => {
+                Failure::plain(err.to_string(), pin_mismatch_hint(m))
+            }
             ClientError::Tls(_) => Failure::plain(
                 err.to_string(),
                 "Check the certificate: pass its SHA-256 with --tls-fingerprint, or fix the URL",
@@ -231,6 +235,21 @@ impl Failure {
     }
 }
 
+/// What to do when the server's certificate is not the pinned one: check
+/// it on the gateway host, then pin what it presented (the public key
+/// first: that pin survives renewals that keep the key).
+fn pin_mismatch_hint(m: &clawgate_client::tls::PinMismatch) -> String {
+    let check = "If this is your gateway (on its host, clawgate gateway status shows its pins)";
+    let cert = m.presented.certificate.to_colon_hex();
+    match &m.presented.public_key {
+        Some(pk) => format!(
+            "{check}, pin what it presented: --tls-fingerprint {} (public key) or --tls-fingerprint {cert} (this certificate)",
+            pk.to_spki_pin()
+        ),
+        None => format!("{check}, pin what it presented: --tls-fingerprint {cert}"),
+    }
+}
+
 /// What a failure message needs to know about the connection.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -279,10 +298,12 @@ pub fn session_options(
         recovered: None,
     };
     let fingerprint = match &target.tls_fingerprint {
-        Some(fp) => Some(
-            Fingerprint::parse(fp)
-                .map_err(|e| Failure::plain(e, "Pass --tls-fingerprint <64 hex digits>"))?,
-        ),
+        Some(fp) => Some(TlsPin::parse(fp).map_err(|e| {
+            Failure::plain(
+                e,
+                "Pass --tls-fingerprint sha256/<base64> (public key) or <64 hex digits> (certificate); the gateway prints both at start and in: clawgate gateway status",
+            )
+        })?),
         None => None,
     };
     let opts = match &target.url {
@@ -326,7 +347,7 @@ pub fn session_options(
 fn finish_options(
     mut opts: ConnectOptions,
     mut ctx: Context,
-    fingerprint: Option<Fingerprint>,
+    fingerprint: Option<TlsPin>,
     timeout: Duration,
     needed: &[&str],
 ) -> (ConnectOptions, Context) {
@@ -337,7 +358,10 @@ fn finish_options(
         mode: "cli".into(),
         ..ClientInfo::default()
     };
-    opts.tls_fingerprint = fingerprint;
+    // --tls-fingerprint beats the local gateway's own pin (local_options).
+    if fingerprint.is_some() {
+        opts.tls_fingerprint = fingerprint;
+    }
     opts.handshake_timeout = timeout;
     opts.request_timeout = timeout;
     opts.reconnect = false;
@@ -396,7 +420,12 @@ fn local_options(target: &Target, paths: &Paths) -> Result<ConnectOptions, Failu
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         v4 => v4.to_string(),
     };
-    let mut opts = ConnectOptions::new(format!("ws://{host}:{}/", cfg.port));
+    // With TLS on, the local gateway is pinned to the public key of the
+    // certificate it serves, read from its file on this host.
+    let local_pin = clawgate_gateway::tls::local_pin(&cfg);
+    let scheme = if cfg.tls.enabled { "wss" } else { "ws" };
+    let mut opts = ConnectOptions::new(format!("{scheme}://{host}:{}/", cfg.port));
+    opts.tls_fingerprint = local_pin;
     match cfg.auth.mode {
         AuthMode::Token => {
             opts.token = target.token.clone().map(Secret::new).or(cfg.auth.token);

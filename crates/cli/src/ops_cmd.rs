@@ -108,7 +108,7 @@ async fn run_status(target: &Target, paths: &Paths) -> Result<u8, Failure> {
         }));
         return Ok(0);
     }
-    let rows = [
+    let mut rows = vec![
         (
             "Gateway",
             format!("{} · reachable {connect_ms} ms", ctx.url),
@@ -161,10 +161,36 @@ async fn run_status(target: &Target, paths: &Paths) -> Result<u8, Failure> {
             },
         ),
     ];
+    rows.extend(tls_rows(&gw["tls"]));
     for (k, v) in rows {
         println!("{k:<12} {v}");
     }
     Ok(0)
+}
+
+/// The certificate the gateway serves, as its `status` reports it (so a
+/// reloaded certificate shows at once): both pins `--tls-fingerprint` takes.
+fn tls_rows(tls: &Value) -> Vec<(&'static str, String)> {
+    if tls["enabled"] != true {
+        return vec![("TLS", "off".into())];
+    }
+    let text = |k: &str| tls[k].as_str().unwrap_or("?").to_string();
+    let origin = if tls["selfSigned"] == true {
+        "on (self-signed certificate)"
+    } else {
+        "on"
+    };
+    vec![
+        ("TLS", origin.to_string()),
+        ("Cert SHA-256", text("certificateSha256")),
+        (
+            "Key pin",
+            format!(
+                "{} (pin with --tls-fingerprint; survives renewals that keep the key)",
+                text("publicKeyPin")
+            ),
+        ),
+    ]
 }
 
 /// The Control UI URL for a gateway WebSocket URL.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use clawgate_client::{
     Client, ClientError, ConnectOptions, DeviceIdentity, Endpoint, FileTokenCache, Fingerprint,
-    TokenCache,
+    TlsPin, TokenCache,
 };
 use clawgate_gateway::config::{self, ConfigFile, EnvOverrides, RunOverrides};
 use clawgate_gateway::upstream::{self as up, SCOPES};
@@ -182,7 +182,7 @@ impl Upstream {
         let mut opts = ConnectOptions::new(self.url.clone());
         opts.client = up::pairing_client_info();
         opts.role = "operator".into();
-        opts.tls_fingerprint = self.fingerprint.clone();
+        opts.tls_fingerprint = self.fingerprint.clone().map(TlsPin::Certificate);
         opts.handshake_timeout = self.timeout;
         opts.request_timeout = self.timeout;
         opts.reconnect = false;
@@ -200,7 +200,7 @@ impl Upstream {
                     "Check that the upstream gateway runs (on its host: openclaw gateway status) and listens at {url}; fix the URL with: {SET_URL}"
                 ),
             ),
-            ClientError::Tls(_) => Failure::plain(
+            ClientError::Tls(_) | ClientError::TlsPinMismatch(_) => Failure::plain(
                 format!("TLS to the upstream failed: {err}"),
                 "Check the upstream certificate's SHA-256: pass it with --tls-fingerprint or set it with: clawgate config set gateway.upstream.tlsFingerprint <sha256>",
             ),

@@ -40,7 +40,7 @@ pub(crate) async fn open(opts: &ConnectOptions, ep: &Endpoint) -> Result<Ws, Cli
 /// programs that speak the protocol themselves (clawgate's relay).
 pub async fn open_socket(
     ep: &Endpoint,
-    pin: Option<&crate::Fingerprint>,
+    pin: Option<&crate::TlsPin>,
     config: WebSocketConfig,
 ) -> Result<Ws, ClientError> {
     let request = ep
@@ -74,7 +74,7 @@ pub async fn open_socket(
         // certificate mismatch) back as I/O errors: they are TLS failures,
         // not an unreachable gateway.
         Err(tungstenite::Error::Io(e)) => match tls_failure(&e) {
-            Some(msg) => Err(ClientError::Tls(msg)),
+            Some(err) => Err(err),
             None => Err(ClientError::Unreachable {
                 url,
                 reason: e.to_string(),
@@ -88,13 +88,19 @@ pub async fn open_socket(
     }
 }
 
-/// The rustls error inside an I/O error, as text (`General` errors, such
-/// as the pinned verifier's, without rustls's "unexpected error" prefix).
-fn tls_failure(e: &std::io::Error) -> Option<String> {
-    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
-        rustls::Error::General(msg) => Some(msg.clone()),
-        other => Some(other.to_string()),
-    }
+/// The rustls error inside an I/O error: the pinned verifier's mismatch
+/// as such, anything else as text (`General` errors without rustls's
+/// "unexpected error" prefix).
+fn tls_failure(e: &std::io::Error) -> Option<ClientError> {
+    let msg = match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::Other(other) => match other.0.downcast_ref::<tls::PinMismatch>() {
+            Some(mismatch) => return Some(ClientError::TlsPinMismatch(mismatch.clone())),
+            None => other.to_string(),
+        },
+        rustls::Error::General(msg) => msg.clone(),
+        other => other.to_string(),
+    };
+    Some(ClientError::Tls(msg))
 }
 
 /// The `connect` handshake: wait for the challenge, send the credentials

@@ -104,12 +104,93 @@ impl Endpoint {
 
 /// Whether a client may send its cached device token together with the
 /// shared token for the one retry: a loopback host, or `wss://` with a
-/// pinned certificate fingerprint. Anything else (plain `ws://` to another
-/// host, `wss://` without a pin, an unparseable URL) is untrusted.
+/// pin of either kind ([`TlsPin`]: the certificate's SHA-256 or its public
+/// key's). Anything else (plain `ws://` to another host, `wss://` without a
+/// pin, an unparseable URL) is untrusted.
 pub fn is_trusted_retry_endpoint(url: &str, pinned: bool) -> bool {
     match Endpoint::parse(url) {
         Ok(ep) => ep.is_loopback() || (ep.is_tls() && pinned),
         Err(_) => false,
+    }
+}
+
+/// What a `wss://` connection is pinned to: either kind is a "pinned"
+/// endpoint for [`is_trusted_retry_endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsPin {
+    /// The SHA-256 of the whole certificate (DER): changes with every
+    /// renewal, even one that keeps the key.
+    Certificate(Fingerprint),
+    /// The SHA-256 of the certificate's SubjectPublicKeyInfo (DER), written
+    /// `sha256/<base64>`: survives a renewal that keeps the key.
+    PublicKey(Fingerprint),
+}
+
+impl TlsPin {
+    /// Parses `sha256/<base64 of 32 bytes>` as a public-key pin and anything
+    /// [`Fingerprint::parse`] accepts as a certificate pin.
+    pub fn parse(text: &str) -> Result<TlsPin, String> {
+        use base64::Engine;
+        let t = text.trim();
+        if let Some(b64) = t
+            .strip_prefix("sha256/")
+            .or_else(|| t.strip_prefix("SHA256/"))
+            && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64)
+            && let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice())
+        {
+            return Ok(TlsPin::PublicKey(Fingerprint(hash)));
+        }
+        Fingerprint::parse(t).map(TlsPin::Certificate).map_err(|_| {
+            "a TLS pin is the certificate's SHA-256 (64 hex digits, colons allowed) or the public key's sha256/<base64> (44 characters)".to_string()
+        })
+    }
+
+    /// Whether the certificate the server presented matches.
+    pub fn matches(&self, presented: &PresentedCert) -> bool {
+        use clawgate_protocol::secret::constant_time_eq;
+        match self {
+            TlsPin::Certificate(fp) => constant_time_eq(&fp.0, &presented.certificate.0),
+            TlsPin::PublicKey(fp) => presented
+                .public_key
+                .as_ref()
+                .is_some_and(|pk| constant_time_eq(&fp.0, &pk.0)),
+        }
+    }
+}
+
+impl From<Fingerprint> for TlsPin {
+    fn from(fp: Fingerprint) -> TlsPin {
+        TlsPin::Certificate(fp)
+    }
+}
+
+impl std::fmt::Display for TlsPin {
+    /// The form [`TlsPin::parse`] reads back: colon hex, or `sha256/<base64>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsPin::Certificate(fp) => f.write_str(&fp.to_colon_hex()),
+            TlsPin::PublicKey(fp) => f.write_str(&fp.to_spki_pin()),
+        }
+    }
+}
+
+/// The two hashes of a server certificate a client may pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedCert {
+    /// SHA-256 of the certificate DER.
+    pub certificate: Fingerprint,
+    /// SHA-256 of its SubjectPublicKeyInfo DER (`None`: the certificate
+    /// does not parse as X.509).
+    pub public_key: Option<Fingerprint>,
+}
+
+impl std::fmt::Display for PresentedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "certificate SHA-256 {}", self.certificate.to_colon_hex())?;
+        match &self.public_key {
+            Some(pk) => write!(f, ", public key {}", pk.to_spki_pin()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -139,6 +220,15 @@ impl Fingerprint {
             *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).expect("checked hex");
         }
         Ok(Fingerprint(out))
+    }
+
+    /// `sha256/<base64>`: the form of a public-key (SPKI) pin.
+    pub fn to_spki_pin(&self) -> String {
+        use base64::Engine;
+        format!(
+            "sha256/{}",
+            base64::engine::general_purpose::STANDARD.encode(self.0)
+        )
     }
 
     /// `AB:CD:...` form.
@@ -215,6 +305,21 @@ mod tests {
         );
         assert!(Fingerprint::parse("abcd").is_err());
         assert!(Fingerprint::parse(&"zz".repeat(32)).is_err());
+        // A public-key pin: sha256/ and base64 of 32 bytes; the same prefix
+        // with hex is still a certificate pin.
+        let spki = Fingerprint([0xab; 32]).to_spki_pin();
+        assert_eq!(spki.len(), "sha256/".len() + 44);
+        assert_eq!(
+            TlsPin::parse(&spki),
+            Ok(TlsPin::PublicKey(Fingerprint([0xab; 32])))
+        );
+        assert_eq!(TlsPin::parse(&spki).unwrap().to_string(), spki);
+        assert_eq!(
+            TlsPin::parse(&format!("sha256/{hex}")),
+            Ok(TlsPin::Certificate(Fingerprint([0xab; 32])))
+        );
+        assert!(TlsPin::parse("sha256/AAAA").is_err());
+        assert!(TlsPin::parse("").is_err());
         assert_eq!(Fingerprint::parse(&colon).unwrap().to_colon_hex(), colon);
     }
 }

@@ -49,7 +49,7 @@ use serde_json::Value;
 
 pub use client::Client;
 pub use conn::{Ws, open_socket};
-pub use endpoint::{Endpoint, Fingerprint, is_trusted_retry_endpoint};
+pub use endpoint::{Endpoint, Fingerprint, PresentedCert, TlsPin, is_trusted_retry_endpoint};
 pub use identity::DeviceIdentity;
 pub use storage::{StorageError, default_client_dir};
 pub use token_cache::{CachedToken, FileTokenCache, MemoryTokenCache, TokenCache, TokenKey};
@@ -103,8 +103,9 @@ pub struct ConnectOptions {
     pub identity: Option<DeviceIdentity>,
     /// Where device tokens are cached; `None` keeps none.
     pub token_cache: Option<Arc<dyn TokenCache>>,
-    /// Pin the `wss://` server certificate to this SHA-256 fingerprint.
-    pub tls_fingerprint: Option<Fingerprint>,
+    /// Pin the `wss://` server certificate: its SHA-256, or its public
+    /// key's (`sha256/<base64>`, survives renewals that keep the key).
+    pub tls_fingerprint: Option<TlsPin>,
     /// From opening the socket to `hello-ok` (default 15 s).
     pub handshake_timeout: Duration,
     /// Default per-request timeout (default 30 s).
@@ -208,6 +209,10 @@ pub enum ClientError {
     Rejected { status: u16, body: String },
     #[error("TLS failed: {0}")]
     Tls(String),
+    /// The `wss://` certificate does not match the pin; carries what the
+    /// server presented.
+    #[error("TLS failed: {0}")]
+    TlsPinMismatch(tls::PinMismatch),
     /// The gateway refused the connect or a request, with its structured error.
     #[error("{}", .0.message)]
     Gateway(Box<ErrorShape>),

@@ -647,7 +647,7 @@ async fn a_pinned_certificate_is_accepted_and_anything_else_refused() {
     let pin = clawgate_client::tls::fingerprint_of(&front.cert_der);
 
     let mut opts = ConnectOptions::new(front.url()).token(TOKEN);
-    opts.tls_fingerprint = Some(pin.clone());
+    opts.tls_fingerprint = Some(pin.clone().into());
     let client = Client::connect(opts).await.expect("pinned wss connects");
     client
         .request("health", json!({}))
@@ -657,17 +657,17 @@ async fn a_pinned_certificate_is_accepted_and_anything_else_refused() {
 
     // Another certificate's fingerprint.
     let mut opts = ConnectOptions::new(front.url()).token(TOKEN);
-    opts.tls_fingerprint = Some(clawgate_client::tls::fingerprint_of(b"another cert"));
+    opts.tls_fingerprint = Some(clawgate_client::tls::fingerprint_of(b"another cert").into());
     opts.reconnect = false;
     let err = Client::connect(opts)
         .await
         .err()
         .expect("wrong pin refused");
     match &err {
-        ClientError::Tls(msg) => assert!(
-            msg.contains("fingerprint") && msg.contains(&pin.to_colon_hex()),
-            "{msg}"
-        ),
+        ClientError::TlsPinMismatch(m) => {
+            assert_eq!(m.presented.certificate, pin);
+            assert!(m.to_string().contains(&pin.to_colon_hex()), "{m}");
+        }
         other => panic!("expected a TLS error, got {other:?}"),
     }
 
@@ -686,7 +686,7 @@ async fn a_pinned_certificate_is_accepted_and_anything_else_refused() {
 
     // A pin with plain ws:// is a mistake the client refuses up front.
     let mut opts = ConnectOptions::new(gw.url()).token(TOKEN);
-    opts.tls_fingerprint = Some(pin);
+    opts.tls_fingerprint = Some(pin.into());
     let before = gw.idle_handshakes().await;
     let err = Client::connect(opts).await.err().expect("refused");
     assert!(matches!(err, ClientError::InvalidOptions(_)), "{err:?}");

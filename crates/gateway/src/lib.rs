@@ -13,6 +13,8 @@
 //! - `state`: [`GatewayState`] and its parts (hub, limiter, slots, ...);
 //! - `upstream`: fronting mode: the OpenClaw gateway clients are relayed
 //!   to, clawgate's identity there, the relay's method policy;
+//! - `tls`: https:// and wss:// on the gateway's port (`gateway.tls`): the
+//!   certificate from files or self-signed, reloads, its pins;
 //! - `config`: the configuration file, its resolution and first run;
 //! - `notify`: the service manager's readiness protocol (`sd_notify`);
 //! - `session`: who is on the other end, and the clock.
@@ -30,6 +32,7 @@ pub mod rpc;
 mod server;
 pub mod session;
 pub mod state;
+pub mod tls;
 pub mod upstream;
 pub mod views;
 pub mod ws;

@@ -70,10 +70,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Locks the state directory (a second gateway on it is refused with
-    /// the first one's pid), opens the store and binds the listener.
+    /// Loads the TLS certificate when `gateway.tls` is on (a bad one stops
+    /// the start before anything is opened; the error, of kind `Other`,
+    /// names the config key), locks the state directory (a second gateway
+    /// on it is refused with the first one's pid), opens the store and
+    /// binds the listener.
     pub async fn bind(config: GatewayConfig, options: RuntimeOptions) -> std::io::Result<Gateway> {
         let addr = SocketAddr::new(config.bind.address(), config.port);
+        let tls = crate::tls::load_if_enabled(&config)?;
+        crate::tls::warn_if_plain_remote(&config);
         let state_lock = clawgate_store::StateLock::acquire(&config.state_dir)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let store =
@@ -83,8 +88,12 @@ impl Gateway {
                 })?;
         let listener = http::bind(addr)?;
         let control_ui = Arc::new(ControlUi::new(&config.control_ui));
+        let state = GatewayState::new(config, options, Arc::new(store));
+        if let Some(tls) = tls {
+            let _ = state.tls.set(tls);
+        }
         Ok(Gateway {
-            state: GatewayState::new(config, options, Arc::new(store)),
+            state,
             control_ui,
             listener,
             on_serving: None,
@@ -140,6 +149,7 @@ impl Gateway {
             .upstream()
             .cloned()
             .map(|up| tokio::spawn(upstream_loop(up)));
+        let tls_reloader = state.tls().cloned().map(|tls| tokio::spawn(tls.watch()));
         let stop_state = state.clone();
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Our own accept loop rather than axum::serve: deadlines and caps
@@ -177,6 +187,9 @@ impl Gateway {
         flusher.abort();
         if let Some(w) = watcher {
             w.abort();
+        }
+        if let Some(r) = tls_reloader {
+            r.abort();
         }
         state.flush_deferred();
         let _ = http_stop_tx.send(());

@@ -496,7 +496,7 @@ async fn a_wss_upstream_is_pinned_to_its_certificate() {
                     .unwrap();
                 opts.client = upstream::pairing_client_info();
                 opts.reconnect = false;
-                opts.tls_fingerprint = Some(clawgate_client::Fingerprint(pin));
+                opts.tls_fingerprint = Some(clawgate_client::Fingerprint(pin).into());
                 clawgate_client::Client::connect(opts)
                     .await
                     .expect("pair over wss")

@@ -91,7 +91,11 @@ pub fn start_with(state: &Path, args: &[&str], env: &[(&str, &str)]) -> Running 
             break;
         }
         stdout.push_str(&line);
-        if let Some(rest) = line.split("listening on ws://127.0.0.1:").nth(1) {
+        if let Some(rest) = line
+            .split("listening on ws://127.0.0.1:")
+            .nth(1)
+            .or_else(|| line.split("listening on wss://127.0.0.1:").nth(1))
+        {
             port = rest.trim().parse().unwrap();
         }
         if line.starts_with("Dashboard") || line.starts_with("Open the dashboard") {

@@ -5,7 +5,8 @@
 //! Keys keep the reference names (`gateway.port`, `gateway.bind`,
 //! `gateway.auth.mode|token|password|rateLimit.*`,
 //! `gateway.controlUi.enabled|basePath|allowedOrigins`,
-//! `gateway.nodes.pairing.autoApproveLocal`, `gateway.trustedProxies`) so an
+//! `gateway.nodes.pairing.autoApproveLocal`, `gateway.trustedProxies`,
+//! `gateway.tls.enabled|autoGenerate|certPath|keyPath|caPath`) so an
 //! existing `openclaw.json` can be pointed at with `--config`; keys clawgate
 //! does not use are kept untouched on write. clawgate's own additions:
 //! `gateway.auth.rateLimit.globalMaxFailures`, `gateway.allowedHosts`,
@@ -67,5 +68,5 @@ pub use resolve::{
 };
 pub use types::{
     AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
-    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE, UpstreamConfig,
+    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
 };

@@ -16,7 +16,7 @@ use super::file::ConfigFile;
 use super::normalize::{normalize_base_path, normalize_host_name, normalize_origin};
 use super::types::{
     AuthConfig, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
-    RateLimitConfig, TICK_INTERVAL_MS_RANGE, UpstreamConfig,
+    RateLimitConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
 };
 
 /// `gateway run` flags and other per-invocation overrides.
@@ -36,6 +36,8 @@ pub struct RunOverrides {
     /// `--upstream URL`: front this OpenClaw gateway (beats
     /// `gateway.upstream.url`).
     pub upstream: Option<String>,
+    /// `--tls`: serve https:// and wss:// (beats `gateway.tls.enabled`).
+    pub tls: bool,
 }
 
 /// Environment values that feed the config (read once by the binary, so
@@ -97,7 +99,7 @@ pub fn resolve(
 
 /// Like [`resolve`], but reports every problem found instead of the first
 /// (in a stable order: port, bind, auth, rate limit, Control UI, nodes,
-/// proxies, allowed hosts, tick interval, upstream).
+/// proxies, allowed hosts, tick interval, upstream, TLS).
 pub fn resolve_all(
     file: &ConfigFile,
     state_dir: &Path,
@@ -120,6 +122,7 @@ pub fn resolve_all(
     let tick_interval = r.tick_interval();
     let upstream = r.upstream(overrides);
     let metrics_token = r.metrics_token(env);
+    let tls = r.tls(overrides);
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -135,6 +138,7 @@ pub fn resolve_all(
         tick_interval,
         upstream,
         metrics_token,
+        tls,
         state_dir: state_dir.to_path_buf(),
         config_path: file.path.clone(),
     })
@@ -184,6 +188,7 @@ impl Resolver<'_> {
             "gateway.nodes.pairing",
             "gateway.upstream",
             "gateway.metrics",
+            "gateway.tls",
         ] {
             self.check_object(section);
         }
@@ -616,6 +621,72 @@ impl Resolver<'_> {
             url: endpoint.url(),
             tls_fingerprint,
         })
+    }
+}
+
+/// `gateway.tls.*` with `--tls`. Whether the files exist and hold a
+/// matching certificate and key is checked when the gateway loads them
+/// (`tls::ServerTls::load`), so `config set` can name files made later.
+impl Resolver<'_> {
+    fn tls(&mut self, overrides: &RunOverrides) -> TlsConfig {
+        let d = TlsConfig::default();
+        let enabled = overrides.tls || self.boolean("gateway.tls.enabled", d.enabled);
+        let auto_generate = self.boolean("gateway.tls.autoGenerate", d.auto_generate);
+        let cert_path = self.path("gateway.tls.certPath");
+        let key_path = self.path("gateway.tls.keyPath");
+        let ca_path = self.path("gateway.tls.caPath");
+        if enabled {
+            match (&cert_path, &key_path) {
+                (Some(_), None) => self.fail(
+                    "gateway.tls.keyPath",
+                    "gateway.tls.certPath is set but the key is not; set it with: clawgate config set gateway.tls.keyPath /path/to/key.pem",
+                ),
+                (None, Some(_)) => self.fail(
+                    "gateway.tls.certPath",
+                    "gateway.tls.keyPath is set but the certificate is not; set it with: clawgate config set gateway.tls.certPath /path/to/cert.pem",
+                ),
+                (None, None) if !auto_generate => self.fail(
+                    "gateway.tls.autoGenerate",
+                    "TLS is on but autoGenerate is false and no certificate is set; set gateway.tls.certPath and gateway.tls.keyPath, or allow a self-signed one with: clawgate config set gateway.tls.autoGenerate true",
+                ),
+                _ => {}
+            }
+            if ca_path.is_some() && cert_path.is_none() {
+                self.fail(
+                    "gateway.tls.caPath",
+                    "is set but gateway.tls.certPath is not (a CA chain goes with your own certificate); remove it with: clawgate config unset gateway.tls.caPath",
+                );
+            }
+        }
+        TlsConfig {
+            enabled,
+            auto_generate,
+            cert_path,
+            key_path,
+            ca_path,
+        }
+    }
+
+    /// A non-empty file path string (`~/` is the home directory).
+    fn path(&mut self, key: &str) -> Option<PathBuf> {
+        match self.value(key) {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => {
+                let s = s.trim();
+                match (s.strip_prefix("~/"), std::env::var_os("HOME")) {
+                    (Some(rest), Some(home)) => Some(PathBuf::from(home).join(rest)),
+                    _ => Some(PathBuf::from(s)),
+                }
+            }
+            Some(other) => {
+                let found = describe_value(other);
+                self.fail(
+                    key,
+                    format!("must be a file path such as \"/etc/clawgate/cert.pem\" (found {found}); fix it with: clawgate config set {key} /path/to/file.pem"),
+                );
+                None
+            }
+        }
     }
 }
 

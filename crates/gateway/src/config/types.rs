@@ -145,6 +145,37 @@ pub struct UpstreamConfig {
     pub tls_fingerprint: Option<[u8; 32]>,
 }
 
+/// `gateway.tls.*` (the reference's keys): serve `https://` and `wss://` on
+/// the gateway's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `gateway.tls.enabled` / `gateway run --tls` (default false).
+    pub enabled: bool,
+    /// `gateway.tls.autoGenerate` (default true): without `certPath` and
+    /// `keyPath`, use a self-signed certificate generated once into
+    /// `<state>/tls/`.
+    pub auto_generate: bool,
+    /// `gateway.tls.certPath`: the PEM certificate (chain), leaf first.
+    pub cert_path: Option<PathBuf>,
+    /// `gateway.tls.keyPath`: the PEM private key of that certificate.
+    pub key_path: Option<PathBuf>,
+    /// `gateway.tls.caPath`: PEM CA certificates sent after the leaf (the
+    /// chain up to, not necessarily including, the root).
+    pub ca_path: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: false,
+            auto_generate: true,
+            cert_path: None,
+            key_path: None,
+            ca_path: None,
+        }
+    }
+}
+
 /// Everything the gateway needs to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -172,6 +203,8 @@ pub struct GatewayConfig {
     /// token `/metrics` asks for on a non-loopback bind. Without one,
     /// `/metrics` is off there; on a loopback bind it is open.
     pub metrics_token: Option<Secret>,
+    /// `gateway.tls.*`: https:// and wss:// on the same port.
+    pub tls: TlsConfig,
     /// The state directory (config, database).
     pub state_dir: PathBuf,
     /// The config file in use.
@@ -196,6 +229,7 @@ impl GatewayConfig {
             tick_interval: Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS),
             upstream: None,
             metrics_token: None,
+            tls: TlsConfig::default(),
             config_path: state_dir.join(CONFIG_FILE_NAME),
             state_dir,
         }

@@ -1,6 +1,7 @@
 //! The accept loop: a deep listen queue, TCP_NODELAY, a counted slot and
 //! a request-head deadline for every connection still in the HTTP phase,
-//! then hyper with the router (`routes.rs`).
+//! then hyper with the router (`routes.rs`). With `gateway.tls` on, the
+//! TLS handshake runs first, within the same deadline and slot.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +12,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::http::control_ui::ControlUi;
@@ -22,6 +26,10 @@ use crate::state::slots::{SlotRefusal, UnauthSlot};
 /// The answer to a connection refused at accept time (written without
 /// reading the request; the client may see a reset instead).
 const HTTP_CAP_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 44\r\nconnection: close\r\n\r\ntoo many pending connections; retry shortly\n";
+
+/// The answer to plain HTTP on a TLS port (a `ws://` or `http://` URL for
+/// a gateway that speaks only `wss://` / `https://`).
+const PLAIN_ON_TLS_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 69\r\nconnection: close\r\n\r\nthis gateway port speaks TLS: use https:// or wss:// instead of http\n";
 
 /// The accept queue asked for (the kernel caps it at `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: u32 = 4096;
@@ -56,6 +64,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 ///   time, is closed), and every later head on a keep-alive connection
 ///   within the same time (hyper's header-read timeout).
 ///
+/// With TLS (`state.tls()`), the handshake must also finish within that
+/// time, counted from the accept (so a client that never completes it
+/// frees its slot like one that never sends a request).
+///
 /// Upgraded sockets then fall under the WebSocket handler's own deadline.
 pub async fn serve_http(
     listener: TcpListener,
@@ -64,6 +76,7 @@ pub async fn serve_http(
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let app = router(state.clone(), control_ui);
+    let tls = state.tls().map(|t| t.acceptor().clone());
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -99,14 +112,28 @@ pub async fn serve_http(
                 continue;
             }
         };
-        tokio::spawn(serve_connection(
-            state.clone(),
-            app.clone(),
-            tcp,
-            addr,
-            slot,
-            close_rx.clone(),
-        ));
+        let deadline = Instant::now() + state.options.handshake_timeout;
+        match &tls {
+            None => tokio::spawn(serve_connection(
+                state.clone(),
+                app.clone(),
+                tcp,
+                addr,
+                slot,
+                close_rx.clone(),
+                deadline,
+            )),
+            Some(acceptor) => tokio::spawn(serve_tls_connection(
+                state.clone(),
+                app.clone(),
+                acceptor.clone(),
+                tcp,
+                addr,
+                slot,
+                close_rx.clone(),
+                deadline,
+            )),
+        };
     }
     drop(listener);
     // No new connections; those in the HTTP phase finish their request.
@@ -118,14 +145,70 @@ pub async fn serve_http(
     Ok(())
 }
 
-async fn serve_connection(
+/// The TLS handshake (by `deadline`, given up on eviction or shutdown),
+/// then [`serve_connection`] over the TLS stream. Plain HTTP is answered
+/// with a 400 that says to use https:// or wss://.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls_connection(
     state: Arc<GatewayState>,
     app: Router,
-    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    mut tcp: TcpStream,
     addr: SocketAddr,
     slot: UnauthSlot,
     mut close: tokio::sync::watch::Receiver<bool>,
+    deadline: Instant,
 ) {
+    let handshake = async {
+        // A TLS record starts with 0x16 (handshake); a letter is an HTTP
+        // method: someone used ws:// or http://.
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await? == 1 && first[0].is_ascii_alphabetic() {
+            let _ = tcp.write_all(PLAIN_ON_TLS_RESPONSE).await;
+            let _ = tcp.shutdown().await;
+            return Err(std::io::Error::other("plain HTTP on the TLS port"));
+        }
+        acceptor.accept(tcp).await
+    };
+    let stream = {
+        let evicted = slot.evicted();
+        tokio::select! {
+            done = tokio::time::timeout_at(deadline, handshake) => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    state.metrics.upgrade_refused("tls_handshake_failed");
+                    debug!(peer = %addr.ip(), %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    state.metrics.upgrade_refused("tls_handshake_timeout");
+                    debug!(peer = %addr.ip(), "no TLS handshake in time");
+                    return;
+                }
+            },
+            _ = evicted => {
+                debug!(peer = %addr.ip(), "pending TLS connection evicted for a newer one");
+                return;
+            }
+            _ = close.changed() => return,
+        }
+    };
+    serve_connection(state, app, stream, addr, slot, close, deadline).await
+}
+
+/// hyper over `io` (TCP, or TLS over TCP) until the connection ends, is
+/// evicted, or sends no complete first request head by `deadline`.
+async fn serve_connection<S>(
+    state: Arc<GatewayState>,
+    app: Router,
+    io: S,
+    addr: SocketAddr,
+    slot: UnauthSlot,
+    mut close: tokio::sync::watch::Receiver<bool>,
+    deadline: Instant,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let requests = Arc::new(AtomicUsize::new(0));
     let service = {
         let requests = requests.clone();
@@ -143,10 +226,10 @@ async fn serve_connection(
         .header_read_timeout(timeout);
     let mut conn = std::pin::pin!(
         builder
-            .serve_connection(TokioIo::new(tcp), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades()
     );
-    let first = tokio::time::sleep(timeout);
+    let first = tokio::time::sleep_until(deadline);
     let mut first = std::pin::pin!(first);
     let mut waiting_first = true;
     let evicted = slot.evicted();

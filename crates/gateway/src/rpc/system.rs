@@ -116,8 +116,26 @@ pub(crate) fn status(state: &GatewayState, _: &Caller, _: Value) -> Result<Value
                 "open": state.metrics.connections_open(),
                 "authenticated": state.hub.len(),
             },
+            "tls": tls_status(state),
         },
     }))
+}
+
+/// `gateway.tls` in `status` (clawgate addition): the certificate served
+/// now (after any reload) and the two pins a client can use.
+fn tls_status(state: &GatewayState) -> Value {
+    match state.tls() {
+        None => json!({"enabled": false}),
+        Some(tls) => {
+            let info = tls.info();
+            json!({
+                "enabled": true,
+                "certificateSha256": info.certificate_pin(),
+                "publicKeyPin": info.public_key_pin(),
+                "selfSigned": info.self_signed,
+            })
+        }
+    }
 }
 
 pub(crate) fn last_heartbeat(_: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {

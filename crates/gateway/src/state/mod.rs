@@ -35,6 +35,7 @@ use crate::state::metrics::Metrics;
 use crate::state::slots::{
     MAX_UNAUTH_PER_IP, MAX_UNAUTH_TOTAL, SlotRefusal, UnauthSlot, UnauthSlots,
 };
+use crate::tls::ServerTls;
 use crate::upstream::Upstream;
 
 /// The shared-secret settings in force, with their generation (bumped on
@@ -81,6 +82,9 @@ pub struct GatewayState {
     /// Fronting mode: the OpenClaw gateway every authenticated client is
     /// relayed to (`None`: a standalone gateway).
     pub(crate) upstream: Option<Arc<Upstream>>,
+    /// `gateway.tls`: the certificate being served (set once by
+    /// `Gateway::bind`; empty on a plain gateway).
+    pub(crate) tls: std::sync::OnceLock<Arc<ServerTls>>,
 }
 
 /// Timings that tests shorten; the defaults are the protocol's.
@@ -179,7 +183,13 @@ impl GatewayState {
             failure_audit: std::sync::Mutex::new((0, 0, 0)),
             rejection_log: std::sync::Mutex::new((0, 0, 0)),
             options,
+            tls: std::sync::OnceLock::new(),
         })
+    }
+
+    /// TLS on the listener, when `gateway.tls` is on.
+    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
+        self.tls.get()
     }
 
     /// Writes the queued last-seen and token-use updates now.

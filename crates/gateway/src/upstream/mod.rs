@@ -193,7 +193,9 @@ impl Upstream {
         let dir = identity_dir(state_dir);
         let credentials = load_credentials(&dir, &config.url);
         let tls = endpoint.is_tls().then(|| {
-            let pin = config.tls_fingerprint.map(clawgate_client::Fingerprint);
+            let pin = config
+                .tls_fingerprint
+                .map(|fp| clawgate_client::TlsPin::Certificate(clawgate_client::Fingerprint(fp)));
             transport::Tls::for_upstream(&endpoint.host, pin.as_ref())
         });
         Arc::new(Upstream {
@@ -233,10 +235,10 @@ impl Upstream {
     }
 
     /// The pinned certificate of a `wss://` upstream.
-    pub fn pin(&self) -> Option<clawgate_client::Fingerprint> {
+    pub fn pin(&self) -> Option<clawgate_client::TlsPin> {
         self.config
             .tls_fingerprint
-            .map(clawgate_client::Fingerprint)
+            .map(|fp| clawgate_client::TlsPin::Certificate(clawgate_client::Fingerprint(fp)))
     }
 
     /// Whether the upstream answered the last connect or probe.

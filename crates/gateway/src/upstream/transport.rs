@@ -42,7 +42,7 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    pub(super) fn for_upstream(host: &str, pin: Option<&clawgate_client::Fingerprint>) -> Tls {
+    pub(super) fn for_upstream(host: &str, pin: Option<&clawgate_client::TlsPin>) -> Tls {
         let config: Arc<_> = clawgate_client::tls::client_config(pin);
         let name = ServerName::try_from(host.to_string())
             .unwrap_or_else(|_| ServerName::try_from("localhost").expect("a valid name"));

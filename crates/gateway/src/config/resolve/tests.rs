@@ -718,3 +718,56 @@ fn null_values_count_as_unset() {
     assert_eq!(cfg.port, DEFAULT_PORT);
     assert_eq!(cfg.bind, BindMode::Loopback);
 }
+
+#[test]
+fn tls_section_defaults_flag_and_refusals() {
+    let cfg = ok(json!({}));
+    assert!(!cfg.tls.enabled && cfg.tls.auto_generate && cfg.tls.cert_path.is_none());
+    let flag = RunOverrides {
+        tls: true,
+        ..RunOverrides::default()
+    };
+    let cfg = resolve_doc(with_token(json!({})), &flag).unwrap();
+    assert!(cfg.tls.enabled, "--tls turns it on");
+    let cfg = ok(
+        json!({"gateway": {"tls": {"enabled": true, "certPath": "/c.pem", "keyPath": "/k.pem", "caPath": "/ca.pem"}}}),
+    );
+    assert_eq!(
+        cfg.tls.cert_path.as_deref(),
+        Some(std::path::Path::new("/c.pem"))
+    );
+    assert_eq!(
+        cfg.tls.ca_path.as_deref(),
+        Some(std::path::Path::new("/ca.pem"))
+    );
+
+    let none = RunOverrides::default();
+    for (doc, key) in [
+        (
+            json!({"enabled": true, "certPath": "/c.pem"}),
+            "gateway.tls.keyPath",
+        ),
+        (
+            json!({"enabled": true, "keyPath": "/k.pem"}),
+            "gateway.tls.certPath",
+        ),
+        (
+            json!({"enabled": true, "autoGenerate": false}),
+            "gateway.tls.autoGenerate",
+        ),
+        (
+            json!({"enabled": true, "caPath": "/ca.pem"}),
+            "gateway.tls.caPath",
+        ),
+        (json!({"enabled": "yes"}), "gateway.tls.enabled"),
+        (json!({"certPath": 5}), "gateway.tls.certPath"),
+        (json!("on"), "gateway.tls"),
+    ] {
+        let (got, message) = err_with(with_token(json!({"gateway": {"tls": doc}})), &none);
+        assert_eq!(got, key, "{message}");
+        assert!(
+            message.contains("clawgate config"),
+            "names the fix: {message}"
+        );
+    }
+}
