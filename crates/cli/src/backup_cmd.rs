@@ -46,14 +46,14 @@ pub fn backup(args: BackupArgs, paths: &Paths) -> anyhow::Result<u8> {
         Err(e) => return Ok(refuse("no backup written", &e)),
     };
     let file = args.file.display();
-    println!("Wrote {file} ({}, mode 0600)", size(summary.bytes));
-    println!("  {}", contents(&summary));
-    println!(
+    crate::say!("Wrote {file} ({}, mode 0600)", size(summary.bytes));
+    crate::say!("  {}", contents(&summary));
+    crate::say!(
         "  verified: integrity ok, audit chain of {} rows verifies",
         summary.audit_rows
     );
-    println!("{}", not_included(paths));
-    println!(
+    crate::say!("{}", not_included(paths));
+    crate::say!(
         "It holds token hashes: keep it private. Restore it with the gateway stopped: clawgate restore {file}"
     );
     Ok(0)
@@ -69,13 +69,13 @@ pub fn restore(args: RestoreArgs, paths: &Paths) -> anyhow::Result<u8> {
         };
         return Ok(match clawgate_store::check_backup(&args.file, &scratch) {
             Ok(summary) => {
-                println!("{file} can be restored");
-                println!("  {}", contents(&summary));
-                println!(
+                crate::say!("{file} can be restored");
+                crate::say!("  {}", contents(&summary));
+                crate::say!(
                     "  integrity ok, audit chain of {} rows verifies",
                     summary.audit_rows
                 );
-                println!("Restore it with the gateway stopped: clawgate restore {file}");
+                crate::say!("Restore it with the gateway stopped: clawgate restore {file}");
                 0
             }
             Err(e) => refuse("it cannot be restored", &e),
@@ -84,13 +84,13 @@ pub fn restore(args: RestoreArgs, paths: &Paths) -> anyhow::Result<u8> {
     let _lock = match StateLock::acquire(&paths.state_dir) {
         Ok(lock) => lock,
         Err(e @ LockError::Held { .. }) => {
-            eprintln!(
+            crate::say_err!(
                 "error: cannot restore while the gateway runs: {e}; then run: clawgate restore {file}"
             );
             return Ok(1);
         }
         Err(e) => {
-            eprintln!("error: cannot restore: {e}");
+            crate::say_err!("error: cannot restore: {e}");
             return Ok(1);
         }
     };
@@ -100,26 +100,26 @@ pub fn restore(args: RestoreArgs, paths: &Paths) -> anyhow::Result<u8> {
         Ok(o) => o,
         Err(e) => return Ok(refuse("nothing restored", &e)),
     };
-    println!("Restored {file} to {}", db.display());
-    println!("  {}", contents(&outcome.summary));
-    println!(
+    crate::say!("Restored {file} to {}", db.display());
+    crate::say!("  {}", contents(&outcome.summary));
+    crate::say!(
         "  checked first: integrity ok, audit chain of {} rows verifies",
         outcome.summary.audit_rows
     );
     match &outcome.kept {
-        Some(kept) => println!("The previous database is kept as {}", kept.display()),
-        None => println!("There was no database before."),
+        Some(kept) => crate::say!("The previous database is kept as {}", kept.display()),
+        None => crate::say!("There was no database before."),
     }
-    println!(
+    crate::say!(
         "Devices paired and tokens issued after the backup was taken no longer work; they pair again."
     );
-    println!("Start the gateway: clawgate gateway run");
+    crate::say!("Start the gateway: clawgate gateway run");
     Ok(0)
 }
 
 /// One line on stderr, exit 1.
 fn refuse(outcome: &str, e: &BackupError) -> u8 {
-    eprintln!("error: {outcome}: {e}");
+    crate::say_err!("error: {outcome}: {e}");
     1
 }
 

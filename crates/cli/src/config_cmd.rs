@@ -59,7 +59,7 @@ pub enum ConfigCommand {
 pub fn run(command: ConfigCommand, paths: &Paths) -> anyhow::Result<u8> {
     match command {
         ConfigCommand::Path => {
-            println!("{}", paths.config.display());
+            crate::say!("{}", paths.config.display());
             Ok(0)
         }
         ConfigCommand::Get {
@@ -79,9 +79,9 @@ pub fn run(command: ConfigCommand, paths: &Paths) -> anyhow::Result<u8> {
 /// Loads the config file, or prints why it cannot be read (exit 1).
 fn load(paths: &Paths) -> Result<ConfigFile, u8> {
     ConfigFile::load(&paths.config).map_err(|err| {
-        eprintln!("error: {err}");
+        crate::say_err!("error: {err}");
         if matches!(err, ConfigError::Parse { .. }) {
-            eprintln!("The file was not changed; fix it in an editor (JSON5: comments and trailing commas are fine).");
+            crate::say_err!("The file was not changed; fix it in an editor (JSON5: comments and trailing commas are fine).");
         }
         1
     })
@@ -92,7 +92,7 @@ fn check_key(key: &str) -> Result<(), u8> {
     if config::is_valid_key(key) {
         Ok(())
     } else {
-        eprintln!(
+        crate::say_err!(
             "error: {key:?} is not a valid config path; use dot-separated names such as gateway.auth.mode"
         );
         Err(1)
@@ -114,12 +114,12 @@ fn get(paths: &Paths, key: &str, json: bool, show_secrets: bool) -> anyhow::Resu
         }
         Ok(None) => {}
         Err(err) => {
-            eprintln!("error: {err}");
+            crate::say_err!("error: {err}");
             return Ok(1);
         }
     }
     let Some(value) = file.get(key) else {
-        eprintln!(
+        crate::say_err!(
             "Config path is valid but unset: {key}. Set it with: clawgate config set {key} <value>"
         );
         return Ok(1);
@@ -130,12 +130,12 @@ fn get(paths: &Paths, key: &str, json: bool, show_secrets: bool) -> anyhow::Resu
             if !show_secrets {
                 redact(&mut shown);
             }
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            crate::say!("{}", serde_json::to_string_pretty(&shown)?);
         }
         // A scalar asked for by its exact key prints in clear, secrets
         // included: this is how the token is recovered for the Control UI.
-        Value::String(s) if !json => println!("{s}"),
-        scalar => println!("{scalar}"),
+        Value::String(s) if !json => crate::say!("{s}"),
+        scalar => crate::say!("{scalar}"),
     }
     Ok(0)
 }
@@ -152,11 +152,11 @@ fn print_overridden(file: &ConfigFile, key: &str, from_env: &config::EnvOverride
     let source = format!("from {}; {file_says}", from_env.var);
     match (&from_env.value, json) {
         (value, true) => {
-            println!("{value}");
-            eprintln!("note: {source}");
+            crate::say!("{value}");
+            crate::say_err!("note: {source}");
         }
-        (Value::String(s), false) => println!("{s} ({source})"),
-        (value, false) => println!("{value} ({source})"),
+        (Value::String(s), false) => crate::say!("{s} ({source})"),
+        (value, false) => crate::say!("{value} ({source})"),
     }
 }
 
@@ -227,13 +227,13 @@ fn set(paths: &Paths, key: &str, raw: &str, json_value: bool) -> anyhow::Result<
     let value = match parse_value(key, raw, json_value) {
         Ok(value) => value,
         Err(message) => {
-            eprintln!("error: {message}");
+            crate::say_err!("error: {message}");
             return Ok(1);
         }
     };
     let mut updated = file.clone();
     if let Err(err) = updated.set(key, value) {
-        eprintln!("error: {err}");
+        crate::say_err!("error: {err}");
         return Ok(1);
     }
 
@@ -259,17 +259,17 @@ fn set(paths: &Paths, key: &str, raw: &str, json_value: bool) -> anyhow::Result<
         .collect();
     if !blocking.is_empty() {
         for err in blocking {
-            eprintln!("error: {err}");
+            crate::say_err!("error: {err}");
         }
-        eprintln!("{} was not changed.", paths.config.display());
+        crate::say_err!("{} was not changed.", paths.config.display());
         return Ok(1);
     }
 
     if let Err(err) = updated.save() {
-        eprintln!("error: {err}");
+        crate::say_err!("error: {err}");
         return Ok(1);
     }
-    println!("Updated {key}. Restart the gateway to apply.");
+    crate::say!("Updated {key}. Restart the gateway to apply.");
     Ok(0)
 }
 
@@ -282,14 +282,14 @@ fn unset(paths: &Paths, key: &str) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     if !file.unset(key) {
-        eprintln!("Config path is not set: {key}");
+        crate::say_err!("Config path is not set: {key}");
         return Ok(1);
     }
     if let Err(err) = file.save() {
-        eprintln!("error: {err}");
+        crate::say_err!("error: {err}");
         return Ok(1);
     }
-    println!("Removed {key}.");
+    crate::say!("Removed {key}.");
     Ok(0)
 }
 

@@ -129,15 +129,15 @@ pub fn run(args: DoctorArgs, paths: &Paths) -> anyhow::Result<u8> {
             } else {
                 "FAIL"
             };
-            println!("[{mark}] {}: {}", c.name, c.detail);
+            crate::say!("[{mark}] {}: {}", c.name, c.detail);
             if let Some(fix) = &c.fix {
-                println!("       fix: {fix}");
+                crate::say!("       fix: {fix}");
             }
         }
         if failed {
-            println!("Some checks failed; run the fix commands above, then: clawgate doctor");
+            crate::say!("Some checks failed; run the fix commands above, then: clawgate doctor");
         } else {
-            println!("All checks passed.");
+            crate::say!("All checks passed.");
         }
     }
     Ok(u8::from(failed))
@@ -147,8 +147,8 @@ fn generate_token(paths: &Paths) -> u8 {
     let mut file = match ConfigFile::load(&paths.config) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("next: fix {} and retry", paths.config.display());
+            crate::say_err!("error: {e}");
+            crate::say_err!("next: fix {} and retry", paths.config.display());
             return 1;
         }
     };
@@ -158,17 +158,17 @@ fn generate_token(paths: &Paths) -> u8 {
         .and_then(|_| file.set("gateway.auth.token", json!(token.expose())))
         .and_then(|_| file.save());
     if let Err(e) = saved {
-        eprintln!("error: {e}");
+        crate::say_err!("error: {e}");
         return 1;
     }
-    println!(
+    crate::say!(
         "Generated a new gateway token and saved it in {} (gateway.auth.token).",
         paths.config.display()
     );
-    println!(
+    crate::say!(
         "A running gateway applies it within seconds; clients using the old token must update."
     );
-    println!("Show it in a terminal on this host with: clawgate gateway auth-token --show");
+    crate::say!("Show it in a terminal on this host with: clawgate gateway auth-token --show");
     0
 }
 

@@ -135,8 +135,8 @@ fn unknown(raw: &str, json: bool) {
             "error": {"message": message, "next": next, "suggestions": suggestions},
         }));
     } else {
-        eprintln!("{message}");
-        eprintln!("next: {next}");
+        crate::say_err!("{message}");
+        crate::say_err!("next: {next}");
     }
 }
 

@@ -102,7 +102,7 @@ pub fn run(command: GatewayCommand, paths: &Paths) -> anyhow::Result<u8> {
             // The service manager's view, also (above all) when the gateway
             // does not answer; JSON output stays the status call's alone.
             if !json_out {
-                println!("{:<12} {}", "Service", crate::service_cmd::status_line());
+                crate::say!("{:<12} {}", "Service", crate::service_cmd::status_line());
             }
             Ok(code)
         }
@@ -205,8 +205,8 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
     let cfg = match config::resolve(&file, &paths.state_dir, &overrides, &env) {
         Ok(cfg) => cfg,
         Err(err) => {
-            eprintln!("error: refusing to start: {err}");
-            eprintln!("Config file: {}", paths.config.display());
+            crate::say_err!("error: refusing to start: {err}");
+            crate::say_err!("Config file: {}", paths.config.display());
             return Ok(1);
         }
     };
@@ -228,11 +228,11 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
             // Not a socket error: the store did not open (its message names
             // the file and what to do).
             Err(err) if err.kind() == std::io::ErrorKind::Other => {
-                eprintln!("error: refusing to start: {err}");
+                crate::say_err!("error: refusing to start: {err}");
                 return Ok(1);
             }
             Err(err) => {
-                eprintln!(
+                crate::say_err!(
                     "error: cannot listen on {}:{}: {err}. Is another gateway running? Check with: clawgate status",
                     cfg.bind.address(),
                     cfg.port
@@ -256,25 +256,25 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
             tokio::spawn(ready.watchdog_loop());
         });
         info!(listen = %addr, auth = cfg.auth.mode.as_str(), "gateway listening");
-        println!("clawgate {} listening on {ws}://{addr}", clawgate_gateway::VERSION);
+        crate::say!("clawgate {} listening on {ws}://{addr}", clawgate_gateway::VERSION);
         if let Some(info) = &tls {
             crate::gateway_tls::announce(info);
         }
         match generated {
             Some(token) if std::io::stdout().is_terminal() => {
-                println!("Generated a gateway token and saved it to {}.", paths.config.display());
-                println!("Open the dashboard: {http}#token={}", token.expose());
+                crate::say!("Generated a gateway token and saved it to {}.", paths.config.display());
+                crate::say!("Open the dashboard: {http}#token={}", token.expose());
             }
             Some(_) => {
-                println!("Generated a gateway token and saved it to {}.", paths.config.display());
-                println!("Dashboard: {http} (show the token in a terminal with: clawgate gateway auth-token --show)");
+                crate::say!("Generated a gateway token and saved it to {}.", paths.config.display());
+                crate::say!("Dashboard: {http} (show the token in a terminal with: clawgate gateway auth-token --show)");
             }
-            None => println!("Dashboard: {http}"),
+            None => crate::say!("Dashboard: {http}"),
         }
         if cfg.upstream.is_some() {
             // What people open is clawgate's address, never the upstream's
             // (a missing pairing is logged by the gateway at start).
-            println!("Fronting an OpenClaw gateway: its Control UI at {http}, clawgate's own at {http}clawgate/");
+            crate::say!("Fronting an OpenClaw gateway: its Control UI at {http}, clawgate's own at {http}clawgate/");
         }
         let state = gateway.state();
         let reload_paths = paths.clone();

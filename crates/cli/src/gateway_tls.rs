@@ -17,12 +17,12 @@ pub fn schemes(tls: bool) -> (&'static str, &'static str) {
 /// pinned to it (`--tls-fingerprint` takes either).
 pub fn announce(info: &CertInfo) {
     let kind = if info.self_signed { "self-signed " } else { "" };
-    println!(
+    crate::say!(
         "TLS: {kind}certificate {} (SHA-256 {})",
         info.cert_path.display(),
         info.certificate_pin()
     );
-    println!(
+    crate::say!(
         "TLS public key pin: {} (clients: --tls-fingerprint with either pin; this one survives renewals that keep the key)",
         info.public_key_pin()
     );

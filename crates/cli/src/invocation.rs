@@ -4,6 +4,24 @@
 //! `cargo run` has no name on `PATH` at all).
 
 use std::borrow::Cow;
+
+/// `println!` whose command hints name [`command_name`].
+#[macro_export]
+macro_rules! say {
+    () => { println!() };
+    ($($arg:tt)*) => {
+        println!("{}", $crate::invocation::localize(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` whose command hints name [`command_name`].
+#[macro_export]
+macro_rules! say_err {
+    () => { eprintln!() };
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::invocation::localize(&format!($($arg)*)))
+    };
+}
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -62,6 +80,25 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// The top-level subcommands (checked against the clap definitions by a
+/// test in main.rs): a `clawgate` followed by one of them is a hint.
+pub const SUBCOMMANDS: &[&str] = &[
+    "gateway",
+    "devices",
+    "upstream",
+    "config",
+    "dashboard",
+    "explain",
+    "doctor",
+    "health",
+    "status",
+    "completions",
+    "man",
+    "backup",
+    "restore",
+    "help",
+];
+
 /// `text` with every command hint (`clawgate <subcommand>`) naming
 /// [`command_name`] instead. Text without hints is returned as it is.
 pub fn localize(text: &str) -> Cow<'_, str> {
@@ -80,12 +117,17 @@ fn localize_with<'a>(text: &'a str, name: &str) -> Cow<'a, str> {
         } else {
             out.chars().last()
         };
-        let next = rest[i + "clawgate ".len()..].chars().next();
-        // A hint: `clawgate` as a word, followed by a lowercase subcommand
-        // or a flag (not prose such as "clawgate 0.1.0 listening").
+        // A hint: `clawgate` as a word, followed by one of its subcommands
+        // or a flag (not prose such as "clawgate 0.1.0 listening" or "not
+        // a clawgate one").
+        let after = &rest[i + "clawgate ".len()..];
+        let word = after
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .next()
+            .unwrap_or("");
         let is_hint = prev
             .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '/'))
-            && next.is_some_and(|c| c.is_ascii_lowercase() || c == '-');
+            && (word.starts_with('-') || SUBCOMMANDS.contains(&word));
         out.push_str(&rest[..i]);
         out.push_str(if is_hint { name } else { "clawgate" });
         out.push(' ');
@@ -116,6 +158,7 @@ mod tests {
             "~/.clawgate/clawgate.json",
             "the clawgate-gateway crate",
             "/usr/bin/clawgate serve",
+            "is a SQLite database but not a clawgate one",
         ] {
             assert_eq!(localize_with(text, name), text);
         }

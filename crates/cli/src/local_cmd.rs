@@ -138,59 +138,59 @@ pub fn auth_token(args: AuthTokenArgs, paths: &Paths) -> u8 {
     let local = match load_local(paths, &env) {
         Ok(local) => local,
         Err(message) => {
-            eprintln!("error: {message}");
-            eprintln!("next: fix the file, then check it with: clawgate config get gateway");
+            crate::say_err!("error: {message}");
+            crate::say_err!("next: fix the file, then check it with: clawgate config get gateway");
             return 1;
         }
     };
     let token = match local.auth {
         Auth::Token(token) => token,
         Auth::TokenMissing => {
-            eprintln!("error: {}", no_token_help());
+            crate::say_err!("error: {}", no_token_help());
             return 1;
         }
         Auth::Password { set } => {
-            eprintln!(
+            crate::say_err!(
                 "error: this gateway uses a password (gateway.auth.password), not a token; there is no token to print."
             );
             if set {
-                eprintln!(
+                crate::say_err!(
                     "The password is never printed. Look it up where you keep it, or change it with: clawgate config set gateway.auth.password <password> (then restart the gateway)."
                 );
             } else {
-                eprintln!(
+                crate::say_err!(
                     "No password is set yet; set one with: clawgate config set gateway.auth.password <password>"
                 );
             }
             return 1;
         }
         Auth::None => {
-            eprintln!(
+            crate::say_err!(
                 "error: this gateway has no secret to print: gateway.auth.mode is \"none\", so clients connect without a token (loopback only)."
             );
-            eprintln!(
+            crate::say_err!(
                 "To require a token: clawgate config set gateway.auth.mode token, then restart the gateway (it creates one)."
             );
             return 1;
         }
     };
     if !args.show {
-        eprintln!(
+        crate::say_err!(
             "error: Pass --show to confirm that you want to print the gateway token to this terminal: {SHOW_COMMAND}"
         );
         return 1;
     }
     if !std::io::stdout().is_terminal() {
-        eprintln!(
+        crate::say_err!(
             "error: Refusing to print the gateway token outside an interactive terminal. Run `{SHOW_COMMAND}` directly in a terminal on the gateway host."
         );
         return 1;
     }
-    eprintln!(
+    crate::say_err!(
         "Gateway token from {} - treat it like a password:",
         token_origin(paths)
     );
-    println!("{}", token.expose());
+    crate::say!("{}", token.expose());
     0
 }
 
@@ -295,7 +295,7 @@ pub fn dashboard(args: DashboardArgs, paths: &Paths) -> u8 {
     let opened = !args.no_open && open_browser(&url);
 
     if args.json {
-        println!(
+        crate::say!(
             "{}",
             json!({
                 "ok": true,
@@ -311,55 +311,55 @@ pub fn dashboard(args: DashboardArgs, paths: &Paths) -> u8 {
         return 0;
     }
 
-    println!("Dashboard URL: {url}");
+    crate::say!("Dashboard URL: {url}");
     match (&local.auth, args.show_token) {
         (Auth::Token(_), true) => {
-            println!(
+            crate::say!(
                 "The URL carries the gateway token in its #token= fragment, which the browser never sends to the server. Treat the URL like a password: do not paste it into chats, tickets or logs."
             );
         }
         (Auth::Token(_), false) => {
-            println!(
+            crate::say!(
                 "The Control UI will ask for the gateway secret. Get the token on this host with: {SHOW_COMMAND}"
             );
-            println!(
+            crate::say!(
                 "Or run `clawgate dashboard --show-token` for a URL that carries it in the #token= fragment (never sent to the server)."
             );
         }
         (Auth::TokenMissing, show) => {
-            println!("{}", no_token_help());
+            crate::say!("{}", no_token_help());
             if show {
-                println!("--show-token added nothing: there is no token to put in the URL yet.");
+                crate::say!("--show-token added nothing: there is no token to put in the URL yet.");
             }
         }
         (Auth::Password { set }, show) => {
-            println!(
+            crate::say!(
                 "The Control UI will ask for the gateway secret: this gateway uses a password (gateway.auth.password); type it into the Gateway secret field."
             );
             if !set {
-                println!(
+                crate::say!(
                     "No password is set yet; set one with: clawgate config set gateway.auth.password <password>"
                 );
             }
             if show {
-                println!(
+                crate::say!(
                     "--show-token added nothing: passwords are never put in URLs, and this gateway has no token."
                 );
             }
         }
         (Auth::None, show) => {
-            println!(
+            crate::say!(
                 "This gateway has no auth (gateway.auth.mode is \"none\"): the Control UI connects without a secret."
             );
             if show {
-                println!("--show-token added nothing: there is no token.");
+                crate::say!("--show-token added nothing: there is no token.");
             }
         }
     }
     if opened {
-        println!("Opened it in your browser.");
+        crate::say!("Opened it in your browser.");
     } else {
-        println!("Open it in your browser.");
+        crate::say!("Open it in your browser.");
     }
     0
 }

@@ -136,3 +136,25 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Hints are recognised by their subcommand: the list must be complete.
+    #[test]
+    fn hint_words_are_the_subcommands() {
+        let mut names: Vec<String> = super::Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        names.push("help".into());
+        names.sort();
+        let mut listed: Vec<String> = crate::invocation::SUBCOMMANDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(names, listed);
+    }
+}

@@ -221,16 +221,16 @@ impl Failure {
             if let Some(ms) = self.retry_after_ms {
                 error["retryAfterMs"] = json!(ms);
             }
-            println!("{}", json!({"ok": false, "error": error}));
+            crate::say!("{}", json!({"ok": false, "error": error}));
         } else {
             match &self.code {
-                Some(code) => eprintln!("error: {} [{code}]", self.message),
-                None => eprintln!("error: {}", self.message),
+                Some(code) => crate::say_err!("error: {} [{code}]", self.message),
+                None => crate::say_err!("error: {}", self.message),
             }
             if let Some(meaning) = meaning {
-                eprintln!("{meaning}");
+                crate::say_err!("{meaning}");
             }
-            eprintln!("next: {}", self.next);
+            crate::say_err!("next: {}", self.next);
         }
     }
 }
@@ -453,10 +453,10 @@ pub async fn connect(
         Ok(c) => {
             ctx.recovered = recovered(&c);
             if let Some(code) = &ctx.recovered {
-                eprintln!(
+                crate::say_err!(
                     "note: the gateway refused the shared secret ({code}); connected with this device's cached device token instead."
                 );
-                eprintln!(
+                crate::say_err!(
                     "      Update the secret you pass (on the gateway host: clawgate gateway auth-token --show)."
                 );
             }
@@ -512,7 +512,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(method: &str, v: &Value) -> Result
 }
 
 pub fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::say!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// A command's exit code: 0/1 from the command, or 1 after printing its

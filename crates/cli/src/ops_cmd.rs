@@ -57,7 +57,7 @@ async fn run_health(target: &Target, paths: &Paths) -> Result<u8, Failure> {
     } else {
         let ok = health["ok"].as_bool().unwrap_or(false);
         let gw = &health["gateway"];
-        println!(
+        crate::say!(
             "Gateway at {} is {}{}",
             ctx.url,
             if ok { "healthy" } else { "NOT healthy" },
@@ -163,7 +163,7 @@ async fn run_status(target: &Target, paths: &Paths) -> Result<u8, Failure> {
     ];
     rows.extend(tls_rows(&gw["tls"]));
     for (k, v) in rows {
-        println!("{k:<12} {v}");
+        crate::say!("{k:<12} {v}");
     }
     Ok(0)
 }
@@ -216,11 +216,13 @@ pub fn call(args: CallArgs, paths: &Paths) -> anyhow::Result<u8> {
     let params: Value = match serde_json::from_str(&args.params) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
-            eprintln!("error: --params must be a JSON object, e.g. --params '{{\"key\": 1}}'");
+            crate::say_err!(
+                "error: --params must be a JSON object, e.g. --params '{{\"key\": 1}}'"
+            );
             return Ok(2);
         }
         Err(e) => {
-            eprintln!("error: --params is not valid JSON: {e}");
+            crate::say_err!("error: --params is not valid JSON: {e}");
             return Ok(2);
         }
     };
@@ -239,7 +241,7 @@ pub fn call(args: CallArgs, paths: &Paths) -> anyhow::Result<u8> {
             if json_out {
                 print_json(&result);
             } else {
-                println!("Gateway call: {}", args.method);
+                crate::say!("Gateway call: {}", args.method);
                 print_json(&result);
             }
             Ok(0)
@@ -272,8 +274,8 @@ pub fn probe(args: NetArgs, paths: &Paths) -> anyhow::Result<u8> {
                         },
                     }));
                 } else {
-                    println!("Reachable: {}", if reachable { "yes" } else { "no" });
-                    println!("Auth:      failed");
+                    crate::say!("Reachable: {}", if reachable { "yes" } else { "no" });
+                    crate::say!("Auth:      failed");
                     failure.print(false);
                 }
                 return Ok(1);
@@ -304,29 +306,29 @@ pub fn probe(args: NetArgs, paths: &Paths) -> anyhow::Result<u8> {
                 "healthy": healthy,
             }));
         } else {
-            println!("Gateway:   {}", ctx.url);
-            println!("Reachable: yes ({connect_ms} ms to hello)");
+            crate::say!("Gateway:   {}", ctx.url);
+            crate::say!("Reachable: yes ({connect_ms} ms to hello)");
             match &recovered {
-                Some(code) => println!(
+                Some(code) => crate::say!(
                     "Auth:      shared secret REFUSED ({code}); the cached device token still works"
                 ),
                 None => match &typed {
-                    Some(h) => println!("Auth:      ok ({} as {})", h.auth.method, h.auth.role),
-                    None => println!("Auth:      ok (? as ?)"),
+                    Some(h) => crate::say!("Auth:      ok ({} as {})", h.auth.method, h.auth.role),
+                    None => crate::say!("Auth:      ok (? as ?)"),
                 },
             }
             match &typed {
-                Some(h) => println!(
+                Some(h) => crate::say!(
                     "Server:    OpenClaw {} protocol {}",
                     h.server.version, h.protocol
                 ),
-                None => println!("Server:    OpenClaw ? protocol {}", hello["protocol"]),
+                None => crate::say!("Server:    OpenClaw ? protocol {}", hello["protocol"]),
             }
             match &health {
-                Ok(_) if healthy => println!("Health:    ok ({health_ms} ms)"),
-                Ok(_) => println!("Health:    NOT ok"),
+                Ok(_) if healthy => crate::say!("Health:    ok ({health_ms} ms)"),
+                Ok(_) => crate::say!("Health:    NOT ok"),
                 Err(f) => {
-                    println!("Health:    failed");
+                    crate::say!("Health:    failed");
                     f.print(false);
                 }
             }
@@ -334,7 +336,7 @@ pub fn probe(args: NetArgs, paths: &Paths) -> anyhow::Result<u8> {
         if let Some(code) = &recovered {
             let entry = clawgate_protocol::catalogue::entry(code);
             if !target.json {
-                eprintln!(
+                crate::say_err!(
                     "next: {}",
                     entry.map(|e| e.next).unwrap_or("clawgate doctor")
                 );
@@ -373,9 +375,9 @@ pub fn watch(args: WatchArgs, paths: &Paths) -> anyhow::Result<u8> {
             match event {
                 ClientEvent::Paused(err) => {
                     if json_out {
-                        println!("{}", json!({"type": "paused"}));
+                        crate::say!("{}", json!({"type": "paused"}));
                     } else {
-                        println!("{} stopped: the gateway refused this client", now());
+                        crate::say!("{} stopped: the gateway refused this client", now());
                     }
                     return Err(Failure::from_client(err, &ctx));
                 }
@@ -446,8 +448,8 @@ fn print_event(event: &ClientEvent, json_out: bool) {
         ClientEvent::Paused(_) => return,
     };
     if json_out {
-        println!("{}", line.0);
+        crate::say!("{}", line.0);
     } else {
-        println!("{} {}", now(), line.1);
+        crate::say!("{} {}", now(), line.1);
     }
 }

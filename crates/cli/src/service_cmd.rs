@@ -338,9 +338,9 @@ fn render_unit(spec: &UnitSpec) -> String {
 
 /// A failure the user fixes: one `error:` line and the fix, exit 1.
 fn refuse(message: &str, fix: &str) -> anyhow::Result<u8> {
-    eprintln!("error: {message}");
+    crate::say_err!("error: {message}");
     if !fix.is_empty() {
-        eprintln!("{fix}");
+        crate::say_err!("{fix}");
     }
     Ok(1)
 }
@@ -361,7 +361,7 @@ fn check_secret_file(kind: SecretKind, path: &Path) -> Result<PathBuf, String> {
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => {
             if m.permissions().mode() & 0o077 != 0 {
-                eprintln!(
+                crate::say_err!(
                     "warning: {} is readable by other users; restrict it with: chmod 600 {}",
                     path.display(),
                     path.display()
@@ -456,7 +456,7 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
             if !in_file && in_env {
-                eprintln!(
+                crate::say_err!(
                     "note: the secret in this shell's environment does not reach the service; save it to a file (chmod 600) and pass --token-file PATH, or the gateway generates a new token on its first start"
                 );
             }
@@ -546,14 +546,14 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
             "Create it (mode 700) for the account the service runs as, then install again.",
         );
     }
-    println!(
+    crate::say!(
         "{} {} ({})",
         if existed { "Updated" } else { "Wrote" },
         path.display(),
         scope.describe()
     );
     if args.no_enable {
-        println!(
+        crate::say!(
             "Not enabled (--no-enable). Enable and start it with: systemctl{} daemon-reload && systemctl{} enable --now {UNIT_NAME}",
             user_flag(scope),
             user_flag(scope)
@@ -563,7 +563,7 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
     // A container, or a machine with another init: systemctl may be
     // installed but has no systemd to talk to (sd_booted()'s test).
     if !Path::new("/run/systemd/system").is_dir() {
-        println!(
+        crate::say!(
             "systemd is not running here: the unit is written but not enabled. Run the gateway with: clawgate gateway run"
         );
         return Ok(0);
@@ -572,7 +572,7 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
         match systemctl(scope, step, true) {
             Ok(()) => {}
             Err(SystemctlError::Missing) => {
-                println!(
+                crate::say!(
                     "systemctl not found (no systemd here?): the unit is written but not enabled. Run the gateway with: clawgate gateway run"
                 );
                 return Ok(0);
@@ -594,15 +594,15 @@ pub fn install(args: InstallArgs, paths: &Paths) -> anyhow::Result<u8> {
             }
         }
     }
-    println!(
+    crate::say!(
         "Enabled. Start it with: clawgate gateway start{}",
         scope.flag()
     );
     match scope {
-        Scope::User => println!(
+        Scope::User => crate::say!(
             "Logs: journalctl --user -u clawgate. To keep it running while you are logged out: loginctl enable-linger"
         ),
-        Scope::System => println!("Logs: journalctl -u clawgate"),
+        Scope::System => crate::say!("Logs: journalctl -u clawgate"),
     }
     Ok(0)
 }
@@ -661,7 +661,7 @@ enum SystemctlError {
 /// Runs `systemctl [--user] ARGS`, echoing the command when `echo`.
 fn systemctl(scope: Scope, args: &[&str], echo: bool) -> Result<(), SystemctlError> {
     if echo {
-        println!("$ systemctl{} {}", user_flag(scope), args.join(" "));
+        crate::say!("$ systemctl{} {}", user_flag(scope), args.join(" "));
     }
     let out = Command::new("systemctl")
         .args(scope.systemctl_args())
@@ -749,7 +749,7 @@ fn not_installed(system: bool) -> anyhow::Result<u8> {
 
 pub fn uninstall(args: ServiceArgs) -> anyhow::Result<u8> {
     let Some((scope, path)) = find_unit(&args)? else {
-        println!("{UNIT_NAME} is not installed; nothing to do.");
+        crate::say!("{UNIT_NAME} is not installed; nothing to do.");
         return Ok(0);
     };
     if scope == Scope::System && args.unit_dir.is_none() && effective_uid() != Some(0) {
@@ -763,7 +763,7 @@ pub fn uninstall(args: ServiceArgs) -> anyhow::Result<u8> {
         Ok(()) => true,
         Err(SystemctlError::Missing) => false,
         Err(SystemctlError::Failed(why)) => {
-            eprintln!("warning: systemctl could not stop and disable it: {why}");
+            crate::say_err!("warning: systemctl could not stop and disable it: {why}");
             true
         }
     };
@@ -780,7 +780,7 @@ pub fn uninstall(args: ServiceArgs) -> anyhow::Result<u8> {
     if systemd {
         let _ = systemctl(scope, &["daemon-reload"], true);
     }
-    println!(
+    crate::say!(
         "Removed {} ({}). The state directory is kept.",
         path.display(),
         scope.describe()
@@ -793,7 +793,7 @@ pub fn control(verb: &str, args: ServiceArgs) -> anyhow::Result<u8> {
     let Some((scope, _)) = find_unit(&args)? else {
         return not_installed(args.system);
     };
-    println!("$ systemctl{} {verb} {UNIT_NAME}", user_flag(scope));
+    crate::say!("$ systemctl{} {verb} {UNIT_NAME}", user_flag(scope));
     let status = Command::new("systemctl")
         .args(scope.systemctl_args())
         .args([verb, UNIT_NAME])
@@ -801,7 +801,7 @@ pub fn control(verb: &str, args: ServiceArgs) -> anyhow::Result<u8> {
     match status {
         Ok(s) if s.success() => {
             if verb != "stop" {
-                println!("Check it with: clawgate gateway status");
+                crate::say!("Check it with: clawgate gateway status");
             }
             Ok(0)
         }

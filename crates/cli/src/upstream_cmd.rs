@@ -463,7 +463,7 @@ async fn status(target: UpstreamTarget, paths: &Paths) -> Result<u8, Failure> {
         net::print_json(&out);
         return Ok(u8::from(!ok));
     }
-    println!("Upstream:  {}", upstream.url);
+    crate::say!("Upstream:  {}", upstream.url);
     if probe.reachable {
         match (&probe.version, probe.protocol) {
             (Some(v), Some(p)) => {
@@ -472,16 +472,16 @@ async fn status(target: UpstreamTarget, paths: &Paths) -> Result<u8, Failure> {
                 } else {
                     format!(" (clawgate speaks protocol {PROTOCOL_VERSION})")
                 };
-                println!("Reachable: yes (OpenClaw {v}, protocol {p}{compat})");
+                crate::say!("Reachable: yes (OpenClaw {v}, protocol {p}{compat})");
             }
-            _ => println!("Reachable: yes"),
+            _ => crate::say!("Reachable: yes"),
         }
     } else {
-        println!("Reachable: no");
+        crate::say!("Reachable: no");
     }
     match &probe.device_id {
-        Some(id) => println!("Identity:  {id} ({})", upstream.dir.display()),
-        None => println!("Identity:  none yet ({})", upstream.dir.display()),
+        Some(id) => crate::say!("Identity:  {id} ({})", upstream.dir.display()),
+        None => crate::say!("Identity:  none yet ({})", upstream.dir.display()),
     }
     let paired = if probe.fully_paired() {
         "yes"
@@ -492,18 +492,18 @@ async fn status(target: UpstreamTarget, paths: &Paths) -> Result<u8, Failure> {
     } else {
         "unknown (upstream not reachable)"
     };
-    println!("Paired:    {paired}");
+    crate::say!("Paired:    {paired}");
     if probe.paired {
-        println!("Scopes:    {}", list_text(&probe.scopes));
+        crate::say!("Scopes:    {}", list_text(&probe.scopes));
     }
     if let Some(p) = &probe.problem {
         match &p.code {
-            Some(code) => eprintln!("error: {} [{code}]", p.message),
-            None => eprintln!("error: {}", p.message),
+            Some(code) => crate::say_err!("error: {} [{code}]", p.message),
+            None => crate::say_err!("error: {}", p.message),
         }
-        eprintln!("next: {}", p.next);
+        crate::say_err!("next: {}", p.next);
     } else if ok {
-        println!("clawgate gateway run relays authenticated clients to this upstream.");
+        crate::say!("clawgate gateway run relays authenticated clients to this upstream.");
     }
     Ok(u8::from(!ok))
 }
@@ -579,19 +579,19 @@ fn print_paired(upstream: &Upstream, probe: &Probe, already: bool, json_out: boo
         return;
     }
     if already {
-        println!(
+        crate::say!(
             "clawgate is already paired with the upstream {}; its device token works.",
             upstream.url
         );
     } else {
-        println!("Paired clawgate with the upstream {}.", upstream.url);
+        crate::say!("Paired clawgate with the upstream {}.", upstream.url);
     }
-    println!("  Device:   {device_id}");
+    crate::say!("  Device:   {device_id}");
     if let Some(v) = &probe.version {
-        println!("  Upstream: OpenClaw {v}");
+        crate::say!("  Upstream: OpenClaw {v}");
     }
-    println!("  Scopes:   {}", list_text(&probe.scopes));
-    println!(
+    crate::say!("  Scopes:   {}", list_text(&probe.scopes));
+    crate::say!(
         "clawgate gateway run will now use this device token (stored in {}) for the upstream.",
         upstream.dir.display()
     );
@@ -722,21 +722,21 @@ fn announce_pairing(
 ) {
     if json_out {
         if wait.is_some() {
-            eprintln!(
+            crate::say_err!(
                 "{}",
                 json!({"pairingRequired": true, "requestId": rid, "deviceId": device_id, "approveCommand": command})
             );
         }
         return;
     }
-    eprintln!(
+    crate::say_err!(
         "The upstream {} asks for approval of clawgate's identity {device_id} (pairing request {rid}).",
         upstream.url
     );
-    eprintln!("On the upstream host run: {command}");
+    crate::say_err!("On the upstream host run: {command}");
     match wait {
-        Some(secs) => eprintln!("Waiting up to {secs} s for the approval…"),
-        None => eprintln!(
+        Some(secs) => crate::say_err!("Waiting up to {secs} s for the approval…"),
+        None => crate::say_err!(
             "Then run clawgate upstream pair again (or pass --wait 120 to wait for the approval)."
         ),
     }

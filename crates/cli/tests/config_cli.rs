@@ -16,6 +16,14 @@ struct State {
     dir: tempfile::TempDir,
 }
 
+/// PATH with the built `clawgate` first.
+fn path_with_clawgate() -> std::ffi::OsString {
+    let bin = assert_cmd::cargo::cargo_bin("clawgate");
+    let dir = bin.parent().unwrap().to_path_buf();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&rest))).unwrap()
+}
+
 impl State {
     fn new() -> State {
         State {
@@ -27,9 +35,12 @@ impl State {
         self.dir.path().join("clawgate.json")
     }
 
+    /// `clawgate config ARGS`, with the binary's directory first on PATH
+    /// (as after `cargo install`), so hints say `clawgate`.
     fn cmd(&self, args: &[&str]) -> assert_cmd::assert::Assert {
         Command::cargo_bin("clawgate")
             .unwrap()
+            .env("PATH", path_with_clawgate())
             .env_remove("CLAWGATE_STATE_DIR")
             .env_remove("CLAWGATE_GATEWAY_TOKEN")
             .env_remove("OPENCLAW_GATEWAY_TOKEN")
@@ -531,4 +542,34 @@ fn a_bad_port_in_the_environment_is_one_line_naming_the_variable() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), FIXTURE);
+}
+
+/// Hints name the command the user can run: `clawgate` when PATH finds this
+/// binary, its path otherwise (a fresh build, `cargo run`).
+#[test]
+fn hints_name_the_binary_the_user_can_run() {
+    let s = State::new();
+    let bin = assert_cmd::cargo::cargo_bin("clawgate");
+    let hint = |path: &std::ffi::OsStr| {
+        let out = Command::new(&bin)
+            .env("PATH", path)
+            .arg("--state-dir")
+            .arg(s.dir.path())
+            .args(["config", "get", "gateway.port"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let installed = hint(&path_with_clawgate());
+    assert!(
+        installed.contains("Set it with: clawgate config set gateway.port"),
+        "{installed}"
+    );
+    let not_on_path = hint(std::ffi::OsStr::new("/usr/bin:/bin"));
+    let expected = format!(
+        "Set it with: {} config set gateway.port",
+        bin.canonicalize().unwrap().display()
+    );
+    assert!(not_on_path.contains(&expected), "{not_on_path}");
 }

@@ -518,8 +518,13 @@ fn a_system_unit_without_root_is_refused_and_nothing_is_written() {
         err.starts_with("error: installing a system unit needs root; nothing was written\n"),
         "{err}"
     );
+    // The binary is not on PATH here, so the hint names its path.
+    let exe = assert_cmd::cargo::cargo_bin("clawgate");
     assert!(
-        err.contains("sudo clawgate gateway install --system"),
+        err.contains(&format!(
+            "sudo {} gateway install --system",
+            exe.canonicalize().unwrap().display()
+        )),
         "{err}"
     );
     assert_eq!(err.matches("error:").count(), 1, "{err}");
@@ -557,7 +562,10 @@ fn a_system_unit_without_root_is_refused_and_nothing_is_written() {
             "{err}"
         );
         assert!(
-            err.contains("sudo clawgate gateway install --system"),
+            err.contains(&format!(
+                "sudo {} gateway install --system",
+                exe.canonicalize().unwrap().display()
+            )),
             "{err}"
         );
         assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);

@@ -7,9 +7,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The real binary, with no gateway secret or state dir inherited from the
-/// environment running the tests.
+/// environment running the tests, and its directory first on PATH (as
+/// after `cargo install`), so the hints it prints say `clawgate`.
 pub fn bin() -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("clawgate"));
+    let exe = assert_cmd::cargo::cargo_bin("clawgate");
+    let mut cmd = Command::new(&exe);
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let dirs =
+        std::iter::once(exe.parent().unwrap().to_path_buf()).chain(std::env::split_paths(&rest));
+    cmd.env("PATH", std::env::join_paths(dirs).unwrap());
     for var in [
         "CLAWGATE_STATE_DIR",
         "CLAWGATE_GATEWAY_URL",
