@@ -282,8 +282,9 @@ pub fn dashboard(args: DashboardArgs, paths: &Paths) -> u8 {
     }
     let host = connect_host(&cfg.bind);
     let base_path = cfg.control_ui.base_path.clone();
-    let http_url = format!("http://{host}:{}{base_path}", cfg.port);
-    let ws_url = format!("ws://{host}:{}{base_path}", cfg.port);
+    let (ws, http) = crate::gateway_tls::schemes(cfg.tls.enabled);
+    let http_url = format!("{http}://{host}:{}{base_path}", cfg.port);
+    let ws_url = format!("{ws}://{host}:{}{base_path}", cfg.port);
     let fragment_token = match (&local.auth, args.show_token) {
         (Auth::Token(token), true) => Some(token),
         _ => None,

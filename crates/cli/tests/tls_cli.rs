@@ -403,3 +403,25 @@ fn bad_tls_settings_refuse_to_start_with_the_key_and_the_fix() {
     );
     assert!(!state.join("tls").exists());
 }
+
+/// With `gateway.tls.enabled`, `clawgate dashboard` names the https:// UI
+/// and the wss:// socket.
+#[test]
+fn the_dashboard_url_is_https_when_tls_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    std::fs::write(
+        state.join("clawgate.json"),
+        format!(
+            "{{ gateway: {{ port: 18999, auth: {{ token: \"{TOKEN}\" }}, tls: {{ enabled: true }} }} }}"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = clawgate(state, &["dashboard", "--no-open", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let text = v.to_string();
+    assert!(text.contains("https://127.0.0.1:18999/"), "{text}");
+    assert!(text.contains("wss://127.0.0.1:18999/"), "{text}");
+    assert!(!text.contains("http://"), "{text}");
+}
