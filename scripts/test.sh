@@ -45,6 +45,19 @@ grep -E '^test result:' /tmp/clawgate-cargo-test.log | awk '
   { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?/) p += $(i-1); if ($i ~ /^failed;?/) f += $(i-1) } }
   END { printf "cargo: %d passed, %d failed\n", p, f }'
 
+echo "== install (the README's cargo install, into a scratch root)"
+# The same command a user runs, in debug to reuse the test build; then the
+# installed binary answers and, with its directory on PATH, names itself
+# `clawgate` in hints.
+install_root=$(mktemp -d)
+cargo install --quiet --locked --debug --path crates/cli --root "$install_root" \
+  --target-dir "${CARGO_TARGET_DIR:-target}"
+"$install_root/bin/clawgate" --version | grep -E '^clawgate [0-9]+\.[0-9]+\.[0-9]+ \([0-9a-f]{7,}(-dirty)? [0-9]{4}-[0-9]{2}-[0-9]{2}\)$'
+hint=$(PATH="$install_root/bin:$PATH" clawgate --state-dir "$install_root/state" config get gateway.port 2>&1 || true)
+echo "$hint" | grep -q 'Set it with: clawgate config set gateway.port' \
+  || { echo "installed binary's hint does not name clawgate: $hint" >&2; exit 1; }
+rm -rf "$install_root"
+
 echo "== fuzz (short fixed iterations)"
 # Every cargo-fuzz target over its committed corpus and regression inputs,
 # then a fixed number of new executions; one summary line per target.
