@@ -86,6 +86,7 @@ fn pending(request_id: &str, n: u64, ts: u64) -> PendingRequest {
         is_repair: false,
         ts,
         refreshed_at_ms: ts,
+        pairing_code: None,
     }
 }
 

@@ -17,7 +17,7 @@ pub mod presence;
 
 pub use audit::{AuditAction, AuditEntry, AuditList};
 pub use devices::{
-    PairApproved, PairList, PairRejected, PairRemoved, PairRenamed, PairedDevice, PendingPairing,
+    PAIR_DECISION_SCHEMA, PairApproved, PairDecisionParams, PairTarget, PairList, PairRejected, PairRemoved, PairRenamed, PairedDevice, PendingPairing,
     TokenDelivery, TokenInfo, TokenRevoked, TokenRotated, shown_remote_ip,
 };
 pub use hello::{
