@@ -570,7 +570,7 @@ mod tests {
         // The code is an extra key after every reference key.
         p.pairing_code = Some("BCDF-GHJK".into());
         let v = serde_json::to_value(&p).unwrap();
-        assert_eq!(keys(&v).last().unwrap(), "pairingCode");
+        assert_eq!(*keys(&v).last().unwrap(), "pairingCode");
         assert_eq!(v["pairingCode"], "BCDF-GHJK");
     }
 
