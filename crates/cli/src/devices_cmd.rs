@@ -105,10 +105,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                     return preview_latest(&list, target);
                 }
             };
-            let res = match s
-                .request("device.pair.approve", decision_params(&id))
-                .await
-            {
+            let res = match s.request("device.pair.approve", decision_params(&id)).await {
                 Ok(res) => res,
                 Err(e) if is_unknown_request(&e) => {
                     return Err(Failure::plain(

@@ -688,7 +688,11 @@ mod tests {
             "{}",
             remote.next
         );
-        assert!(remote.next.contains("approve code BCDF-GHJK in the Devices page"));
+        assert!(
+            remote
+                .next
+                .contains("approve code BCDF-GHJK in the Devices page")
+        );
         let local = err("ws://127.0.0.1:18789/", true);
         assert_eq!(
             local.next,

@@ -107,7 +107,11 @@ fn devices_commands_end_to_end() {
     );
     assert_eq!(preview["requiresAuthFlags"]["token"], false);
     // A typo'd code approves nothing and says where the codes are.
-    let typo = if pcode.starts_with('B') { "CCCC-CCCC" } else { "BBBB-BBBB" };
+    let typo = if pcode.starts_with('B') {
+        "CCCC-CCCC"
+    } else {
+        "BBBB-BBBB"
+    };
     let (code, _, err) = clawgate(state, &["devices", "approve", typo]);
     assert_eq!(code, 1);
     assert!(
@@ -118,7 +122,10 @@ fn devices_commands_end_to_end() {
     let typed = pcode.replace('-', "").to_lowercase();
     let (code, out, _) = clawgate(state, &["devices", "approve", &typed]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&format!("Approved {} ({typed})", a.id)), "{out}");
+    assert!(
+        out.contains(&format!("Approved {} ({typed})", a.id)),
+        "{out}"
+    );
     assert!(out.contains("scopes: operator.read"), "{out}");
     let res = rt.block_on(connect(r.port, &a, &["operator.read"]));
     assert_eq!(res["ok"], true);

@@ -335,14 +335,18 @@ async fn scope_upgrade_then_a_new_ask_keeps_one_stable_request() {
         .connect_device(&d, device_params(Some(TOKEN), None, &["operator.pairing"]))
         .await;
     assert_eq!(request_id_of(&res), upgrade_id);
-    assert_eq!(res["error"]["details"]["pairingCode"], upgrade_code.as_str());
+    assert_eq!(
+        res["error"]["details"]["pairingCode"],
+        upgrade_code.as_str()
+    );
     let mut saw_requested_again = false;
     while let Ok(v) =
         tokio::time::timeout(std::time::Duration::from_millis(300), admin.next()).await
     {
         let v = v.unwrap();
         assert!(
-            v["event"] != "device.pair.resolved" || v["payload"]["requestId"] != upgrade_id.as_str(),
+            v["event"] != "device.pair.resolved"
+                || v["payload"]["requestId"] != upgrade_id.as_str(),
             "a stable request is not resolved by a retry: {v}"
         );
         if v["event"] == "device.pair.requested"

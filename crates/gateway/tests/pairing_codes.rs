@@ -27,10 +27,7 @@ async fn manual_gateway() -> TestGateway {
 async fn ask(gw: &TestGateway, d: &TestDevice, scopes: &[&str]) -> Value {
     let mut c = gw.client().await;
     let res = c.connect_device(d, device_params(scopes)).await;
-    assert_eq!(
-        res["error"]["details"]["code"], "PAIRING_REQUIRED",
-        "{res}"
-    );
+    assert_eq!(res["error"]["details"]["code"], "PAIRING_REQUIRED", "{res}");
     res["error"]["details"].clone()
 }
 
@@ -43,9 +40,7 @@ fn code_of(details: &Value) -> String {
 
 fn is_code(code: &str) -> bool {
     let (a, b) = code.split_once('-').unwrap_or(("", ""));
-    a.len() == 4
-        && b.len() == 4
-        && a.chars().chain(b.chars()).all(|c| ALPHABET.contains(c))
+    a.len() == 4 && b.len() == 4 && a.chars().chain(b.chars()).all(|c| ALPHABET.contains(c))
 }
 
 async fn pending(admin: &mut Client) -> Vec<Value> {
@@ -111,7 +106,10 @@ async fn every_pending_request_gets_a_unique_code_both_sides_see() {
     // Stored with the request.
     let store = testkit::store(&gw.state);
     for (id, code) in &codes {
-        assert_eq!(store.pending(id).unwrap().pairing_code.as_deref(), Some(code.as_str()));
+        assert_eq!(
+            store.pending(id).unwrap().pairing_code.as_deref(),
+            Some(code.as_str())
+        );
     }
     gw.stop().await;
 }
@@ -132,7 +130,9 @@ async fn approve_by_code_in_any_case_without_the_dash_then_the_code_is_gone() {
     assert_eq!(res["payload"]["device"]["deviceId"], d.id.as_str());
     // The device is in.
     let mut c = gw.client().await;
-    let res = c.connect_device(&d, device_params(&["operator.read"])).await;
+    let res = c
+        .connect_device(&d, device_params(&["operator.read"]))
+        .await;
     assert_eq!(res["ok"], true, "{res}");
     // The code died with its request: nothing to approve, state unchanged.
     let again = admin
@@ -144,7 +144,11 @@ async fn approve_by_code_in_any_case_without_the_dash_then_the_code_is_gone() {
     assert!(message.contains("clawgate devices list"), "{message}");
     assert!(message.contains(&code), "{message}");
     assert!(pending(&mut admin).await.is_empty());
-    assert!(audit_actions(&mut admin).await.contains(&"pairing.code_unknown".to_string()));
+    assert!(
+        audit_actions(&mut admin)
+            .await
+            .contains(&"pairing.code_unknown".to_string())
+    );
     gw.stop().await;
 }
 
@@ -183,13 +187,18 @@ async fn an_expired_request_takes_its_code_with_it() {
     let code = code_of(&details);
     // Age the request past the 5-minute TTL.
     let store = testkit::store(&gw.state);
-    let mut p = store.pending(details["requestId"].as_str().unwrap()).unwrap();
+    let mut p = store
+        .pending(details["requestId"].as_str().unwrap())
+        .unwrap();
     p.refreshed_at_ms -= 6 * 60 * 1000;
     store.transact(|tx| tx.put_pending(&p)).unwrap();
     let res = admin
         .request("a", "device.pair.approve", Some(json!({"code": code})))
         .await;
-    assert_eq!(res["error"]["details"]["code"], "PAIRING_CODE_UNKNOWN", "{res}");
+    assert_eq!(
+        res["error"]["details"]["code"], "PAIRING_CODE_UNKNOWN",
+        "{res}"
+    );
     assert!(store.device(&d.id).is_none());
     // Asking again opens a new request with a new code.
     let fresh = ask(&gw, &d, &["operator.read"]).await;
@@ -319,9 +328,16 @@ async fn five_unknown_codes_lock_that_connection_out_of_code_lookups() {
     };
     for i in 0..5 {
         let res = admin
-            .request(&format!("g{i}"), "device.pair.approve", Some(json!({"code": wrong()})))
+            .request(
+                &format!("g{i}"),
+                "device.pair.approve",
+                Some(json!({"code": wrong()})),
+            )
             .await;
-        assert_eq!(res["error"]["details"]["code"], "PAIRING_CODE_UNKNOWN", "{res}");
+        assert_eq!(
+            res["error"]["details"]["code"], "PAIRING_CODE_UNKNOWN",
+            "{res}"
+        );
     }
     // Now even the right code is refused on this connection ...
     let res = admin
@@ -340,11 +356,17 @@ async fn five_unknown_codes_lock_that_connection_out_of_code_lookups() {
     assert!(testkit::store(&gw.state).device(&d.id).is_none());
     let actions = audit_actions(&mut admin).await;
     assert_eq!(
-        actions.iter().filter(|a| *a == "pairing.code_unknown").count(),
+        actions
+            .iter()
+            .filter(|a| *a == "pairing.code_unknown")
+            .count(),
         5
     );
     assert_eq!(
-        actions.iter().filter(|a| *a == "pairing.code_limited").count(),
+        actions
+            .iter()
+            .filter(|a| *a == "pairing.code_limited")
+            .count(),
         1
     );
     // ... and another operator connection is not affected.
@@ -373,11 +395,18 @@ async fn a_code_grants_nothing_without_the_operator_scopes() {
     let res = pairer
         .request("a", "device.pair.approve", Some(json!({"code": code})))
         .await;
-    assert_eq!(res["error"]["message"], "missing scope: operator.admin", "{res}");
+    assert_eq!(
+        res["error"]["message"], "missing scope: operator.admin",
+        "{res}"
+    );
     let store = testkit::store(&gw.state);
     assert!(store.device(&d.id).is_none());
     assert_eq!(
-        store.pending(details["requestId"].as_str().unwrap()).unwrap().pairing_code.as_deref(),
+        store
+            .pending(details["requestId"].as_str().unwrap())
+            .unwrap()
+            .pairing_code
+            .as_deref(),
         Some(code.as_str())
     );
     gw.stop().await;
@@ -408,12 +437,20 @@ async fn approve_and_reject_take_exactly_one_of_request_id_and_code() {
         "invalid device.pair.reject params: at root: must have required property 'requestId'"
     );
     let extra = admin
-        .request("x", "device.pair.reject", Some(json!({"code": "BBBB-BBBB", "x": 1})))
+        .request(
+            "x",
+            "device.pair.reject",
+            Some(json!({"code": "BBBB-BBBB", "x": 1})),
+        )
         .await;
     assert_eq!(extra["error"]["code"], "INVALID_REQUEST");
     // By request id as before.
     let res = admin
-        .request("a", "device.pair.approve", Some(json!({"requestId": details["requestId"]})))
+        .request(
+            "a",
+            "device.pair.approve",
+            Some(json!({"requestId": details["requestId"]})),
+        )
         .await;
     assert_eq!(res["ok"], true, "{res}");
     gw.stop().await;

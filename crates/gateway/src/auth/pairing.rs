@@ -473,11 +473,7 @@ fn update_request(
         ..
     } = *ask;
     let mut updated = p.clone();
-    updated.display_name = params
-        .client
-        .display_name
-        .clone()
-        .or(updated.display_name);
+    updated.display_name = params.client.display_name.clone().or(updated.display_name);
     updated.platform = Some(params.client.platform.clone());
     updated.device_family = params.client.device_family.clone();
     updated.client_id = Some(params.client.id.clone());

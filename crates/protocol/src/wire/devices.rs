@@ -587,13 +587,21 @@ mod tests {
             serde_json::to_value(&by_id).unwrap(),
             json!({"requestId": "45565c50-6178-4690-9cbe-8dfc1449e4a7"})
         );
-        assert!(PairDecisionParams::default().target().unwrap_err().contains("'requestId'"));
+        assert!(
+            PairDecisionParams::default()
+                .target()
+                .unwrap_err()
+                .contains("'requestId'")
+        );
         let both = PairDecisionParams {
             request_id: Some("r".into()),
             code: Some("BCDF-GHJK".into()),
         };
         assert!(both.target().unwrap_err().contains("exactly one"));
-        assert!(crate::schema::validate(&json!({"code": "x", "other": 1}), &PAIR_DECISION_SCHEMA).is_some());
+        assert!(
+            crate::schema::validate(&json!({"code": "x", "other": 1}), &PAIR_DECISION_SCHEMA)
+                .is_some()
+        );
         assert!(crate::schema::validate(&json!({"code": "x"}), &PAIR_DECISION_SCHEMA).is_none());
     }
 
