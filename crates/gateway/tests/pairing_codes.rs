@@ -427,14 +427,14 @@ async fn approve_and_reject_take_exactly_one_of_request_id_and_code() {
         .await;
     assert_eq!(
         both["error"]["message"],
-        "invalid device.pair.approve params: at root: must have exactly one of 'requestId' or 'code'"
+        "invalid device.pair.approve params: must have exactly one of 'requestId' or 'code'"
     );
     let neither = admin
         .request("n", "device.pair.reject", Some(json!({})))
         .await;
     assert_eq!(
         neither["error"]["message"],
-        "invalid device.pair.reject params: at root: must have required property 'requestId'"
+        "invalid device.pair.reject params: must have required property 'requestId'"
     );
     let extra = admin
         .request(

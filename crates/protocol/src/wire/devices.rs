@@ -316,9 +316,9 @@ impl PairDecisionParams {
         match (&self.request_id, &self.code) {
             (Some(id), None) => Ok(PairTarget::RequestId(id.trim().to_string())),
             (None, Some(code)) => Ok(PairTarget::Code(code.trim().to_string())),
-            (None, None) => Err("at root: must have required property 'requestId'".into()),
+            (None, None) => Err("must have required property 'requestId'".into()),
             (Some(_), Some(_)) => {
-                Err("at root: must have exactly one of 'requestId' or 'code'".into())
+                Err("must have exactly one of 'requestId' or 'code'".into())
             }
         }
     }
