@@ -317,9 +317,7 @@ impl PairDecisionParams {
             (Some(id), None) => Ok(PairTarget::RequestId(id.trim().to_string())),
             (None, Some(code)) => Ok(PairTarget::Code(code.trim().to_string())),
             (None, None) => Err("must have required property 'requestId'".into()),
-            (Some(_), Some(_)) => {
-                Err("must have exactly one of 'requestId' or 'code'".into())
-            }
+            (Some(_), Some(_)) => Err("must have exactly one of 'requestId' or 'code'".into()),
         }
     }
 }
