@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::{Client, ClientError};
-use clawgate_protocol::wire::PairDecisionParams;
 
 /// The params object of a decision (plain fields: serializing cannot fail).
 fn params_json(target: &PairDecisionParams) -> Value {
@@ -42,9 +41,9 @@ pub struct Status {
 // The result shapes are the protocol crate's, the same definitions the
 // gateway serialises.
 pub use clawgate_protocol::wire::{
-    AuditAction, AuditEntry, AuditList, PairApproved, PairList, PairRejected, PairRemoved,
-    PairRenamed, PairedDevice, PendingPairing, PresenceEntry, TokenDelivery, TokenInfo,
-    TokenRevoked, TokenRotated,
+    AuditAction, AuditEntry, AuditList, PairApproved, PairDecisionParams, PairList, PairRejected,
+    PairRemoved, PairRenamed, PairedDevice, PendingPairing, PresenceEntry, TokenDelivery,
+    TokenInfo, TokenRevoked, TokenRotated,
 };
 
 /// Filters for `audit.list`.
