@@ -9,7 +9,8 @@ import {
 } from './harness.mjs';
 import { execFileSync } from 'node:child_process';
 
-const VERSION = execFileSync(BIN, ['--version'], { encoding: 'utf8' }).trim().split(/\s+/).pop();
+// `clawgate 0.1.0 (commit date)`: the version is the second word.
+const VERSION = execFileSync(BIN, ['--version'], { encoding: 'utf8' }).trim().split(/\s+/)[1];
 
 async function nav(page, gw, to) {
   await page.click(`a[data-nav="${to}"]`);
