@@ -85,6 +85,7 @@ fn pending(request_id: &str, seed: u8, role: &str, scopes: &[&str]) -> PendingRe
         is_repair: false,
         ts: now,
         refreshed_at_ms: now,
+        pairing_code: None,
     }
 }
 

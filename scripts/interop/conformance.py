@@ -468,6 +468,29 @@ def drop_raw(obs):
     return obs
 
 
+# clawgate's short pairing codes (README "Pairing codes"): an extra
+# `pairingCode` key in PAIRING_REQUIRED details (after every reference key)
+# and in pending records. A well-formed one, in its place, is dropped from
+# clawgate's observations before the comparison; anything else stays and
+# shows as a difference.
+PAIRING_CODE_RE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
+
+
+def drop_pairing_codes(obs):
+    if isinstance(obs, dict):
+        keys = list(obs)
+        out = {}
+        for k, v in obs.items():
+            if k == "pairingCode" and isinstance(v, str) and PAIRING_CODE_RE.match(v) \
+                    and (obs.get("code") != "PAIRING_REQUIRED" or keys[-1] == "pairingCode"):
+                continue
+            out[k] = drop_pairing_codes(v)
+        return out
+    if isinstance(obs, list):
+        return [drop_pairing_codes(v) for v in obs]
+    return obs
+
+
 # --------------------------------------------------------------------------
 # Scenarios. Each takes (gateway, source address) and returns an observation.
 
@@ -863,6 +886,50 @@ async def s_supersede(gw, src):
     return {"first": first, "second": second, "newRequestId":
             get(first, "response.error.details.requestId") != get(second, "response.error.details.requestId"),
             "supersededEvents": evs, "pending": pend}
+
+
+def stable_request_check(ref, cg):
+    problems = []
+    if ref.get("sameRequestId") is not False:
+        problems.append("the reference kept the request; expected a new (superseding) one")
+    if ref.get("pendingScopes") != ["operator.read", "operator.write"]:
+        problems.append(f"reference pending scopes {ref.get('pendingScopes')}, expected the union")
+    if cg.get("sameRequestId") is not True or cg.get("sameCode") is not True:
+        problems.append("clawgate did not keep the request id and pairing code")
+    if cg.get("pendingScopes") != ["operator.write"]:
+        problems.append(f"clawgate pending scopes {cg.get('pendingScopes')}, expected only the latest ask")
+    if cg.get("resolvedEvents") != []:
+        problems.append(f"clawgate resolved the kept request: {cg.get('resolvedEvents')}")
+    if cg.get("requestedAgainSameId") is not True:
+        problems.append("clawgate did not announce the updated ask with the same id")
+    keep = ("first", "secondReason")
+    return problems + diff({k: ref.get(k) for k in keep}, {k: cg.get(k) for k in keep})
+
+
+@scenario("a retry for the same role with other scopes while pending",
+          deliberate="one stable request per device and role: the same id and pairing code, the latest ask shown, "
+                     "never a union (the reference supersedes it with a new request)",
+          check=stable_request_check)
+async def s_stable_request(gw, src):
+    dev = Device()
+    a = await admin(gw, src)
+    first, rid1 = await pending_request(gw, src, dev, scopes=["operator.read"])
+    await wait_event(a, "device.pair.requested")
+    second, rid2 = await pending_request(gw, src, dev, scopes=["operator.write"])
+    again = await wait_event(a, "device.pair.requested", 3.0)
+    evs = []
+    while (e := await wait_event(a, "device.pair.resolved", 1.0)) is not None:
+        evs.append(e["payload"]["decision"])
+    lst = (await a.request("device.pair.list", {}))["payload"]
+    await a.close()
+    pend = [p for p in lst["pending"] if p["deviceId"] == dev.id]
+    code1 = get(first, "response.error.details.pairingCode")
+    return {"first": first, "secondReason": get(second, "response.error.details.reason"),
+            "sameRequestId": rid1 == rid2,
+            "sameCode": code1 is not None and code1 == get(second, "response.error.details.pairingCode"),
+            "requestedAgainSameId": bool(again) and again["payload"].get("requestId") == rid1,
+            "resolvedEvents": evs,
+            "pendingScopes": sorted(pend[0]["scopes"]) if len(pend) == 1 else [p["scopes"] for p in pend]}
 
 
 @scenario("wrong shared token plus a valid device token (the bounded retry)")
@@ -1302,7 +1369,8 @@ async def run_one(sc, ref, cg, src):
         except Exception as e:  # an exception is an observation too
             return {"exception": f"{type(e).__name__}: {e}"}
     r, c = await asyncio.gather(side(ref), side(cg))
-    return mask(r), mask(c)
+    # Scenarios that need the codes read them while they run (e.g. "sameCode").
+    return mask(r), mask(drop_pairing_codes(c))
 
 
 async def main():

@@ -357,7 +357,16 @@ export function pairingScreen(main, ctx, err, state) {
     'role-upgrade': `This browser's access to ${host} was revoked, so it needs to be approved again.`,
     'metadata-upgrade': `This browser's details changed since ${host} approved it, so it needs to be approved again.`,
   }[reason] || `The gateway at ${host} is waiting for someone to approve this browser.`;
-  const approve = h('code', { id: 'approve-command', class: 'next-command' }, requestId ? `clawgate devices approve ${requestId}` : 'clawgate devices list');
+  // clawgate's short pairing code (RFC 8628 style): what the operator types.
+  const pairingCode = details.pairingCode || '';
+  const target = pairingCode || requestId;
+  const approve = h('code', { id: 'approve-command', class: 'next-command' }, target ? `clawgate devices approve ${target}` : 'clawgate devices list');
+  const codeBox = pairingCode
+    ? h('div', { class: 'pairing-code-box' },
+      h('p', { class: 'next-label', id: 'pairing-code-label' }, 'Pairing code'),
+      h('p', { id: 'pairing-code', class: 'pairing-code', 'aria-labelledby': 'pairing-code-label' }, pairingCode),
+      h('p', { class: 'muted' }, 'The gateway\'s Devices page and clawgate devices list show the same code.'))
+    : null;
   const deviceId = h('code', { id: 'pairing-device-id', class: 'wrap' }, ctx.identity.deviceId);
   const scopes = details.requestedScopes || [];
   const approved = details.approvedScopes;
@@ -367,7 +376,7 @@ export function pairingScreen(main, ctx, err, state) {
       `role ${details.requestedRole || 'operator'}`,
       h('ul', { class: 'chips' }, scopes.map((s) => h('li', { class: 'chip' }, s)))),
     approved && approved.length ? [h('dt', null, 'Approved now'), h('dd', null, h('ul', { class: 'chips' }, approved.map((s) => h('li', { class: 'chip muted' }, s))))] : null,
-    requestId ? [h('dt', null, 'Request'), h('dd', null, h('code', { class: 'wrap' }, requestId))] : null);
+    requestId ? [h('dt', null, 'Request'), h('dd', null, h('code', { class: 'wrap', id: 'pairing-request-id' }, requestId))] : null);
   const status = h('p', { class: 'status-line', id: 'pairing-status', role: 'status' },
     h('span', { class: 'spinner', 'aria-hidden': 'true' }),
     state.checking ? 'Checking…' : 'Waiting for approval… this page connects on its own once the request is approved.');
@@ -375,6 +384,7 @@ export function pairingScreen(main, ctx, err, state) {
     h('div', { class: 'shield', 'aria-hidden': 'true' }),
     h('h1', { id: 'screen-title', tabindex: '-1' }, PAIRING_TITLES[reason] || 'Approve this browser'),
     h('p', { id: 'screen-message' }, message),
+    codeBox,
     h('div', { class: 'next' },
       h('p', { class: 'next-label' }, 'Run on the gateway host'),
       h('div', { class: 'command' }, h('span', { class: 'prompt', 'aria-hidden': 'true' }, '$'), approve, copyButton(approve, 'Copy command'))),

@@ -62,7 +62,7 @@ const shortId = (id) => `${id.slice(0, 8)}…${id.slice(-6)}`;
 // The fields ui/js/pages/{devices,audit,overview}.js read. Each must occur
 // in the fixture: a field renamed in the protocol crate fails here by name.
 const UI_READS = {
-  'pairList.pending[]': ['requestId', 'deviceId', 'displayName', 'clientId', 'clientMode', 'platform', 'remoteIp', 'browserOrigin', 'role', 'roles', 'scopes', 'isRepair', 'ts'],
+  'pairList.pending[]': ['requestId', 'deviceId', 'displayName', 'clientId', 'clientMode', 'platform', 'remoteIp', 'browserOrigin', 'role', 'roles', 'scopes', 'isRepair', 'ts', 'pairingCode'],
   'pairList.paired[]': ['deviceId', 'operatorLabel', 'displayName', 'clientId', 'clientMode', 'platform', 'approvedVia', 'lastSeenAtMs', 'lastSeenReason', 'connected', 'roles', 'scopes', 'tokens', 'remoteIp', 'browserOrigin', 'approvedAtMs', 'createdAtMs'],
   'pairList.paired[].tokens[]': ['role', 'scopes', 'createdAtMs', 'rotatedAtMs', 'revokedAtMs', 'lastUsedAtMs'],
   'auditList.entries[]': ['seq', 'ts', 'action', 'actor', 'deviceId', 'details'],
@@ -105,7 +105,7 @@ uiTest('devices, audit and overview render the protocol wire fixture', async (en
   const card = page.locator(`article.pending[data-request-id="${full.requestId}"]`);
   assert.equal(await card.getAttribute('data-device-id'), full.deviceId);
   const cardText = await card.innerText();
-  for (const want of [full.displayName, full.platform, full.remoteIp, full.browserOrigin, full.requestId, ...full.scopes]) {
+  for (const want of [full.pairingCode, full.displayName, full.platform, full.remoteIp, full.browserOrigin, full.requestId, ...full.scopes]) {
     assert.ok(cardText.includes(want), `pending card shows ${want}: ${cardText}`);
   }
   assert.ok(cardText.includes(`role ${full.roles.join(', ')}`), cardText);

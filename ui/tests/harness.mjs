@@ -726,17 +726,22 @@ export async function assertErrorScreen(page, code) {
 export const NO_AUTO_APPROVE = { gateway: { nodes: { pairing: { autoApproveLocal: false } } } };
 export const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
-/** Opens the #token= link and waits for the pairing screen: {requestId, deviceId}. */
+/** A pairing code as clawgate shows it: RFC 8628's alphabet, XXXX-XXXX. */
+export const PAIRING_CODE = /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/;
+
+/** Opens the #token= link and waits for the pairing screen: {requestId, deviceId, code}. */
 export async function waitForPairing(page, gw) {
   await page.goto(`${gw.url()}#token=${encodeURIComponent(gw.token)}`);
   await waitScreen(page, 'pairing', 'PAIRING_REQUIRED');
+  const code = await text(page, '#pairing-code');
+  assert.match(code, PAIRING_CODE, '#pairing-code');
   const cmd = await text(page, 'code#approve-command');
-  const m = cmd.match(/^clawgate devices approve (\S+)$/);
-  assert.ok(m, `code#approve-command is not "clawgate devices approve <id>": ${JSON.stringify(cmd)}`);
-  assert.match(m[1], REQUEST_ID);
+  assert.equal(cmd, `clawgate devices approve ${code}`, 'code#approve-command names the pairing code');
+  const requestId = await text(page, '#pairing-request-id');
+  assert.match(requestId, REQUEST_ID);
   const deviceId = await text(page, '#pairing-device-id');
   assert.match(deviceId, /^[0-9a-f]{64}$/, '#pairing-device-id');
-  return { requestId: m[1], deviceId };
+  return { requestId, deviceId, code };
 }
 
 /** Pairs `page` through the CLI on the gateway host; returns its device id. */

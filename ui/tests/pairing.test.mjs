@@ -8,23 +8,35 @@ import {
   pairWithCli, storage, text, uiTest, waitFor, waitForPairing, waitScreen,
 } from './harness.mjs';
 
-uiTest('pairing: the page shows the approve command; CLI approval connects it without reload', async (env) => {
+uiTest('pairing: the page shows the pairing code large and the approve command; CLI approval by code connects it without reload', async (env) => {
   const gw = await env.gateway({ config: NO_AUTO_APPROVE });
   const { page } = await env.context({ label: 'pairing' });
   let loads = 0;
   page.on('load', () => {
     loads += 1;
   });
-  const { requestId, deviceId } = await waitForPairing(page, gw);
+  const { requestId, deviceId, code } = await waitForPairing(page, gw);
   await assertErrorScreen(page, 'PAIRING_REQUIRED');
   assert.ok(await page.locator('button#check-now').isVisible(), 'button#check-now');
+  // The code is shown large: the biggest text on the card, readable across a room.
+  const codeBox = page.locator('#pairing-code');
+  assert.ok(await codeBox.isVisible(), '#pairing-code is visible');
+  const sizes = await page.evaluate(() => ({
+    code: parseFloat(getComputedStyle(document.querySelector('#pairing-code')).fontSize),
+    body: parseFloat(getComputedStyle(document.querySelector('#screen-message')).fontSize),
+    title: parseFloat(getComputedStyle(document.querySelector('#screen-title')).fontSize),
+  }));
+  assert.ok(sizes.code >= 28 && sizes.code > sizes.body * 1.8 && sizes.code >= sizes.title, `#pairing-code is not large: ${JSON.stringify(sizes)}`);
   await env.shot(page, 'pairing-required');
 
-  // The command names the request the gateway holds for this browser.
+  // The code and command name the request the gateway holds for this browser.
   const list = await gw.cliOk(['devices', 'list'], { json: true });
   const pending = list.json.pending.find((p) => p.requestId === requestId);
   assert.ok(pending, `request ${requestId} not pending: ${JSON.stringify(list.json.pending)}`);
   assert.equal(pending.deviceId, deviceId, 'the pending request is this browser');
+  assert.equal(pending.pairingCode, code, 'the page shows the request\'s code');
+  const table = await gw.cliOk(['devices', 'list']);
+  assert.ok(table.stdout.includes(code), `devices list shows the code: ${table.stdout}`);
   let st = await storage(page);
   assert.equal(st.local[KEYS.deviceAuth(gw.wsUrl)], undefined, 'a device token before approval');
   assertLocalStorageClean(st.local, gw, [gw.token]);
@@ -33,7 +45,8 @@ uiTest('pairing: the page shows the approve command; CLI approval connects it wi
     window.__stillThisDocument = true;
   });
   const loadsBefore = loads;
-  const approved = await gw.cliOk(['devices', 'approve', requestId]);
+  // As a person types it off the screen: lower case, no dash.
+  const approved = await gw.cliOk(['devices', 'approve', code.replace('-', '').toLowerCase()]);
   assert.ok(approved.stdout.includes(deviceId), approved.stdout);
   await waitScreen(page, 'app', undefined, 30_000);
   assert.equal(await page.evaluate(() => window.__stillThisDocument), true, 'the page reloaded');
@@ -60,6 +73,9 @@ uiTest('pairing: an admin browser approves and rejects from its Devices page', a
   const card = admin.locator(`section#pending-requests article.pending[data-request-id="${g.requestId}"]`);
   await card.waitFor({ timeout: 30_000 });
   assert.equal(await card.getAttribute('data-device-id'), g.deviceId);
+  // The pending list shows the code the guest's screen shows.
+  assert.equal(await card.getAttribute('data-pairing-code'), g.code);
+  assert.equal(await card.locator('.pairing-code-inline').innerText(), g.code);
   await env.shot(admin, 'admin-sees-pending');
   await act(admin, card, 'approve', async () => (await card.count()) === 0, 'the approved request to leave the list');
   await waitScreen(guest, 'app', undefined, 30_000);
@@ -85,8 +101,8 @@ uiTest('pairing: an admin browser approves and rejects from its Devices page', a
     const st = await appState(intruder);
     if (st.screen === 'app') throw new Error('the rejected browser connected');
     if (st.screen !== 'pairing') return st.screen === 'error' || st.screen === 'login';
-    const cmd = await text(intruder, 'code#approve-command');
-    return !cmd.endsWith(` ${i.requestId}`);
+    const rid = await text(intruder, '#pairing-request-id');
+    return rid !== i.requestId;
   }, 'the rejected browser to show a new request or an error', TIMEOUT);
   assert.notEqual((await appState(intruder)).screen, 'app');
   await env.shot(intruder, 'intruder-after-reject');

@@ -3,7 +3,8 @@
 
 use clap::Subcommand;
 use clawgate_protocol::wire::{
-    PairApproved, PairList, PairRejected, PairRenamed, PairedDevice, PendingPairing, TokenRotated,
+    PairApproved, PairDecisionParams, PairList, PairRejected, PairRenamed, PairedDevice,
+    PendingPairing, TokenRotated,
 };
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL};
 use serde_json::{Value, json};
@@ -15,8 +16,10 @@ use crate::net::{self, Failure, Target, call, decode, print_json};
 pub enum DevicesCommand {
     /// Pending requests and paired devices.
     List,
-    /// Approve a pending request (without an id, or with --latest: show the newest and the exact command).
+    /// Approve a pending request by its pairing code (XXXX-XXXX, any case, dash optional) or request id
+    /// (without one, or with --latest: show the newest and the exact command).
     Approve {
+        #[arg(value_name = "CODE_OR_REQUEST_ID")]
         request_id: Option<String>,
         #[arg(long)]
         latest: bool,
@@ -24,8 +27,11 @@ pub enum DevicesCommand {
         #[arg(long, value_name = "SECONDS")]
         wait: Option<u64>,
     },
-    /// Reject a pending request.
-    Reject { request_id: String },
+    /// Reject a pending request by its pairing code or request id.
+    Reject {
+        #[arg(value_name = "CODE_OR_REQUEST_ID")]
+        request_id: String,
+    },
     /// Remove a paired device (its tokens stop working, its sessions close).
     Remove { device_id: String },
     /// Set a device's label.
@@ -99,10 +105,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                     return preview_latest(&list, target);
                 }
             };
-            let res = match s
-                .request("device.pair.approve", json!({"requestId": id}))
-                .await
-            {
+            let res = match s.request("device.pair.approve", decision_params(&id)).await {
                 Ok(res) => res,
                 Err(e) if is_unknown_request(&e) => {
                     return Err(Failure::plain(
@@ -116,14 +119,17 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                 print_json(&res);
             } else {
                 let approved: PairApproved = decode("device.pair.approve", &res)?;
-                println!("Approved {} ({id})", approved.device.device_id);
+                let d = &approved.device;
+                println!("Approved {} ({id})", d.device_id);
+                println!("  Device:    {}", d.name());
+                println!("  Approved:  {}", requested_text(&d.roles, &d.scopes));
             }
             Ok(0)
         }
         Reject { request_id } => {
             let (s, ctx) = net::connect(target, paths, pairing).await?;
             let res = match s
-                .request("device.pair.reject", json!({"requestId": request_id}))
+                .request("device.pair.reject", decision_params(&request_id))
                 .await
             {
                 Ok(res) => res,
@@ -314,6 +320,12 @@ async fn wait_for_pending(
     }
 }
 
+/// `device.pair.approve`/`reject` params for what the operator typed: a
+/// pairing code when it has a code's shape, a request id otherwise.
+fn decision_params(typed: &str) -> Value {
+    serde_json::to_value(PairDecisionParams::from_input(typed)).unwrap_or_default()
+}
+
 /// The gateway's answer to an approve/reject for a request it does not have.
 fn is_unknown_request(e: &clawgate_client::ClientError) -> bool {
     e.gateway_error()
@@ -335,7 +347,11 @@ fn preview_latest(raw: &Value, target: &Target) -> Result<u8, Failure> {
     let rid = &req.request_id;
     let approved = list.paired.iter().find(|d| d.device_id == req.device_id);
     let kind = request_kind(req, approved);
-    let mut cmd = format!("clawgate devices approve {rid}");
+    // The code is what the device shows; a reference gateway has none.
+    let mut cmd = format!(
+        "clawgate devices approve {}",
+        req.pairing_code.as_deref().unwrap_or(rid)
+    );
     if let Some(url) = &target.url {
         cmd.push_str(&format!(" --url {url}"));
     }
@@ -366,6 +382,9 @@ fn preview_latest(raw: &Value, target: &Target) -> Result<u8, Failure> {
         }));
     } else {
         println!("Selected pending device request {rid}");
+        if let Some(code) = &req.pairing_code {
+            println!("  Code:      {code}");
+        }
         println!("  Device:    {}", req.name());
         println!("  Requested: {}", requested_text(&req.roles, &req.scopes));
         if let Some(d) = approved {
@@ -435,6 +454,7 @@ fn print_list(list: &PairList) {
     if !pending.is_empty() {
         println!("Pending ({})", pending.len());
         let mut t = table(&[
+            "Code",
             "Request",
             "Device",
             "Requested",
@@ -452,6 +472,7 @@ fn print_list(list: &PairList) {
                 device = format!("{device} · {ip}");
             }
             t.add_row(vec![
+                r.pairing_code.clone().unwrap_or_else(|| "-".into()),
                 r.request_id.clone(),
                 device,
                 requested_text(&r.roles, &r.scopes),

@@ -85,11 +85,27 @@ pub fn presents_identity(
 /// The next step after `PAIRING_REQUIRED` from a gateway reached with
 /// `--url`: approval happens on that gateway's host (or its Control UI),
 /// not where this CLI runs.
-pub fn remote_pairing_next(url: &str, request_id: Option<&str>) -> String {
-    let rid = request_id.unwrap_or("<requestId>");
+/// With clawgate's pairing code (`pairing_code`) the command names the code,
+/// which is what both screens show.
+pub fn remote_pairing_next(
+    url: &str,
+    request_id: Option<&str>,
+    pairing_code: Option<&str>,
+) -> String {
+    let rid = pairing_code.or(request_id).unwrap_or("<requestId>");
+    let what = if pairing_code.is_some() {
+        "code"
+    } else {
+        "request"
+    };
     format!(
-        "Approve this CLI on the gateway host: run clawgate devices approve {rid} there (list requests with: clawgate devices list), or approve request {rid} in the Devices page of the gateway's Control UI ({url}); then run this command again."
+        "Approve this CLI on the gateway host: run clawgate devices approve {rid} there (list requests with: clawgate devices list), or approve {what} {rid} in the Devices page of the gateway's Control UI ({url}); then run this command again."
     )
+}
+
+/// `details.pairingCode` of a `PAIRING_REQUIRED` error (clawgate gateways).
+pub fn pairing_code_of(details: Option<&Value>) -> Option<&str> {
+    details?.get("pairingCode")?.as_str()
 }
 
 /// The CLI's client state: `<state-dir>/client` (identity and device tokens).
@@ -137,7 +153,8 @@ impl Failure {
                         .as_deref()
                         .and_then(|d| d.get("requestId"))
                         .and_then(Value::as_str);
-                    next = remote_pairing_next(&ctx.url, rid);
+                    let code = pairing_code_of(e.details.as_deref());
+                    next = remote_pairing_next(&ctx.url, rid, code);
                 }
                 if let Some(id) = &ctx.device_id {
                     next = next.replace("<deviceId>", id);
@@ -229,6 +246,11 @@ impl Failure {
             }
             if let Some(meaning) = meaning {
                 crate::say_err!("{meaning}");
+            }
+            if self.code.as_deref() == Some("PAIRING_REQUIRED")
+                && let Some(code) = pairing_code_of(self.details.as_deref())
+            {
+                crate::say_err!("Pairing code: {code}");
             }
             crate::say_err!("next: {}", self.next);
         }
@@ -637,6 +659,44 @@ mod tests {
         assert_eq!(
             f.next,
             "Approve this CLI on the gateway host: run clawgate devices approve r-123 there (list requests with: clawgate devices list), or approve request r-123 in the Devices page of the gateway's Control UI (wss://gw.example.com/); then run this command again."
+        );
+    }
+
+    #[test]
+    fn a_pairing_failure_names_the_code_when_the_gateway_gave_one() {
+        let err = |url: &str, local: bool| {
+            let ctx = Context {
+                url: url.into(),
+                local,
+                device_id: None,
+                client_dir: PathBuf::from("/tmp/x"),
+                recovered: None,
+            };
+            let err = clawgate_protocol::frames::ErrorShape {
+                details: Some(Box::new(json!({
+                    "code": "PAIRING_REQUIRED", "requestId": "r-123", "pairingCode": "BCDF-GHJK"
+                }))),
+                ..clawgate_protocol::frames::ErrorShape::new("NOT_PAIRED", "pairing required")
+            };
+            Failure::from_client(ClientError::Gateway(Box::new(err)), &ctx)
+        };
+        let remote = err("wss://gw.example.com/", false);
+        assert!(
+            remote
+                .next
+                .contains("run clawgate devices approve BCDF-GHJK there"),
+            "{}",
+            remote.next
+        );
+        assert!(
+            remote
+                .next
+                .contains("approve code BCDF-GHJK in the Devices page")
+        );
+        let local = err("ws://127.0.0.1:18789/", true);
+        assert_eq!(
+            local.next,
+            "On the gateway host run: clawgate devices approve BCDF-GHJK"
         );
     }
 }

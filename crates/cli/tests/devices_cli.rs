@@ -66,23 +66,33 @@ fn devices_commands_end_to_end() {
         .as_str()
         .unwrap()
         .to_string();
+    let pcode = res["error"]["details"]["pairingCode"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let (code, out, _) = clawgate(state, &["devices", "list"]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("Pending (1)") && out.contains(&rid) && out.contains("new pairing"),
+        out.contains("Pending (1)")
+            && out.contains(&rid)
+            && out.contains("new pairing")
+            && out.contains("Code")
+            && out.contains(&pcode),
         "{out}"
     );
     let (code, out, _) = clawgate(state, &["devices", "list", "--json"]);
     assert_eq!(code, 0);
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list["pending"][0]["requestId"], rid.as_str());
+    assert_eq!(list["pending"][0]["pairingCode"], pcode.as_str());
 
-    // --latest previews and names the exact command, exit 1.
+    // --latest previews and names the exact command (with the code), exit 1.
     let (code, out, _) = clawgate(state, &["devices", "approve", "--latest"]);
     assert_eq!(code, 1);
     assert!(
-        out.contains(&format!("clawgate devices approve {rid}")),
+        out.contains(&format!("clawgate devices approve {pcode}"))
+            && out.contains(&format!("Code:      {pcode}")),
         "{out}"
     );
     assert!(out.contains("First-time device pairing request."), "{out}");
@@ -93,12 +103,30 @@ fn devices_commands_end_to_end() {
     assert_eq!(preview["approvalState"]["kind"], "new pairing");
     assert_eq!(
         preview["approveCommand"],
-        format!("clawgate devices approve {rid}")
+        format!("clawgate devices approve {pcode}")
     );
     assert_eq!(preview["requiresAuthFlags"]["token"], false);
-    let (code, out, _) = clawgate(state, &["devices", "approve", &rid]);
+    // A typo'd code approves nothing and says where the codes are.
+    let typo = if pcode.starts_with('B') {
+        "CCCC-CCCC"
+    } else {
+        "BBBB-BBBB"
+    };
+    let (code, _, err) = clawgate(state, &["devices", "approve", typo]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("[PAIRING_CODE_UNKNOWN]") && err.contains("clawgate devices list"),
+        "{err}"
+    );
+    // The code as typed by a person: lower case, no dash.
+    let typed = pcode.replace('-', "").to_lowercase();
+    let (code, out, _) = clawgate(state, &["devices", "approve", &typed]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&format!("Approved {} ({rid})", a.id)));
+    assert!(
+        out.contains(&format!("Approved {} ({typed})", a.id)),
+        "{out}"
+    );
+    assert!(out.contains("scopes: operator.read"), "{out}");
     let res = rt.block_on(connect(r.port, &a, &["operator.read"]));
     assert_eq!(res["ok"], true);
     let (code, _, err) = clawgate(state, &["devices", "approve", &rid]);
@@ -208,7 +236,11 @@ fn devices_commands_end_to_end() {
         .as_str()
         .unwrap()
         .to_string();
-    let (code, out, _) = clawgate(state, &["devices", "reject", &rid_b, "--json"]);
+    let code_b = res["error"]["details"]["pairingCode"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out, _) = clawgate(state, &["devices", "reject", &code_b, "--json"]);
     assert_eq!(code, 0, "{out}");
     let rejected: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rejected["requestId"], rid_b.as_str());
@@ -286,14 +318,17 @@ fn devices_commands_end_to_end() {
     assert_eq!(code, 1);
     let failure: Value = serde_json::from_str(&out).unwrap();
     let rid_cli = failure["error"]["details"]["requestId"].as_str().unwrap();
+    // One stable request: the text run and the --json run asked the same.
+    let code_cli = failure["error"]["details"]["pairingCode"].as_str().unwrap();
     assert_eq!(
         failure["error"]["next"],
         format!(
-            "Approve this CLI on the gateway host: run clawgate devices approve {rid_cli} there (list requests with: clawgate devices list), or approve request {rid_cli} in the Devices page of the gateway's Control UI ({url}); then run this command again."
+            "Approve this CLI on the gateway host: run clawgate devices approve {code_cli} there (list requests with: clawgate devices list), or approve code {code_cli} in the Devices page of the gateway's Control UI ({url}); then run this command again."
         )
     );
     assert!(
-        err.contains(&format!("clawgate devices approve {rid_cli} there")),
+        err.contains(&format!("Pairing code: {code_cli}"))
+            && err.contains(&format!("clawgate devices approve {code_cli} there")),
         "{err}"
     );
     let (code, out, err) = clawgate(state, &["devices", "approve", rid_cli]);

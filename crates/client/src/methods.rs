@@ -10,6 +10,11 @@ use serde_json::{Map, Value, json};
 
 use crate::{Client, ClientError};
 
+/// The params object of a decision (plain fields: serializing cannot fail).
+fn params_json(target: &PairDecisionParams) -> Value {
+    serde_json::to_value(target).unwrap_or_else(|_| json!({}))
+}
+
 /// `health`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,9 +41,9 @@ pub struct Status {
 // The result shapes are the protocol crate's, the same definitions the
 // gateway serialises.
 pub use clawgate_protocol::wire::{
-    AuditAction, AuditEntry, AuditList, PairApproved, PairList, PairRejected, PairRemoved,
-    PairRenamed, PairedDevice, PendingPairing, PresenceEntry, TokenDelivery, TokenInfo,
-    TokenRevoked, TokenRotated,
+    AuditAction, AuditEntry, AuditList, PairApproved, PairDecisionParams, PairList, PairRejected,
+    PairRemoved, PairRenamed, PairedDevice, PendingPairing, PresenceEntry, TokenDelivery,
+    TokenInfo, TokenRevoked, TokenRotated,
 };
 
 /// Filters for `audit.list`.
@@ -91,13 +96,31 @@ impl Client {
     }
 
     pub async fn device_pair_approve(&self, request_id: &str) -> Result<PairApproved, ClientError> {
-        self.typed("device.pair.approve", json!({"requestId": request_id}))
+        self.device_pair_approve_by(PairDecisionParams::request_id(request_id))
             .await
     }
 
     pub async fn device_pair_reject(&self, request_id: &str) -> Result<PairRejected, ClientError> {
-        self.typed("device.pair.reject", json!({"requestId": request_id}))
+        self.device_pair_reject_by(PairDecisionParams::request_id(request_id))
             .await
+    }
+
+    /// `device.pair.approve` by request id or, on clawgate, by pairing code
+    /// ([`PairDecisionParams::code`], [`PairDecisionParams::from_input`]).
+    pub async fn device_pair_approve_by(
+        &self,
+        target: PairDecisionParams,
+    ) -> Result<PairApproved, ClientError> {
+        self.typed("device.pair.approve", params_json(&target))
+            .await
+    }
+
+    /// `device.pair.reject` by request id or pairing code.
+    pub async fn device_pair_reject_by(
+        &self,
+        target: PairDecisionParams,
+    ) -> Result<PairRejected, ClientError> {
+        self.typed("device.pair.reject", params_json(&target)).await
     }
 
     pub async fn device_pair_remove(&self, device_id: &str) -> Result<PairRemoved, ClientError> {

@@ -72,8 +72,16 @@ async fn typed_requests_round_trip_against_the_gateway() {
     assert_eq!(request.scopes, vec!["operator.read".to_string()]);
     same_wire::<PairList>(&raw(&admin, "device.pair.list", json!({})).await);
 
+    // By the pairing code the device was shown, as a person types it.
+    let code = refused.gateway_error().unwrap().details.as_deref().unwrap()["pairingCode"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(request.pairing_code.as_deref(), Some(code.as_str()));
     let approved = admin
-        .device_pair_approve(&request.request_id)
+        .device_pair_approve_by(clawgate_client::methods::PairDecisionParams::from_input(
+            &code.replace('-', "").to_lowercase(),
+        ))
         .await
         .unwrap();
     assert_eq!(approved.request_id, request.request_id);

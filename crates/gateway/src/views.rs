@@ -29,6 +29,7 @@ pub fn pending(p: &PendingRequest) -> PendingPairing {
     v.set_remote_ip(p.remote_ip.as_deref());
     v.silent = p.silent;
     v.is_repair = p.is_repair;
+    v.pairing_code = p.pairing_code.clone();
     v
 }
 

@@ -405,6 +405,15 @@ pub const CATALOGUE: &[Entry] = &[
         "A node (role node) connected to a clawgate that fronts an OpenClaw gateway.",
         "Connect the node to the OpenClaw gateway directly; see the upstream with: clawgate upstream status"
     ),
+    entry!(
+        "PAIRING_CODE_UNKNOWN",
+        IR,
+        None,
+        "Unknown pairing code",
+        "No pending pairing request has this code; nothing was approved or rejected.",
+        "A typo, or the request was already approved, rejected, replaced or expired (requests live 5 minutes after the device last asked).",
+        "List the pending requests and their codes with: clawgate devices list"
+    ),
 ];
 
 /// Looks a code up.
@@ -680,6 +689,22 @@ pub fn rate_limited(retry_after_ms: u64) -> ErrorShape {
     e
 }
 
+/// A connection named too many unknown pairing codes: the failed-auth
+/// lockout's shape (`AUTH_RATE_LIMITED`, `retryAfterMs`), its own message.
+pub fn pairing_code_rate_limited(retry_after_ms: u64) -> ErrorShape {
+    let mut e = rate_limited(retry_after_ms);
+    e.message = "too many unknown pairing codes on this connection (retry later)".into();
+    e
+}
+
+/// No pending request has the pairing code `code` (shown form, or as typed).
+pub fn pairing_code_unknown(code: &str) -> ErrorShape {
+    ErrorShape::invalid_request(format!(
+        "unknown pairing code {code}: no pending request has it (run clawgate devices list)"
+    ))
+    .with_details(json!({"code": "PAIRING_CODE_UNKNOWN", "pairingCode": code}))
+}
+
 /// The store could not answer (a write failed, the database is busy):
 /// retryable after a second. One text for every place the gateway reports
 /// it (connect, device and audit methods).
@@ -858,6 +883,13 @@ pub fn next_command(entry: &Entry, details: Option<&Value>) -> String {
             .map(str::to_owned)
     };
     let mut text = entry.next.to_string();
+    // clawgate's short code, when the gateway gave one, is what a person types.
+    if let Some(code) = get("pairingCode") {
+        text = text.replace(
+            "clawgate devices approve <requestId>",
+            &format!("clawgate devices approve {code}"),
+        );
+    }
     if let Some(id) = get("requestId") {
         text = text.replace("<requestId>", &id);
     }

@@ -1,8 +1,9 @@
 //! The OpenClaw gateway protocol (v4, with the v3 window for node and probe
 //! clients) as clawgate speaks it.
 //!
-//! This crate is pure: no I/O, no clocks; its one use of randomness is
-//! [`Secret::generate`], the token generator. It owns the vocabulary every
+//! This crate is pure: no I/O, no clocks; its uses of randomness are
+//! [`Secret::generate`], the token generator, and
+//! [`pairing_code::generate`], the short pairing codes. It owns the vocabulary every
 //! other room uses: frame shapes, the closed `connect` schema, the typed
 //! wire payloads ([`wire`]), the error catalogue with its recovery hints,
 //! roles and scopes, and the device-auth signature payloads.
@@ -12,6 +13,7 @@ pub mod connect;
 pub mod device_auth;
 pub mod frames;
 pub mod hex;
+pub mod pairing_code;
 pub mod schema;
 pub mod scopes;
 pub mod secret;

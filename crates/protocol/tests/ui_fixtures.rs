@@ -42,6 +42,7 @@ fn pair_list() -> PairList {
     browser.client_mode = Some("webchat".into());
     browser.browser_origin = Some("http://192.168.1.20:18789".into());
     browser.set_remote_ip(Some("192.168.1.20"));
+    browser.pairing_code = Some("BCDF-GHJK".into());
     // ... and a bare one from loopback (no remoteIp), a scope upgrade of a
     // paired device.
     let mut upgrade = PendingPairing::new(
@@ -54,6 +55,7 @@ fn pair_list() -> PairList {
         T0 + 30_000,
     );
     upgrade.is_repair = true;
+    upgrade.pairing_code = Some("WXZB-QRST".into());
     upgrade.set_remote_ip(Some("127.0.0.1"));
 
     // A paired device with every optional field and two tokens (one revoked).

@@ -235,6 +235,13 @@ impl Cache {
         self.pending.get(request_id)
     }
 
+    /// The pending request with this pairing code (its shown form).
+    pub fn pending_by_code(&self, code: &str) -> Option<&PendingRequest> {
+        self.pending
+            .values()
+            .find(|p| p.pairing_code.as_deref() == Some(code))
+    }
+
     /// Sorted by creation time, then request id.
     pub fn pending_list(&self) -> Vec<PendingRequest> {
         sorted_pending(self.pending.values())

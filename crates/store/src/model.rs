@@ -96,6 +96,10 @@ pub struct PendingRequest {
     /// Creation time.
     pub ts: u64,
     pub refreshed_at_ms: u64,
+    /// The short code operators approve it by (`XXXX-XXXX`), unique among
+    /// pending requests; `None` only for requests stored before schema 2.
+    #[serde(default)]
+    pub pairing_code: Option<String>,
 }
 
 /// An audit entry as a caller appends it. `actor` says who acted

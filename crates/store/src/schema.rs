@@ -20,7 +20,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; migration `i` (0-based) moves `user_version` from
 /// `i` to `i + 1`. Append only: never edit a shipped migration.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2_PAIRING_CODES];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE devices (
@@ -115,6 +115,13 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN
     SELECT RAISE(ABORT, 'audit log is append-only');
 END;
+"#;
+
+/// Short pairing codes: kept with their request (and deleted with it),
+/// unique among pending requests (NULL for rows written before).
+const MIGRATION_2_PAIRING_CODES: &str = r#"
+ALTER TABLE pending_requests ADD COLUMN pairing_code TEXT;
+CREATE UNIQUE INDEX pending_requests_by_code ON pending_requests (pairing_code);
 "#;
 
 /// The schema version this build writes.
@@ -450,7 +457,7 @@ pub(crate) fn select_token_hashes(conn: &Connection) -> Result<Vec<TokenHash>, S
 
 const PENDING_COLUMNS: &str = "request_id, device_id, public_key, display_name, platform, \
      device_family, client_id, client_mode, browser_origin, remote_ip, role, roles_json, \
-     scopes_json, reason, silent, is_repair, ts, refreshed_at_ms";
+     scopes_json, reason, silent, is_repair, ts, refreshed_at_ms, pairing_code";
 
 fn pending_from_row(r: &Row<'_>) -> rusqlite::Result<PendingRequest> {
     Ok(PendingRequest {
@@ -472,6 +479,7 @@ fn pending_from_row(r: &Row<'_>) -> rusqlite::Result<PendingRequest> {
         is_repair: r.get(15)?,
         ts: r.get(16)?,
         refreshed_at_ms: r.get(17)?,
+        pairing_code: r.get(18)?,
     })
 }
 
@@ -479,8 +487,8 @@ pub(crate) fn upsert_pending(conn: &Connection, p: &PendingRequest) -> Result<()
     conn.prepare_cached(
         "INSERT INTO pending_requests (request_id, device_id, public_key, display_name, platform, \
          device_family, client_id, client_mode, browser_origin, remote_ip, role, roles_json, \
-         scopes_json, reason, silent, is_repair, ts, refreshed_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+         scopes_json, reason, silent, is_repair, ts, refreshed_at_ms, pairing_code) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
          ON CONFLICT (request_id) DO UPDATE SET device_id = excluded.device_id, \
          public_key = excluded.public_key, display_name = excluded.display_name, \
          platform = excluded.platform, device_family = excluded.device_family, \
@@ -489,7 +497,7 @@ pub(crate) fn upsert_pending(conn: &Connection, p: &PendingRequest) -> Result<()
          role = excluded.role, roles_json = excluded.roles_json, \
          scopes_json = excluded.scopes_json, reason = excluded.reason, silent = excluded.silent, \
          is_repair = excluded.is_repair, ts = excluded.ts, \
-         refreshed_at_ms = excluded.refreshed_at_ms",
+         refreshed_at_ms = excluded.refreshed_at_ms, pairing_code = excluded.pairing_code",
     )?
     .execute(params![
         p.request_id,
@@ -510,6 +518,7 @@ pub(crate) fn upsert_pending(conn: &Connection, p: &PendingRequest) -> Result<()
         p.is_repair,
         p.ts,
         p.refreshed_at_ms,
+        p.pairing_code,
     ])?;
     Ok(())
 }

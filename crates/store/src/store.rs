@@ -160,6 +160,11 @@ impl Store {
         self.read().pending(request_id).cloned()
     }
 
+    /// The pending request with this pairing code (its shown form).
+    pub fn pending_by_code(&self, code: &str) -> Option<PendingRequest> {
+        self.read().pending_by_code(code).cloned()
+    }
+
     /// Sorted by `ts`, then `request_id`.
     pub fn pending_list(&self) -> Vec<PendingRequest> {
         self.read().pending_list()

@@ -178,6 +178,7 @@ fn pending(request_id: &str, n: u64) -> PendingRequest {
         is_repair: false,
         ts: 1,
         refreshed_at_ms: 1,
+        pairing_code: None,
     }
 }
 

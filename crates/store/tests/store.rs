@@ -86,6 +86,7 @@ fn pending(request_id: &str, n: u64, ts: u64) -> PendingRequest {
         is_repair: false,
         ts,
         refreshed_at_ms: ts,
+        pairing_code: None,
     }
 }
 
@@ -884,4 +885,69 @@ fn mark_seen_updates_only_devices_that_still_exist() {
     let again = open(&dir);
     assert_eq!(again.device(&id(1)).unwrap().last_seen_at_ms, Some(9_000));
     assert!(again.device(&id(2)).is_none());
+}
+
+#[test]
+fn pairing_codes_live_and_die_with_their_request_and_are_unique() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let mut a = pending("req-a", 1, 10);
+    a.pairing_code = Some("BCDF-GHJK".into());
+    store.transact(|tx| tx.put_pending(&a)).unwrap();
+    assert_eq!(store.pending_by_code("BCDF-GHJK"), Some(a.clone()));
+    // Another pending request cannot take the same code.
+    let mut b = pending("req-b", 2, 11);
+    b.pairing_code = a.pairing_code.clone();
+    assert!(store.transact(|tx| tx.put_pending(&b)).is_err());
+    assert!(store.pending("req-b").is_none());
+    drop(store);
+    // Kept across a restart, with its request.
+    let store = open(&dir);
+    assert_eq!(
+        store.pending("req-a").unwrap().pairing_code.as_deref(),
+        Some("BCDF-GHJK")
+    );
+    store
+        .transact(|tx| tx.delete_pending("req-a").map(|_| ()))
+        .unwrap();
+    assert!(store.pending_by_code("BCDF-GHJK").is_none());
+    // Free again once its request is gone.
+    store.transact(|tx| tx.put_pending(&b)).unwrap();
+    assert_eq!(
+        store.pending_by_code("BCDF-GHJK").unwrap().request_id,
+        "req-b"
+    );
+}
+
+#[test]
+fn a_schema_1_database_is_migrated_and_keeps_its_pending_requests() {
+    let dir = TempDir::new().unwrap();
+    drop(open(&dir));
+    // Make it what a schema-1 build wrote: no code column, one request.
+    let conn = raw(&dir);
+    conn.execute_batch(
+        "DROP INDEX pending_requests_by_code;
+         ALTER TABLE pending_requests DROP COLUMN pairing_code;
+         INSERT INTO pending_requests (request_id, device_id, public_key, role, roles_json,
+             scopes_json, reason, silent, is_repair, ts, refreshed_at_ms)
+         VALUES ('old-req', printf('%064d', 7), 'key', 'operator', '[\"operator\"]', '[]',
+             'not-paired', 0, 0, 5, 5);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(&dir);
+    let old = store.pending("old-req").unwrap();
+    assert_eq!(old.pairing_code, None);
+    let version: u32 = raw(&dir)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let mut coded = old.clone();
+    coded.pairing_code = Some("WXZB-QRST".into());
+    store.transact(|tx| tx.put_pending(&coded)).unwrap();
+    assert_eq!(
+        store.pending_by_code("WXZB-QRST").unwrap().request_id,
+        "old-req"
+    );
 }

@@ -8,6 +8,7 @@ const AUDIT = METHOD_SCOPES['audit.list'];
 
 const ACTIONS = [
   'pairing.requested', 'pairing.approved', 'pairing.silent_approved', 'pairing.rejected', 'pairing.superseded',
+  'pairing.updated', 'pairing.code_unknown', 'pairing.code_limited',
   'device.renamed', 'device.removed', 'token.rotated', 'token.revoked',
   'auth.failure', 'auth.lockout', 'auth.secret_changed', 'upstream.admin_call',
 ];

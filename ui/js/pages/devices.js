@@ -114,7 +114,7 @@ export function mount(el, app) {
       || (missing.length ? `Needs operator.admin: the request asks for ${missing.join(', ')}, which this session does not hold.` : null);
     const rejectReason = deny || crossReason(p.deviceId);
     const isMe = p.deviceId === app.identity.deviceId;
-    return h('article', { class: 'item pending', dataset: { requestId: p.requestId, deviceId: p.deviceId }, 'aria-label': `Pairing request from ${nameOf(p)}` },
+    return h('article', { class: 'item pending', dataset: { requestId: p.requestId, deviceId: p.deviceId, pairingCode: p.pairingCode || '' }, 'aria-label': `Pairing request from ${nameOf(p)}` },
       h('div', { class: 'item-head' },
         h('div', null,
           h('h3', null, nameOf(p), ' ', h('span', { class: 'badge badge-pending' }, kind), isMe ? h('span', { class: 'badge' }, 'this browser') : null),
@@ -125,6 +125,7 @@ export function mount(el, app) {
       approveReason && !deny ? h('p', { class: 'reason' }, approveReason) : null,
       rejectReason && !deny && rejectReason !== approveReason ? h('p', { class: 'reason' }, rejectReason) : null,
       h('dl', { class: 'facts' },
+        p.pairingCode ? [h('dt', null, 'Code'), h('dd', null, h('code', { class: 'pairing-code-inline' }, p.pairingCode))] : null,
         h('dt', null, 'Requests'), h('dd', null, `role ${(p.roles && p.roles.join(', ')) || p.role}`, chips(p.scopes)),
         paired ? [h('dt', null, 'Approved now'), h('dd', null, `role ${(paired.roles || []).join(', ') || '—'}`, chips(paired.scopes, 'chip muted'))] : null,
         h('dt', null, 'Device id'), h('dd', null, idLine(p.deviceId)),

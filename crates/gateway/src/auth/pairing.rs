@@ -242,6 +242,11 @@ pub fn evaluate(
             details.insert("approvedScopes".into(), json!(d.scopes));
         }
     }
+    // clawgate's extra key, after every reference key (their order is
+    // kept, so reference clients read the same details).
+    if let Some(code) = &request.pairing_code {
+        details.insert("pairingCode".into(), json!(code));
+    }
     let message = reason.message();
     Ok(PairingOutcome::Required {
         error: ErrorShape::new(error_code::NOT_PAIRED, message)
@@ -318,6 +323,7 @@ fn request_for(ask: &Ask<'_>, reason: PairingReason, is_repair: bool) -> Pending
         is_repair,
         ts: now_ms,
         refreshed_at_ms: now_ms,
+        pairing_code: None,
     }
 }
 
@@ -370,9 +376,15 @@ fn approve_silently(
     Ok(device)
 }
 
-/// Refreshes a covering pending request or opens a new one that supersedes
-/// the others. A new request carries only what this connect asked for, so an
-/// approver never grants more than `devices list` shows.
+/// Keeps one stable request per device and role: a retry for the same role
+/// (from the same key: the device id is the key's hash) reuses the pending
+/// request, its id and its pairing code, and the request then shows this
+/// latest ask, never a union; when the ask changed, operators get
+/// `device.pair.requested` again with the same id. (The reference opens a
+/// new request when the ask is not covered; see "Pairing codes" in the
+/// README.) An ask for another role opens a new request that supersedes
+/// the device's others, so an approver never grants more than
+/// `devices list` shows.
 fn open_request(
     state: &GatewayState,
     ask: &Ask<'_>,
@@ -381,81 +393,138 @@ fn open_request(
 ) -> Result<PendingRequest, StoreError> {
     let Ask {
         verified,
-        params,
         role,
-        requested,
         peer,
         now_ms,
+        ..
     } = *ask;
-    let live: Vec<PendingRequest> = state
+    let same_role = state
         .store
         .pending_for_device(&verified.device_id)
         .into_iter()
         .filter(|p| is_live(p, now_ms))
-        .collect();
-    let covering = live.iter().find(|p| {
-        p.public_key == verified.public_key
-            && p.browser_origin == browser_origin(params, peer)
-            && p.role == role.as_str()
-            && p.roles.iter().any(|r| r == role.as_str())
-            && scopes::covers(&p.scopes, requested)
-    });
-    if let Some(p) = covering {
-        let mut refreshed = p.clone();
-        refreshed.display_name = params
-            .client
-            .display_name
-            .clone()
-            .or(refreshed.display_name);
-        refreshed.platform = Some(params.client.platform.clone());
-        refreshed.device_family = params.client.device_family.clone();
-        refreshed.client_id = Some(params.client.id.clone());
-        refreshed.client_mode = Some(params.client.mode.clone());
-        refreshed.remote_ip = Some(peer.ip.to_string());
-        refreshed.is_repair |= is_repair;
-        refreshed.refreshed_at_ms = now_ms;
-        let saved = refreshed.clone();
-        // Only while it is still open (under the writer lock the cache is
-        // current): an approval or rejection that committed since the read
-        // above must not be undone by writing the request back.
-        state.store.transact(|tx| {
-            if state.store.pending(&saved.request_id).is_some() {
-                tx.put_pending(&saved)?;
-            }
-            Ok(())
-        })?;
-        return Ok(refreshed);
+        .find(|p| {
+            p.public_key == verified.public_key
+                && p.role == role.as_str()
+                && p.roles.iter().all(|r| r == role.as_str())
+        });
+    if let Some(p) = same_role {
+        return update_request(state, ask, reason, is_repair, p);
     }
-    let request = request_for(ask, reason, is_repair);
+    let mut request = request_for(ask, reason, is_repair);
     let all_old = state.store.pending_for_device(&verified.device_id);
-    let saved = request.clone();
-    state.store.transact(|tx| {
+    let saved = state.store.transact(|tx| {
         for old in &all_old {
             tx.delete_pending(&old.request_id)?;
             tx.append_audit(&audit::record(
                 AuditAction::PairingSuperseded,
                 audit::peer_actor(peer),
                 Some(&old.device_id),
-                json!({"requestId": old.request_id, "supersededBy": saved.request_id}),
+                json!({"requestId": old.request_id, "supersededBy": request.request_id}),
             ))?;
         }
-        tx.put_pending(&saved)?;
+        // Under the writer lock the cache is current: the code is unique
+        // among pending requests (the store's unique index says so too).
+        request.pairing_code = Some(fresh_code(state));
+        tx.put_pending(&request)?;
         tx.append_audit(&audit::record(
             AuditAction::PairingRequested,
             audit::peer_actor(peer),
-            Some(&saved.device_id),
-            json!({"requestId": saved.request_id, "reason": reason.as_str(), "role": saved.role, "scopes": saved.scopes, "isRepair": is_repair}),
+            Some(&request.device_id),
+            json!({"requestId": request.request_id, "pairingCode": request.pairing_code, "reason": reason.as_str(), "role": request.role, "scopes": request.scopes, "isRepair": is_repair}),
         ))?;
-        Ok(())
+        Ok(request.clone())
     })?;
     for old in &all_old {
         broadcast_resolved(state, &old.request_id, &old.device_id, "rejected");
     }
-    info!(device = %request.device_id, request = %request.request_id, reason = reason.as_str(), "pairing request opened");
+    info!(device = %saved.device_id, request = %saved.request_id, reason = reason.as_str(), "pairing request opened");
     state
         .hub
-        .broadcast("device.pair.requested", &views::pending(&request));
-    Ok(request)
+        .broadcast("device.pair.requested", &views::pending(&saved));
+    Ok(saved)
+}
+
+/// A pairing code no pending request has (codes are drawn from the OS
+/// CSPRNG; a collision among the few pending requests is redrawn).
+fn fresh_code(state: &GatewayState) -> String {
+    loop {
+        let code = clawgate_protocol::pairing_code::generate();
+        if state.store.pending_by_code(&code).is_none() {
+            return code;
+        }
+    }
+}
+
+/// The device asked again for the role of its pending request `p`: the
+/// request keeps its id, code and creation time and now shows this ask.
+fn update_request(
+    state: &GatewayState,
+    ask: &Ask<'_>,
+    reason: PairingReason,
+    is_repair: bool,
+    p: PendingRequest,
+) -> Result<PendingRequest, StoreError> {
+    let Ask {
+        params,
+        requested,
+        peer,
+        now_ms,
+        ..
+    } = *ask;
+    let mut updated = p.clone();
+    updated.display_name = params.client.display_name.clone().or(updated.display_name);
+    updated.platform = Some(params.client.platform.clone());
+    updated.device_family = params.client.device_family.clone();
+    updated.client_id = Some(params.client.id.clone());
+    updated.client_mode = Some(params.client.mode.clone());
+    updated.browser_origin = browser_origin(params, peer);
+    updated.remote_ip = Some(peer.ip.to_string());
+    updated.scopes = requested.to_vec();
+    updated.reason = reason.as_str().to_string();
+    updated.is_repair |= is_repair;
+    updated.refreshed_at_ms = now_ms;
+    // What an approver sees changed: operators' lists must show it.
+    let ask_changed = !same_set(&p.scopes, &updated.scopes)
+        || p.reason != updated.reason
+        || p.browser_origin != updated.browser_origin;
+    // Only while it is still open (under the writer lock the cache is
+    // current): an approval or rejection that committed since the read
+    // above must not be undone by writing the request back.
+    let saved = state.store.transact(|tx| {
+        let Some(current) = state.store.pending(&updated.request_id) else {
+            return Ok(None);
+        };
+        if current.pairing_code.is_none() {
+            // A request stored before pairing codes existed gets one now.
+            updated.pairing_code = Some(fresh_code(state));
+        }
+        tx.put_pending(&updated)?;
+        if ask_changed {
+            tx.append_audit(&audit::record(
+                AuditAction::PairingUpdated,
+                audit::peer_actor(peer),
+                Some(&updated.device_id),
+                json!({"requestId": updated.request_id, "pairingCode": updated.pairing_code, "reason": updated.reason, "role": updated.role, "scopes": updated.scopes, "previousScopes": p.scopes}),
+            ))?;
+        }
+        Ok(Some(updated.clone()))
+    })?;
+    let Some(saved) = saved else {
+        // Decided meanwhile: the device's next connect sees the decision.
+        return Ok(updated);
+    };
+    if ask_changed {
+        info!(device = %saved.device_id, request = %saved.request_id, "pairing request updated");
+        state
+            .hub
+            .broadcast("device.pair.requested", &views::pending(&saved));
+    }
+    Ok(saved)
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
 /// The page origin recorded for browser clients (the Control UI and

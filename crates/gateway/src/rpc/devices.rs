@@ -11,7 +11,10 @@ use clawgate_protocol::frames::ErrorShape;
 use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
 use clawgate_protocol::scopes;
 use clawgate_protocol::wire::AuditAction;
-use clawgate_protocol::wire::{PairApproved, PairList, PairRejected, PairRemoved, PairRenamed};
+use clawgate_protocol::wire::{
+    PairApproved, PairDecisionParams, PairList, PairRejected, PairRemoved, PairRenamed, PairTarget,
+};
+use clawgate_protocol::{catalogue, pairing_code};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -20,10 +23,10 @@ use crate::rpc::common::{
     commit, denies_cross_device, has_non_operator_role, invalid, store_error, str_param,
 };
 use crate::session::{Caller, now_ms};
+use crate::state::code_guesses::Miss;
 use crate::state::{GatewayState, audit};
 use crate::views;
 
-pub static REQUEST_ID_PARAMS: Schema = Schema::Object(&[Prop::required("requestId", NON_EMPTY)]);
 pub static DEVICE_ID_PARAMS: Schema = Schema::Object(&[Prop::required("deviceId", NON_EMPTY)]);
 pub static RENAME_PARAMS: Schema = Schema::Object(&[
     Prop::required("deviceId", NON_EMPTY),
@@ -69,17 +72,78 @@ pub fn pair_list(state: &GatewayState, caller: &Caller, _: Value) -> Result<Valu
     Ok(views::json(&PairList { pending, paired }))
 }
 
+/// The request `device.pair.approve` / `device.pair.reject` names: by id
+/// (`Ok(None)` when unknown, answered as the reference does), or by
+/// pairing code (an unknown code is refused here: counted against the
+/// connection, audited, and after too many the connection is refused code
+/// lookups for a while).
+fn named_request(
+    state: &GatewayState,
+    caller: &Caller,
+    method: &str,
+    params: Value,
+    now: u64,
+) -> Result<(String, Option<clawgate_store::PendingRequest>), ErrorShape> {
+    let params: PairDecisionParams = serde_json::from_value(params)
+        .map_err(|e| invalid(&format!("invalid {method} params: {e}")))?;
+    let target = params
+        .target()
+        .map_err(|problem| invalid(&format!("invalid {method} params: {problem}")))?;
+    let code = match target {
+        PairTarget::RequestId(id) => {
+            let pending = state.store.pending(&id);
+            return Ok((id, pending));
+        }
+        PairTarget::Code(code) => code,
+    };
+    if let Some(retry_after_ms) = state.code_guesses.refused(&caller.conn_id, now) {
+        return Err(catalogue::pairing_code_rate_limited(retry_after_ms));
+    }
+    let shown = pairing_code::normalize(&code);
+    let found = shown
+        .as_deref()
+        .and_then(|c| state.store.pending_by_code(c))
+        .filter(|p| pairing::is_live(p, now));
+    if let Some(p) = found {
+        return Ok((p.request_id.clone(), Some(p)));
+    }
+    // Never echo more than a code's worth of what was typed.
+    let typed: String = shown.unwrap_or_else(|| code.chars().take(16).collect());
+    let miss = state.code_guesses.record_miss(&caller.conn_id, now);
+    let limited = miss == Miss::LimitReached;
+    state
+        .store
+        .transact(|tx| {
+            tx.append_audit(&audit::record(
+                AuditAction::PairingCodeUnknown,
+                audit::caller_actor(caller),
+                None,
+                json!({"pairingCode": typed, "method": method}),
+            ))?;
+            if limited {
+                tx.append_audit(&audit::record(
+                    AuditAction::PairingCodeLimited,
+                    audit::caller_actor(caller),
+                    None,
+                    json!({"retryAfterMs": crate::state::code_guesses::WINDOW_MS}),
+                ))?;
+            }
+            Ok(())
+        })
+        .map_err(store_error)?;
+    warn!(conn = %caller.conn_id, method, limited, "unknown pairing code");
+    Err(catalogue::pairing_code_unknown(&typed))
+}
+
 pub fn pair_approve(
     state: &GatewayState,
     caller: &Caller,
     params: Value,
 ) -> Result<Value, ErrorShape> {
-    let request_id = str_param(&params, "requestId");
     let now = now_ms();
-    let pending = state
-        .store
-        .pending(request_id)
-        .filter(|p| pairing::is_live(p, now));
+    let (request_id, pending) = named_request(state, caller, "device.pair.approve", params, now)?;
+    let request_id = request_id.as_str();
+    let pending = pending.filter(|p| pairing::is_live(p, now));
     if !caller.is_admin() {
         let Some(p) = &pending else {
             return Err(invalid("device pairing approval denied"));
@@ -161,6 +225,18 @@ pub fn pair_approve(
         })
         .map_err(store_error)?;
     let Some((request, device)) = decided else {
+        if state
+            .store
+            .pending(&request.request_id)
+            .is_some_and(|p| pairing::is_live(&p, now))
+        {
+            // The device asked again (other scopes) between the lookup and
+            // the write: approve only what was shown, so nothing now.
+            return Err(invalid(&format!(
+                "pairing request {} changed while it was being approved (the device asked again); nothing was approved: review it with clawgate devices list",
+                request.request_id
+            )));
+        }
         return Err(invalid("unknown requestId"));
     };
     info!(device = %device.device_id, request = %request.request_id, "device pairing approved");
@@ -176,8 +252,8 @@ pub fn pair_reject(
     caller: &Caller,
     params: Value,
 ) -> Result<Value, ErrorShape> {
-    let request_id = str_param(&params, "requestId");
-    let pending = state.store.pending(request_id);
+    let now = now_ms();
+    let (_, pending) = named_request(state, caller, "device.pair.reject", params, now)?;
     if let Some(own) = caller.device_id.as_deref().filter(|_| !caller.is_admin())
         && pending.as_ref().is_none_or(|p| p.device_id != own)
     {

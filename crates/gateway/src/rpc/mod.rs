@@ -66,12 +66,12 @@ pub const METHODS: &[Method] = &[
     },
     Method {
         name: "device.pair.approve",
-        params: &devices::REQUEST_ID_PARAMS,
+        params: &clawgate_protocol::wire::PAIR_DECISION_SCHEMA,
         handler: devices::pair_approve,
     },
     Method {
         name: "device.pair.reject",
-        params: &devices::REQUEST_ID_PARAMS,
+        params: &clawgate_protocol::wire::PAIR_DECISION_SCHEMA,
         handler: devices::pair_reject,
     },
     Method {

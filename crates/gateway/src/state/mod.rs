@@ -8,12 +8,14 @@
 //! - `slots.rs`: counted slots for sockets that have not authenticated;
 //! - `deferred.rs`: routine connect bookkeeping written once a second;
 //! - `metrics.rs`: Prometheus counters;
-//! - `audit.rs`: what an audit record says about who acted.
+//! - `audit.rs`: what an audit record says about who acted;
+//! - `code_guesses.rs`: unknown pairing codes per operator connection.
 //!
 //! Fields are crate-private: the rooms use them directly, other crates and
 //! the integration tests go through the methods here and `testkit`.
 
 pub mod audit;
+pub mod code_guesses;
 pub mod deferred;
 pub mod hub;
 pub mod limiter;
@@ -78,6 +80,8 @@ pub struct GatewayState {
     /// The same for "connect rejected" log lines: an attack must not flood
     /// the log (nor pay a write per attempt).
     rejection_log: std::sync::Mutex<(u64, u32, u64)>,
+    /// Unknown pairing codes per operator connection (see `code_guesses.rs`).
+    pub(crate) code_guesses: code_guesses::CodeGuesses,
     pub(crate) options: RuntimeOptions,
     /// Fronting mode: the OpenClaw gateway every authenticated client is
     /// relayed to (`None`: a standalone gateway).
@@ -182,6 +186,7 @@ impl GatewayState {
             shutdown: tokio::sync::watch::channel(false).0,
             failure_audit: std::sync::Mutex::new((0, 0, 0)),
             rejection_log: std::sync::Mutex::new((0, 0, 0)),
+            code_guesses: code_guesses::CodeGuesses::default(),
             options,
             tls: std::sync::OnceLock::new(),
         })

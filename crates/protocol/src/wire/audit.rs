@@ -25,6 +25,15 @@ pub enum AuditAction {
     PairingRejected,
     /// `pairing.superseded`: a newer request replaced a pending one.
     PairingSuperseded,
+    /// `pairing.updated`: a device asked again for the same role with a
+    /// different ask; its pending request (same id and code) now shows it.
+    PairingUpdated,
+    /// `pairing.code_unknown`: an operator named a pairing code no pending
+    /// request has.
+    PairingCodeUnknown,
+    /// `pairing.code_limited`: a connection named too many unknown codes
+    /// and is refused code lookups for a while.
+    PairingCodeLimited,
     /// `device.removed`.
     DeviceRemoved,
     /// `device.renamed`.
@@ -42,7 +51,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action clawgate writes.
-    pub const KNOWN: [AuditAction; 13] = [
+    pub const KNOWN: [AuditAction; 16] = [
         AuditAction::AuthFailure,
         AuditAction::AuthLockout,
         AuditAction::AuthSecretChanged,
@@ -51,6 +60,9 @@ impl AuditAction {
         AuditAction::PairingSilentApproved,
         AuditAction::PairingRejected,
         AuditAction::PairingSuperseded,
+        AuditAction::PairingUpdated,
+        AuditAction::PairingCodeUnknown,
+        AuditAction::PairingCodeLimited,
         AuditAction::DeviceRemoved,
         AuditAction::DeviceRenamed,
         AuditAction::TokenRotated,
@@ -68,6 +80,9 @@ impl AuditAction {
             AuditAction::PairingSilentApproved => "pairing.silent_approved",
             AuditAction::PairingRejected => "pairing.rejected",
             AuditAction::PairingSuperseded => "pairing.superseded",
+            AuditAction::PairingUpdated => "pairing.updated",
+            AuditAction::PairingCodeUnknown => "pairing.code_unknown",
+            AuditAction::PairingCodeLimited => "pairing.code_limited",
             AuditAction::DeviceRemoved => "device.removed",
             AuditAction::DeviceRenamed => "device.renamed",
             AuditAction::TokenRotated => "token.rotated",
@@ -156,6 +171,9 @@ mod tests {
             "pairing.silent_approved",
             "pairing.rejected",
             "pairing.superseded",
+            "pairing.updated",
+            "pairing.code_unknown",
+            "pairing.code_limited",
             "device.removed",
             "device.renamed",
             "token.rotated",

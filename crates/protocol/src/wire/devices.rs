@@ -195,6 +195,11 @@ pub struct PendingPairing {
     /// Creation time.
     #[serde(default)]
     pub ts: u64,
+    /// clawgate's short code for this request (`XXXX-XXXX`, see
+    /// [`crate::pairing_code`]); an extra key after the reference's, absent
+    /// from the reference gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_code: Option<String>,
     #[serde(flatten, default)]
     pub extra: Extra,
 }
@@ -229,6 +234,7 @@ impl PendingPairing {
             silent: false,
             is_repair: false,
             ts,
+            pairing_code: None,
             extra: Extra::new(),
         }
     }
@@ -244,6 +250,75 @@ impl PendingPairing {
             .as_deref()
             .or(self.client_id.as_deref())
             .unwrap_or(&self.device_id)
+    }
+}
+
+/// The params of `device.pair.approve` and `device.pair.reject`: exactly
+/// one of `requestId` (the reference's) and `code` (clawgate's short
+/// pairing code, any case, dash optional). One definition for the gateway
+/// (via [`PAIR_DECISION_SCHEMA`] and [`PairDecisionParams::target`]), the
+/// client library, the CLI and the UI fixtures.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairDecisionParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// The closed params schema of [`PairDecisionParams`]; "exactly one" is
+/// checked by [`PairDecisionParams::target`].
+pub static PAIR_DECISION_SCHEMA: crate::schema::Schema = crate::schema::Schema::Object(&[
+    crate::schema::Prop::optional("requestId", crate::schema::NON_EMPTY),
+    crate::schema::Prop::optional("code", crate::schema::NON_EMPTY),
+]);
+
+/// What a [`PairDecisionParams`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairTarget {
+    RequestId(String),
+    /// As typed (trimmed); the gateway normalises it.
+    Code(String),
+}
+
+impl PairDecisionParams {
+    /// By request id.
+    pub fn request_id(id: impl Into<String>) -> Self {
+        PairDecisionParams {
+            request_id: Some(id.into()),
+            code: None,
+        }
+    }
+
+    /// By pairing code.
+    pub fn code(code: impl Into<String>) -> Self {
+        PairDecisionParams {
+            request_id: None,
+            code: Some(code.into()),
+        }
+    }
+
+    /// What an operator typed: a pairing code when it has a code's shape
+    /// (any case, dash optional), a request id otherwise.
+    pub fn from_input(input: &str) -> Self {
+        let input = input.trim();
+        if crate::pairing_code::looks_like_code(input) {
+            Self::code(input)
+        } else {
+            Self::request_id(input)
+        }
+    }
+
+    /// The one target, or the schema-style problem: neither is the
+    /// reference's missing-`requestId` message, both is refused.
+    pub fn target(&self) -> Result<PairTarget, String> {
+        match (&self.request_id, &self.code) {
+            (Some(id), None) => Ok(PairTarget::RequestId(id.trim().to_string())),
+            (None, Some(code)) => Ok(PairTarget::Code(code.trim().to_string())),
+            (None, None) => Err("must have required property 'requestId'".into()),
+            (Some(_), Some(_)) => Err("must have exactly one of 'requestId' or 'code'".into()),
+        }
     }
 }
 
@@ -490,6 +565,42 @@ mod tests {
         assert_eq!(v["remoteIp"], "192.168.1.4");
         assert_eq!(keys(&v)[3..5], ["displayName", "remoteIp"]);
         assert_eq!(serde_json::from_value::<PendingPairing>(v).unwrap(), p);
+        // The code is an extra key after every reference key.
+        p.pairing_code = Some("BCDF-GHJK".into());
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(*keys(&v).last().unwrap(), "pairingCode");
+        assert_eq!(v["pairingCode"], "BCDF-GHJK");
+    }
+
+    #[test]
+    fn decision_params_name_exactly_one_request() {
+        let by_code = PairDecisionParams::from_input(" bcdfghjk ");
+        assert_eq!(
+            serde_json::to_value(&by_code).unwrap(),
+            json!({"code": "bcdfghjk"})
+        );
+        assert_eq!(by_code.target(), Ok(PairTarget::Code("bcdfghjk".into())));
+        let by_id = PairDecisionParams::from_input("45565c50-6178-4690-9cbe-8dfc1449e4a7");
+        assert_eq!(
+            serde_json::to_value(&by_id).unwrap(),
+            json!({"requestId": "45565c50-6178-4690-9cbe-8dfc1449e4a7"})
+        );
+        assert!(
+            PairDecisionParams::default()
+                .target()
+                .unwrap_err()
+                .contains("'requestId'")
+        );
+        let both = PairDecisionParams {
+            request_id: Some("r".into()),
+            code: Some("BCDF-GHJK".into()),
+        };
+        assert!(both.target().unwrap_err().contains("exactly one"));
+        assert!(
+            crate::schema::validate(&json!({"code": "x", "other": 1}), &PAIR_DECISION_SCHEMA)
+                .is_some()
+        );
+        assert!(crate::schema::validate(&json!({"code": "x"}), &PAIR_DECISION_SCHEMA).is_none());
     }
 
     #[test]

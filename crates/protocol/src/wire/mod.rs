@@ -17,8 +17,9 @@ pub mod presence;
 
 pub use audit::{AuditAction, AuditEntry, AuditList};
 pub use devices::{
-    PairApproved, PairList, PairRejected, PairRemoved, PairRenamed, PairedDevice, PendingPairing,
-    TokenDelivery, TokenInfo, TokenRevoked, TokenRotated, shown_remote_ip,
+    PAIR_DECISION_SCHEMA, PairApproved, PairDecisionParams, PairList, PairRejected, PairRemoved,
+    PairRenamed, PairTarget, PairedDevice, PendingPairing, TokenDelivery, TokenInfo, TokenRevoked,
+    TokenRotated, shown_remote_ip,
 };
 pub use hello::{
     AuthMethod, HelloAuth, HelloFeatures, HelloOk, HelloPolicy, HelloServer, HelloSnapshot,
