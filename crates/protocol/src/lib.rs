@@ -15,6 +15,7 @@ pub mod hex;
 pub mod schema;
 pub mod scopes;
 pub mod secret;
+pub mod setup_code;
 pub mod wire;
 
 pub use secret::Secret;
