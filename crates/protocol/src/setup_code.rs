@@ -113,6 +113,41 @@ pub fn is_setup_code(text: &str) -> bool {
     SetupPayload::decode(text).is_ok()
 }
 
+/// The QR code of `text` as rows of `'1'` (dark) and `'0'` (light)
+/// modules, without the quiet zone: what the Control UI draws (as SVG
+/// rectangles built with DOM calls) and the terminal renders.
+pub fn qr_rows(text: &str) -> Option<Vec<String>> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L).ok()?;
+    let width = code.width();
+    let colors = code.to_colors();
+    Some(
+        colors
+            .chunks(width)
+            .map(|row| {
+                row.iter()
+                    .map(|c| if *c == qrcode::Color::Dark { '1' } else { '0' })
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// The QR code of `text` for a terminal: two module rows per line with
+/// half blocks, dark on light, with a quiet zone.
+pub fn qr_terminal(text: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code =
+        qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L).ok()?;
+    Some(
+        code.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
 /// The hint given where a setup code was used as the gateway token.
 pub const PASTED_AS_TOKEN_HINT: &str = "This is a setup code, not the gateway token: redeem it once on the device that should be paired (scan its QR code in the OpenClaw app, or run: clawgate pair --setup-code <code>).";
 
@@ -160,6 +195,16 @@ mod tests {
         assert_eq!(SetupPayload::decode(&http), Err(BadPayload));
         assert!(!is_setup_code("test-token-5f1c2a9e"));
         assert!(is_setup_code(&payload().encode()));
+    }
+
+    #[test]
+    fn qr_matrix_is_square() {
+        let rows = qr_rows(&payload().encode()).unwrap();
+        assert!(rows.len() >= 21);
+        assert!(rows.iter().all(|r| r.len() == rows.len()));
+        // The finder pattern's top-left corner is dark.
+        assert!(rows[0].starts_with("1111111"));
+        assert!(qr_terminal("x").unwrap().contains('\u{2588}'));
     }
 
     #[test]
