@@ -144,7 +144,9 @@ async fn a_code_pairs_once_with_exactly_its_role_and_scopes() {
         .map(String::as_str)
         .collect();
     assert_eq!(keys, ["url", "bootstrapToken", "expiresAtMs"]);
-    assert_eq!(decoded["url"], gw.url());
+    // The reference's normal form (no lone `/` path), which its apps require.
+    assert_eq!(decoded["url"], gw.url().trim_end_matches('/'));
+    assert_eq!(created["gatewayUrl"], decoded["url"]);
     let token = decoded["bootstrapToken"].as_str().unwrap().to_string();
     assert_eq!(token.len(), 43);
     assert_eq!(decoded["expiresAtMs"], created["expiresAtMs"]);

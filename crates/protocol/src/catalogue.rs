@@ -998,6 +998,18 @@ mod tests {
         ),
         ("devices revoke", &["--device", "--role"]),
         ("devices clear", &["--yes", "--pending"]),
+        (
+            "devices setup-code",
+            &[
+                "--role",
+                "--scopes",
+                "--ttl",
+                "--name",
+                "--public-url",
+                "--no-qr",
+            ],
+        ),
+        ("pair", &["--setup-code", "--role"]),
         ("dashboard", &["--no-open", "--json", "--show-token"]),
         ("explain", &[]),
         ("doctor", &["--json", "--generate-gateway-token"]),

@@ -107,6 +107,56 @@ impl SetupPayload {
     }
 }
 
+/// The gateway URL as the reference writes it into a setup code (and
+/// checks it when decoding: a URL in another form is refused by the OpenClaw
+/// apps and CLI): `ws|wss://host[:port][path]`, the scheme and host in lower
+/// case, no credentials, query or fragment, no default port, no lone `/`
+/// path. `None` for anything else.
+pub fn normalize_gateway_url(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let (scheme, rest) = if lower.starts_with("ws://") {
+        ("ws", &trimmed[5..])
+    } else if lower.starts_with("wss://") {
+        ("wss", &trimmed[6..])
+    } else {
+        return None;
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.is_empty()
+        || authority.contains('@')
+        || authority.contains(char::is_whitespace)
+        || path.contains(char::is_whitespace)
+    {
+        return None;
+    }
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n: u16 = p.parse().ok()?;
+            let default = if scheme == "ws" { 80 } else { 443 };
+            (n != default).then_some(n)
+        }
+    };
+    let path = if path == "/" { "" } else { path };
+    Some(format!(
+        "{scheme}://{}{}{path}",
+        host.to_ascii_lowercase(),
+        port.map(|p| format!(":{p}")).unwrap_or_default()
+    ))
+}
+
 /// Whether `text` (say, pasted into a token field) is a setup code. Says
 /// nothing about whether its bootstrap token is valid.
 pub fn is_setup_code(text: &str) -> bool {
@@ -205,6 +255,25 @@ mod tests {
         // The finder pattern's top-left corner is dark.
         assert!(rows[0].starts_with("1111111"));
         assert!(qr_terminal("x").unwrap().contains('\u{2588}'));
+    }
+
+    #[test]
+    fn gateway_urls_are_normalised_as_the_reference_does() {
+        let n = |s: &str| normalize_gateway_url(s);
+        assert_eq!(
+            n("ws://127.0.0.1:18789/").as_deref(),
+            Some("ws://127.0.0.1:18789")
+        );
+        assert_eq!(
+            n(" WSS://GW.Example:443/ ").as_deref(),
+            Some("wss://gw.example")
+        );
+        assert_eq!(n("ws://h:80/x/?q=1#f").as_deref(), Some("ws://h/x/"));
+        assert_eq!(n("ws://[::1]:18789").as_deref(), Some("ws://[::1]:18789"));
+        assert_eq!(n("wss://gw/openclaw").as_deref(), Some("wss://gw/openclaw"));
+        for bad in ["http://h", "ws://", "ws://u:p@h", "ws://h:99999", "h:1"] {
+            assert_eq!(n(bad), None, "{bad}");
+        }
     }
 
     #[test]

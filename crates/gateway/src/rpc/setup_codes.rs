@@ -114,13 +114,12 @@ pub fn setup_create(
 ) -> Result<Value, ErrorShape> {
     let role = str_param(&params, "role").to_string();
     let scopes = bound_scopes(caller, &role, &params)?;
-    let url = str_param(&params, "gatewayUrl").to_string();
-    if !(url.starts_with("ws://") || url.starts_with("wss://")) || url.contains(char::is_whitespace)
-    {
+    // In the reference's normal form: the OpenClaw apps refuse any other.
+    let Some(url) = setup_code::normalize_gateway_url(str_param(&params, "gatewayUrl")) else {
         return Err(invalid(
             "gatewayUrl must be the ws:// or wss:// URL the device reaches this gateway at",
         ));
-    }
+    };
     let ttl_ms = match params.get("ttlMs").and_then(Value::as_u64) {
         None => DEFAULT_TTL_MS,
         Some(t) if (MIN_TTL_MS..=MAX_TTL_MS).contains(&t) => t,
