@@ -366,9 +366,18 @@ fn setup_code_as_token() -> Failure {
     )
 }
 
-/// Options that use this CLI's cached device token for `ep`, when it holds
-/// one (a device paired by a setup code has no shared secret).
+/// Gateways (origins, one a line) this CLI was paired with by a setup code:
+/// only for those does `--url` without a secret use the cached device token.
+pub const SETUP_PAIRED_FILE: &str = "setup-code-gateways";
+
+/// Options that use this CLI's cached device token for `ep`, when `clawgate
+/// pair --setup-code` paired it there (it has no shared secret) and the
+/// token is cached.
 fn paired_by_setup_code(ep: &Endpoint, dir: &std::path::Path) -> Option<ConnectOptions> {
+    let listed = std::fs::read_to_string(dir.join(SETUP_PAIRED_FILE)).ok()?;
+    if !listed.lines().any(|l| l.trim() == ep.origin()) {
+        return None;
+    }
     let identity = DeviceIdentity::load(dir).ok().flatten()?;
     let mut opts = ConnectOptions::new(ep.url());
     opts.identity = Some(identity);

@@ -210,6 +210,25 @@ fn print_list(list: &Value) {
     println!("{table}");
 }
 
+/// Records that this CLI was paired with `url`'s gateway by a setup code,
+/// so `--url` there works with the cached device token alone (best effort:
+/// without it, `--token` is still asked for).
+fn remember_gateway(dir: &std::path::Path, url: &str) {
+    let Ok(origin) = Endpoint::parse(url).map(|ep| ep.origin()) else {
+        return;
+    };
+    let path = dir.join(net::SETUP_PAIRED_FILE);
+    let mut lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if !lines.contains(&origin) {
+        lines.push(origin);
+        let _ = std::fs::write(&path, lines.join("\n") + "\n");
+    }
+}
+
 /// `clawgate pair --setup-code CODE`.
 #[derive(Debug, Args)]
 pub struct PairArgs {
@@ -285,6 +304,7 @@ async fn redeem(args: PairArgs, paths: &Paths) -> Result<u8, Failure> {
         })
         .unwrap_or_default();
     client.close().await;
+    remember_gateway(&dir, &url);
     if args.json {
         print_json(&json!({
             "ok": true,

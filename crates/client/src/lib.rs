@@ -334,6 +334,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn options_from_a_setup_code() {
+        let code = SetupPayload {
+            url: "wss://gw.example:18789".into(),
+            bootstrap_token: Secret::new("boot-token"),
+            expires_at_ms: Some(1),
+            tls_fingerprint: Some("ab".repeat(32)),
+        }
+        .encode();
+        let opts = ConnectOptions::from_setup_code(&format!("oc-pair://{code}")).unwrap();
+        assert_eq!(opts.url, "wss://gw.example:18789");
+        assert_eq!(
+            opts.bootstrap_token.as_ref().map(Secret::expose),
+            Some("boot-token")
+        );
+        assert!(opts.prefer_bootstrap_token);
+        assert_eq!(opts.scopes, Some(Vec::new()));
+        assert!(opts.token.is_none() && opts.password.is_none());
+        assert!(matches!(opts.tls_fingerprint, Some(TlsPin::Certificate(_))));
+        assert!(ConnectOptions::from_setup_code("not-a-code").is_err());
+    }
+
     fn error(details: Value) -> ErrorShape {
         let mut e = ErrorShape::new("NOT_PAIRED", "x");
         e.details = Some(Box::new(details));
