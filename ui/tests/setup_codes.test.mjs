@@ -38,6 +38,9 @@ uiTest('Devices: an admin creates a setup code with its QR code, then revokes it
   await waitFor(async () => /revoked/.test(await section.locator(`li[data-setup-id="${setupId}"]`).innerText()), 'revoked badge');
   const list = await gw.cliOk(['devices', 'setup-code', 'list'], { json: true });
   assert.equal(list.json.setupCodes[0].state, 'revoked');
+  // What was typed is what the code binds (a live refresh did not reset it).
+  assert.deepEqual(list.json.setupCodes[0].scopes, ['operator.read']);
+  assert.equal(list.json.setupCodes[0].label, 'ui phone');
 });
 
 uiTest('Login: a setup code in the secret field is explained, not sent', async (env) => {

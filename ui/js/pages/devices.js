@@ -253,26 +253,29 @@ export function mount(el, app) {
   // Setup codes (admins): mint one for a phone or another device, show its
   // QR code once, list and revoke. The gateway builds the QR matrix; it is
   // drawn here with DOM calls (no markup strings under Trusted Types).
+  // The form is built once, so a live refresh never wipes what is typed.
+  const setupRole = h('select', { id: 'setup-role', name: 'setup-role' },
+    h('option', { value: 'operator' }, 'operator'), h('option', { value: 'node' }, 'node'));
+  const setupScopes = h('input', { id: 'setup-scopes', name: 'setup-scopes', type: 'text', value: 'operator.read, operator.write', spellcheck: 'false' });
+  const setupLabel = h('input', { id: 'setup-label', name: 'setup-label', type: 'text', maxlength: '64', placeholder: 'e.g. phone' });
+  setupRole.addEventListener('change', () => { setupScopes.disabled = setupRole.value === 'node'; });
+  const setupForm = h('form', { class: 'setup-form', novalidate: true },
+    h('label', { for: 'setup-role' }, 'Role'), setupRole,
+    h('label', { for: 'setup-scopes' }, 'Scopes'), setupScopes,
+    h('label', { for: 'setup-label' }, 'Label'), setupLabel,
+    h('button', { type: 'submit', id: 'setup-create', class: 'primary' }, 'Create setup code'));
+  setupForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const params = { role: setupRole.value, gatewayUrl: app.url };
+    if (setupRole.value === 'operator') params.scopes = setupScopes.value.split(',').map((x) => x.trim()).filter(Boolean);
+    if (setupLabel.value.trim()) params.label = setupLabel.value.trim();
+    run('Setup code created.', async () => { created = await app.client.request('device.setup.create', params); });
+  });
+
   function renderSetup(codes) {
     setupSection.hidden = !isAdmin();
     if (!isAdmin()) return;
-    const role = h('select', { id: 'setup-role', name: 'setup-role' },
-      h('option', { value: 'operator' }, 'operator'), h('option', { value: 'node' }, 'node'));
-    const scopes = h('input', { id: 'setup-scopes', name: 'setup-scopes', type: 'text', value: 'operator.read, operator.write', spellcheck: 'false' });
-    const label = h('input', { id: 'setup-label', name: 'setup-label', type: 'text', maxlength: '64', placeholder: 'e.g. phone' });
-    role.addEventListener('change', () => { scopes.disabled = role.value === 'node'; });
-    const form = h('form', { class: 'setup-form', novalidate: true },
-      h('label', { for: 'setup-role' }, 'Role'), role,
-      h('label', { for: 'setup-scopes' }, 'Scopes'), scopes,
-      h('label', { for: 'setup-label' }, 'Label'), label,
-      h('button', { type: 'submit', id: 'setup-create', class: 'primary' }, 'Create setup code'));
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const params = { role: role.value, gatewayUrl: app.url };
-      if (role.value === 'operator') params.scopes = scopes.value.split(',').map((x) => x.trim()).filter(Boolean);
-      if (label.value.trim()) params.label = label.value.trim();
-      run('Setup code created.', async () => { created = await app.client.request('device.setup.create', params); });
-    });
+    const form = setupForm;
     const shown = created ? (() => {
       const code = h('code', { id: 'setup-code-text', class: 'wrap' }, created.setupCode);
       return h('div', { class: 'setup-result', dataset: { setupId: created.setupId } },
