@@ -364,6 +364,8 @@ async fn bad_codes_are_refused_with_nothing_paired_and_audited() {
         let before = audit_actions(&mut admin).await.len();
         let res = redeem(&gw, &device, token, role, scopes).await;
         assert_invalid(&res);
+        // One payload for every reason: nothing tells a guesser which it was.
+        insta::assert_json_snapshot!("bootstrap_token_invalid", mask(&res));
         assert!(
             paired(&mut admin)
                 .await
@@ -524,6 +526,7 @@ async fn a_setup_code_pasted_as_the_token_is_explained() {
     let mut c = gw.client().await;
     let res = c.connect_with(cli_params(text, &["operator.read"])).await;
     assert_eq!(code(&res), "AUTH_TOKEN_MISMATCH", "{res}");
+    insta::assert_json_snapshot!("setup_code_pasted_as_token", mask(&res));
     let hint = res["error"]["details"]["remediationHint"].as_str().unwrap();
     assert!(
         hint.contains("setup code") && hint.contains("clawgate pair --setup-code"),

@@ -342,11 +342,22 @@ pub(crate) fn explain_pasted_setup_code(
     rejection
 }
 
+/// `details.remediationHint`, where the reference puts that key (before
+/// `recommendedNextStep`).
 fn add_hint(error: &mut ErrorShape) {
     if let Some(Value::Object(details)) = error.details.as_deref_mut() {
-        details.insert(
-            "remediationHint".into(),
-            json!(setup_code::PASTED_AS_TOKEN_HINT),
-        );
+        let old = std::mem::take(details);
+        for (key, value) in old {
+            if key == "recommendedNextStep" {
+                details.insert(
+                    "remediationHint".into(),
+                    json!(setup_code::PASTED_AS_TOKEN_HINT),
+                );
+            }
+            details.insert(key, value);
+        }
+        details
+            .entry("remediationHint")
+            .or_insert_with(|| json!(setup_code::PASTED_AS_TOKEN_HINT));
     }
 }
