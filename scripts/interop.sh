@@ -213,12 +213,39 @@ devices_wrong_token() {
   ! oc devices list --url "$URL" --token WRONG >/dev/null 2>&1
 }
 
+setup_code_connect() {
+  # A clawgate setup code redeemed by the real `openclaw connect` (a headless
+  # node host): paired as node, approvedVia bootstrap; the same code a second
+  # time is refused with AUTH_BOOTSTRAP_TOKEN_INVALID and the reference's text.
+  SHOW=("$WORK/sc-create.json" "$WORK/sc-connect.log" "$WORK/sc-list.json" "$WORK/sc-again.log")
+  "$CLAWGATE" --state-dir "$WORK/sc-cli" devices setup-code --role node --name interop-node \
+    --url "$URL" --token "$TOKEN" --json >"$WORK/sc-create.json" 2>&1 || why "devices setup-code failed" || return
+  local code pid i paired=""
+  code=$(json_field "$WORK/sc-create.json" 'd["setupCode"]') || why "no setupCode" || return
+  HOME="$WORK/sc-home" NO_COLOR=1 timeout 40 "$OPENCLAW" connect "$code" --display-name interop-node \
+    >"$WORK/sc-connect.log" 2>&1 &
+  pid=$!
+  for i in $(seq 1 60); do
+    "$CLAWGATE" --state-dir "$WORK/sc-cli" devices list --url "$URL" --token "$TOKEN" --json >"$WORK/sc-list.json" 2>/dev/null || true
+    if [ "$(json_field "$WORK/sc-list.json" 'any(p.get("approvedVia") == "bootstrap" and p.get("roles") == ["node"] for p in d["paired"])' 2>/dev/null)" = True ]; then
+      paired=yes; break
+    fi
+    sleep 0.5
+  done
+  stop_pid "$pid"
+  [ -n "$paired" ] || why "openclaw connect did not pair a node through the setup code" || return
+  HOME="$WORK/sc-home2" NO_COLOR=1 timeout 40 "$OPENCLAW" connect "$code" >"$WORK/sc-again.log" 2>&1 &&
+    why "a spent setup code was accepted" && return
+  grep -q "AUTH_BOOTSTRAP_TOKEN_INVALID" "$WORK/sc-again.log" || why "second use not refused with AUTH_BOOTSTRAP_TOKEN_INVALID"
+}
+
 check "openclaw gateway call health --json" health_ok
 check "openclaw gateway call status --json (no secret in it)" status_ok
 check "openclaw gateway call health with a wrong token: reference details" wrong_token_details
 check "openclaw gateway probe --json" probe_ok
 check "openclaw devices list/approve/rename/rotate/revoke/remove/reject/clear" devices_flow
 check "openclaw devices list with a wrong token fails" devices_wrong_token
+check "openclaw connect <clawgate setup code>: paired as node (bootstrap), second use refused" setup_code_connect
 
 if grep -q -- "$TOKEN" "$WORK/gateway.err" "$WORK/gateway.out"; then
   echo "FAIL gateway output contains the shared token"; failed=$((failed + 1))

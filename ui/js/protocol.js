@@ -68,5 +68,8 @@ export const METHOD_SCOPES = {
   "device.pair.rename": "operator.pairing",
   "device.token.rotate": "operator.pairing",
   "device.token.revoke": "operator.pairing",
+  "device.setup.create": "operator.admin",
+  "device.setup.list": "operator.admin",
+  "device.setup.revoke": "operator.admin",
   "audit.list": "operator.admin"
 };

@@ -2,6 +2,7 @@
 // error. Each has h1#screen-title, p#screen-message, one code.next-command
 // with a copy button, and details#raw-error (see ui/README.md).
 
+import { parseSetupCode, PASTED_AS_TOKEN } from './setup_code.js';
 import { h, commandLine, copyButton } from './dom.js';
 import { entry, commandFrom, fill } from './catalogue.js';
 
@@ -258,8 +259,22 @@ function loginForm(ctx, lockedReason) {
     h('label', { for: 'gateway-secret' }, 'Gateway secret'),
     h('div', { class: 'secret-field' }, secret, toggle),
     submit);
+  const secretHint = h('p', { id: 'gateway-secret-hint', class: 'hint', role: 'alert', hidden: true });
+  form.insertBefore(secretHint, submit);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
+    if (parseSetupCode(secret.value)) {
+      // A setup code is a one-time pairing credential for another device,
+      // not this gateway's token: explain instead of sending it.
+      secretHint.textContent = PASTED_AS_TOKEN;
+      secretHint.hidden = false;
+      secretHint.classList.add('invalid');
+      secret.setAttribute('aria-invalid', 'true');
+      secret.focus();
+      return;
+    }
+    secretHint.hidden = true;
+    secret.removeAttribute('aria-invalid');
     const ok = ctx.onConnect(url.value, secret.value);
     if (ok === false) {
       urlError.textContent = 'Enter a ws:// or wss:// address, e.g. ws://127.0.0.1:18789';

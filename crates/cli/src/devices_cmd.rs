@@ -61,6 +61,9 @@ pub enum DevicesCommand {
         #[arg(long)]
         role: String,
     },
+    /// Mint a single-use setup code (with its QR) that pairs one device with a
+    /// role and scopes; `setup-code list` and `setup-code revoke <setupId>`.
+    SetupCode(crate::setup_code_cmd::SetupCodeArgs),
     /// Remove every paired device (and with --pending, reject every request).
     Clear {
         #[arg(long)]
@@ -82,6 +85,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
     let admin = &["operator.admin"][..];
     let pairing = &["operator.pairing"][..];
     match command {
+        SetupCode(args) => crate::setup_code_cmd::execute(args, target, paths).await,
         List => {
             let (s, ctx) = net::connect(target, paths, pairing).await?;
             let list = call(&s, &ctx, "device.pair.list", json!({})).await?;

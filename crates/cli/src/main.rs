@@ -13,6 +13,7 @@ mod manual_cmd;
 mod net;
 mod ops_cmd;
 mod service_cmd;
+mod setup_code_cmd;
 mod upstream_cmd;
 
 use std::path::PathBuf;
@@ -87,6 +88,8 @@ enum Command {
     Completions(manual_cmd::CompletionsArgs),
     /// Print the man page, or write one per command with --out DIR.
     Man(manual_cmd::ManArgs),
+    /// Pair this host's CLI with a gateway by redeeming a setup code once.
+    Pair(setup_code_cmd::PairArgs),
     /// Write a consistent copy of the device registry to FILE (safe while the gateway runs).
     Backup(backup_cmd::BackupArgs),
     /// Replace the device registry with a backup (the gateway must be stopped); --check only checks it.
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Command::Status(args) => ops_cmd::status(args, &paths),
         Command::Completions(args) => manual_cmd::completions(args, Cli::command()),
         Command::Man(args) => manual_cmd::man(args, Cli::command()),
+        Command::Pair(args) => setup_code_cmd::pair(args, &paths),
         Command::Backup(args) => backup_cmd::backup(args, &paths),
         Command::Restore(args) => backup_cmd::restore(args, &paths),
     };

@@ -310,6 +310,11 @@ pub fn session_options(
     needed: &[&str],
     session: Session,
 ) -> Result<(ConnectOptions, Context), Failure> {
+    if let Some(t) = &target.token
+        && clawgate_protocol::setup_code::is_setup_code(t)
+    {
+        return Err(setup_code_as_token());
+    }
     let timeout = Duration::from_millis(target.timeout.max(1));
     let dir = client_dir(paths);
     let mut ctx = Context {
@@ -333,6 +338,15 @@ pub fn session_options(
             let ep = Endpoint::parse(url).map_err(|e| {
                 Failure::plain(e, "Pass a gateway URL such as --url ws://127.0.0.1:18789")
             })?;
+            if target.token.is_none()
+                && target.password.is_none()
+                && let Some(opts) = paired_by_setup_code(&ep, &dir)
+            {
+                // Paired earlier (`clawgate pair --setup-code`): the cached
+                // device token is the credential.
+                ctx.device_id = opts.identity.as_ref().map(|i| i.device_id().to_string());
+                return Ok(finish_options(opts, ctx, fingerprint, timeout, needed));
+            }
             if target.token.is_none() && target.password.is_none() {
                 return Err(Failure::plain(
                     "gateway URL override requires explicit credentials: pass --token or --password with --url, or set CLAWGATE_GATEWAY_TOKEN (config credentials are not used for other gateways)",
@@ -363,6 +377,39 @@ pub fn session_options(
         None => local_options(target, paths)?,
     };
     Ok(finish_options(opts, ctx, fingerprint, timeout, needed))
+}
+
+/// `--token` holds a setup code (recognised by its format, before anything
+/// is sent).
+fn setup_code_as_token() -> Failure {
+    Failure::plain(
+        "--token holds a setup code, not the gateway token: a setup code pairs a device once and is not a login",
+        "Redeem it on the device that should be paired: clawgate pair --setup-code <code> (or scan its QR code in the OpenClaw app); the gateway token is shown on the gateway host by: clawgate gateway auth-token --show",
+    )
+}
+
+/// Gateways (origins, one a line) this CLI was paired with by a setup code:
+/// only for those does `--url` without a secret use the cached device token.
+pub const SETUP_PAIRED_FILE: &str = "setup-code-gateways";
+
+/// Options that use this CLI's cached device token for `ep`, when `clawgate
+/// pair --setup-code` paired it there (it has no shared secret) and the
+/// token is cached.
+fn paired_by_setup_code(ep: &Endpoint, dir: &std::path::Path) -> Option<ConnectOptions> {
+    let listed = std::fs::read_to_string(dir.join(SETUP_PAIRED_FILE)).ok()?;
+    if !listed.lines().any(|l| l.trim() == ep.origin()) {
+        return None;
+    }
+    let identity = DeviceIdentity::load(dir).ok().flatten()?;
+    let mut opts = ConnectOptions::new(ep.url());
+    opts.identity = Some(identity);
+    let cache = Arc::new(FileTokenCache::new(dir));
+    let key = opts.token_key()?;
+    clawgate_client::TokenCache::load(cache.as_ref(), &key)
+        .ok()
+        .flatten()?;
+    opts.token_cache = Some(cache);
+    Some(opts)
 }
 
 /// The settings every CLI connection shares.

@@ -168,7 +168,10 @@ fn backup_while_serving_then_restore_after_stopping() {
     assert!(
         stdout.contains(&format!("Wrote {file_arg}"))
             && stdout.contains("1 paired device,")
-            && stdout.contains("schema version 1")
+            && stdout.contains(&format!(
+                "schema version {}",
+                clawgate_store::SCHEMA_VERSION
+            ))
             && stdout.contains("audit chain of")
             && stdout.contains("Not in the backup: the config file"),
         "{stdout}"

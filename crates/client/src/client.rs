@@ -217,6 +217,13 @@ impl Driver {
                     let auth_method = hello_auth(&hello)
                         .map_or("token", |a| a.method.as_str())
                         .to_string();
+                    if auth_method == "bootstrap-token" {
+                        // The setup code is spent: reconnects use the device
+                        // token just cached, with the scopes cached with it.
+                        self.opts.bootstrap_token = None;
+                        self.opts.prefer_bootstrap_token = false;
+                        self.opts.scopes = None;
+                    }
                     let tick = HelloPolicy::deserialize(&hello["policy"])
                         .map(|p| Duration::from_millis(p.tick_interval_ms))
                         .unwrap_or(Duration::from_secs(30))

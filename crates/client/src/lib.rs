@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use clawgate_protocol::Secret;
 use clawgate_protocol::frames::ErrorShape;
+pub use clawgate_protocol::setup_code::{SetupCodeError, SetupPayload};
 use serde_json::Value;
 
 pub use client::Client;
@@ -137,6 +138,23 @@ impl std::fmt::Debug for ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// Options that redeem a setup code (bare or `oc-pair://`): its gateway
+    /// URL, its bootstrap token sent alone, its TLS fingerprint as the pin,
+    /// and no scopes asked (the session gets the code's). Set `identity`
+    /// and `token_cache` so the device token from `hello-ok` is kept; later
+    /// connects use it.
+    pub fn from_setup_code(code: &str) -> Result<ConnectOptions, SetupCodeError> {
+        let payload = SetupPayload::decode(code)?;
+        let mut opts = ConnectOptions::new(payload.url);
+        opts.bootstrap_token = Some(payload.bootstrap_token);
+        opts.prefer_bootstrap_token = true;
+        opts.scopes = Some(Vec::new());
+        opts.tls_fingerprint = payload
+            .tls_fingerprint
+            .and_then(|hex| TlsPin::parse(&hex).ok());
+        Ok(opts)
+    }
+
     pub fn new(url: impl Into<String>) -> ConnectOptions {
         ConnectOptions {
             url: url.into(),
@@ -315,6 +333,28 @@ pub fn pauses_reconnect(error: &ErrorShape) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn options_from_a_setup_code() {
+        let code = SetupPayload {
+            url: "wss://gw.example:18789".into(),
+            bootstrap_token: Secret::new("boot-token"),
+            expires_at_ms: Some(1),
+            tls_fingerprint: Some("ab".repeat(32)),
+        }
+        .encode();
+        let opts = ConnectOptions::from_setup_code(&format!("oc-pair://{code}")).unwrap();
+        assert_eq!(opts.url, "wss://gw.example:18789");
+        assert_eq!(
+            opts.bootstrap_token.as_ref().map(Secret::expose),
+            Some("boot-token")
+        );
+        assert!(opts.prefer_bootstrap_token);
+        assert_eq!(opts.scopes, Some(Vec::new()));
+        assert!(opts.token.is_none() && opts.password.is_none());
+        assert!(matches!(opts.tls_fingerprint, Some(TlsPin::Certificate(_))));
+        assert!(ConnectOptions::from_setup_code("not-a-code").is_err());
+    }
 
     fn error(details: Value) -> ErrorShape {
         let mut e = ErrorShape::new("NOT_PAIRED", "x");

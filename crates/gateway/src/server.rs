@@ -201,7 +201,7 @@ impl Gateway {
 }
 
 /// Drops pending pairing requests whose TTL ran out (reads already ignore
-/// them; this keeps the table small).
+/// them; this keeps the table small) and expired setup codes.
 async fn prune_loop(state: Arc<GatewayState>) {
     let mut interval = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -216,6 +216,15 @@ async fn prune_loop(state: Arc<GatewayState>) {
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(%err, "pruning expired pairing requests failed"),
+        }
+        // Setup codes are purged once expired, used or not (the audit log
+        // keeps their history).
+        match state.store.prune_expired_setup_codes(now_ms()) {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(count = gone.len(), "expired setup codes removed")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "pruning expired setup codes failed"),
         }
     }
 }

@@ -7,10 +7,11 @@
 //! The dashboard class (PR #50615) and the reload class through the real
 //! binary (SIGHUP and a config file edit) are in
 //! `crates/cli/tests/advisories_cli.rs`; CVE-2026-25253 (the Control UI's
-//! `gatewayUrl`) in `ui/tests/`. Not applicable, because clawgate has no
-//! such surface: `/tools/invoke` (GHSA-943q-mwmv-hhvh), relay headers on
-//! CDP probes (CVE-2026-22174), setup and bootstrap codes
-//! (GHSA-7h7g-x2px-94hj, the bootstrap replay, CVE-2026-41386).
+//! `gatewayUrl`) in `ui/tests/`; setup and bootstrap codes
+//! (GHSA-7h7g-x2px-94hj, the bootstrap replay, CVE-2026-41386) in
+//! `setup_codes.rs`. Not applicable, because clawgate has no such surface:
+//! `/tools/invoke` (GHSA-943q-mwmv-hhvh), relay headers on CDP probes
+//! (CVE-2026-22174).
 
 mod common;
 

@@ -141,8 +141,8 @@ pub const CATALOGUE: &[Entry] = &[
         Some("bootstrap_token_invalid"),
         "Setup code rejected",
         "The setup code is invalid, expired, revoked or already used.",
-        "Setup codes are single-use and short-lived.",
-        "Connect with the gateway token instead (on the gateway host: clawgate gateway auth-token --show), then review devices with: clawgate devices list"
+        "Setup codes are single-use, short-lived and bound to one role and its scopes: the code was already redeemed, expired, was revoked, never existed, or the device asked for another role or more scopes than the code grants.",
+        "Create a new code on the gateway host: clawgate devices setup-code --role <role>, then redeem it once on the device: clawgate pair --setup-code <code>; review devices with: clawgate devices list"
     ),
     entry!(
         "AUTH_DEVICE_TOKEN_MISMATCH",
@@ -1030,6 +1030,18 @@ mod tests {
         ),
         ("devices revoke", &["--device", "--role"]),
         ("devices clear", &["--yes", "--pending"]),
+        (
+            "devices setup-code",
+            &[
+                "--role",
+                "--scopes",
+                "--ttl",
+                "--name",
+                "--public-url",
+                "--no-qr",
+            ],
+        ),
+        ("pair", &["--setup-code", "--role"]),
         ("dashboard", &["--no-open", "--json", "--show-token"]),
         ("explain", &[]),
         ("doctor", &["--json", "--generate-gateway-token"]),

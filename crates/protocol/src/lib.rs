@@ -17,6 +17,7 @@ pub mod pairing_code;
 pub mod schema;
 pub mod scopes;
 pub mod secret;
+pub mod setup_code;
 pub mod wire;
 
 pub use secret::Secret;

@@ -71,6 +71,12 @@ pub fn expose_opt<S: serde::Serializer>(value: &Option<Secret>, s: S) -> Result<
     }
 }
 
+/// `serialize_with` for a `Secret` wire field carried in clear (a
+/// `hello-ok.auth.deviceTokens[]` entry, a setup code's bootstrap token).
+pub fn expose_one<S: serde::Serializer>(value: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.expose())
+}
+
 /// Constant-time equality of two byte strings of possibly different length.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let len = a.len().max(b.len());

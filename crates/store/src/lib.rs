@@ -29,7 +29,7 @@ pub use invariants::{InvariantReport, Violation, check_database};
 pub use lock::{LOCK_FILE_NAME, LockError, StateLock};
 pub use model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
-    RoleToken, Seen, TokenHash,
+    RoleToken, Seen, SetupCode, TokenHash,
 };
 pub use store::{Store, Tx};
 

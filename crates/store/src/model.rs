@@ -102,6 +102,43 @@ pub struct PendingRequest {
     pub pairing_code: Option<String>,
 }
 
+/// A setup code: a single-use bootstrap token bound to one role and its
+/// scopes. The token string is never stored, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetupCode {
+    /// Non-secret handle (a UUID) for lists and revocation.
+    pub setup_id: String,
+    /// SHA-256 of the bootstrap token; never shown.
+    #[serde(skip)]
+    pub token_hash: [u8; 32],
+    pub role: String,
+    pub scopes: Vec<String>,
+    pub label: Option<String>,
+    /// Who minted it (a device id, or `shared-secret`).
+    pub created_by: Option<String>,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub used_at_ms: Option<u64>,
+    pub used_by_device_id: Option<String>,
+    pub revoked_at_ms: Option<u64>,
+}
+
+impl SetupCode {
+    /// `live`, `used`, `revoked` or `expired` at `now_ms`.
+    pub fn state(&self, now_ms: u64) -> &'static str {
+        if self.used_at_ms.is_some() {
+            "used"
+        } else if self.revoked_at_ms.is_some() {
+            "revoked"
+        } else if self.expires_at_ms <= now_ms {
+            "expired"
+        } else {
+            "live"
+        }
+    }
+}
+
 /// An audit entry as a caller appends it. `actor` says who acted
 /// (connection, device, IP) and, like `details`, never holds a secret.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

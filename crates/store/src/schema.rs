@@ -13,14 +13,18 @@ use serde::de::DeserializeOwned;
 
 use crate::audit::StoredAuditRow;
 use crate::error::StoreError;
-use crate::model::{AuditQuery, Device, PendingRequest, RoleToken, Seen, TokenHash};
+use crate::model::{AuditQuery, Device, PendingRequest, RoleToken, Seen, SetupCode, TokenHash};
 
 /// How long a writer waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; migration `i` (0-based) moves `user_version` from
 /// `i` to `i + 1`. Append only: never edit a shipped migration.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2_PAIRING_CODES];
+const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2_PAIRING_CODES,
+    MIGRATION_3_SETUP_CODES,
+];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE devices (
@@ -122,6 +126,26 @@ END;
 const MIGRATION_2_PAIRING_CODES: &str = r#"
 ALTER TABLE pending_requests ADD COLUMN pairing_code TEXT;
 CREATE UNIQUE INDEX pending_requests_by_code ON pending_requests (pairing_code);
+"#;
+
+/// Setup codes (bootstrap tokens): single-use, bound to one role and its
+/// scopes, kept only as the SHA-256 of the token. `setup_id` is the
+/// non-secret handle that lists and revocations use.
+const MIGRATION_3_SETUP_CODES: &str = r#"
+CREATE TABLE setup_codes (
+    setup_id          TEXT PRIMARY KEY NOT NULL,
+    token_hash        TEXT NOT NULL UNIQUE CHECK (length(token_hash) = 64),
+    role              TEXT NOT NULL,
+    scopes_json       TEXT NOT NULL,
+    label             TEXT,
+    created_by        TEXT,
+    created_at_ms     INTEGER NOT NULL,
+    expires_at_ms     INTEGER NOT NULL,
+    used_at_ms        INTEGER,
+    used_by_device_id TEXT,
+    revoked_at_ms     INTEGER
+) STRICT;
+CREATE INDEX setup_codes_by_expiry ON setup_codes (expires_at_ms);
 "#;
 
 /// The schema version this build writes.
@@ -691,5 +715,128 @@ pub(crate) fn foreign_key_problems(conn: &Connection) -> Result<Vec<String>, Sto
             r.get::<_, String>(2)?,
         ))
     })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ------------------------------------------------------------ setup codes
+
+const SETUP_CODE_COLUMNS: &str = "setup_id, token_hash, role, scopes_json, label, created_by, \
+     created_at_ms, expires_at_ms, used_at_ms, used_by_device_id, revoked_at_ms";
+
+fn setup_code_from_row(r: &Row<'_>) -> rusqlite::Result<SetupCode> {
+    Ok(SetupCode {
+        setup_id: r.get(0)?,
+        token_hash: hash_col(r, 1)?,
+        role: r.get(2)?,
+        scopes: json_col(r, 3)?,
+        label: r.get(4)?,
+        created_by: r.get(5)?,
+        created_at_ms: r.get(6)?,
+        expires_at_ms: r.get(7)?,
+        used_at_ms: r.get(8)?,
+        used_by_device_id: r.get(9)?,
+        revoked_at_ms: r.get(10)?,
+    })
+}
+
+pub(crate) fn insert_setup_code(conn: &Connection, c: &SetupCode) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO setup_codes ({SETUP_CODE_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        c.setup_id,
+        clawgate_protocol::hex::encode(&c.token_hash),
+        c.role,
+        to_json(&c.scopes),
+        c.label,
+        c.created_by,
+        sql_int(c.created_at_ms)?,
+        sql_int(c.expires_at_ms)?,
+        c.used_at_ms.map(sql_int).transpose()?,
+        c.used_by_device_id,
+        c.revoked_at_ms.map(sql_int).transpose()?,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn select_setup_code_by_hash(
+    conn: &Connection,
+    hash: &[u8; 32],
+) -> Result<Option<SetupCode>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {SETUP_CODE_COLUMNS} FROM setup_codes WHERE token_hash = ?1"
+        ))?
+        .query_row([clawgate_protocol::hex::encode(hash)], setup_code_from_row)
+        .optional()?)
+}
+
+pub(crate) fn select_setup_code(
+    conn: &Connection,
+    setup_id: &str,
+) -> Result<Option<SetupCode>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {SETUP_CODE_COLUMNS} FROM setup_codes WHERE setup_id = ?1"
+        ))?
+        .query_row([setup_id], setup_code_from_row)
+        .optional()?)
+}
+
+pub(crate) fn select_setup_codes(conn: &Connection) -> Result<Vec<SetupCode>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SETUP_CODE_COLUMNS} FROM setup_codes ORDER BY created_at_ms, setup_id"
+    ))?;
+    let rows = stmt.query_map([], setup_code_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks the code used by `device_id` if it is still live at `now_ms`
+/// (unused, not revoked, not expired): the one conditional UPDATE that
+/// makes redemption single-use. Returns whether it did.
+pub(crate) fn consume_setup_code(
+    conn: &Connection,
+    setup_id: &str,
+    device_id: &str,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    let now = sql_int(now_ms)?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE setup_codes SET used_at_ms = ?1, used_by_device_id = ?2 \
+             WHERE setup_id = ?3 AND used_at_ms IS NULL AND revoked_at_ms IS NULL \
+             AND expires_at_ms > ?1",
+        )?
+        .execute(params![now, device_id, setup_id])?;
+    Ok(n == 1)
+}
+
+/// Revokes the code if it is still live; returns whether it did.
+pub(crate) fn revoke_setup_code(
+    conn: &Connection,
+    setup_id: &str,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    let now = sql_int(now_ms)?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE setup_codes SET revoked_at_ms = ?1 \
+             WHERE setup_id = ?2 AND used_at_ms IS NULL AND revoked_at_ms IS NULL \
+             AND expires_at_ms > ?1",
+        )?
+        .execute(params![now, setup_id])?;
+    Ok(n == 1)
+}
+
+/// Deletes the codes that expired before `before_ms` (used, revoked or
+/// not) and returns their ids.
+pub(crate) fn delete_setup_codes_expired_before(
+    conn: &Connection,
+    before_ms: u64,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM setup_codes WHERE expires_at_ms < ?1 RETURNING setup_id")?;
+    let rows = stmt.query_map([sql_int(before_ms)?], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

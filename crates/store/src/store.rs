@@ -18,7 +18,7 @@ use crate::cache::{Cache, Op};
 use crate::error::StoreError;
 use crate::model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
-    RoleToken, Seen, TokenHash,
+    RoleToken, Seen, SetupCode, TokenHash,
 };
 use crate::schema;
 use clawgate_protocol::hex::is_lower_hex64;
@@ -242,6 +242,18 @@ impl Store {
         crate::invariants::check(&mut lock(&self.reader))
     }
 
+    /// Every setup code still stored (live, used, revoked, or expired and not
+    /// yet pruned), oldest first.
+    pub fn setup_codes(&self) -> Result<Vec<SetupCode>, StoreError> {
+        schema::select_setup_codes(&lock(&self.reader))
+    }
+
+    /// Deletes the setup codes that expired before `before_ms`; returns
+    /// their ids.
+    pub fn prune_expired_setup_codes(&self, before_ms: u64) -> Result<Vec<String>, StoreError> {
+        self.transact(|tx| schema::delete_setup_codes_expired_before(&tx.sql, before_ms))
+    }
+
     /// Deletes the pending requests last refreshed before `older_than_ms`
     /// and returns them (sorted by `ts`).
     pub fn prune_expired_pending(
@@ -461,6 +473,39 @@ impl Tx<'_> {
         };
         schema::insert_audit(&self.sql, &stored)?;
         audit_row(stored)
+    }
+
+    /// Records a newly minted setup code.
+    pub fn insert_setup_code(&mut self, c: &SetupCode) -> Result<(), StoreError> {
+        require(!c.setup_id.is_empty(), "setup id is empty")?;
+        require(!c.role.is_empty(), "role is empty")?;
+        schema::insert_setup_code(&self.sql, c)
+    }
+
+    /// The setup code whose bootstrap token hashes to `hash`.
+    pub fn setup_code_by_hash(&self, hash: &[u8; 32]) -> Result<Option<SetupCode>, StoreError> {
+        schema::select_setup_code_by_hash(&self.sql, hash)
+    }
+
+    /// The setup code `setup_id`.
+    pub fn setup_code(&self, setup_id: &str) -> Result<Option<SetupCode>, StoreError> {
+        schema::select_setup_code(&self.sql, setup_id)
+    }
+
+    /// Marks the code used by `device_id` if it is live at `now_ms`;
+    /// returns whether it was (exactly one of two racing redemptions is).
+    pub fn consume_setup_code(
+        &mut self,
+        setup_id: &str,
+        device_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        schema::consume_setup_code(&self.sql, setup_id, device_id, now_ms)
+    }
+
+    /// Revokes the code if it is live at `now_ms`; returns whether it was.
+    pub fn revoke_setup_code(&mut self, setup_id: &str, now_ms: u64) -> Result<bool, StoreError> {
+        schema::revoke_setup_code(&self.sql, setup_id, now_ms)
     }
 
     /// The device as this transaction sees it.

@@ -5,6 +5,7 @@
 import { h, replace, copyButton, formatAge, formatTime, shortId, announce } from '../dom.js';
 import { RequestError, hasScope } from '../gateway.js';
 import { METHOD_SCOPES } from '../protocol.js';
+import { qrSvg } from '../setup_code.js';
 
 const PAIRING = METHOD_SCOPES['device.pair.list'];
 const ADMIN = 'operator.admin';
@@ -58,10 +59,13 @@ export function mount(el, app) {
   const scopeNote = h('p', { id: 'devices-scope-reason', class: 'scope-reason', hidden: true });
   const errorLine = h('p', { class: 'error-line', role: 'alert', hidden: true });
 
+  const setupSection = h('section', { id: 'setup-codes', class: 'panel', 'aria-labelledby': 'setup-title', hidden: true });
+  let created = null;
+
   replace(el,
     h('h1', { class: 'page-title' }, 'Devices'),
     h('p', { class: 'page-lead muted' }, 'Pairing requests waiting for approval, and every device paired with this gateway.'),
-    scopeNote, errorLine, pendingSection, pairedSection);
+    scopeNote, errorLine, pendingSection, pairedSection, setupSection);
 
   function denyReason() {
     return app.can(PAIRING) ? null : `Needs ${PAIRING}: this session can only view devices.`;
@@ -247,6 +251,66 @@ export function mount(el, app) {
     restoreFocus(focused);
   }
 
+  // Setup codes (admins): mint one for a phone or another device, show its
+  // QR code once, list and revoke. The gateway builds the QR matrix; it is
+  // drawn here with DOM calls (no markup strings under Trusted Types).
+  // The form is built once, so a live refresh never wipes what is typed.
+  const setupRole = h('select', { id: 'setup-role', name: 'setup-role' },
+    h('option', { value: 'operator' }, 'operator'), h('option', { value: 'node' }, 'node'));
+  const setupScopes = h('input', { id: 'setup-scopes', name: 'setup-scopes', type: 'text', value: 'operator.read, operator.write', spellcheck: 'false' });
+  const setupLabel = h('input', { id: 'setup-label', name: 'setup-label', type: 'text', maxlength: '64', placeholder: 'e.g. phone' });
+  setupRole.addEventListener('change', () => { setupScopes.disabled = setupRole.value === 'node'; });
+  const setupForm = h('form', { class: 'setup-form', novalidate: true },
+    h('label', { for: 'setup-role' }, 'Role'), setupRole,
+    h('label', { for: 'setup-scopes' }, 'Scopes'), setupScopes,
+    h('label', { for: 'setup-label' }, 'Label'), setupLabel,
+    h('button', { type: 'submit', id: 'setup-create', class: 'primary' }, 'Create setup code'));
+  setupForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const params = { role: setupRole.value, gatewayUrl: app.url };
+    if (setupRole.value === 'operator') params.scopes = setupScopes.value.split(',').map((x) => x.trim()).filter(Boolean);
+    if (setupLabel.value.trim()) params.label = setupLabel.value.trim();
+    run('Setup code created.', async () => { created = await app.client.request('device.setup.create', params); });
+  });
+
+  function renderSetup(codes) {
+    setupSection.hidden = !isAdmin();
+    if (!isAdmin()) return;
+    const form = setupForm;
+    const shown = created ? (() => {
+      const code = h('code', { id: 'setup-code-text', class: 'wrap' }, created.setupCode);
+      return h('div', { class: 'setup-result', dataset: { setupId: created.setupId } },
+        created.qr ? qrSvg(created.qr, 'Setup code QR') : null,
+        h('div', { class: 'id-line' }, code, copyButton(code, 'Copy setup code')),
+        h('p', { class: 'muted' }, `Single use, role ${created.role}${created.scopes.length ? ` (${created.scopes.join(', ')})` : ''}, valid until ${formatTime(created.expiresAtMs)}. `
+          + 'Scan it in the OpenClaw app or run on the device: clawgate pair --setup-code <code>. It holds the gateway URL and a one-time token, never the gateway token.'));
+    })() : null;
+    const rows = (codes || []).map((c) => h('li', { class: 'token', dataset: { setupId: c.setupId } },
+      h('div', null, h('strong', null, c.label || c.role), ' ', h('span', { class: 'badge' }, c.state), ' ', chips(c.scopes),
+        h('p', { class: 'muted meta' }, [`role ${c.role}`, `expires ${formatTime(c.expiresAtMs)}`, c.usedByDeviceId ? `used by ${shortId(c.usedByDeviceId)}` : null].filter(Boolean).join(' · '))),
+      h('div', { class: 'item-actions' },
+        action('revoke-setup', 'Revoke', c.state === 'live' ? null : `Already ${c.state}.`,
+          () => run('Setup code revoked.', () => app.client.request('device.setup.revoke', { setupId: c.setupId }))))));
+    replace(setupSection,
+      h('h2', { id: 'setup-title' }, 'Setup codes'),
+      h('p', { class: 'muted' }, 'A setup code pairs one phone or other device once, with exactly the role and scopes chosen here.'),
+      form, shown,
+      rows.length ? h('ul', { class: 'tokens' }, rows) : h('p', { class: 'muted empty' }, 'No setup codes.'));
+  }
+
+  async function loadSetup() {
+    if (!isAdmin()) {
+      renderSetup([]);
+      return;
+    }
+    try {
+      const res = await app.client.request('device.setup.list', {});
+      renderSetup(res.setupCodes || []);
+    } catch (e) {
+      showError(e);
+    }
+  }
+
   async function load() {
     if (loading) {
       scheduleRefresh(200);
@@ -264,6 +328,7 @@ export function mount(el, app) {
       const res = await app.client.request('device.pair.list', {});
       data = { pending: res.pending || [], paired: res.paired || [] };
       render();
+      await loadSetup();
     } catch (e) {
       showError(e);
     } finally {

@@ -11,14 +11,14 @@ use clawgate_protocol::catalogue::{self, Audience, AuthFailure};
 use clawgate_protocol::close_code;
 use clawgate_protocol::connect::{ClientKind, ConnectParams, Role};
 use clawgate_protocol::frames::ErrorShape;
-use clawgate_protocol::wire::AuthMethod;
+use clawgate_protocol::wire::{AuthMethod, HandoffToken};
 use tracing::{debug, warn};
 
 use crate::auth::device_proof::{self, VerifiedDevice};
 use crate::auth::shared::{
     SecretKind, SharedCheck, SharedOutcome, check_shared, non_empty, record_shared_failure,
 };
-use crate::auth::{issue, pairing, tokens};
+use crate::auth::{bootstrap, issue, pairing, tokens};
 use crate::session::{PeerContext, now_ms};
 use crate::state::limiter::{Admission, LimitKey, LimitScope};
 use crate::state::{AuthState, GatewayState};
@@ -39,6 +39,9 @@ pub struct Authenticated {
     pub device_token_auth: bool,
     /// The device token for `hello-ok` and its issue time.
     pub issued_token: Option<(Secret, u64)>,
+    /// `hello-ok.auth.deviceTokens[]`: a setup code's hand-off (empty
+    /// unless the connect redeemed one).
+    pub handoff: Vec<HandoffToken>,
 }
 
 /// A refused connect: the error to send, the close code, and how long to
@@ -71,8 +74,20 @@ impl Rejection {
 }
 
 /// Decides a connect whose frame, protocol range and role already passed:
-/// credentials, device proof, pairing and device-token issuance.
+/// credentials, device proof, pairing and device-token issuance. A setup
+/// code pasted as the token is explained in the refusal.
 pub fn authenticate(
+    state: &GatewayState,
+    params: &ConnectParams,
+    role: Role,
+    peer: &PeerContext,
+    challenge_nonce: &str,
+) -> Result<Authenticated, Rejection> {
+    decide(state, params, role, peer, challenge_nonce)
+        .map_err(|r| bootstrap::explain_pasted_setup_code(params, r))
+}
+
+fn decide(
     state: &GatewayState,
     params: &ConnectParams,
     role: Role,
@@ -104,6 +119,27 @@ pub fn authenticate(
     let verified = device_proof::verify(params, device, role.as_str(), challenge_nonce, now)
         .map_err(|f| Rejection::now(catalogue::device_auth_failure(f)))?;
     let requested = dedup(params.requested_scopes());
+
+    // A setup code, when the shared secret did not pass (the reference's
+    // order: bootstrap token before a device token).
+    if shared.outcome != SharedOutcome::Ok
+        && let Some(token) = non_empty(&params.auth.bootstrap_token)
+    {
+        return bootstrap::redeem(
+            state,
+            &bootstrap::Redeem {
+                params,
+                role,
+                peer,
+                verified: &verified,
+                requested: &requested,
+                token,
+                shared_key: shared.key,
+                audience,
+                now_ms: now,
+            },
+        );
+    }
 
     let presented = if shared.outcome == SharedOutcome::Ok {
         if shared.offered.is_some() {
@@ -161,6 +197,7 @@ pub fn authenticate(
         device_id: Some(verified.device_id),
         device_token_auth,
         issued_token: Some(issued),
+        handoff: Vec::new(),
     })
 }
 
@@ -312,6 +349,7 @@ fn authenticate_device_less(
                 device_id: None,
                 device_token_auth: false,
                 issued_token: None,
+                handoff: Vec::new(),
             })
         }
         SharedOutcome::Ok | SharedOutcome::Missing => {

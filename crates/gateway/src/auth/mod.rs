@@ -9,10 +9,13 @@
 //! - `pairing.rs`: is this device approved, silent approval, pending
 //!   requests;
 //! - `issue.rs`: the device token handed out in `hello-ok`;
+//! - `bootstrap.rs`: setup codes (`auth.bootstrapToken`): redeem once, pair
+//!   with the code's role and scopes, hand the token off;
 //! - `origin.rs`: the `Origin` and `Host` rules.
 //!
 //! Imports: `session`, `config`, `state`; never `ws`, `http` or `rpc`.
 
+mod bootstrap;
 pub mod connect;
 pub mod device_proof;
 mod issue;

@@ -5,6 +5,7 @@
 //! - `devices.rs`: device.pair.*;
 //! - `tokens.rs`: device.token.*;
 //! - `audit.rs`: audit.list;
+//! - `setup_codes.rs`: device.setup.create|list|revoke (setup codes);
 //! - `common.rs`: what the families share.
 //!
 //! New method families plug into [`METHODS`]; a method without a local
@@ -13,6 +14,7 @@
 mod audit;
 mod common;
 mod devices;
+mod setup_codes;
 pub mod system;
 mod tokens;
 
@@ -93,6 +95,21 @@ pub const METHODS: &[Method] = &[
         name: "device.token.revoke",
         params: &tokens::REVOKE_PARAMS,
         handler: tokens::token_revoke,
+    },
+    Method {
+        name: "device.setup.create",
+        params: &setup_codes::CREATE_PARAMS,
+        handler: setup_codes::setup_create,
+    },
+    Method {
+        name: "device.setup.list",
+        params: &EMPTY_OBJECT,
+        handler: setup_codes::setup_list,
+    },
+    Method {
+        name: "device.setup.revoke",
+        params: &setup_codes::REVOKE_PARAMS,
+        handler: setup_codes::setup_revoke,
     },
     Method {
         name: "audit.list",

@@ -44,6 +44,8 @@ const LOOPBACK_MAX_DELAY_MS: u64 = 5_000;
 pub enum LimitScope {
     SharedSecret,
     DeviceToken,
+    /// Setup codes (`auth.bootstrapToken`).
+    BootstrapToken,
 }
 
 /// What kind of peer a failure is counted for. Only [`PeerClass::Local`]

@@ -69,6 +69,7 @@ pub(crate) fn hello_auth(auth: &Authenticated) -> HelloAuth {
         // may migrate its recovery scope, as in the reference.
         out.issue_device_token(token.clone(), *issued_at);
     }
+    out.device_tokens = auth.handoff.clone();
     out
 }
 

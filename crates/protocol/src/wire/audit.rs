@@ -45,13 +45,22 @@ pub enum AuditAction {
     /// `upstream.admin_call`: fronting mode relayed a call that uses
     /// `operator.admin` on the upstream (method, client device).
     UpstreamAdminCall,
+    /// `setup_code.created`: an admin minted a setup code (bootstrap token).
+    SetupCodeCreated,
+    /// `setup_code.redeemed`: a device paired with a setup code.
+    SetupCodeRedeemed,
+    /// `setup_code.rejected`: a connect presented a bootstrap token that was
+    /// unknown, expired, used, revoked or for another role or scopes.
+    SetupCodeRejected,
+    /// `setup_code.revoked`.
+    SetupCodeRevoked,
     /// Any other action string.
     Other(String),
 }
 
 impl AuditAction {
     /// Every action clawgate writes.
-    pub const KNOWN: [AuditAction; 16] = [
+    pub const KNOWN: [AuditAction; 20] = [
         AuditAction::AuthFailure,
         AuditAction::AuthLockout,
         AuditAction::AuthSecretChanged,
@@ -68,6 +77,10 @@ impl AuditAction {
         AuditAction::TokenRotated,
         AuditAction::TokenRevoked,
         AuditAction::UpstreamAdminCall,
+        AuditAction::SetupCodeCreated,
+        AuditAction::SetupCodeRedeemed,
+        AuditAction::SetupCodeRejected,
+        AuditAction::SetupCodeRevoked,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -88,6 +101,10 @@ impl AuditAction {
             AuditAction::TokenRotated => "token.rotated",
             AuditAction::TokenRevoked => "token.revoked",
             AuditAction::UpstreamAdminCall => "upstream.admin_call",
+            AuditAction::SetupCodeCreated => "setup_code.created",
+            AuditAction::SetupCodeRedeemed => "setup_code.redeemed",
+            AuditAction::SetupCodeRejected => "setup_code.rejected",
+            AuditAction::SetupCodeRevoked => "setup_code.revoked",
             AuditAction::Other(s) => s,
         }
     }

@@ -203,6 +203,22 @@ pub struct HelloAuth {
     pub issued_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_migration_allowed: Option<bool>,
+    /// The bootstrap (setup code) hand-off: the tokens this connect's setup
+    /// code issued, one per role. Only on a bootstrap connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_tokens: Vec<HandoffToken>,
+}
+
+/// One entry of `hello-ok.auth.deviceTokens[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoffToken {
+    #[serde(serialize_with = "secret::expose_one")]
+    pub device_token: Secret,
+    pub role: Role,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub issued_at_ms: u64,
 }
 
 impl HelloAuth {
@@ -215,6 +231,7 @@ impl HelloAuth {
             device_token: None,
             issued_at_ms: None,
             recovery_migration_allowed: None,
+            device_tokens: Vec::new(),
         }
     }
 

@@ -22,7 +22,8 @@ pub use devices::{
     TokenRotated, shown_remote_ip,
 };
 pub use hello::{
-    AuthMethod, HelloAuth, HelloFeatures, HelloOk, HelloPolicy, HelloServer, HelloSnapshot,
+    AuthMethod, HandoffToken, HelloAuth, HelloFeatures, HelloOk, HelloPolicy, HelloServer,
+    HelloSnapshot,
 };
 pub use presence::{ClientPresence, GatewayPresence, PresenceEntry};
 
