@@ -290,7 +290,9 @@ fn a_device_waits_for_approval_then_connects() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["error"]["code"], "PAIRING_REQUIRED");
-    assert_eq!(v["error"]["details"]["requestId"], rid.as_str());
+    // The approve command names the request's short pairing code.
+    assert_eq!(v["error"]["details"]["pairingCode"], rid.as_str());
+    assert!(v["error"]["details"]["requestId"].is_string());
     assert!(v["error"]["next"].as_str().unwrap().contains(&rid));
 
     // The operator on the gateway host approves it (device-less, config token).

@@ -928,6 +928,7 @@ fn a_schema_1_database_is_migrated_and_keeps_its_pending_requests() {
     conn.execute_batch(
         "DROP INDEX pending_requests_by_code;
          ALTER TABLE pending_requests DROP COLUMN pairing_code;
+         DROP TABLE setup_codes;
          INSERT INTO pending_requests (request_id, device_id, public_key, role, roles_json,
              scopes_json, reason, silent, is_repair, ts, refreshed_at_ms)
          VALUES ('old-req', printf('%064d', 7), 'key', 'operator', '[\"operator\"]', '[]',
@@ -942,7 +943,7 @@ fn a_schema_1_database_is_migrated_and_keeps_its_pending_requests() {
     let version: u32 = raw(&dir)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, clawgate_store::SCHEMA_VERSION);
     let mut coded = old.clone();
     coded.pairing_code = Some("WXZB-QRST".into());
     store.transact(|tx| tx.put_pending(&coded)).unwrap();
