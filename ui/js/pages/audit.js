@@ -9,7 +9,8 @@ const AUDIT = METHOD_SCOPES['audit.list'];
 const ACTIONS = [
   'pairing.requested', 'pairing.approved', 'pairing.silent_approved', 'pairing.rejected', 'pairing.superseded',
   'device.renamed', 'device.removed', 'token.rotated', 'token.revoked',
-  'auth.failure', 'auth.lockout', 'auth.secret_changed', 'upstream.admin_call',
+  'auth.failure', 'auth.lockout', 'auth.secret_changed', 'auth.attack_started', 'auth.attack_ended',
+  'upstream.admin_call',
 ];
 const PAGE = 50;
 

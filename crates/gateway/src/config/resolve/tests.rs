@@ -490,7 +490,8 @@ fn no_error_message_contains_a_secret() {
 fn rate_limit_values() {
     let cfg = ok(json!({"gateway": {"auth": {"rateLimit": {
         "maxAttempts": 3, "windowMs": 1000, "lockoutMs": 2000,
-        "exemptLoopback": false, "globalMaxFailures": 50
+        "exemptLoopback": false, "globalMaxFailures": 50, "attackGuard": false,
+        "attackCooldownMs": 5000, "recentSuccessTtlMs": 7000
     }}}}));
     assert_eq!(
         cfg.auth.rate_limit,
@@ -500,13 +501,23 @@ fn rate_limit_values() {
             lockout_ms: 2000,
             exempt_loopback: false,
             global_max_failures: 50,
+            attack_guard: false,
+            attack_cooldown_ms: 5000,
+            recent_success_ttl_ms: 7000,
         }
     );
 }
 
 #[test]
 fn rate_limit_errors_name_the_full_key() {
-    for field in ["maxAttempts", "windowMs", "lockoutMs", "globalMaxFailures"] {
+    for field in [
+        "maxAttempts",
+        "windowMs",
+        "lockoutMs",
+        "globalMaxFailures",
+        "attackCooldownMs",
+        "recentSuccessTtlMs",
+    ] {
         for bad in [
             json!(0),
             json!(-5),
