@@ -188,6 +188,11 @@ impl PasswordVerifier {
         PasswordVerifier::new(cores, cores * 8)
     }
 
+    /// Verifications running plus queued at most.
+    pub fn capacity(&self) -> usize {
+        self.max_in_flight
+    }
+
     fn keyed(&self, password: &str) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
         mac.update(password.as_bytes());
