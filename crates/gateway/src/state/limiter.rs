@@ -298,7 +298,7 @@ impl AuthLimiter {
             inner.global.pop_front();
         }
         if key.scope == LimitScope::SharedSecret && cfg.attack_guard {
-            Self::count_shared_failure(&mut inner, &cfg, now, window);
+            Self::count_shared_failure(&mut inner, key, &cfg, now, window);
         }
         if inner.entries.len() >= self.capacity && !inner.entries.contains_key(key) {
             if inner.next_sweep.is_none_or(|t| t <= now) {
@@ -346,6 +346,7 @@ impl AuthLimiter {
     /// episode, and keeps a running one going.
     fn count_shared_failure(
         inner: &mut Inner,
+        key: &LimitKey,
         cfg: &RateLimitConfig,
         now: Instant,
         window: Duration,
@@ -372,7 +373,8 @@ impl AuthLimiter {
                 .entries
                 .keys()
                 .filter(|k| k.scope == LimitScope::SharedSecret)
-                .count() as u64;
+                .count() as u64
+                + u64::from(!inner.entries.contains_key(key));
             Self::push_event(
                 inner,
                 AttackEvent::Started {
@@ -715,5 +717,102 @@ mod tests {
             limit_peer("::1".parse().unwrap()),
             "::1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    fn attack_cfg() -> RateLimitConfig {
+        RateLimitConfig {
+            global_max_failures: 5,
+            exempt_loopback: false,
+            attack_cooldown_ms: 1_000,
+            ..RateLimitConfig::default()
+        }
+    }
+
+    #[test]
+    fn spending_the_budget_refuses_new_peers_until_it_cools_down() {
+        let lim = AuthLimiter::new(attack_cfg());
+        let t0 = Instant::now();
+        let regular = key([10, 9, 9, 9], false);
+        lim.record_success_at(&regular, t0);
+        for i in 0..4u8 {
+            lim.record_failure(&key([10, 0, 0, i], false), t0);
+        }
+        assert_eq!(lim.check_attack(&key([10, 1, 1, 1], false), t0), Admission::Allowed);
+        lim.record_failure(&key([10, 0, 0, 4], false), t0);
+        // Under attack: a brand-new peer is refused, the regular is not.
+        let fresh = key([10, 1, 1, 1], false);
+        assert_eq!(
+            lim.check_attack(&fresh, t0),
+            Admission::Locked { retry_after_ms: 1_000 }
+        );
+        assert_eq!(lim.check_attack(&regular, t0), Admission::Allowed);
+        // IPv6: the regular's /64 counts as the regular.
+        let v6 = |s: &str| LimitKey {
+            scope: LimitScope::SharedSecret,
+            peer: s.parse().unwrap(),
+            class: PeerClass::Remote,
+        };
+        lim.record_success_at(&v6("2001:db8::1"), t0);
+        assert_eq!(lim.check_attack(&v6("2001:db8::ffff"), t0), Admission::Allowed);
+        assert!(matches!(lim.check_attack(&v6("2001:db8:0:1::1"), t0), Admission::Locked { .. }));
+        let status = lim.attack_status(t0);
+        assert!(status.active);
+        assert_eq!((status.refused, status.episodes), (2, 1));
+        assert_eq!(
+            lim.drain_attack_events(t0),
+            vec![AttackEvent::Started { failures: 5, peers: 5 }]
+        );
+        // Refusals keep it going: still on 900 ms after the last one.
+        let t1 = t0 + Duration::from_millis(900);
+        assert!(matches!(lim.check_attack(&fresh, t1), Admission::Locked { .. }));
+        let t2 = t1 + Duration::from_millis(900);
+        assert!(lim.drain_attack_events(t2).is_empty());
+        // Quiet for the cooldown: over, and reported once.
+        let t3 = t1 + Duration::from_millis(1_000);
+        let ended = lim.drain_attack_events(t3);
+        assert!(matches!(ended[..], [AttackEvent::Ended { refused: 3, .. }]), "{ended:?}");
+        assert_eq!(lim.check_attack(&fresh, t3), Admission::Allowed);
+        assert!(!lim.attack_status(t3).active);
+    }
+
+    #[test]
+    fn device_token_failures_and_the_guard_off_start_no_episode() {
+        let lim = AuthLimiter::new(attack_cfg());
+        let t0 = Instant::now();
+        for i in 0..20u8 {
+            let k = LimitKey {
+                scope: LimitScope::DeviceToken,
+                ..key([10, 0, 0, i], false)
+            };
+            lim.record_failure(&k, t0);
+        }
+        assert!(!lim.attack_status(t0).active);
+        let lim = AuthLimiter::new(RateLimitConfig {
+            attack_guard: false,
+            ..attack_cfg()
+        });
+        for i in 0..20u8 {
+            lim.record_failure(&key([10, 0, 0, i], false), t0);
+        }
+        assert!(!lim.attack_status(t0).active);
+        assert_eq!(lim.check_attack(&key([10, 1, 1, 1], false), t0), Admission::Allowed);
+    }
+
+    #[test]
+    fn exempt_loopback_peers_are_not_refused_by_the_episode() {
+        let lim = AuthLimiter::new(RateLimitConfig {
+            exempt_loopback: true,
+            ..attack_cfg()
+        });
+        let t0 = Instant::now();
+        for i in 0..5u8 {
+            lim.record_failure(&key([10, 0, 0, i], false), t0);
+        }
+        assert!(lim.attack_status(t0).active);
+        assert_eq!(lim.check_attack(&key([127, 0, 0, 1], false), t0), Admission::Allowed);
+        assert!(matches!(
+            lim.check_attack(&key([127, 0, 0, 1], true), t0),
+            Admission::Locked { .. }
+        ));
     }
 }
