@@ -169,9 +169,16 @@ fn print_overridden(file: &ConfigFile, key: &str, from_env: &config::EnvOverride
 /// them (`botToken`, `gatewayPassword`), plus `secret` and `apiKey` kinds.
 fn is_secret_key(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    ["token", "password", "passwordhash", "secret", "apikey", "api_key"]
-        .iter()
-        .any(|s| lower.ends_with(s))
+    [
+        "token",
+        "password",
+        "passwordhash",
+        "secret",
+        "apikey",
+        "api_key",
+    ]
+    .iter()
+    .any(|s| lower.ends_with(s))
 }
 
 /// Replaces every secret-named scalar inside `value` with [`REDACTED`].
@@ -279,13 +286,21 @@ fn set(paths: &Paths, key: &str, raw: &str, json_value: bool) -> anyhow::Result<
         let strength = clawgate_gateway::password::strength(p);
         if strength.is_weak() {
             if !crate::password_cmd::bind_is_loopback(&updated) {
-                eprintln!("error: {} (refused because gateway.bind is not loopback)", strength.describe());
+                eprintln!(
+                    "error: {} (refused because gateway.bind is not loopback)",
+                    strength.describe()
+                );
                 eprintln!("{} was not changed.", paths.config.display());
                 return Ok(1);
             }
-            eprintln!("warning: {} (accepted because the configured bind is loopback)", strength.describe());
+            eprintln!(
+                "warning: {} (accepted because the configured bind is loopback)",
+                strength.describe()
+            );
         }
-        eprintln!("note: gateway.auth.password is stored in plain text; store only its hash with: clawgate gateway set-password");
+        eprintln!(
+            "note: gateway.auth.password is stored in plain text; store only its hash with: clawgate gateway set-password"
+        );
     }
     if let Err(err) = updated.save() {
         eprintln!("error: {err}");

@@ -141,7 +141,10 @@ pub fn set_password(args: SetPasswordArgs, paths: &Paths) -> anyhow::Result<u8> 
         println!("Removed the plain-text gateway.auth.password it replaces.");
     }
     if generated {
-        println!("Generated password (shown once, keep it in a password manager): {}", pw.as_str());
+        println!(
+            "Generated password (shown once, keep it in a password manager): {}",
+            pw.as_str()
+        );
     }
     println!("Restart the gateway to apply: clawgate gateway restart (or stop and run it again).");
     Ok(0)

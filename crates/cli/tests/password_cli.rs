@@ -74,14 +74,19 @@ fn a_weak_password_is_refused_on_a_lan_bind_and_warned_about_on_loopback() {
     let out = cmd
         .arg("--state-dir")
         .arg(dir.path())
-        .args(["gateway", "run", "--port", "0", "--bind", "lan", "--auth", "password"])
+        .args([
+            "gateway", "run", "--port", "0", "--bind", "lan", "--auth", "password",
+        ])
         .env("CLAWGATE_GATEWAY_PASSWORD", WEAK)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("zxcvbn score"), "{err}");
-    assert!(err.contains("clawgate gateway set-password --generate"), "{err}");
+    assert!(
+        err.contains("clawgate gateway set-password --generate"),
+        "{err}"
+    );
     assert!(err.contains("openssl rand -base64 24"), "{err}");
     assert!(!err.contains(WEAK), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(WEAK));
@@ -132,16 +137,28 @@ fn set_password_stores_a_verifiable_hash_and_never_the_password() {
     assert_eq!(code, 1, "the weak plain password blocks a LAN bind");
     let (code, out, err) = set_password_stdin(dir.path(), WEAK);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("warning") && err.contains("zxcvbn score"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("zxcvbn score"),
+        "{err}"
+    );
 
     let (code, out, err) = set_password_stdin(dir.path(), STRONG);
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains(STRONG) && !err.contains(STRONG), "{out}{err}");
     let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("// my gateway") && text.contains("// kept"), "{text}");
-    assert!(text.contains("passwordHash") && text.contains("$argon2id$v=19$m=19456,t=2,p=1$"), "{text}");
+    assert!(
+        text.contains("// my gateway") && text.contains("// kept"),
+        "{text}"
+    );
+    assert!(
+        text.contains("passwordHash") && text.contains("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{text}"
+    );
     assert!(!text.contains(STRONG) && !text.contains(WEAK), "{text}");
-    assert!(!text.contains(" password:"), "the plain key is gone: {text}");
+    assert!(
+        !text.contains(" password:"),
+        "the plain key is gone: {text}"
+    );
 
     // `config get` never prints the hash without --show-secrets.
     let (code, out, _) = clawgate(dir.path(), &["config", "get", "gateway.auth.passwordHash"]);
@@ -154,12 +171,19 @@ fn set_password_stores_a_verifiable_hash_and_never_the_password() {
 
     // The hash is strong enough for a LAN bind now... but the test gateway
     // stays on loopback; it verifies the password and refuses a wrong one.
-    let r = start(dir.path(), &["--log-format", "json"], &[("CLAWGATE_LOG", "debug")]);
+    let r = start(
+        dir.path(),
+        &["--log-format", "json"],
+        &[("CLAWGATE_LOG", "debug")],
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ok = rt.block_on(connect_password(r.port, STRONG));
     assert_eq!(ok["ok"], true, "{ok}");
     let bad = rt.block_on(connect_password(r.port, "wrong-guess-9d8c"));
-    assert_eq!(bad["error"]["details"]["code"], "AUTH_PASSWORD_MISMATCH", "{bad}");
+    assert_eq!(
+        bad["error"]["details"]["code"], "AUTH_PASSWORD_MISMATCH",
+        "{bad}"
+    );
     // The repeat login is served by the keyed-hash cache, same answer.
     assert_eq!(rt.block_on(connect_password(r.port, STRONG))["ok"], true);
     let stdout = r.stdout.clone();
@@ -169,5 +193,8 @@ fn set_password_stores_a_verifiable_hash_and_never_the_password() {
         assert!(!err.contains(secret), "{secret} in the log: {err}");
         assert!(!stdout.contains(secret), "{secret} on stdout: {stdout}");
     }
-    assert!(!err.contains("plain text"), "no plain-text warning with a hash: {err}");
+    assert!(
+        !err.contains("plain text"),
+        "no plain-text warning with a hash: {err}"
+    );
 }

@@ -7,7 +7,8 @@
 //! - [`strength`]: the zxcvbn estimate (score 0-4 and its feedback); a score
 //!   below [`MIN_SCORE`] is refused on a non-loopback bind.
 //! - [`PasswordVerifier`]: Argon2 verification off the async workers, on at
-//!   most `permits` blocking threads with a bounded queue (a full queue is
+//!   most `permits` blocking threads (half the cores, at least one) with a
+//!   bounded queue (a full queue is
 //!   answered "busy", never piled up), plus a per-process keyed hash
 //!   (HMAC-SHA256 under a random key) of the last verified password so a
 //!   repeat login with it skips Argon2. The plaintext is never kept; a
@@ -16,7 +17,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argon2::password_hash::{PasswordHash as Phc, PasswordHasher, PasswordVerifier as _, SaltString};
+use argon2::password_hash::{
+    PasswordHash as Phc, PasswordHasher, PasswordVerifier as _, SaltString,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -182,10 +185,13 @@ impl PasswordVerifier {
         }
     }
 
-    /// One per core, and a queue of eight per core.
+    /// One permit per two cores (at least one), so verifications never
+    /// take every core from the async workers, and a queue of eight per
+    /// permit.
     pub fn for_this_machine() -> PasswordVerifier {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        PasswordVerifier::new(cores, cores * 8)
+        let permits = (cores / 2).max(1);
+        PasswordVerifier::new(permits, permits * 8)
     }
 
     /// Verifications running plus queued at most.

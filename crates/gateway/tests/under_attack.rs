@@ -122,9 +122,7 @@ async fn a_botnet_gets_the_budget_not_a_guess_per_address() {
     // its device token; another client succeeds with the password.
     let device = Arc::new(TestDevice::new());
     let mut c = Client::connect_from(local, &url, &[]).await.unwrap();
-    let res = c
-        .connect_device(&device, password_params(PASSWORD))
-        .await;
+    let res = c.connect_device(&device, password_params(PASSWORD)).await;
     assert_eq!(res["ok"], true, "{res}");
     let device_token = res["payload"]["auth"]["deviceToken"]
         .as_str()
@@ -136,13 +134,18 @@ async fn a_botnet_gets_the_budget_not_a_guess_per_address() {
     let stop = Arc::new(AtomicBool::new(false));
     let paired = {
         let (device, token) = (device.clone(), device_token.clone());
-        legit_loop(url.clone(), IpAddr::from([127, 0, 0, 2]), stop.clone(), move |mut c| {
-            let (device, token) = (device.clone(), token.clone());
-            Box::pin(async move {
-                let p = params("cli", "cli", json!({"deviceToken": token}), &[]);
-                c.connect_device(&device, p).await
-            })
-        })
+        legit_loop(
+            url.clone(),
+            IpAddr::from([127, 0, 0, 2]),
+            stop.clone(),
+            move |mut c| {
+                let (device, token) = (device.clone(), token.clone());
+                Box::pin(async move {
+                    let p = params("cli", "cli", json!({"deviceToken": token}), &[]);
+                    c.connect_device(&device, p).await
+                })
+            },
+        )
     };
     let returning = legit_loop(url.clone(), recent, stop.clone(), |mut c| {
         Box::pin(async move { c.connect_with(password_params(PASSWORD)).await })
@@ -207,8 +210,14 @@ async fn a_botnet_gets_the_budget_not_a_guess_per_address() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         metrics = testkit::metrics_text(&gw.state);
     }
-    assert!(metrics.contains("clawgate_auth_under_attack 1"), "{metrics}");
-    assert!(metrics.contains("clawgate_auth_attack_episodes_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("clawgate_auth_under_attack 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("clawgate_auth_attack_episodes_total 1"),
+        "{metrics}"
+    );
     assert!(
         !metrics.contains("clawgate_auth_attack_refusals_total 0\n"),
         "{metrics}"
@@ -240,7 +249,11 @@ async fn a_botnet_gets_the_budget_not_a_guess_per_address() {
     assert_eq!(res["ok"], true, "{res}");
     for action in ["auth.attack_started", "auth.attack_ended"] {
         let res = admin
-            .request("a", "audit.list", Some(json!({"action": action, "limit": 10})))
+            .request(
+                "a",
+                "audit.list",
+                Some(json!({"action": action, "limit": 10})),
+            )
             .await;
         let entries = res["payload"]["entries"].as_array().unwrap();
         assert_eq!(entries.len(), 1, "{action}: {res}");

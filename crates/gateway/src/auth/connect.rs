@@ -16,7 +16,8 @@ use tracing::{debug, warn};
 
 use crate::auth::device_proof::{self, VerifiedDevice};
 use crate::auth::shared::{
-    PasswordVerdict, SecretKind, SharedCheck, SharedOutcome, check_shared, non_empty, record_shared_failure,
+    PasswordVerdict, SecretKind, SharedCheck, SharedOutcome, check_shared, non_empty,
+    record_shared_failure,
 };
 use crate::auth::{issue, pairing, tokens};
 use crate::session::{PeerContext, now_ms};

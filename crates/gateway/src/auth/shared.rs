@@ -38,7 +38,9 @@ pub enum PasswordVerdict {
     Match,
     Mismatch,
     /// The limiter refused before any hashing.
-    Refused { retry_after_ms: u64 },
+    Refused {
+        retry_after_ms: u64,
+    },
     /// The verification queue was full: nothing was computed.
     Busy,
 }

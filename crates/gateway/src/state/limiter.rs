@@ -737,13 +737,18 @@ mod tests {
         for i in 0..4u8 {
             lim.record_failure(&key([10, 0, 0, i], false), t0);
         }
-        assert_eq!(lim.check_attack(&key([10, 1, 1, 1], false), t0), Admission::Allowed);
+        assert_eq!(
+            lim.check_attack(&key([10, 1, 1, 1], false), t0),
+            Admission::Allowed
+        );
         lim.record_failure(&key([10, 0, 0, 4], false), t0);
         // Under attack: a brand-new peer is refused, the regular is not.
         let fresh = key([10, 1, 1, 1], false);
         assert_eq!(
             lim.check_attack(&fresh, t0),
-            Admission::Locked { retry_after_ms: 1_000 }
+            Admission::Locked {
+                retry_after_ms: 1_000
+            }
         );
         assert_eq!(lim.check_attack(&regular, t0), Admission::Allowed);
         // IPv6: the regular's /64 counts as the regular.
@@ -753,24 +758,39 @@ mod tests {
             class: PeerClass::Remote,
         };
         lim.record_success_at(&v6("2001:db8::1"), t0);
-        assert_eq!(lim.check_attack(&v6("2001:db8::ffff"), t0), Admission::Allowed);
-        assert!(matches!(lim.check_attack(&v6("2001:db8:0:1::1"), t0), Admission::Locked { .. }));
+        assert_eq!(
+            lim.check_attack(&v6("2001:db8::ffff"), t0),
+            Admission::Allowed
+        );
+        assert!(matches!(
+            lim.check_attack(&v6("2001:db8:0:1::1"), t0),
+            Admission::Locked { .. }
+        ));
         let status = lim.attack_status(t0);
         assert!(status.active);
         assert_eq!((status.refused, status.episodes), (2, 1));
         assert_eq!(
             lim.drain_attack_events(t0),
-            vec![AttackEvent::Started { failures: 5, peers: 5 }]
+            vec![AttackEvent::Started {
+                failures: 5,
+                peers: 5
+            }]
         );
         // Refusals keep it going: still on 900 ms after the last one.
         let t1 = t0 + Duration::from_millis(900);
-        assert!(matches!(lim.check_attack(&fresh, t1), Admission::Locked { .. }));
+        assert!(matches!(
+            lim.check_attack(&fresh, t1),
+            Admission::Locked { .. }
+        ));
         let t2 = t1 + Duration::from_millis(900);
         assert!(lim.drain_attack_events(t2).is_empty());
         // Quiet for the cooldown: over, and reported once.
         let t3 = t1 + Duration::from_millis(1_000);
         let ended = lim.drain_attack_events(t3);
-        assert!(matches!(ended[..], [AttackEvent::Ended { refused: 3, .. }]), "{ended:?}");
+        assert!(
+            matches!(ended[..], [AttackEvent::Ended { refused: 3, .. }]),
+            "{ended:?}"
+        );
         assert_eq!(lim.check_attack(&fresh, t3), Admission::Allowed);
         assert!(!lim.attack_status(t3).active);
     }
@@ -795,7 +815,10 @@ mod tests {
             lim.record_failure(&key([10, 0, 0, i], false), t0);
         }
         assert!(!lim.attack_status(t0).active);
-        assert_eq!(lim.check_attack(&key([10, 1, 1, 1], false), t0), Admission::Allowed);
+        assert_eq!(
+            lim.check_attack(&key([10, 1, 1, 1], false), t0),
+            Admission::Allowed
+        );
     }
 
     #[test]
@@ -809,7 +832,10 @@ mod tests {
             lim.record_failure(&key([10, 0, 0, i], false), t0);
         }
         assert!(lim.attack_status(t0).active);
-        assert_eq!(lim.check_attack(&key([127, 0, 0, 1], false), t0), Admission::Allowed);
+        assert_eq!(
+            lim.check_attack(&key([127, 0, 0, 1], false), t0),
+            Admission::Allowed
+        );
         assert!(matches!(
             lim.check_attack(&key([127, 0, 0, 1], true), t0),
             Admission::Locked { .. }

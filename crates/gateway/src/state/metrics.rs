@@ -262,7 +262,10 @@ impl Metrics {
             ),
         ] {
             let v = v.load(Ordering::Relaxed);
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         }
         let labelled = |out: &mut String,
                         name: &str,

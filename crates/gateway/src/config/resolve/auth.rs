@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::{EnvOverrides, Resolver, RunOverrides};
 use crate::config::describe::describe_kind;
-use crate::password::PasswordHash;
 use crate::config::types::{AuthConfig, AuthMode, BindMode, MISSING_PASSWORD, MISSING_TOKEN};
+use crate::password::PasswordHash;
 
 /// Where a secret came from, to name it in an error.
 struct SecretFrom {
