@@ -588,6 +588,10 @@ async fn bruteforce(ctx: &Ctx, a: BruteArgs) -> Result<(), BenchError> {
                     let Ok(_permit) = in_flight.acquire().await else {
                         break;
                     };
+                    // Waiting for a place may outlast the run.
+                    if Instant::now() >= deadline {
+                        break;
+                    }
                     let kind = wrong_attempt(&url, addr, src, origin, &bad).await;
                     if kind == "ACCEPTED" {
                         run.accepted += 1;

@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn redacts_secret_names_at_any_depth() {
         let mut v = json!({
-            "auth": {"mode": "token", "token": "t", "password": "p"},
+            "auth": {"mode": "token", "token": "t", "password": "p", "passwordHash": "$argon2id$x"},
             "channels": [{"botToken": "b", "maxTokens": 5}],
             "nested": {"token": {"inner": 1}}
         });
@@ -346,7 +346,7 @@ mod tests {
         assert_eq!(
             v,
             json!({
-                "auth": {"mode": "token", "token": REDACTED, "password": REDACTED},
+                "auth": {"mode": "token", "token": REDACTED, "password": REDACTED, "passwordHash": REDACTED},
                 "channels": [{"botToken": REDACTED, "maxTokens": 5}],
                 "nested": {"token": {"inner": 1}}
             })
