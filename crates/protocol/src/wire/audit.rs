@@ -161,6 +161,8 @@ mod tests {
             "auth.failure",
             "auth.lockout",
             "auth.secret_changed",
+            "auth.attack_started",
+            "auth.attack_ended",
             "pairing.requested",
             "pairing.approved",
             "pairing.silent_approved",
