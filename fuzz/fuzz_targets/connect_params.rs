@@ -109,7 +109,8 @@ fuzz_target!(|data: &[u8]| {
             (Some(d), 0) => d.nonce.trim().to_string(),
             _ => "5f0e8a58-0000-4000-8000-000000000000".to_string(),
         };
-        match clawgate_gateway::auth::authenticate(state, &params, role, &peer, &nonce) {
+        let password = clawgate_gateway::auth::shared::PasswordVerdict::NotChecked;
+        match clawgate_gateway::auth::authenticate(state, &params, role, &peer, &nonce, password) {
             Ok(session) => {
                 let requested = params.requested_scopes();
                 for s in &session.scopes {

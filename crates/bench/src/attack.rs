@@ -98,6 +98,11 @@ pub struct BruteArgs {
     /// workers go, which saturates a small machine).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    /// Attempts in flight at most, over all workers (0: one per worker).
+    /// With thousands of --src-ips (a botnet: one guess per address) this
+    /// keeps the load generator from opening them all at once.
+    #[arg(long, default_value_t = 0)]
+    pub concurrency: usize,
 }
 
 #[derive(Args, Debug)]
@@ -357,6 +362,9 @@ async fn metrics(addr: SocketAddr) -> BTreeMap<String, u64> {
             "clawgate_handshakes_total",
             "clawgate_auth_lockouts_total",
             "clawgate_auth_failures_total",
+            "clawgate_auth_attack_",
+            "clawgate_auth_shared_secret_evaluations_total",
+            "clawgate_auth_password_queue_full_total",
         ];
         if !interesting.iter().any(|p| line.starts_with(p)) {
             continue;
@@ -536,6 +544,11 @@ async fn bruteforce(ctx: &Ctx, a: BruteArgs) -> Result<(), BenchError> {
     let meter = report::Meter::start(ctx)?;
     let deadline = meter.started() + max;
     let next = Arc::new(AtomicU64::new(0));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(if a.concurrency == 0 {
+        tokio::sync::Semaphore::MAX_PERMITS
+    } else {
+        a.concurrency
+    }));
     let mut workers = Vec::new();
     for &src in target.src_ips() {
         let classes: Vec<bool> = [
@@ -550,6 +563,7 @@ async fn bruteforce(ctx: &Ctx, a: BruteArgs) -> Result<(), BenchError> {
             .flat_map(|b| std::iter::repeat_n(*b, a.workers_per_key.max(1)).zip(0..))
         {
             let (next, bad, origins) = (next.clone(), bad.clone(), browser_origins.clone());
+            let in_flight = in_flight.clone();
             let (url, addr, m, rate) = (ctx.url.clone(), target.addr, a.m, a.rate);
             let started = meter.started();
             workers.push(tokio::spawn(async move {
@@ -571,6 +585,13 @@ async fn bruteforce(ctx: &Ctx, a: BruteArgs) -> Result<(), BenchError> {
                     }
                     let origin = browser.then(|| origins[i % origins.len()].as_str());
                     i += 1;
+                    let Ok(_permit) = in_flight.acquire().await else {
+                        break;
+                    };
+                    // Waiting for a place may outlast the run.
+                    if Instant::now() >= deadline {
+                        break;
+                    }
                     let kind = wrong_attempt(&url, addr, src, origin, &bad).await;
                     if kind == "ACCEPTED" {
                         run.accepted += 1;
@@ -679,6 +700,29 @@ async fn bruteforce(ctx: &Ctx, a: BruteArgs) -> Result<(), BenchError> {
         "rate".into(),
         json!(round(done as f64 / m.secs.max(1e-9), 1)),
     );
+    // Guesses the gateway actually compared (a *_MISMATCH answer), per
+    // minute of attack: what a distributed guesser gets (issue 22).
+    let evaluated: u64 = outcomes
+        .iter()
+        .filter(|(k, _)| k.ends_with("_MISMATCH"))
+        .map(|(_, n)| n)
+        .sum();
+    let refused = outcomes.get("AUTH_RATE_LIMITED").copied().unwrap_or(0);
+    out.insert("evaluated".into(), json!(evaluated));
+    out.insert("refused".into(), json!(refused));
+    out.insert(
+        "evaluated_per_min".into(),
+        json!(round(evaluated as f64 * 60.0 / m.secs.max(1e-9), 1)),
+    );
+    if let Some(cpu) = m.server_cpu_secs()
+        && refused > 0
+    {
+        // Upper bound: all server CPU of the run over the refusals.
+        out.insert(
+            "server_cpu_us_per_refused".into(),
+            json!(round(cpu * 1e6 / refused as f64, 1)),
+        );
+    }
     out.insert("legit_src".into(), json!(a.legit_src.to_string()));
     legit_fields(&mut out, "legit_baseline", &mut legit[BASELINE]);
     legit_fields(&mut out, "legit", &mut legit[ATTACK]);
@@ -720,6 +764,10 @@ async fn bruteforce(ctx: &Ctx, a: BruteArgs) -> Result<(), BenchError> {
         m.cpu_summary(done),
         usage_seen.summary(),
     );
+    summary.push_str(&format!(
+        "\nevaluated (compared) guesses: {evaluated} ({:.0}/min), refused unevaluated: {refused}",
+        evaluated as f64 * 60.0 / m.secs.max(1e-9)
+    ));
     if accepted > 0 {
         summary.push_str(&format!(
             "\n!!!!!!!! WARNING: the gateway ACCEPTED {accepted} connect(s) with a WRONG secret !!!!!!!!"

@@ -132,6 +132,11 @@ fn get(paths: &Paths, key: &str, json: bool, show_secrets: bool) -> anyhow::Resu
             }
             crate::say!("{}", serde_json::to_string_pretty(&shown)?);
         }
+        // A password hash has no use outside the config file and is
+        // crackable material: printed only with --show-secrets.
+        Value::String(_) if key.to_ascii_lowercase().ends_with("passwordhash") && !show_secrets => {
+            println!("{REDACTED} (an Argon2id hash; print it with --show-secrets)");
+        }
         // A scalar asked for by its exact key prints in clear, secrets
         // included: this is how the token is recovered for the Control UI.
         Value::String(s) if !json => crate::say!("{s}"),
@@ -164,9 +169,16 @@ fn print_overridden(file: &ConfigFile, key: &str, from_env: &config::EnvOverride
 /// them (`botToken`, `gatewayPassword`), plus `secret` and `apiKey` kinds.
 fn is_secret_key(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    ["token", "password", "secret", "apikey", "api_key"]
-        .iter()
-        .any(|s| lower.ends_with(s))
+    [
+        "token",
+        "password",
+        "passwordhash",
+        "secret",
+        "apikey",
+        "api_key",
+    ]
+    .iter()
+    .any(|s| lower.ends_with(s))
 }
 
 /// Replaces every secret-named scalar inside `value` with [`REDACTED`].
@@ -265,6 +277,31 @@ fn set(paths: &Paths, key: &str, raw: &str, json_value: bool) -> anyhow::Result<
         return Ok(1);
     }
 
+    if key == "gateway.auth.password"
+        && let Some(Value::String(p)) = updated.get(key)
+    {
+        // The same check as `gateway set-password`: refused on a
+        // non-loopback configured bind, a warning on loopback. Never the
+        // password itself.
+        let strength = clawgate_gateway::password::strength(p);
+        if strength.is_weak() {
+            if !crate::password_cmd::bind_is_loopback(&updated) {
+                eprintln!(
+                    "error: {} (refused because gateway.bind is not loopback)",
+                    strength.describe()
+                );
+                eprintln!("{} was not changed.", paths.config.display());
+                return Ok(1);
+            }
+            eprintln!(
+                "warning: {} (accepted because the configured bind is loopback)",
+                strength.describe()
+            );
+        }
+        eprintln!(
+            "note: gateway.auth.password is stored in plain text; store only its hash with: clawgate gateway set-password"
+        );
+    }
     if let Err(err) = updated.save() {
         crate::say_err!("error: {err}");
         return Ok(1);
@@ -301,7 +338,7 @@ mod tests {
     #[test]
     fn redacts_secret_names_at_any_depth() {
         let mut v = json!({
-            "auth": {"mode": "token", "token": "t", "password": "p"},
+            "auth": {"mode": "token", "token": "t", "password": "p", "passwordHash": "$argon2id$x"},
             "channels": [{"botToken": "b", "maxTokens": 5}],
             "nested": {"token": {"inner": 1}}
         });
@@ -309,7 +346,7 @@ mod tests {
         assert_eq!(
             v,
             json!({
-                "auth": {"mode": "token", "token": REDACTED, "password": REDACTED},
+                "auth": {"mode": "token", "token": REDACTED, "password": REDACTED, "passwordHash": REDACTED},
                 "channels": [{"botToken": REDACTED, "maxTokens": 5}],
                 "nested": {"token": {"inner": 1}}
             })

@@ -20,6 +20,8 @@ pub enum GatewayCommand {
     Run(RunArgs),
     /// Print the local gateway's shared token (needs --show and a terminal).
     AuthToken(crate::local_cmd::AuthTokenArgs),
+    /// Store the gateway password as an Argon2id hash (prompt, --stdin or --generate).
+    SetPassword(crate::password_cmd::SetPasswordArgs),
     /// Call one gateway method and print its result.
     Call(crate::ops_cmd::CallArgs),
     /// Check that the gateway answers and accepts these credentials (exit 1 if not).
@@ -93,6 +95,7 @@ pub fn run(command: GatewayCommand, paths: &Paths) -> anyhow::Result<u8> {
     match command {
         GatewayCommand::Run(args) => run_gateway(args, paths),
         GatewayCommand::AuthToken(args) => Ok(crate::local_cmd::auth_token(args, paths)),
+        GatewayCommand::SetPassword(args) => crate::password_cmd::set_password(args, paths),
         GatewayCommand::Call(args) => crate::ops_cmd::call(args, paths),
         GatewayCommand::Probe(args) => crate::ops_cmd::probe(args, paths),
         GatewayCommand::Health(args) => crate::ops_cmd::health(args, paths),
@@ -256,6 +259,9 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
             tokio::spawn(ready.watchdog_loop());
         });
         info!(listen = %addr, auth = cfg.auth.mode.as_str(), "gateway listening");
+        for warning in cfg.auth.startup_warnings() {
+            warn!("{warning}");
+        }
         crate::say!("clawgate {} listening on {ws}://{addr}", clawgate_gateway::VERSION);
         if let Some(info) = &tls {
             crate::gateway_tls::announce(info);

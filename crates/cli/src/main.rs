@@ -12,6 +12,7 @@ mod local_cmd;
 mod manual_cmd;
 mod net;
 mod ops_cmd;
+mod password_cmd;
 mod service_cmd;
 mod setup_code_cmd;
 mod upstream_cmd;

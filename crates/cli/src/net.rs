@@ -505,6 +505,15 @@ fn local_options(target: &Target, paths: &Paths) -> Result<ConnectOptions, Failu
                 .clone()
                 .map(Secret::new)
                 .or(cfg.auth.password);
+            // Only a hash in the config (`gateway set-password`): ask on a
+            // terminal; elsewhere pass --password or CLAWGATE_GATEWAY_PASSWORD.
+            if opts.password.is_none()
+                && cfg.auth.password_hash.is_some()
+                && std::io::IsTerminal::is_terminal(&std::io::stdin())
+                && let Ok(p) = rpassword::prompt_password("Gateway password: ")
+            {
+                opts.password = Some(Secret::new(p));
+            }
         }
         AuthMode::None => {}
     }

@@ -162,10 +162,27 @@ async fn run_status(target: &Target, paths: &Paths) -> Result<u8, Failure> {
         ),
     ];
     rows.extend(tls_rows(&gw["tls"]));
+    rows.extend(attack_row(&gw["underAttack"]));
     for (k, v) in rows {
         crate::say!("{k:<12} {v}");
     }
     Ok(0)
+}
+
+/// The under-attack state (absent on a gateway that does not report it).
+fn attack_row(a: &Value) -> Option<(&'static str, String)> {
+    let episodes = a["episodes"].as_u64()?;
+    let text = if a["active"] == true {
+        format!(
+            "UNDER ATTACK for {}: {} shared-secret attempts from new addresses refused; device tokens, paired devices and recently successful addresses still get in ({} episodes so far)",
+            duration_text(a["activeForMs"].as_u64().unwrap_or(0)),
+            a["refused"].as_u64().unwrap_or(0),
+            episodes
+        )
+    } else {
+        format!("no ({episodes} episodes since start)")
+    };
+    Some(("Under attack", text))
 }
 
 /// The certificate the gateway serves, as its `status` reports it (so a

@@ -351,7 +351,14 @@ fn token_and_auth_benches(c: &mut Criterion) {
     // stay within 2 minutes.
     let params = signed_params(identity, json!({"deviceToken": token}), token, false);
     let run = |params: &ConnectParams| {
-        auth::authenticate(&state, black_box(params), Role::Operator, &peer, NONCE)
+        auth::authenticate(
+            &state,
+            black_box(params),
+            Role::Operator,
+            &peer,
+            NONCE,
+            auth::shared::PasswordVerdict::NotChecked,
+        )
     };
     let ok = run(&params).expect("device-token connect");
     assert_eq!(ok.method.as_str(), "device-token");

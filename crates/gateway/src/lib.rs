@@ -28,6 +28,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod notify;
+pub mod password;
 pub mod rpc;
 mod server;
 pub mod session;

@@ -51,3 +51,23 @@ pub fn metrics_text(state: &GatewayState) -> String {
 pub fn control_ui_build_id() -> String {
     crate::http::control_ui::build_id()
 }
+
+/// Shared secrets compared (or password hashes verified) so far.
+pub fn shared_evaluations(state: &GatewayState) -> u64 {
+    state.metrics.shared_evaluations()
+}
+
+/// Whether the gateway is in the under-attack state now.
+pub fn under_attack(state: &GatewayState) -> bool {
+    state
+        .limiter
+        .attack_status(std::time::Instant::now())
+        .active
+}
+
+/// Password verifications that may be under way at once (running plus
+/// queued): how far past the global budget evaluations can go when an
+/// episode starts.
+pub fn password_pool_capacity(state: &GatewayState) -> usize {
+    state.passwords.capacity()
+}

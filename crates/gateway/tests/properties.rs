@@ -459,7 +459,14 @@ impl Harness {
             origin: None,
             host: None,
         };
-        auth::authenticate(&self.state, params, role, &peer, NONCE)
+        auth::authenticate(
+            &self.state,
+            params,
+            role,
+            &peer,
+            NONCE,
+            auth::shared::PasswordVerdict::NotChecked,
+        )
     }
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {

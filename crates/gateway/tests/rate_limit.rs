@@ -115,6 +115,9 @@ async fn global_budget_refuses_failing_peers_but_not_others() {
         max_attempts: 100,
         exempt_loopback: false,
         global_max_failures: 4,
+        // The budget alone; with the guard on, spending it also refuses new
+        // peers (tests/under_attack.rs).
+        attack_guard: false,
         ..RateLimitConfig::default()
     })
     .await;

@@ -10,7 +10,8 @@ const ACTIONS = [
   'pairing.requested', 'pairing.approved', 'pairing.silent_approved', 'pairing.rejected', 'pairing.superseded',
   'pairing.updated', 'pairing.code_unknown', 'pairing.code_limited',
   'device.renamed', 'device.removed', 'token.rotated', 'token.revoked',
-  'auth.failure', 'auth.lockout', 'auth.secret_changed', 'upstream.admin_call',
+  'auth.failure', 'auth.lockout', 'auth.secret_changed', 'auth.attack_started', 'auth.attack_ended',
+  'upstream.admin_call',
 ];
 const PAGE = 50;
 

@@ -16,7 +16,8 @@ use tracing::{debug, warn};
 
 use crate::auth::device_proof::{self, VerifiedDevice};
 use crate::auth::shared::{
-    SecretKind, SharedCheck, SharedOutcome, check_shared, non_empty, record_shared_failure,
+    PasswordVerdict, SecretKind, SharedCheck, SharedOutcome, check_shared, non_empty,
+    record_shared_failure,
 };
 use crate::auth::{bootstrap, issue, pairing, tokens};
 use crate::session::{PeerContext, now_ms};
@@ -74,16 +75,19 @@ impl Rejection {
 }
 
 /// Decides a connect whose frame, protocol range and role already passed:
-/// credentials, device proof, pairing and device-token issuance. A setup
-/// code pasted as the token is explained in the refusal.
+/// credentials, device proof, pairing and device-token issuance. `password`
+/// is what [`crate::auth::shared::verify_password`] found (Argon2 runs
+/// before, off the async workers). A setup code pasted as the token is
+/// explained in the refusal.
 pub fn authenticate(
     state: &GatewayState,
     params: &ConnectParams,
     role: Role,
     peer: &PeerContext,
     challenge_nonce: &str,
+    password: PasswordVerdict,
 ) -> Result<Authenticated, Rejection> {
-    decide(state, params, role, peer, challenge_nonce)
+    decide(state, params, role, peer, challenge_nonce, password)
         .map_err(|r| bootstrap::explain_pasted_setup_code(params, r))
 }
 
@@ -93,13 +97,14 @@ fn decide(
     role: Role,
     peer: &PeerContext,
     challenge_nonce: &str,
+    password: PasswordVerdict,
 ) -> Result<Authenticated, Rejection> {
     let auth = state.auth();
     let audience = Audience {
         kind: params.client_kind(),
         local: peer.direct_local,
     };
-    let shared = check_shared(state, params, peer, &auth);
+    let shared = check_shared(state, params, peer, &auth, password);
     let Some(device) = &params.device else {
         return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
     };

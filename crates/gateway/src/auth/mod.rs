@@ -21,7 +21,7 @@ pub mod device_proof;
 mod issue;
 pub mod origin;
 pub mod pairing;
-mod shared;
+pub mod shared;
 pub mod tokens;
 
 pub use connect::{Authenticated, Rejection, authenticate};

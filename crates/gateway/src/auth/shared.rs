@@ -1,6 +1,9 @@
 //! The shared secret (token or password) of a connect: which field carries
-//! it, the limiter's verdict before any comparison, the constant-time
-//! comparison, and recording a failure (delay or lockout).
+//! it, the limiter's verdict before any comparison (lockouts, and the
+//! under-attack state that refuses peers without a recent success), the
+//! constant-time comparison or, for `gateway.auth.passwordHash`, the
+//! Argon2id verification on the bounded pool ([`verify_password`], awaited
+//! before the sync decision), and recording a failure (delay or lockout).
 
 use clawgate_protocol::wire::AuditAction;
 use std::time::{Duration, Instant};
@@ -11,6 +14,7 @@ use serde_json::json;
 use tracing::warn;
 
 use crate::config::AuthMode;
+use crate::password::Verdict;
 use crate::session::{PeerContext, is_loopback};
 use crate::state::limiter::{Admission, LimitKey, LimitScope, PeerClass};
 use crate::state::{AuthState, GatewayState, audit};
@@ -24,6 +28,25 @@ pub(crate) enum SharedOutcome {
     NotConfigured,
     RateLimited { retry_after_ms: u64 },
 }
+
+/// The outcome of an Argon2 password verification made before the
+/// connect decision (only with `gateway.auth.passwordHash`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordVerdict {
+    /// Nothing to verify (no hash in force, or no secret offered).
+    NotChecked,
+    Match,
+    Mismatch,
+    /// The limiter refused before any hashing.
+    Refused {
+        retry_after_ms: u64,
+    },
+    /// The verification queue was full: nothing was computed.
+    Busy,
+}
+
+/// How long a client whose verification found the queue full waits.
+const BUSY_RETRY_MS: u64 = 1_000;
 
 /// Which wire field carried the offered secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,22 +71,65 @@ pub(crate) struct SharedCheck {
     pub key: LimitKey,
 }
 
-/// Checks the shared secret of a connect against the secret in force,
-/// after asking the limiter (before any comparison).
-pub(crate) fn check_shared(
-    state: &GatewayState,
-    params: &ConnectParams,
-    peer: &PeerContext,
-    auth: &AuthState,
-) -> SharedCheck {
-    let mode = auth.config.mode;
-    let key = LimitKey {
+fn shared_key(peer: &PeerContext) -> LimitKey {
+    LimitKey {
         scope: LimitScope::SharedSecret,
         peer: peer.ip,
         class: peer_class(peer),
+    }
+}
+
+/// The limiter's verdict on a shared-secret attempt before any comparison:
+/// the peer's lockout, then (a secret being offered) the under-attack state.
+fn admission(state: &GatewayState, key: &LimitKey) -> Admission {
+    let now = Instant::now();
+    match state.limiter.check(key, now) {
+        Admission::Allowed => {}
+        locked => return locked,
+    }
+    let verdict = state.limiter.check_attack(key, now);
+    if verdict != Admission::Allowed {
+        state.metrics.attack_refusal();
+    }
+    verdict
+}
+
+/// With `gateway.auth.passwordHash` in force and a secret offered: asks
+/// the limiter, then verifies on the bounded pool (off the async workers).
+pub async fn verify_password(
+    state: &GatewayState,
+    params: &ConnectParams,
+    peer: &PeerContext,
+) -> PasswordVerdict {
+    let auth = state.auth();
+    let (Some(hash), AuthMode::Password) = (&auth.config.password_hash, auth.config.mode) else {
+        return PasswordVerdict::NotChecked;
     };
-    // The secret offered: the field named after the mode first, else the other.
-    let offered = match mode {
+    let Some((value, _)) = offered_secret(AuthMode::Password, params) else {
+        return PasswordVerdict::NotChecked;
+    };
+    if let Admission::Locked { retry_after_ms } = admission(state, &shared_key(peer)) {
+        return PasswordVerdict::Refused { retry_after_ms };
+    }
+    match state.passwords.verify(hash, value).await {
+        Verdict::Match => {
+            state.metrics.shared_evaluation();
+            PasswordVerdict::Match
+        }
+        Verdict::Mismatch => {
+            state.metrics.shared_evaluation();
+            PasswordVerdict::Mismatch
+        }
+        Verdict::Busy => {
+            state.metrics.password_queue_full();
+            PasswordVerdict::Busy
+        }
+    }
+}
+
+/// The secret offered: the field named after the mode first, else the other.
+fn offered_secret(mode: AuthMode, params: &ConnectParams) -> Option<(&str, SecretKind)> {
+    match mode {
         AuthMode::Token => non_empty(&params.auth.token)
             .map(|s| (s, SecretKind::Token))
             .or_else(|| non_empty(&params.auth.password).map(|s| (s, SecretKind::Password))),
@@ -71,7 +137,23 @@ pub(crate) fn check_shared(
             .map(|s| (s, SecretKind::Password))
             .or_else(|| non_empty(&params.auth.token).map(|s| (s, SecretKind::Token))),
         AuthMode::None => None,
-    };
+    }
+}
+
+/// Checks the shared secret of a connect against the secret in force,
+/// after asking the limiter (before any comparison). With a password hash
+/// the comparison was made by [`verify_password`]: `verdict` holds it.
+pub(crate) fn check_shared(
+    state: &GatewayState,
+    params: &ConnectParams,
+    peer: &PeerContext,
+    auth: &AuthState,
+    verdict: PasswordVerdict,
+) -> SharedCheck {
+    let mode = auth.config.mode;
+    let key = shared_key(peer);
+    let offered = offered_secret(mode, params);
+    let hashed = mode == AuthMode::Password && auth.config.password_hash.is_some();
     let (expected, missing, mismatch, not_configured) = match mode {
         AuthMode::Password => (
             auth.config.password.as_ref(),
@@ -88,7 +170,42 @@ pub(crate) fn check_shared(
     };
     let (outcome, failure) = if mode == AuthMode::None {
         (SharedOutcome::Ok, AuthFailure::Unauthorized)
-    } else if let Admission::Locked { retry_after_ms } = state.limiter.check(&key, Instant::now()) {
+    } else if hashed && offered.is_some() {
+        // Asked and verified before this call (verify_password).
+        match verdict {
+            PasswordVerdict::Match => (SharedOutcome::Ok, mismatch),
+            PasswordVerdict::Mismatch => (SharedOutcome::Mismatch, mismatch),
+            PasswordVerdict::Refused { retry_after_ms } => {
+                (SharedOutcome::RateLimited { retry_after_ms }, mismatch)
+            }
+            PasswordVerdict::Busy => (
+                SharedOutcome::RateLimited {
+                    retry_after_ms: BUSY_RETRY_MS,
+                },
+                mismatch,
+            ),
+            // The hash came into force between the two calls: refuse
+            // without counting; the client retries.
+            PasswordVerdict::NotChecked => (
+                SharedOutcome::RateLimited {
+                    retry_after_ms: BUSY_RETRY_MS,
+                },
+                mismatch,
+            ),
+        }
+    } else if offered.is_none() {
+        // Nothing to compare: only a lockout refuses (the under-attack
+        // state is about guesses).
+        match state.limiter.check(&key, Instant::now()) {
+            Admission::Locked { retry_after_ms } => {
+                (SharedOutcome::RateLimited { retry_after_ms }, mismatch)
+            }
+            Admission::Allowed if expected.is_none() && !hashed => {
+                (SharedOutcome::NotConfigured, not_configured)
+            }
+            Admission::Allowed => (SharedOutcome::Missing, missing),
+        }
+    } else if let Admission::Locked { retry_after_ms } = admission(state, &key) {
         // The limiter decides before any comparison or signature work.
         (SharedOutcome::RateLimited { retry_after_ms }, mismatch)
     } else {
@@ -96,6 +213,7 @@ pub(crate) fn check_shared(
             (_, None) => (SharedOutcome::NotConfigured, not_configured),
             (None, Some(_)) => (SharedOutcome::Missing, missing),
             (Some((value, _)), Some(secret)) => {
+                state.metrics.shared_evaluation();
                 if secret.matches(value) {
                     (SharedOutcome::Ok, mismatch)
                 } else {

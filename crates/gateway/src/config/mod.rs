@@ -9,7 +9,8 @@
 //! `gateway.tls.enabled|autoGenerate|certPath|keyPath|caPath`) so an
 //! existing `openclaw.json` can be pointed at with `--config`; keys clawgate
 //! does not use are kept untouched on write. clawgate's own additions:
-//! `gateway.auth.rateLimit.globalMaxFailures`, `gateway.allowedHosts`,
+//! `gateway.auth.rateLimit.globalMaxFailures|attackGuard|attackCooldownMs|
+//! recentSuccessTtlMs`, `gateway.auth.passwordHash`, `gateway.allowedHosts`,
 //! `gateway.tickIntervalMs` and `gateway.upstream.url|tlsFingerprint` (the
 //! OpenClaw gateway clawgate fronts).
 //!

@@ -464,6 +464,20 @@ impl Resolver<'_> {
                 d.global_max_failures.into(),
                 max_u32,
             ) as u32,
+            attack_guard: self.boolean("gateway.auth.rateLimit.attackGuard", d.attack_guard),
+            // At most a day: a longer cooldown only keeps new addresses out
+            // for longer after an attack stops.
+            attack_cooldown_ms: self.positive_int(
+                "gateway.auth.rateLimit.attackCooldownMs",
+                d.attack_cooldown_ms,
+                24 * 3_600_000,
+            ),
+            // At most 30 days: the set is bounded anyway (4096 addresses).
+            recent_success_ttl_ms: self.positive_int(
+                "gateway.auth.rateLimit.recentSuccessTtlMs",
+                d.recent_success_ttl_ms,
+                30 * 24 * 3_600_000,
+            ),
         }
     }
 

@@ -88,6 +88,21 @@ pub struct RateLimitConfig {
     /// peer that has failed within the window is refused, while peers that
     /// have not keep getting in (default 1000).
     pub global_max_failures: u32,
+    /// clawgate addition (`gateway.auth.rateLimit.attackGuard`, default
+    /// true): once shared-secret failures across all peers reach
+    /// `global_max_failures` within the window, the gateway is "under
+    /// attack": shared-secret attempts from peers without a recent success
+    /// are refused before any comparison until the episode cools down.
+    pub attack_guard: bool,
+    /// `gateway.auth.rateLimit.attackCooldownMs` (default 60 000): an
+    /// episode ends after this long without a shared-secret failure or a
+    /// refused attempt.
+    pub attack_cooldown_ms: u64,
+    /// `gateway.auth.rateLimit.recentSuccessTtlMs` (default 3 600 000): how
+    /// long a peer address (IPv6 by /64) that authenticated stays
+    /// "recently successful" and so keeps its shared-secret access during
+    /// an episode.
+    pub recent_success_ttl_ms: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -98,6 +113,9 @@ impl Default for RateLimitConfig {
             lockout_ms: 300_000,
             exempt_loopback: true,
             global_max_failures: 1000,
+            attack_guard: true,
+            attack_cooldown_ms: 60_000,
+            recent_success_ttl_ms: 3_600_000,
         }
     }
 }
@@ -108,6 +126,9 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     pub token: Option<Secret>,
     pub password: Option<Secret>,
+    /// `gateway.auth.passwordHash`: the password as an Argon2id hash (used
+    /// instead of `password`, which is then `None`).
+    pub password_hash: Option<crate::password::PasswordHash>,
     pub rate_limit: RateLimitConfig,
 }
 
@@ -243,8 +264,38 @@ impl AuthConfig {
             mode,
             token,
             password,
+            password_hash: None,
             rate_limit: RateLimitConfig::default(),
         }
+    }
+
+    /// Password mode with an Argon2id hash and the default rate limits.
+    pub fn with_password_hash(hash: crate::password::PasswordHash) -> AuthConfig {
+        AuthConfig {
+            password_hash: Some(hash),
+            ..AuthConfig::new(AuthMode::Password, None, None)
+        }
+    }
+
+    /// What `gateway run` warns about at start (never with the secret): a
+    /// plain-text password (the fix is `clawgate gateway set-password`),
+    /// and a weak one (refused by the resolver on a non-loopback bind).
+    pub fn startup_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.mode != AuthMode::Password {
+            return out;
+        }
+        if let Some(p) = &self.password {
+            out.push("the gateway password is held in plain text (gateway.auth.password, --password or CLAWGATE_GATEWAY_PASSWORD); store only its Argon2id hash with: clawgate gateway set-password".to_string());
+            let strength = crate::password::strength(p.expose());
+            if strength.is_weak() {
+                out.push(format!(
+                    "{} (accepted only because the gateway is bound to loopback)",
+                    strength.describe()
+                ));
+            }
+        }
+        out
     }
 }
 

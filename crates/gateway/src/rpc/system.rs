@@ -117,8 +117,23 @@ pub(crate) fn status(state: &GatewayState, _: &Caller, _: Value) -> Result<Value
                 "authenticated": state.hub.len(),
             },
             "tls": tls_status(state),
+            "underAttack": attack_status(state),
         },
     }))
+}
+
+/// `gateway.underAttack` in `status` (clawgate addition): whether
+/// shared-secret attempts from new peers are being refused now, and the
+/// counts (never an address).
+fn attack_status(state: &GatewayState) -> Value {
+    let a = state.limiter.attack_status(std::time::Instant::now());
+    json!({
+        "active": a.active,
+        "activeForMs": a.active_for.as_millis() as u64,
+        "refused": a.refused,
+        "episodes": a.episodes,
+        "recentSuccessPeers": a.recent_successes,
+    })
 }
 
 /// `gateway.tls` in `status` (clawgate addition): the certificate served

@@ -31,8 +31,10 @@ use crate::config::RateLimitConfig;
 
 /// Entries kept before expired ones are pruned.
 const MAX_ENTRIES: usize = 10_000;
-/// Peers remembered as recently successful (for the overflow rule).
+/// Peers remembered as recently successful (overflow rule, under attack).
 const MAX_GOOD: usize = 4_096;
+/// Start/end events kept until the gateway drains them.
+const MAX_EVENTS: usize = 16;
 /// A full table is swept for expired entries at most this often.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Loopback delay schedule.
@@ -96,6 +98,48 @@ pub struct FailureOutcome {
     pub locked_now: bool,
 }
 
+/// An "under attack" episode started or ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttackEvent {
+    Started {
+        /// Shared-secret failures within the window when it started.
+        failures: u64,
+        /// Distinct peers (limiter keys) with failures in the table.
+        peers: u64,
+    },
+    Ended {
+        /// How long it lasted.
+        duration: Duration,
+        /// Shared-secret attempts refused unevaluated during it.
+        refused: u64,
+        /// Shared-secret failures evaluated during it (peers with a recent
+        /// success, and attempts already under way when it started).
+        failures: u64,
+    },
+}
+
+/// The under-attack state as `status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttackStatus {
+    pub active: bool,
+    /// How long the current episode has lasted.
+    pub active_for: Duration,
+    /// Refused in the current episode.
+    pub refused: u64,
+    /// Episodes started since the gateway started.
+    pub episodes: u64,
+    /// Addresses in the recent-success set.
+    pub recent_successes: usize,
+}
+
+#[derive(Debug)]
+struct Episode {
+    started: Instant,
+    last_activity: Instant,
+    refused: u64,
+    failures: u64,
+}
+
 #[derive(Debug, Default)]
 struct Entry {
     failures: VecDeque<Instant>,
@@ -113,6 +157,12 @@ struct Inner {
     next_sweep: Option<Instant>,
     /// Peers that authenticated recently, and when.
     good: HashMap<IpAddr, Instant>,
+    /// Shared-secret failure times across all peers, at most
+    /// `global_max_failures` (the under-attack trigger).
+    shared_global: VecDeque<Instant>,
+    attack: Option<Episode>,
+    episodes: u64,
+    events: VecDeque<AttackEvent>,
 }
 
 /// The limiter. Cheap to consult: one mutex, no allocation on the allowed path.
@@ -164,6 +214,10 @@ impl AuthLimiter {
                 overflow_until: None,
                 next_sweep: None,
                 good: HashMap::new(),
+                shared_global: VecDeque::new(),
+                attack: None,
+                episodes: 0,
+                events: VecDeque::new(),
             }),
             capacity: capacity.max(1),
         }
@@ -202,11 +256,12 @@ impl AuthLimiter {
             // The table overflowed: this peer's failures may have gone
             // uncounted, so while the budget is spent only peers that
             // authenticated recently get in.
+            let ttl = Duration::from_millis(cfg.recent_success_ttl_ms).max(window);
             if overflow
                 && global_spent
                 && good
                     .get(&key.peer)
-                    .is_none_or(|t| now.saturating_duration_since(*t) >= window)
+                    .is_none_or(|t| now.saturating_duration_since(*t) >= ttl)
             {
                 return Admission::Locked {
                     retry_after_ms: ms_ceil(global_retry).max(1),
@@ -243,6 +298,9 @@ impl AuthLimiter {
         inner.global.push_back(now);
         while inner.global.len() > cfg.global_max_failures.max(1) as usize {
             inner.global.pop_front();
+        }
+        if key.scope == LimitScope::SharedSecret && cfg.attack_guard {
+            Self::count_shared_failure(&mut inner, key, &cfg, now, window);
         }
         if inner.entries.len() >= self.capacity && !inner.entries.contains_key(key) {
             if inner.next_sweep.is_none_or(|t| t <= now) {
@@ -286,6 +344,129 @@ impl AuthLimiter {
         FailureOutcome::default()
     }
 
+    /// A shared-secret failure for the under-attack trigger: may start an
+    /// episode, and keeps a running one going.
+    fn count_shared_failure(
+        inner: &mut Inner,
+        key: &LimitKey,
+        cfg: &RateLimitConfig,
+        now: Instant,
+        window: Duration,
+    ) {
+        Self::expire_attack(inner, cfg, now);
+        let budget = cfg.global_max_failures.max(1) as usize;
+        prune(&mut inner.shared_global, now, window);
+        inner.shared_global.push_back(now);
+        while inner.shared_global.len() > budget {
+            inner.shared_global.pop_front();
+        }
+        if let Some(ep) = &mut inner.attack {
+            ep.last_activity = now;
+            ep.failures += 1;
+        } else if inner.shared_global.len() >= budget {
+            inner.attack = Some(Episode {
+                started: now,
+                last_activity: now,
+                refused: 0,
+                failures: 0,
+            });
+            inner.episodes += 1;
+            let peers = inner
+                .entries
+                .keys()
+                .filter(|k| k.scope == LimitScope::SharedSecret)
+                .count() as u64
+                + u64::from(!inner.entries.contains_key(key));
+            Self::push_event(
+                inner,
+                AttackEvent::Started {
+                    failures: inner.shared_global.len() as u64,
+                    peers,
+                },
+            );
+        }
+    }
+
+    fn push_event(inner: &mut Inner, event: AttackEvent) {
+        if inner.events.len() >= MAX_EVENTS {
+            inner.events.pop_front();
+        }
+        inner.events.push_back(event);
+    }
+
+    /// Ends the episode if it has been quiet for the cooldown.
+    fn expire_attack(inner: &mut Inner, cfg: &RateLimitConfig, now: Instant) {
+        let cooldown = Duration::from_millis(cfg.attack_cooldown_ms);
+        let quiet = inner
+            .attack
+            .as_ref()
+            .is_some_and(|ep| now.saturating_duration_since(ep.last_activity) >= cooldown);
+        if quiet || (!cfg.attack_guard && inner.attack.is_some()) {
+            let ep = inner.attack.take().expect("episode");
+            Self::push_event(
+                inner,
+                AttackEvent::Ended {
+                    duration: now.saturating_duration_since(ep.started),
+                    refused: ep.refused,
+                    failures: ep.failures,
+                },
+            );
+        }
+    }
+
+    /// Under attack: whether a shared-secret attempt from `key`'s peer is
+    /// refused before any comparison (the peer has no recent success).
+    /// Call only when a shared secret was offered and [`Self::check`]
+    /// allowed the key. A refusal keeps the episode going.
+    pub fn check_attack(&self, key: &LimitKey, now: Instant) -> Admission {
+        let key = &normalized(key);
+        let cfg = self.config.lock().expect("limiter config lock").clone();
+        let mut inner = self.inner.lock().expect("limiter lock");
+        Self::expire_attack(&mut inner, &cfg, now);
+        if inner.attack.is_none() || Self::exempt(&cfg, key) {
+            return Admission::Allowed;
+        }
+        let ttl = Duration::from_millis(cfg.recent_success_ttl_ms);
+        if inner
+            .good
+            .get(&key.peer)
+            .is_some_and(|t| now.saturating_duration_since(*t) < ttl)
+        {
+            return Admission::Allowed;
+        }
+        let ep = inner.attack.as_mut().expect("episode");
+        ep.refused += 1;
+        ep.last_activity = now;
+        Admission::Locked {
+            retry_after_ms: cfg.attack_cooldown_ms.max(1),
+        }
+    }
+
+    /// Ends a quiet episode and hands over the start/end events queued
+    /// since the last call (the gateway calls this once a second).
+    pub fn drain_attack_events(&self, now: Instant) -> Vec<AttackEvent> {
+        let cfg = self.config.lock().expect("limiter config lock").clone();
+        let mut inner = self.inner.lock().expect("limiter lock");
+        Self::expire_attack(&mut inner, &cfg, now);
+        inner.events.drain(..).collect()
+    }
+
+    /// The under-attack state now.
+    pub fn attack_status(&self, now: Instant) -> AttackStatus {
+        let inner = self.inner.lock().expect("limiter lock");
+        AttackStatus {
+            active: inner.attack.is_some(),
+            active_for: inner
+                .attack
+                .as_ref()
+                .map(|ep| now.saturating_duration_since(ep.started))
+                .unwrap_or_default(),
+            refused: inner.attack.as_ref().map_or(0, |ep| ep.refused),
+            episodes: inner.episodes,
+            recent_successes: inner.good.len(),
+        }
+    }
+
     /// Forgets a key's failures after a successful authentication.
     pub fn record_success(&self, key: &LimitKey) {
         self.record_success_at(key, Instant::now());
@@ -294,8 +475,10 @@ impl AuthLimiter {
     /// [`Self::record_success`] at a given time.
     pub fn record_success_at(&self, key: &LimitKey, now: Instant) {
         let key = &normalized(key);
-        let window =
-            Duration::from_millis(self.config.lock().expect("limiter config lock").window_ms);
+        let ttl = {
+            let cfg = self.config.lock().expect("limiter config lock");
+            Duration::from_millis(cfg.recent_success_ttl_ms.max(cfg.window_ms))
+        };
         let mut inner = self.inner.lock().expect("limiter lock");
         if let Some(e) = inner.entries.get(key)
             && e.locked_until.is_none()
@@ -305,9 +488,13 @@ impl AuthLimiter {
         if inner.good.len() >= MAX_GOOD && !inner.good.contains_key(&key.peer) {
             inner
                 .good
-                .retain(|_, t| now.saturating_duration_since(*t) < window);
+                .retain(|_, t| now.saturating_duration_since(*t) < ttl);
             if inner.good.len() >= MAX_GOOD {
-                return;
+                // Still full: the least recent success makes room (only
+                // successes get in, so an attacker cannot fill it).
+                if let Some(oldest) = inner.good.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) {
+                    inner.good.remove(&oldest);
+                }
             }
         }
         inner.good.insert(key.peer, now);
@@ -532,5 +719,128 @@ mod tests {
             limit_peer("::1".parse().unwrap()),
             "::1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    fn attack_cfg() -> RateLimitConfig {
+        RateLimitConfig {
+            global_max_failures: 5,
+            exempt_loopback: false,
+            attack_cooldown_ms: 1_000,
+            ..RateLimitConfig::default()
+        }
+    }
+
+    #[test]
+    fn spending_the_budget_refuses_new_peers_until_it_cools_down() {
+        let lim = AuthLimiter::new(attack_cfg());
+        let t0 = Instant::now();
+        let regular = key([10, 9, 9, 9], false);
+        lim.record_success_at(&regular, t0);
+        for i in 0..4u8 {
+            lim.record_failure(&key([10, 0, 0, i], false), t0);
+        }
+        assert_eq!(
+            lim.check_attack(&key([10, 1, 1, 1], false), t0),
+            Admission::Allowed
+        );
+        lim.record_failure(&key([10, 0, 0, 4], false), t0);
+        // Under attack: a brand-new peer is refused, the regular is not.
+        let fresh = key([10, 1, 1, 1], false);
+        assert_eq!(
+            lim.check_attack(&fresh, t0),
+            Admission::Locked {
+                retry_after_ms: 1_000
+            }
+        );
+        assert_eq!(lim.check_attack(&regular, t0), Admission::Allowed);
+        // IPv6: the regular's /64 counts as the regular.
+        let v6 = |s: &str| LimitKey {
+            scope: LimitScope::SharedSecret,
+            peer: s.parse().unwrap(),
+            class: PeerClass::Remote,
+        };
+        lim.record_success_at(&v6("2001:db8::1"), t0);
+        assert_eq!(
+            lim.check_attack(&v6("2001:db8::ffff"), t0),
+            Admission::Allowed
+        );
+        assert!(matches!(
+            lim.check_attack(&v6("2001:db8:0:1::1"), t0),
+            Admission::Locked { .. }
+        ));
+        let status = lim.attack_status(t0);
+        assert!(status.active);
+        assert_eq!((status.refused, status.episodes), (2, 1));
+        assert_eq!(
+            lim.drain_attack_events(t0),
+            vec![AttackEvent::Started {
+                failures: 5,
+                peers: 5
+            }]
+        );
+        // Refusals keep it going: still on 900 ms after the last one.
+        let t1 = t0 + Duration::from_millis(900);
+        assert!(matches!(
+            lim.check_attack(&fresh, t1),
+            Admission::Locked { .. }
+        ));
+        let t2 = t1 + Duration::from_millis(900);
+        assert!(lim.drain_attack_events(t2).is_empty());
+        // Quiet for the cooldown: over, and reported once.
+        let t3 = t1 + Duration::from_millis(1_000);
+        let ended = lim.drain_attack_events(t3);
+        assert!(
+            matches!(ended[..], [AttackEvent::Ended { refused: 3, .. }]),
+            "{ended:?}"
+        );
+        assert_eq!(lim.check_attack(&fresh, t3), Admission::Allowed);
+        assert!(!lim.attack_status(t3).active);
+    }
+
+    #[test]
+    fn device_token_failures_and_the_guard_off_start_no_episode() {
+        let lim = AuthLimiter::new(attack_cfg());
+        let t0 = Instant::now();
+        for i in 0..20u8 {
+            let k = LimitKey {
+                scope: LimitScope::DeviceToken,
+                ..key([10, 0, 0, i], false)
+            };
+            lim.record_failure(&k, t0);
+        }
+        assert!(!lim.attack_status(t0).active);
+        let lim = AuthLimiter::new(RateLimitConfig {
+            attack_guard: false,
+            ..attack_cfg()
+        });
+        for i in 0..20u8 {
+            lim.record_failure(&key([10, 0, 0, i], false), t0);
+        }
+        assert!(!lim.attack_status(t0).active);
+        assert_eq!(
+            lim.check_attack(&key([10, 1, 1, 1], false), t0),
+            Admission::Allowed
+        );
+    }
+
+    #[test]
+    fn exempt_loopback_peers_are_not_refused_by_the_episode() {
+        let lim = AuthLimiter::new(RateLimitConfig {
+            exempt_loopback: true,
+            ..attack_cfg()
+        });
+        let t0 = Instant::now();
+        for i in 0..5u8 {
+            lim.record_failure(&key([10, 0, 0, i], false), t0);
+        }
+        assert!(lim.attack_status(t0).active);
+        assert_eq!(
+            lim.check_attack(&key([127, 0, 0, 1], false), t0),
+            Admission::Allowed
+        );
+        assert!(matches!(
+            lim.check_attack(&key([127, 0, 0, 1], true), t0),
+            Admission::Locked { .. }
+        ));
     }
 }

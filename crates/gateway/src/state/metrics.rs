@@ -64,6 +64,15 @@ pub struct Metrics {
     connections_open: AtomicI64,
     connections_authenticated: AtomicI64,
     lockouts: AtomicU64,
+    /// The "under attack" state (issue 22): 1 while on, episodes started,
+    /// shared-secret attempts refused by it, and shared-secret comparisons
+    /// actually evaluated (what a guesser gets).
+    under_attack: AtomicI64,
+    attack_episodes: AtomicU64,
+    attack_refusals: AtomicU64,
+    shared_evaluations: AtomicU64,
+    /// Password hash verifications refused because the pool's queue was full.
+    password_queue_full: AtomicU64,
     upgrades_refused: Mutex<BTreeMap<&'static str, u64>>,
     handshakes: Mutex<BTreeMap<&'static str, u64>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
@@ -87,6 +96,11 @@ impl Metrics {
             connections_open: AtomicI64::new(0),
             connections_authenticated: AtomicI64::new(0),
             lockouts: AtomicU64::new(0),
+            under_attack: AtomicI64::new(0),
+            attack_episodes: AtomicU64::new(0),
+            attack_refusals: AtomicU64::new(0),
+            shared_evaluations: AtomicU64::new(0),
+            password_queue_full: AtomicU64::new(0),
             upgrades_refused: Mutex::default(),
             handshakes: Mutex::default(),
             auth_failures: Mutex::default(),
@@ -136,6 +150,27 @@ impl Metrics {
     }
     pub fn lockout(&self) {
         self.lockouts.fetch_add(1, Ordering::Relaxed);
+    }
+    /// An "under attack" episode started (`true`) or ended.
+    pub fn attack_state(&self, on: bool) {
+        self.under_attack.store(i64::from(on), Ordering::Relaxed);
+        if on {
+            self.attack_episodes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    pub fn attack_refusal(&self) {
+        self.attack_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A shared secret was compared (or a password hash verified).
+    pub fn shared_evaluation(&self) {
+        self.shared_evaluations.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Shared-secret comparisons evaluated so far.
+    pub fn shared_evaluations(&self) -> u64 {
+        self.shared_evaluations.load(Ordering::Relaxed)
+    }
+    pub fn password_queue_full(&self) {
+        self.password_queue_full.fetch_add(1, Ordering::Relaxed);
     }
     pub fn upgrade_refused(&self, reason: &'static str) {
         *self
@@ -198,6 +233,40 @@ impl Metrics {
             "# HELP clawgate_auth_lockouts_total Failed-auth lockouts started.\n# TYPE clawgate_auth_lockouts_total counter\nclawgate_auth_lockouts_total {}",
             self.lockouts.load(Ordering::Relaxed)
         );
+        gauge(
+            &mut out,
+            "clawgate_auth_under_attack",
+            "1 while shared-secret attempts from new peers are refused (global failure budget spent).",
+            self.under_attack.load(Ordering::Relaxed),
+        );
+        for (name, help, v) in [
+            (
+                "clawgate_auth_attack_episodes_total",
+                "Under-attack episodes started.",
+                &self.attack_episodes,
+            ),
+            (
+                "clawgate_auth_attack_refusals_total",
+                "Shared-secret attempts refused unevaluated by the under-attack state.",
+                &self.attack_refusals,
+            ),
+            (
+                "clawgate_auth_shared_secret_evaluations_total",
+                "Shared secrets compared (or password hashes verified).",
+                &self.shared_evaluations,
+            ),
+            (
+                "clawgate_auth_password_queue_full_total",
+                "Password verifications refused because the verification queue was full.",
+                &self.password_queue_full,
+            ),
+        ] {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
         let labelled = |out: &mut String,
                         name: &str,
                         help: &str,

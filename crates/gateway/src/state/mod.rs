@@ -55,6 +55,8 @@ pub struct GatewayState {
     pub(crate) config: GatewayConfig,
     auth: RwLock<AuthState>,
     pub(crate) limiter: AuthLimiter,
+    /// Argon2 password verification off the async workers (bounded pool).
+    pub(crate) passwords: crate::password::PasswordVerifier,
     /// Device registry and audit log.
     pub(crate) store: Arc<clawgate_store::Store>,
     pub(crate) hub: Hub,
@@ -173,6 +175,7 @@ impl GatewayState {
             config,
             auth: RwLock::new(auth),
             limiter,
+            passwords: crate::password::PasswordVerifier::for_this_machine(),
             store,
             hub: Hub::default(),
             metrics: Metrics::new(method_names),
@@ -199,8 +202,56 @@ impl GatewayState {
 
     /// Writes the queued last-seen and token-use updates now.
     pub fn flush_deferred(&self) {
+        self.report_attack_events();
         if let Err(err) = self.deferred.flush(&self.store) {
             tracing::warn!(%err, "writing the batched last-seen updates and audit rows failed; they stay queued for the next flush unless the store refused them as invalid");
+        }
+    }
+
+    /// Logs, counts and audits the under-attack episodes that started or
+    /// ended since the last call (once a second, from the flush loop):
+    /// one line and one audit row per start and per end, with counts only.
+    pub fn report_attack_events(&self) {
+        use limiter::AttackEvent;
+        for event in self.limiter.drain_attack_events(Instant::now()) {
+            let (action, details) = match &event {
+                AttackEvent::Started { failures, peers } => {
+                    self.metrics.attack_state(true);
+                    tracing::warn!(
+                        failures,
+                        peers,
+                        "under attack: shared-secret failures spent the global budget; shared-secret attempts from peers without a recent success are refused until it cools down (device tokens and paired devices keep working)"
+                    );
+                    (
+                        AuditAction::AuthAttackStarted,
+                        serde_json::json!({"failures": failures, "peers": peers}),
+                    )
+                }
+                AttackEvent::Ended {
+                    duration,
+                    refused,
+                    failures,
+                } => {
+                    self.metrics.attack_state(false);
+                    let secs = duration.as_secs();
+                    tracing::warn!(
+                        duration_s = secs,
+                        refused,
+                        failures,
+                        "under-attack episode ended"
+                    );
+                    (
+                        AuditAction::AuthAttackEnded,
+                        serde_json::json!({"durationMs": duration.as_millis() as u64, "refused": refused, "failures": failures}),
+                    )
+                }
+            };
+            self.deferred.audit(audit::record(
+                action,
+                audit::host_actor("auth limiter"),
+                None,
+                details,
+            ));
         }
     }
 
@@ -216,7 +267,8 @@ impl GatewayState {
         let mut guard = self.auth.write().expect("auth lock");
         let changed = guard.config.mode != config.mode
             || guard.config.token != config.token
-            || guard.config.password != config.password;
+            || guard.config.password != config.password
+            || guard.config.password_hash != config.password_hash;
         let generation = if changed {
             guard.generation + 1
         } else {

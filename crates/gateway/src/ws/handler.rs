@@ -234,7 +234,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
         nonce: &str,
         slot: &mut Option<UnauthSlot>,
     ) -> Option<Session> {
-        let decision = auth::authenticate(&self.state, params, role, &self.peer, nonce);
+        // A password hash is verified first, on the bounded pool, after the
+        // limiter's verdict (nothing is hashed for a refused peer).
+        let password = auth::shared::verify_password(&self.state, params, &self.peer).await;
+        let decision = auth::authenticate(&self.state, params, role, &self.peer, nonce, password);
         // The socket is no longer waiting to authenticate: its slot is freed
         // before answering, so a client that reconnects at once is not
         // counted twice (a refusal that is delayed keeps it while it waits).

@@ -15,6 +15,12 @@ pub enum AuditAction {
     AuthLockout,
     /// `auth.secret_changed`: the shared token or password changed.
     AuthSecretChanged,
+    /// `auth.attack_started`: shared-secret failures across all peers
+    /// spent the global budget; new peers' shared-secret attempts are
+    /// refused until the episode cools down.
+    AuthAttackStarted,
+    /// `auth.attack_ended`: the episode cooled down (with its counts).
+    AuthAttackEnded,
     /// `pairing.requested`.
     PairingRequested,
     /// `pairing.approved` (by an operator).
@@ -60,10 +66,12 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action clawgate writes.
-    pub const KNOWN: [AuditAction; 20] = [
+    pub const KNOWN: [AuditAction; 22] = [
         AuditAction::AuthFailure,
         AuditAction::AuthLockout,
         AuditAction::AuthSecretChanged,
+        AuditAction::AuthAttackStarted,
+        AuditAction::AuthAttackEnded,
         AuditAction::PairingRequested,
         AuditAction::PairingApproved,
         AuditAction::PairingSilentApproved,
@@ -88,6 +96,8 @@ impl AuditAction {
             AuditAction::AuthFailure => "auth.failure",
             AuditAction::AuthLockout => "auth.lockout",
             AuditAction::AuthSecretChanged => "auth.secret_changed",
+            AuditAction::AuthAttackStarted => "auth.attack_started",
+            AuditAction::AuthAttackEnded => "auth.attack_ended",
             AuditAction::PairingRequested => "pairing.requested",
             AuditAction::PairingApproved => "pairing.approved",
             AuditAction::PairingSilentApproved => "pairing.silent_approved",
@@ -183,6 +193,8 @@ mod tests {
             "auth.failure",
             "auth.lockout",
             "auth.secret_changed",
+            "auth.attack_started",
+            "auth.attack_ended",
             "pairing.requested",
             "pairing.approved",
             "pairing.silent_approved",

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{EnvOverrides, Resolver, RunOverrides};
 use crate::config::describe::describe_kind;
 use crate::config::types::{AuthConfig, AuthMode, BindMode, MISSING_PASSWORD, MISSING_TOKEN};
+use crate::password::PasswordHash;
 
 /// Where a secret came from, to name it in an error.
 struct SecretFrom {
@@ -49,24 +50,85 @@ impl Resolver<'_> {
             ),
             "gateway.auth.password",
         );
+        let mut password_hash = self.password_hash();
         if self.errors.len() > errors_before {
             return None;
         }
+        // A password from a flag or the environment is explicit and wins
+        // over the file's hash; both in the file is ambiguous.
+        if let Some(p) = &password
+            && password_hash.is_some()
+        {
+            if p.origin == "gateway.auth.password" {
+                self.fail(
+                    "gateway.auth.password",
+                    "is set together with gateway.auth.passwordHash; keep only the hash with: clawgate config unset gateway.auth.password",
+                );
+                return None;
+            }
+            password_hash = None;
+        }
+        let has_password = password.is_some() || password_hash.is_some();
         let mode = match explicit {
             Some(mode) => mode,
-            None => self.implied_auth_mode(token.is_some(), password.is_some())?,
+            None => self.implied_auth_mode(token.is_some(), has_password)?,
         };
-        if !self.auth_mode_usable(mode, mode_key, token.is_some(), password.is_some(), bind) {
+        if !self.auth_mode_usable(mode, mode_key, token.is_some(), has_password, bind) {
             return None;
+        }
+        if mode == AuthMode::Password
+            && let Some(p) = &password
+            && bind.is_some_and(|b| !b.is_loopback())
+        {
+            let strength = crate::password::strength(p.secret.expose());
+            if strength.is_weak() {
+                self.fail(
+                    p.origin.clone(),
+                    format!(
+                        "{} (a password is refused on a non-loopback bind when it is this easy to guess)",
+                        strength.describe()
+                    ),
+                );
+                return None;
+            }
         }
         // Only the secret of the chosen mode is kept: the other one is never
         // checked, so a change to it must not count as an auth change.
-        let (token, password) = match mode {
-            AuthMode::Token => (token.map(|t| t.secret), None),
-            AuthMode::Password => (None, password.map(|p| p.secret)),
-            AuthMode::None => (None, None),
+        let (token, password, password_hash) = match mode {
+            AuthMode::Token => (token.map(|t| t.secret), None, None),
+            AuthMode::Password => (None, password.map(|p| p.secret), password_hash),
+            AuthMode::None => (None, None, None),
         };
-        Some(AuthConfig::new(mode, token, password))
+        Some(AuthConfig {
+            password_hash,
+            ..AuthConfig::new(mode, token, password)
+        })
+    }
+
+    /// `gateway.auth.passwordHash`: an Argon2id PHC string (never quoted in
+    /// an error: it is crackable material).
+    fn password_hash(&mut self) -> Option<PasswordHash> {
+        let key = "gateway.auth.passwordHash";
+        match self.value(key)? {
+            Value::String(s) => match PasswordHash::parse(s) {
+                Ok(h) => Some(h),
+                Err(why) => {
+                    self.fail(
+                        key,
+                        format!("{why}; set it with: clawgate gateway set-password"),
+                    );
+                    None
+                }
+            },
+            other => {
+                let kind = describe_kind(other);
+                self.fail(
+                    key,
+                    format!("must be an Argon2id PHC string but is {kind}; set it with: clawgate gateway set-password"),
+                );
+                None
+            }
+        }
     }
 
     /// The chosen mode (`--auth`, else `gateway.auth.mode`; `None` when
@@ -147,7 +209,7 @@ impl Resolver<'_> {
             AuthMode::Password if !has_password => {
                 self.fail(
                     "gateway.auth.password",
-                    format!("{MISSING_PASSWORD}; set one with: clawgate config set gateway.auth.password <password> (or pass --password-file, or set CLAWGATE_GATEWAY_PASSWORD)"),
+                    format!("{MISSING_PASSWORD}; set one with: clawgate gateway set-password (or pass --password-file, or set CLAWGATE_GATEWAY_PASSWORD)"),
                 );
                 false
             }

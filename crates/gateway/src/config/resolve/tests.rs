@@ -281,10 +281,7 @@ fn auth_mode_errors() {
     assert_eq!(key, "gateway.auth.token", "{msg}");
     let (key, msg) = err(json!({"gateway": {"auth": {"mode": "password"}}}));
     assert_eq!(key, "gateway.auth.password", "{msg}");
-    assert!(
-        msg.contains("clawgate config set gateway.auth.password"),
-        "{msg}"
-    );
+    assert!(msg.contains("clawgate gateway set-password"), "{msg}");
     let (key, _) = err_with(
         json!({"gateway": {"auth": "token"}}),
         &RunOverrides::default(),
@@ -490,7 +487,8 @@ fn no_error_message_contains_a_secret() {
 fn rate_limit_values() {
     let cfg = ok(json!({"gateway": {"auth": {"rateLimit": {
         "maxAttempts": 3, "windowMs": 1000, "lockoutMs": 2000,
-        "exemptLoopback": false, "globalMaxFailures": 50
+        "exemptLoopback": false, "globalMaxFailures": 50, "attackGuard": false,
+        "attackCooldownMs": 5000, "recentSuccessTtlMs": 7000
     }}}}));
     assert_eq!(
         cfg.auth.rate_limit,
@@ -500,13 +498,23 @@ fn rate_limit_values() {
             lockout_ms: 2000,
             exempt_loopback: false,
             global_max_failures: 50,
+            attack_guard: false,
+            attack_cooldown_ms: 5000,
+            recent_success_ttl_ms: 7000,
         }
     );
 }
 
 #[test]
 fn rate_limit_errors_name_the_full_key() {
-    for field in ["maxAttempts", "windowMs", "lockoutMs", "globalMaxFailures"] {
+    for field in [
+        "maxAttempts",
+        "windowMs",
+        "lockoutMs",
+        "globalMaxFailures",
+        "attackCooldownMs",
+        "recentSuccessTtlMs",
+    ] {
         for bad in [
             json!(0),
             json!(-5),
@@ -770,4 +778,64 @@ fn tls_section_defaults_flag_and_refusals() {
             "names the fix: {message}"
         );
     }
+}
+
+// ---- resolve: password strength and passwordHash (issue 22) ----
+
+#[test]
+fn a_weak_password_is_refused_off_loopback_and_warned_on_it() {
+    let (key, msg) = err(
+        json!({"gateway": {"bind": "lan", "auth": {"mode": "password", "password": "hunter22"}}}),
+    );
+    assert_eq!(key, "gateway.auth.password", "{msg}");
+    assert!(msg.contains("zxcvbn score"), "{msg}");
+    assert!(
+        msg.contains("clawgate gateway set-password --generate"),
+        "{msg}"
+    );
+    assert!(msg.contains("openssl rand -base64 24"), "{msg}");
+    assert!(!msg.contains("hunter22"), "{msg}");
+    let cfg = ok(json!({"gateway": {"auth": {"mode": "password", "password": "hunter22"}}}));
+    let warnings = cfg.auth.startup_warnings().join("\n");
+    assert!(warnings.contains("zxcvbn score"), "{warnings}");
+    assert!(
+        warnings.contains("clawgate gateway set-password"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("hunter22"), "{warnings}");
+    // A strong one is fine anywhere (still warned about: plain text).
+    let cfg = ok(
+        json!({"gateway": {"bind": "lan", "auth": {"mode": "password", "password": "tusk-Marble-quietly-47-orbit"}}}),
+    );
+    assert_eq!(cfg.auth.startup_warnings().len(), 1);
+}
+
+#[test]
+fn password_hash_is_an_argon2id_phc_string() {
+    let hash = crate::password::hash_password("tusk-Marble-quietly-47-orbit");
+    let cfg = ok(
+        json!({"gateway": {"bind": "lan", "auth": {"mode": "password", "passwordHash": hash.as_str()}}}),
+    );
+    assert_eq!(cfg.auth.mode, AuthMode::Password);
+    assert_eq!(cfg.auth.password, None);
+    assert_eq!(cfg.auth.password_hash.as_ref(), Some(&hash));
+    assert!(cfg.auth.startup_warnings().is_empty());
+
+    let (key, msg) = err(
+        json!({"gateway": {"auth": {"mode": "password", "passwordHash": "not-a-hash-secret"}}}),
+    );
+    assert_eq!(key, "gateway.auth.passwordHash", "{msg}");
+    assert!(!msg.contains("not-a-hash-secret"), "{msg}");
+    assert!(msg.contains("clawgate gateway set-password"), "{msg}");
+    let (key, msg) = err(json!({"gateway": {"auth": {"mode": "password", "passwordHash": 5}}}));
+    assert_eq!(key, "gateway.auth.passwordHash", "{msg}");
+
+    let (key, msg) = err(
+        json!({"gateway": {"auth": {"mode": "password", "passwordHash": hash.as_str(), "password": "x"}}}),
+    );
+    assert_eq!(key, "gateway.auth.password", "{msg}");
+    assert!(
+        msg.contains("clawgate config unset gateway.auth.password"),
+        "{msg}"
+    );
 }
