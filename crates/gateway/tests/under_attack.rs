@@ -196,6 +196,31 @@ async fn a_botnet_gets_the_budget_not_a_guess_per_address() {
         attempt(&url, attacker(SOURCES + 1), password_params(PASSWORD)).await,
         "AUTH_RATE_LIMITED"
     );
+    // The paired device, from a new address, signing its connect and
+    // offering only the password (no device token): let through. A device
+    // nobody paired is refused like any stranger.
+    let signed = |device: Arc<TestDevice>, from: IpAddr| {
+        let url = url.clone();
+        async move {
+            let mut c = Client::connect_from(from, &url, &[]).await.unwrap();
+            let res = c.connect_device(&device, password_params(PASSWORD)).await;
+            if res["ok"] == true {
+                "OK".to_string()
+            } else {
+                res["error"]["details"]["code"].to_string()
+            }
+        }
+    };
+    assert_eq!(signed(device.clone(), attacker(SOURCES + 3)).await, "OK");
+    assert_eq!(
+        signed(Arc::new(TestDevice::new()), attacker(SOURCES + 4)).await,
+        "\"AUTH_RATE_LIMITED\""
+    );
+    assert!(
+        testkit::metrics_text(&gw.state)
+            .contains("clawgate_auth_attack_paired_device_passes_total 1"),
+        "the paired device's pass is counted"
+    );
     stop.store(true, Ordering::Relaxed);
 
     let evaluated = totals.get("AUTH_PASSWORD_MISMATCH").copied().unwrap_or(0);

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use crate::auth::device_proof::{self, VerifiedDevice};
 use crate::auth::shared::{
-    PasswordVerdict, SecretKind, SharedCheck, SharedOutcome, check_shared, non_empty,
+    PasswordVerdict, SecretKind, SharedCheck, SharedOutcome, Signer, check_shared, non_empty,
     record_shared_failure,
 };
 use crate::auth::{bootstrap, issue, pairing, tokens};
@@ -104,7 +104,12 @@ fn decide(
         kind: params.client_kind(),
         local: peer.direct_local,
     };
-    let shared = check_shared(state, params, peer, &auth, password);
+    let signer = Signer {
+        params,
+        role: role.as_str(),
+        nonce: challenge_nonce,
+    };
+    let shared = check_shared(state, params, peer, &auth, password, &signer);
     let Some(device) = &params.device else {
         return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
     };

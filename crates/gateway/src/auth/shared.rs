@@ -13,9 +13,10 @@ use clawgate_protocol::connect::ConnectParams;
 use serde_json::json;
 use tracing::warn;
 
+use crate::auth::device_proof;
 use crate::config::AuthMode;
 use crate::password::Verdict;
-use crate::session::{PeerContext, is_loopback};
+use crate::session::{PeerContext, is_loopback, now_ms};
 use crate::state::limiter::{Admission, LimitKey, LimitScope, PeerClass};
 use crate::state::{AuthState, GatewayState, audit};
 
@@ -80,12 +81,17 @@ fn shared_key(peer: &PeerContext) -> LimitKey {
 }
 
 /// The limiter's verdict on a shared-secret attempt before any comparison:
-/// the peer's lockout, then (a secret being offered) the under-attack state.
-fn admission(state: &GatewayState, key: &LimitKey) -> Admission {
+/// the peer's lockout, then (a secret being offered) the under-attack state,
+/// which lets through a connect signed by an already paired device.
+fn admission(state: &GatewayState, key: &LimitKey, signer: &Signer<'_>) -> Admission {
     let now = Instant::now();
     match state.limiter.check(key, now) {
         Admission::Allowed => {}
         locked => return locked,
+    }
+    if state.limiter.is_under_attack() && signer.is_paired_device(state) {
+        state.metrics.attack_paired_pass();
+        return Admission::Allowed;
     }
     let verdict = state.limiter.check_attack(key, now);
     if verdict != Admission::Allowed {
@@ -94,12 +100,42 @@ fn admission(state: &GatewayState, key: &LimitKey) -> Admission {
     verdict
 }
 
+/// What a connect's device proof is checked against: the role it asks for
+/// and the nonce of its challenge.
+pub(crate) struct Signer<'a> {
+    pub params: &'a ConnectParams,
+    pub role: &'a str,
+    pub nonce: &'a str,
+}
+
+impl Signer<'_> {
+    /// Whether the connect is signed by a device already paired with this
+    /// key: not a stranger's guess, so the under-attack state lets its
+    /// shared-secret attempt through (its lockout still applies). The
+    /// paired record is looked up first, so a made-up key costs no
+    /// signature check.
+    fn is_paired_device(&self, state: &GatewayState) -> bool {
+        let Some(device) = &self.params.device else {
+            return false;
+        };
+        let Some(raw) = device_proof::raw_public_key(&device.public_key) else {
+            return false;
+        };
+        let paired = state
+            .store
+            .device(&device_proof::device_id_for(&raw))
+            .is_some_and(|d| device_proof::raw_public_key(&d.public_key) == Some(raw));
+        paired && device_proof::verify(self.params, device, self.role, self.nonce, now_ms()).is_ok()
+    }
+}
+
 /// With `gateway.auth.passwordHash` in force and a secret offered: asks
 /// the limiter, then verifies on the bounded pool (off the async workers).
 pub async fn verify_password(
     state: &GatewayState,
     params: &ConnectParams,
     peer: &PeerContext,
+    signer: &Signer<'_>,
 ) -> PasswordVerdict {
     let auth = state.auth();
     let (Some(hash), AuthMode::Password) = (&auth.config.password_hash, auth.config.mode) else {
@@ -108,7 +144,7 @@ pub async fn verify_password(
     let Some((value, _)) = offered_secret(AuthMode::Password, params) else {
         return PasswordVerdict::NotChecked;
     };
-    if let Admission::Locked { retry_after_ms } = admission(state, &shared_key(peer)) {
+    if let Admission::Locked { retry_after_ms } = admission(state, &shared_key(peer), signer) {
         return PasswordVerdict::Refused { retry_after_ms };
     }
     match state.passwords.verify(hash, value).await {
@@ -149,6 +185,7 @@ pub(crate) fn check_shared(
     peer: &PeerContext,
     auth: &AuthState,
     verdict: PasswordVerdict,
+    signer: &Signer<'_>,
 ) -> SharedCheck {
     let mode = auth.config.mode;
     let key = shared_key(peer);
@@ -205,7 +242,7 @@ pub(crate) fn check_shared(
             }
             Admission::Allowed => (SharedOutcome::Missing, missing),
         }
-    } else if let Admission::Locked { retry_after_ms } = admission(state, &key) {
+    } else if let Admission::Locked { retry_after_ms } = admission(state, &key, signer) {
         // The limiter decides before any comparison or signature work.
         (SharedOutcome::RateLimited { retry_after_ms }, mismatch)
     } else {

@@ -414,6 +414,11 @@ impl AuthLimiter {
         }
     }
 
+    /// Whether an under-attack episode is running.
+    pub fn is_under_attack(&self) -> bool {
+        self.inner.lock().expect("limiter lock").attack.is_some()
+    }
+
     /// Under attack: whether a shared-secret attempt from `key`'s peer is
     /// refused before any comparison (the peer has no recent success).
     /// Call only when a shared secret was offered and [`Self::check`]

@@ -70,6 +70,7 @@ pub struct Metrics {
     under_attack: AtomicI64,
     attack_episodes: AtomicU64,
     attack_refusals: AtomicU64,
+    attack_paired_passes: AtomicU64,
     shared_evaluations: AtomicU64,
     /// Password hash verifications refused because the pool's queue was full.
     password_queue_full: AtomicU64,
@@ -99,6 +100,7 @@ impl Metrics {
             under_attack: AtomicI64::new(0),
             attack_episodes: AtomicU64::new(0),
             attack_refusals: AtomicU64::new(0),
+            attack_paired_passes: AtomicU64::new(0),
             shared_evaluations: AtomicU64::new(0),
             password_queue_full: AtomicU64::new(0),
             upgrades_refused: Mutex::default(),
@@ -160,6 +162,11 @@ impl Metrics {
     }
     pub fn attack_refusal(&self) {
         self.attack_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Under attack: a shared-secret attempt let through because a paired
+    /// device signed the connect.
+    pub fn attack_paired_pass(&self) {
+        self.attack_paired_passes.fetch_add(1, Ordering::Relaxed);
     }
     /// A shared secret was compared (or a password hash verified).
     pub fn shared_evaluation(&self) {
@@ -249,6 +256,11 @@ impl Metrics {
                 "clawgate_auth_attack_refusals_total",
                 "Shared-secret attempts refused unevaluated by the under-attack state.",
                 &self.attack_refusals,
+            ),
+            (
+                "clawgate_auth_attack_paired_device_passes_total",
+                "Shared-secret attempts let through under attack because a paired device signed them.",
+                &self.attack_paired_passes,
             ),
             (
                 "clawgate_auth_shared_secret_evaluations_total",

@@ -236,7 +236,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
     ) -> Option<Session> {
         // A password hash is verified first, on the bounded pool, after the
         // limiter's verdict (nothing is hashed for a refused peer).
-        let password = auth::shared::verify_password(&self.state, params, &self.peer).await;
+        let signer = auth::shared::Signer {
+            params,
+            role: role.as_str(),
+            nonce,
+        };
+        let password =
+            auth::shared::verify_password(&self.state, params, &self.peer, &signer).await;
         let decision = auth::authenticate(&self.state, params, role, &self.peer, nonce, password);
         // The socket is no longer waiting to authenticate: its slot is freed
         // before answering, so a client that reconnects at once is not
