@@ -131,7 +131,7 @@ impl Signer<'_> {
 
 /// With `gateway.auth.passwordHash` in force and a secret offered: asks
 /// the limiter, then verifies on the bounded pool (off the async workers).
-pub async fn verify_password(
+pub(crate) async fn verify_password(
     state: &GatewayState,
     params: &ConnectParams,
     peer: &PeerContext,
