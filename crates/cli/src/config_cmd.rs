@@ -135,7 +135,7 @@ fn get(paths: &Paths, key: &str, json: bool, show_secrets: bool) -> anyhow::Resu
         // A password hash has no use outside the config file and is
         // crackable material: printed only with --show-secrets.
         Value::String(_) if key.to_ascii_lowercase().ends_with("passwordhash") && !show_secrets => {
-            println!("{REDACTED} (an Argon2id hash; print it with --show-secrets)");
+            crate::say!("{REDACTED} (an Argon2id hash; print it with --show-secrets)");
         }
         // A scalar asked for by its exact key prints in clear, secrets
         // included: this is how the token is recovered for the Control UI.
@@ -286,19 +286,19 @@ fn set(paths: &Paths, key: &str, raw: &str, json_value: bool) -> anyhow::Result<
         let strength = clawgate_gateway::password::strength(p);
         if strength.is_weak() {
             if !crate::password_cmd::bind_is_loopback(&updated) {
-                eprintln!(
+                crate::say_err!(
                     "error: {} (refused because gateway.bind is not loopback)",
                     strength.describe()
                 );
-                eprintln!("{} was not changed.", paths.config.display());
+                crate::say_err!("{} was not changed.", paths.config.display());
                 return Ok(1);
             }
-            eprintln!(
+            crate::say_err!(
                 "warning: {} (accepted because the configured bind is loopback)",
                 strength.describe()
             );
         }
-        eprintln!(
+        crate::say_err!(
             "note: gateway.auth.password is stored in plain text; store only its hash with: clawgate gateway set-password"
         );
     }

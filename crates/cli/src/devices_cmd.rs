@@ -124,9 +124,9 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             } else {
                 let approved: PairApproved = decode("device.pair.approve", &res)?;
                 let d = &approved.device;
-                println!("Approved {} ({id})", d.device_id);
-                println!("  Device:    {}", d.name());
-                println!("  Approved:  {}", requested_text(&d.roles, &d.scopes));
+                crate::say!("Approved {} ({id})", d.device_id);
+                crate::say!("  Device:    {}", d.name());
+                crate::say!("  Approved:  {}", requested_text(&d.roles, &d.scopes));
             }
             Ok(0)
         }
@@ -151,7 +151,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                 print_json(&res);
             } else {
                 let rejected: PairRejected = decode("device.pair.reject", &res)?;
-                println!("Rejected {}", rejected.device_id);
+                crate::say!("Rejected {}", rejected.device_id);
             }
             Ok(0)
         }
@@ -167,7 +167,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&res);
             } else {
-                println!("Removed {device_id}");
+                crate::say!("Removed {device_id}");
             }
             Ok(0)
         }
@@ -185,7 +185,7 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             } else {
                 let renamed: PairRenamed = decode("device.pair.rename", &res)?;
                 let label = Some(renamed.label.as_str()).filter(|l| !l.is_empty());
-                println!("Renamed {device} → {}", label.unwrap_or(&name));
+                crate::say!("Renamed {device} → {}", label.unwrap_or(&name));
             }
             Ok(0)
         }
@@ -207,12 +207,12 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
                 print_json(&res);
             } else {
                 let rotated: TokenRotated = decode("device.token.rotate", &res)?;
-                println!(
+                crate::say!(
                     "Rotated the {role} token of {device} (scopes: {}).",
                     list_text(&rotated.scopes)
                 );
                 if rotated.token.is_none() {
-                    println!(
+                    crate::say!(
                         "The new token is not shown here: the device gets it the next time it connects with the gateway's shared secret."
                     );
                 }
@@ -231,8 +231,10 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&res);
             } else {
-                println!("Revoked the {role} token of {device}; its {role} sessions were closed.");
-                println!(
+                crate::say!(
+                    "Revoked the {role} token of {device}; its {role} sessions were closed."
+                );
+                crate::say!(
                     "To let it back in: clawgate devices rotate --device {device} --role {role}"
                 );
             }
@@ -275,12 +277,12 @@ async fn execute(command: DevicesCommand, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&json!({"removedDevices": removed, "rejectedPending": rejected}));
             } else {
-                println!(
+                crate::say!(
                     "Cleared {removed} paired device{}",
                     if removed == 1 { "" } else { "s" }
                 );
                 if pending {
-                    println!(
+                    crate::say!(
                         "Rejected {rejected} pending request{}",
                         if rejected == 1 { "" } else { "s" }
                     );
@@ -385,22 +387,22 @@ fn preview_latest(raw: &Value, target: &Target) -> Result<u8, Failure> {
             "requiresAuthFlags": {"token": target.token.is_some(), "password": target.password.is_some()},
         }));
     } else {
-        println!("Selected pending device request {rid}");
+        crate::say!("Selected pending device request {rid}");
         if let Some(code) = &req.pairing_code {
-            println!("  Code:      {code}");
+            crate::say!("  Code:      {code}");
         }
-        println!("  Device:    {}", req.name());
-        println!("  Requested: {}", requested_text(&req.roles, &req.scopes));
+        crate::say!("  Device:    {}", req.name());
+        crate::say!("  Requested: {}", requested_text(&req.roles, &req.scopes));
         if let Some(d) = approved {
-            println!("  Approved:  {}", requested_text(&d.roles, &d.scopes));
+            crate::say!("  Approved:  {}", requested_text(&d.roles, &d.scopes));
         }
         if let Some(ip) = &req.remote_ip {
-            println!("  IP:        {ip}");
+            crate::say!("  IP:        {ip}");
         }
-        println!("  Note:      {note}");
-        println!("Approve this exact request with: {cmd}");
+        crate::say!("  Note:      {note}");
+        crate::say!("Approve this exact request with: {cmd}");
         if target.token.is_some() || target.password.is_some() {
-            println!("(Pass the same --token/--password value when you run it.)");
+            crate::say!("(Pass the same --token/--password value when you run it.)");
         }
     }
     Ok(1)
@@ -452,11 +454,11 @@ fn table(header: &[&str]) -> Table {
 fn print_list(list: &PairList) {
     let (pending, paired) = (&list.pending, &list.paired);
     if pending.is_empty() && paired.is_empty() {
-        println!("No device pairing entries.");
+        crate::say!("No device pairing entries.");
         return;
     }
     if !pending.is_empty() {
-        println!("Pending ({})", pending.len());
+        crate::say!("Pending ({})", pending.len());
         let mut t = table(&[
             "Code",
             "Request",
@@ -487,10 +489,10 @@ fn print_list(list: &PairList) {
                 status.to_string(),
             ]);
         }
-        println!("{t}");
+        crate::say!("{t}");
     }
     if !paired.is_empty() {
-        println!("Paired ({})", paired.len());
+        crate::say!("Paired ({})", paired.len());
         let mut t = table(&[
             "Device",
             "Device ID",
@@ -528,10 +530,10 @@ fn print_list(list: &PairList) {
                 d.remote_ip.clone().unwrap_or_default(),
             ]);
         }
-        println!("{t}");
-        println!("Full device IDs");
+        crate::say!("{t}");
+        crate::say!("Full device IDs");
         for d in paired {
-            println!("  {}  {}", d.device_id, d.name());
+            crate::say!("  {}  {}", d.device_id, d.name());
         }
     }
 }

@@ -35,7 +35,7 @@ pub fn set_password(args: SetPasswordArgs, paths: &Paths) -> anyhow::Result<u8> 
     let mut file = match ConfigFile::load(&paths.config) {
         Ok(f) => f,
         Err(err) => {
-            eprintln!("error: {err}");
+            crate::say_err!("error: {err}");
             return Ok(1);
         }
     };
@@ -45,7 +45,7 @@ pub fn set_password(args: SetPasswordArgs, paths: &Paths) -> anyhow::Result<u8> 
     } else if args.stdin {
         let mut line = String::new();
         if let Err(err) = std::io::stdin().lock().read_line(&mut line) {
-            eprintln!("error: cannot read the password from standard input: {err}");
+            crate::say_err!("error: cannot read the password from standard input: {err}");
             return Ok(1);
         }
         let w = Wipe::new(line.trim_end_matches(['\r', '\n']).to_string());
@@ -53,7 +53,7 @@ pub fn set_password(args: SetPasswordArgs, paths: &Paths) -> anyhow::Result<u8> 
         w
     } else {
         if !std::io::stdin().is_terminal() {
-            eprintln!(
+            crate::say_err!(
                 "error: no terminal to prompt on; pipe the password with --stdin or use --generate"
             );
             return Ok(1);
@@ -61,36 +61,36 @@ pub fn set_password(args: SetPasswordArgs, paths: &Paths) -> anyhow::Result<u8> 
         let first = match rpassword::prompt_password("New gateway password: ") {
             Ok(p) => Wipe::new(p),
             Err(err) => {
-                eprintln!("error: cannot read the password: {err}");
+                crate::say_err!("error: cannot read the password: {err}");
                 return Ok(1);
             }
         };
         let again = match rpassword::prompt_password("Repeat it: ") {
             Ok(p) => Wipe::new(p),
             Err(err) => {
-                eprintln!("error: cannot read the password: {err}");
+                crate::say_err!("error: cannot read the password: {err}");
                 return Ok(1);
             }
         };
         if *first != *again {
-            eprintln!("error: the two passwords differ; nothing was changed");
+            crate::say_err!("error: the two passwords differ; nothing was changed");
             return Ok(1);
         }
         first
     };
     if pw.trim().is_empty() {
-        eprintln!("error: the password is empty; nothing was changed");
+        crate::say_err!("error: the password is empty; nothing was changed");
         return Ok(1);
     }
     let strength = password::strength(&pw);
     if strength.is_weak() {
         if bind_is_loopback(&file) {
-            eprintln!(
+            crate::say_err!(
                 "warning: {} (accepted because the configured bind is loopback)",
                 strength.describe()
             );
         } else {
-            eprintln!(
+            crate::say_err!(
                 "error: {} (refused because gateway.bind is not loopback); {} was not changed",
                 strength.describe(),
                 paths.config.display()
@@ -108,7 +108,7 @@ pub fn set_password(args: SetPasswordArgs, paths: &Paths) -> anyhow::Result<u8> 
         file.set("gateway.auth.mode", Value::String("password".into())),
     ];
     if let Some(err) = edits.into_iter().find_map(Result::err) {
-        eprintln!("error: {err}");
+        crate::say_err!("error: {err}");
         return Ok(1);
     }
     file.unset("gateway.auth.password");
@@ -126,27 +126,29 @@ pub fn set_password(args: SetPasswordArgs, paths: &Paths) -> anyhow::Result<u8> 
                 .is_some_and(|k| k.starts_with("gateway.auth.password") || k == "gateway.auth.mode")
         })
     {
-        eprintln!("error: {err}; nothing was changed");
+        crate::say_err!("error: {err}; nothing was changed");
         return Ok(1);
     }
     if let Err(err) = file.save() {
-        eprintln!("error: {err}");
+        crate::say_err!("error: {err}");
         return Ok(1);
     }
-    println!(
+    crate::say!(
         "Stored the gateway password as an Argon2id hash in {} (gateway.auth.passwordHash; auth mode password).",
         paths.config.display()
     );
     if replaced_plain {
-        println!("Removed the plain-text gateway.auth.password it replaces.");
+        crate::say!("Removed the plain-text gateway.auth.password it replaces.");
     }
     if generated {
-        println!(
+        crate::say!(
             "Generated password (shown once, keep it in a password manager): {}",
             pw.as_str()
         );
     }
-    println!("Restart the gateway to apply: clawgate gateway restart (or stop and run it again).");
+    crate::say!(
+        "Restart the gateway to apply: clawgate gateway restart (or stop and run it again)."
+    );
     Ok(0)
 }
 

@@ -97,7 +97,7 @@ pub async fn execute(args: SetupCodeArgs, target: &Target, paths: &Paths) -> Res
             if target.json {
                 print_json(&res);
             } else {
-                println!("Revoked setup code {setup_id}");
+                crate::say!("Revoked setup code {setup_id}");
             }
             Ok(0)
         }
@@ -149,7 +149,7 @@ fn print_created(res: &Value, no_qr: bool, loopback: bool) {
         .as_u64()
         .zip(res["createdAtMs"].as_u64())
         .map_or(0, |(e, c)| e.saturating_sub(c) / 60_000);
-    println!(
+    crate::say!(
         "Setup code for role {} ({}), single use, valid for {minutes} min{}:",
         res["role"].as_str().unwrap_or("?"),
         if scopes.is_empty() {
@@ -163,22 +163,22 @@ fn print_created(res: &Value, no_qr: bool, loopback: bool) {
             .unwrap_or_default(),
     );
     if !no_qr && let Some(qr) = clawgate_protocol::setup_code::qr_terminal(text) {
-        println!("\n{qr}");
+        crate::say!("\n{qr}");
     }
-    println!("\n{text}\n");
-    println!(
+    crate::say!("\n{text}\n");
+    crate::say!(
         "Redeem it once on the device: scan the QR code in the OpenClaw app, or run there: clawgate pair --setup-code <code>"
     );
-    println!(
+    crate::say!(
         "It carries {} and a one-time bootstrap token, never the gateway token.",
         res["gatewayUrl"].as_str().unwrap_or("?")
     );
     if loopback {
-        println!(
+        crate::say!(
             "note: the URL in it is a loopback address, reachable only from this host; for a phone pass --public-url ws://<lan-address>:<port> (or wss://)."
         );
     }
-    println!(
+    crate::say!(
         "Revoke it: clawgate devices setup-code revoke {}",
         res["setupId"].as_str().unwrap_or("?")
     );
@@ -187,7 +187,7 @@ fn print_created(res: &Value, no_qr: bool, loopback: bool) {
 fn print_list(list: &Value) {
     let codes = list["setupCodes"].as_array().cloned().unwrap_or_default();
     if codes.is_empty() {
-        println!("No setup codes. Create one with: clawgate devices setup-code --role operator");
+        crate::say!("No setup codes. Create one with: clawgate devices setup-code --role operator");
         return;
     }
     let mut table = comfy_table::Table::new();
@@ -207,7 +207,7 @@ fn print_list(list: &Value) {
             c["usedByDeviceId"].as_str().unwrap_or(""),
         ]);
     }
-    println!("{table}");
+    crate::say!("{table}");
 }
 
 /// Records that this CLI was paired with `url`'s gateway by a setup code,
@@ -315,7 +315,7 @@ async fn redeem(args: PairArgs, paths: &Paths) -> Result<u8, Failure> {
             "tokenSaved": auth["deviceToken"].is_string(),
         }));
     } else {
-        println!(
+        crate::say!(
             "Paired this device ({device_id}) with {url} as {} ({}); its device token is saved in {}.",
             auth["role"].as_str().unwrap_or("?"),
             if scopes.is_empty() {
@@ -325,7 +325,7 @@ async fn redeem(args: PairArgs, paths: &Paths) -> Result<u8, Failure> {
             },
             dir.display()
         );
-        println!("Use it with: clawgate status --url {url}");
+        crate::say!("Use it with: clawgate status --url {url}");
     }
     Ok(0)
 }
