@@ -11,6 +11,7 @@ const ACTIONS = [
   'pairing.updated', 'pairing.code_unknown', 'pairing.code_limited',
   'device.renamed', 'device.removed', 'token.rotated', 'token.revoked',
   'auth.failure', 'auth.lockout', 'auth.secret_changed', 'auth.attack_started', 'auth.attack_ended',
+  'setup_code.created', 'setup_code.redeemed', 'setup_code.rejected', 'setup_code.revoked',
   'upstream.admin_call',
 ];
 const PAGE = 50;
