@@ -8,40 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 async fn connect(port: u16, token: &str) -> Value {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
-        .await
-        .unwrap();
-    let _challenge = ws.next().await.unwrap().unwrap();
-    let params = json!({
-        "minProtocol": 4, "maxProtocol": 4,
-        "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
-        "auth": {"token": token}, "scopes": ["operator.admin"],
-    });
-    ws.send(Message::Text(
-        json!({"type": "req", "id": "c", "method": "connect", "params": params})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    let reply = ws.next().await.unwrap().unwrap();
-    let v: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
-    if v["ok"] == true {
-        ws.send(Message::Text(
-            json!({"type": "req", "id": "s", "method": "status"})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .unwrap();
-        let _ = ws.next().await;
-    }
-    v
+    connect_raw(port, json!({"token": token}), &["operator.admin"]).await
 }
 
 #[test]

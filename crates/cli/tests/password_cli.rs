@@ -10,32 +10,13 @@ use std::io::Write;
 use std::process::Stdio;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 const WEAK: &str = "hunter22";
 const STRONG: &str = "tusk-Marble-quietly-47-orbit";
 
 async fn connect_password(port: u16, password: &str) -> Value {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
-        .await
-        .unwrap();
-    let _challenge = ws.next().await.unwrap().unwrap();
-    let params = json!({
-        "minProtocol": 4, "maxProtocol": 4,
-        "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
-        "auth": {"password": password}, "scopes": ["operator.read"],
-    });
-    ws.send(Message::Text(
-        json!({"type": "req", "id": "c", "method": "connect", "params": params})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    let reply = ws.next().await.unwrap().unwrap();
-    serde_json::from_str(reply.to_text().unwrap()).unwrap()
+    connect_raw(port, json!({"password": password}), &["operator.read"]).await
 }
 
 fn set_password_stdin(state: &std::path::Path, password: &str) -> (i32, String, String) {

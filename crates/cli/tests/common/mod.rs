@@ -225,3 +225,29 @@ impl Identity {
             "signature": signature, "signedAt": signed_at_ms, "nonce": nonce})
     }
 }
+
+/// One device-less connect over plain ws:// to a gateway on `port` with
+/// `auth` (e.g. `{"token": T}` or `{"password": P}`) and `scopes`: the
+/// `connect` response frame.
+pub async fn connect_raw(port: u16, auth: serde_json::Value, scopes: &[&str]) -> serde_json::Value {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    let _challenge = ws.next().await.unwrap().unwrap();
+    let params = serde_json::json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
+        "auth": auth, "scopes": scopes,
+    });
+    ws.send(Message::Text(
+        serde_json::json!({"type": "req", "id": "c", "method": "connect", "params": params})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    serde_json::from_str(reply.to_text().unwrap()).unwrap()
+}
