@@ -39,6 +39,23 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
 fi
 cargo deny --log-level error check licenses bans sources
 
+echo "== PostgreSQL (throwaway cluster for the store and replica tests)"
+# One cluster for the whole run (scripts/pg.sh: fsync off, superuser
+# clawgate, password in a file). Tests that must stop or start PostgreSQL
+# start their own cluster with CLAWGATE_TEST_PG_SCRIPT. pg.sh installs
+# PostgreSQL when the machine lacks it. The EXIT trap (the only one in
+# this script; chain it if you add another) removes the cluster whether
+# the run passes or fails.
+pg_script="$(pwd)/scripts/pg.sh"
+pg_dir=$(mktemp -d)
+trap 'bash "$pg_script" destroy "$pg_dir" || true' EXIT
+pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pg_url=$(bash "$pg_script" start "$pg_dir" "$pg_port")
+export CLAWGATE_TEST_PG_URL="$pg_url"
+export CLAWGATE_TEST_PG_PASSWORD_FILE="$pg_dir/password"
+export CLAWGATE_TEST_PG_SCRIPT="$pg_script"
+echo "PostgreSQL at $CLAWGATE_TEST_PG_URL (password in $CLAWGATE_TEST_PG_PASSWORD_FILE)"
+
 echo "== cargo test (workspace)"
 cargo test --workspace --all-targets 2>&1 | tee /tmp/clawgate-cargo-test.log
 grep -E '^test result:' /tmp/clawgate-cargo-test.log | awk '
