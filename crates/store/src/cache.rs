@@ -32,7 +32,10 @@ pub(crate) enum Op {
         role: String,
     },
     PutPending(PendingRequest),
-    DeletePending(String),
+    DeletePending {
+        request_id: String,
+        device_id: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -129,10 +132,36 @@ impl Cache {
                 Op::PutPending(p) => {
                     self.pending.insert(p.request_id.clone(), p);
                 }
-                Op::DeletePending(id) => {
-                    self.pending.remove(&id);
+                Op::DeletePending { request_id, .. } => {
+                    self.pending.remove(&request_id);
                 }
             }
+        }
+    }
+
+    /// Replaces everything the cache holds for `ids` with what the
+    /// database holds now (rows of devices not listed are ignored).
+    pub fn replace_devices(
+        &mut self,
+        ids: &[String],
+        devices: Vec<Device>,
+        role_tokens: Vec<RoleToken>,
+        hashes: Vec<TokenHash>,
+        pending: Vec<PendingRequest>,
+    ) {
+        let listed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        self.apply(ids.iter().map(|id| Op::DeleteDevice(id.clone())).collect());
+        for d in devices.into_iter().filter(|d| listed.contains(d.device_id.as_str())) {
+            self.devices.insert(d.device_id.clone(), d);
+        }
+        for t in role_tokens.into_iter().filter(|t| listed.contains(t.device_id.as_str())) {
+            self.put_role_token(t);
+        }
+        for h in hashes.into_iter().filter(|h| listed.contains(h.device_id.as_str())) {
+            self.add_token_hash(h);
+        }
+        for p in pending.into_iter().filter(|p| listed.contains(p.device_id.as_str())) {
+            self.pending.insert(p.request_id.clone(), p);
         }
     }
 

@@ -36,7 +36,8 @@ use serde_json::Value;
 
 use crate::audit::{ChainBreak, ChainVerifier};
 use crate::error::StoreError;
-use crate::model::{AuditVerification, Device, RoleToken};
+use crate::audit::StoredAuditRow;
+use crate::model::{AuditVerification, Device, PendingRequest, RoleToken, TokenHash};
 use crate::schema;
 use clawgate_protocol::hex::{self, is_lower_hex64};
 
@@ -296,11 +297,76 @@ pub(crate) fn check(conn: &mut Connection) -> Result<InvariantReport, StoreError
         );
     }
 
+    let devices = found.rows("devices", schema::select_devices(&snapshot));
+    let role_tokens = found.rows("role_tokens", schema::select_role_tokens(&snapshot));
+    let hashes = found.rows("token_hashes", schema::select_token_hashes(&snapshot));
+    let pending = found.rows("pending_requests", schema::select_all_pending(&snapshot));
+    let report = check_rows(
+        found,
+        schema_version,
+        |f| schema::scan_audit(&snapshot, f),
+        Registry {
+            devices,
+            role_tokens,
+            hashes,
+            pending,
+        },
+    );
+    snapshot.finish()?;
+    Ok(report)
+}
+
+/// The registry's rows, read from one snapshot.
+pub(crate) struct Registry {
+    pub devices: Vec<Device>,
+    pub role_tokens: Vec<RoleToken>,
+    pub hashes: Vec<TokenHash>,
+    pub pending: Vec<PendingRequest>,
+}
+
+/// The same checks on a PostgreSQL store: one REPEATABLE READ snapshot;
+/// PostgreSQL keeps its own pages and foreign keys sound, so the
+/// file-level checks are SQLite's alone.
+pub(crate) fn check_pg(tx: &crate::pg::PgTx<'_>) -> Result<InvariantReport, StoreError> {
+    use crate::pg::sql;
+    let mut found = Found::default();
+    let devices = found.rows("devices", sql::select_devices(tx, None));
+    let role_tokens = found.rows("role_tokens", sql::select_role_tokens(tx, None));
+    let hashes = found.rows("token_hashes", sql::select_token_hashes(tx, None));
+    let pending = found.rows("pending_requests", sql::select_all_pending(tx, None));
+    Ok(check_rows(
+        found,
+        sql::SCHEMA_VERSION,
+        |f| sql::scan_audit(tx, f),
+        Registry {
+            devices,
+            role_tokens,
+            hashes,
+            pending,
+        },
+    ))
+}
+
+/// The checks on the rows themselves (the audit chain and what it says,
+/// devices, tokens, pending requests), whatever database they came from.
+/// `scan` feeds the audit rows in seq order.
+fn check_rows(
+    mut found: Found,
+    schema_version: u32,
+    scan: impl FnOnce(&mut dyn FnMut(StoredAuditRow) -> bool) -> Result<(), StoreError>,
+    registry: Registry,
+) -> InvariantReport {
+    let Registry {
+        devices,
+        role_tokens,
+        hashes,
+        pending,
+    } = registry;
     // The audit chain, and what it says about devices and requests.
     let mut verifier = ChainVerifier::new();
     let mut broken = None;
     let mut facts = AuditFacts::default();
-    let scanned = schema::scan_audit(&snapshot, |row| {
+    let scanned = scan(&mut |row| {
         if let Err(b) = verifier.check(&row) {
             broken = Some(b);
             return false;
@@ -331,12 +397,6 @@ pub(crate) fn check(conn: &mut Connection) -> Result<InvariantReport, StoreError
         first_bad_seq: broken.as_ref().map(|b| b.seq),
         problem: broken.map(|b| b.problem),
     };
-
-    let devices = found.rows("devices", schema::select_devices(&snapshot));
-    let role_tokens = found.rows("role_tokens", schema::select_role_tokens(&snapshot));
-    let hashes = found.rows("token_hashes", schema::select_token_hashes(&snapshot));
-    let pending = found.rows("pending_requests", schema::select_all_pending(&snapshot));
-    snapshot.finish()?;
 
     let by_id: HashMap<&str, &Device> = devices.iter().map(|d| (d.device_id.as_str(), d)).collect();
     let entries: HashMap<(&str, &str), &RoleToken> = role_tokens
@@ -500,7 +560,7 @@ pub(crate) fn check(conn: &mut Connection) -> Result<InvariantReport, StoreError
         }
     }
 
-    Ok(InvariantReport {
+    InvariantReport {
         schema_version,
         devices: devices.len(),
         role_tokens: role_tokens.len(),
@@ -508,5 +568,5 @@ pub(crate) fn check(conn: &mut Connection) -> Result<InvariantReport, StoreError
         pending: pending.len(),
         audit,
         violations: found.0,
-    })
+    }
 }

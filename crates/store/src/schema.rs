@@ -547,11 +547,15 @@ pub(crate) fn upsert_pending(conn: &Connection, p: &PendingRequest) -> Result<()
     Ok(())
 }
 
-pub(crate) fn delete_pending(conn: &Connection, request_id: &str) -> Result<bool, StoreError> {
-    let n = conn
-        .prepare_cached("DELETE FROM pending_requests WHERE request_id = ?1")?
-        .execute([request_id])?;
-    Ok(n > 0)
+/// Deletes the request; returns its device id when it existed.
+pub(crate) fn delete_pending(
+    conn: &Connection,
+    request_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM pending_requests WHERE request_id = ?1 RETURNING device_id")?
+        .query_row([request_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// Deletes and returns the requests last refreshed before `older_than_ms`.

@@ -1,37 +1,70 @@
-//! The store: one SQLite writer, one SQLite reader for the audit log, and
-//! the in-memory cache that hot paths read.
+//! The store: a database (one SQLite file, or PostgreSQL shared by
+//! replicas) and the in-memory cache that hot paths read.
 //!
 //! Writes run inside [`Store::transact`]: every change of one closure is one
-//! SQLite transaction, and the cache replays the recorded changes only after
-//! COMMIT succeeds. The writer lock is held until the cache is updated, so
-//! the cache sees transactions in commit order.
+//! database transaction, and the cache replays the recorded changes only
+//! after COMMIT succeeds. The writer lock is held until the cache is
+//! updated, so the cache sees transactions in commit order. On PostgreSQL
+//! each such transaction also appends its [`Change`] row, and
+//! [`Store::catch_up`] brings other replicas' changes into the cache.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::audit::{ChainVerifier, GENESIS_HASH, StoredAuditRow, canonical_json, chain_hash};
 use crate::cache::{Cache, Op};
+use crate::changes::{CatchUp, Change, ReplicaPresence};
 use crate::error::StoreError;
 use crate::model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
     RoleToken, Seen, SetupCode, TokenHash,
 };
+use crate::pg::{self, ListenState, PgTarget, PgTx, sql as pgsql};
 use crate::schema;
 use clawgate_protocol::hex::is_lower_hex64;
 
 /// The persistent registry of devices, tokens (as hashes), pending pairing
 /// requests and the audit log.
 pub struct Store {
+    /// The SQLite file (empty for PostgreSQL).
     path: PathBuf,
-    writer: Mutex<Connection>,
-    /// Audit reads go here so a long listing or verification never holds
-    /// up writers (WAL lets it read a snapshot while the writer commits).
-    reader: Mutex<Connection>,
+    /// The file's path, or `host:port/db`.
+    location: String,
+    backend: Backend,
     cache: RwLock<Cache>,
+}
+
+pub(crate) enum Backend {
+    Sqlite {
+        writer: Mutex<Connection>,
+        /// Audit reads go here so a long listing or verification never
+        /// holds up writers (WAL lets it read a snapshot while the writer
+        /// commits).
+        reader: Mutex<Connection>,
+    },
+    Postgres(Box<PgBackend>),
+}
+
+pub(crate) struct PgBackend {
+    pub(crate) target: PgTarget,
+    /// Declared before `io` so connections close before their runtime.
+    pub(crate) writer: pg::Slot,
+    pub(crate) reader: pg::Slot,
+    pub(crate) io: pg::Io,
+    /// This process's id in the change log and presence rows.
+    replica_id: String,
+    /// Every change up to this sequence number is in the cache. Moves only
+    /// under the writer slot's lock.
+    applied_seq: AtomicU64,
+    listen: OnceLock<tokio::sync::watch::Receiver<ListenState>>,
 }
 
 const _: () = {
@@ -42,9 +75,16 @@ const _: () = {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.path)
+            .field("location", &self.location)
             .finish_non_exhaustive()
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -102,20 +142,139 @@ impl Store {
         }
         Ok(Store {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            location: path.display().to_string(),
+            backend: Backend::Sqlite {
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+            },
             cache: RwLock::new(cache),
         })
     }
 
-    /// The database file.
+    /// Opens the PostgreSQL store at `target`: connects, migrates the schema
+    /// (under an advisory lock, so replicas starting together migrate once)
+    /// and loads the cache and the change-log position from one snapshot.
+    pub fn open_postgres(target: &PgTarget) -> Result<Store, StoreError> {
+        let io = pg::Io::start()?;
+        let writer = pg::Slot::new(pg::connect(&io, target)?);
+        let reader = pg::Slot::new(pg::connect(&io, target)?);
+        {
+            let mut slot = writer.get(&io, target)?;
+            pg::migrate(&mut slot, target)?;
+        }
+        let store = Store {
+            path: PathBuf::new(),
+            location: target.display().to_string(),
+            backend: Backend::Postgres(Box::new(PgBackend {
+                target: target.clone(),
+                writer,
+                reader,
+                io,
+                replica_id: uuid::Uuid::new_v4().simple().to_string(),
+                applied_seq: AtomicU64::new(0),
+                listen: OnceLock::new(),
+            })),
+            cache: RwLock::new(Cache::default()),
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    pub(crate) fn pg_backend(&self) -> Option<&PgBackend> {
+        match &self.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
+    /// Reloads the whole cache from the database (PostgreSQL), and moves the
+    /// change-log position to the newest change.
+    pub(crate) fn reload(&self) -> Result<(), StoreError> {
+        let Some(p) = self.pg_backend() else {
+            return Ok(());
+        };
+        let mut slot = p.writer.get(&p.io, &p.target)?;
+        let tx = slot.begin(&p.target, pg::Mode::Snapshot)?;
+        let cache = Cache::load(
+            pgsql::select_devices(&tx, None)?,
+            pgsql::select_role_tokens(&tx, None)?,
+            pgsql::select_token_hashes(&tx, None)?,
+            pgsql::select_all_pending(&tx, None)?,
+        );
+        let applied = pgsql::last_change_seq(&tx)?;
+        tx.commit()?;
+        *self.write() = cache;
+        p.applied_seq.store(applied, Ordering::Release);
+        Ok(())
+    }
+
+    /// The SQLite database file; empty for a PostgreSQL store.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Where the store is: the SQLite file, or `host:port/db` (never a
+    /// password).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// This process's replica id when the store is shared (PostgreSQL).
+    pub fn replica_id(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Sqlite { .. } => None,
+            Backend::Postgres(p) => Some(&p.replica_id),
+        }
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        schema::schema_version(&lock(&self.reader))
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => schema::schema_version(&lock(reader)),
+            Backend::Postgres(p) => {
+                let mut slot = p.reader.get(&p.io, &p.target)?;
+                pg::schema_version(&mut slot, &p.target)
+            }
+        }
+    }
+
+    /// The schema version this build writes for this backend.
+    pub fn supported_schema_version(&self) -> u32 {
+        match self.backend {
+            Backend::Sqlite { .. } => schema::SCHEMA_VERSION,
+            Backend::Postgres(_) => pgsql::SCHEMA_VERSION,
+        }
+    }
+
+    /// Runs `f` on a read-only snapshot of the PostgreSQL reader.
+    fn pg_read<T>(
+        p: &PgBackend,
+        f: impl FnOnce(&PgTx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = p.reader.get(&p.io, &p.target)?;
+        let tx = slot.begin(&p.target, pg::Mode::Snapshot)?;
+        let out = f(&tx);
+        match out {
+            Ok(v) => {
+                tx.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                drop(tx);
+                if matches!(e, StoreError::Unreachable { .. }) {
+                    slot.discard();
+                }
+                Err(e)
+            }
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Cache> {
@@ -182,23 +341,236 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = lock(&self.writer);
-        let sql = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut tx = Tx {
-            sql,
-            ops: Vec::new(),
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = lock(writer);
+                let sql = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut tx = Tx {
+                    sql: Sql::Lite(sql),
+                    ops: Vec::new(),
+                    effects: Vec::new(),
+                };
+                let out = f(&mut tx)?;
+                let Tx { sql, ops, .. } = tx;
+                let Sql::Lite(sql) = sql else {
+                    unreachable!("a SQLite transaction")
+                };
+                sql.commit().map_err(commit_error)?;
+                self.write().apply(ops);
+                Ok(out)
+            }
+            Backend::Postgres(p) => {
+                let mut slot = p.writer.get(&p.io, &p.target)?;
+                let result = (|| {
+                    let sql = slot.begin(&p.target, pg::Mode::Write)?;
+                    let mut tx = Tx {
+                        sql: Sql::Pg(sql),
+                        ops: Vec::new(),
+                        effects: Vec::new(),
+                    };
+                    let out = f(&mut tx)?;
+                    let Tx { sql, ops, effects } = tx;
+                    let Sql::Pg(sql) = sql else {
+                        unreachable!("a PostgreSQL transaction")
+                    };
+                    let devices = touched_devices(&ops);
+                    if !devices.is_empty() || !effects.is_empty() {
+                        let devices = serde_json::to_string(&devices)
+                            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                        let effects = serde_json::to_string(&effects)
+                            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                        pgsql::insert_change(&sql, now_ms(), &p.replica_id, &devices, &effects)?;
+                    }
+                    sql.commit()?;
+                    Ok((out, ops))
+                })();
+                match result {
+                    Ok((out, ops)) => {
+                        self.write().apply(ops);
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        if matches!(e, StoreError::Unreachable { .. }) {
+                            slot.discard();
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings other replicas' committed changes into the cache, in
+    /// sequence order, from one snapshot: the devices they touched are
+    /// re-read whole. Returns those changes (their effects are for the
+    /// gateway to carry out). A SQLite store has no other writers and
+    /// returns nothing.
+    ///
+    /// When the change log no longer reaches back to this replica's last
+    /// position (it was cut off for longer than the log is kept), the
+    /// whole cache is reloaded and `resynced` says so.
+    pub fn catch_up(&self) -> Result<CatchUp, StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(CatchUp::default());
         };
-        let out = f(&mut tx)?;
-        let Tx { sql, ops } = tx;
-        sql.commit().map_err(commit_error)?;
-        self.write().apply(ops);
-        Ok(out)
+        let mut slot = p.writer.get(&p.io, &p.target)?;
+        let result = (|| {
+            let tx = slot.begin(&p.target, pg::Mode::Snapshot)?;
+            let applied = p.applied_seq.load(Ordering::Acquire);
+            let first = pgsql::first_change_seq(&tx)?;
+            let mut changes = Vec::new();
+            let mut last = applied;
+            loop {
+                let page = pgsql::changes_after(&tx, last, 1000)?;
+                let full = page.len() == 1000;
+                if let Some(c) = page.last() {
+                    last = c.seq;
+                }
+                changes.extend(page.into_iter().filter(|c| c.origin != p.replica_id));
+                if !full {
+                    break;
+                }
+            }
+            let resynced = first > applied.saturating_add(1);
+            let refresh = if resynced {
+                Refresh::All(Cache::load(
+                    pgsql::select_devices(&tx, None)?,
+                    pgsql::select_role_tokens(&tx, None)?,
+                    pgsql::select_token_hashes(&tx, None)?,
+                    pgsql::select_all_pending(&tx, None)?,
+                ))
+            } else {
+                let ids: Vec<String> = changes
+                    .iter()
+                    .flat_map(|c| c.devices.iter().cloned())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if ids.is_empty() {
+                    Refresh::Devices(ids, Vec::new(), Vec::new(), Vec::new(), Vec::new())
+                } else {
+                    Refresh::Devices(
+                        ids.clone(),
+                        pgsql::select_devices(&tx, Some(&ids))?,
+                        pgsql::select_role_tokens(&tx, Some(&ids))?,
+                        pgsql::select_token_hashes(&tx, Some(&ids))?,
+                        pgsql::select_all_pending(&tx, Some(&ids))?,
+                    )
+                }
+            };
+            tx.commit()?;
+            Ok((changes, refresh, resynced, last))
+        })();
+        match result {
+            Ok((changes, refresh, resynced, last)) => {
+                match refresh {
+                    Refresh::All(cache) => *self.write() = cache,
+                    Refresh::Devices(ids, devices, tokens, hashes, pending) => {
+                        if !ids.is_empty() {
+                            self.write()
+                                .replace_devices(&ids, devices, tokens, hashes, pending);
+                        }
+                    }
+                }
+                p.applied_seq.store(last, Ordering::Release);
+                Ok(CatchUp {
+                    changes,
+                    resynced,
+                    applied_seq: last,
+                })
+            }
+            Err(e) => {
+                if matches!(e, StoreError::Unreachable { .. }) {
+                    slot.discard();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The change follower's signal: LISTEN state and notification count
+    /// (PostgreSQL only). The LISTEN connection is opened on first call and
+    /// kept (reconnecting while PostgreSQL is away) for the store's life.
+    pub fn listen(&self) -> Option<tokio::sync::watch::Receiver<ListenState>> {
+        let Backend::Postgres(p) = &self.backend else {
+            return None;
+        };
+        Some(
+            p.listen
+                .get_or_init(|| pg::listen(&p.io, p.target.clone()))
+                .clone(),
+        )
+    }
+
+    /// The change-log position this replica has applied up to.
+    pub fn applied_seq(&self) -> u64 {
+        match &self.backend {
+            Backend::Sqlite { .. } => 0,
+            Backend::Postgres(p) => p.applied_seq.load(Ordering::Acquire),
+        }
+    }
+
+    /// Writes this replica's presence row (PostgreSQL only).
+    pub fn put_presence(&self, presence: &ReplicaPresence) -> Result<(), StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(());
+        };
+        let mut slot = p.reader.get(&p.io, &p.target)?;
+        let tx = slot.begin(&p.target, pg::Mode::Plain)?;
+        pgsql::upsert_presence(&tx, presence)?;
+        tx.commit()
+    }
+
+    /// Presence rows refreshed after `fresh_after_ms`, this replica's
+    /// included (PostgreSQL only; empty for SQLite).
+    pub fn presence(&self, fresh_after_ms: u64) -> Result<Vec<ReplicaPresence>, StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(Vec::new());
+        };
+        Self::pg_read(p, |tx| pgsql::select_presence(tx, fresh_after_ms))
+    }
+
+    /// Deletes this replica's presence row and rows not refreshed since
+    /// `stale_before_ms`.
+    pub fn drop_presence(&self, stale_before_ms: u64) -> Result<(), StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(());
+        };
+        let mut slot = p.reader.get(&p.io, &p.target)?;
+        let tx = slot.begin(&p.target, pg::Mode::Plain)?;
+        pgsql::delete_presence(&tx, &p.replica_id, stale_before_ms)?;
+        tx.commit()
+    }
+
+    /// Deletes change-log rows older than `before_ms` (the newest is always
+    /// kept, so the sequence never restarts). PostgreSQL only.
+    pub fn prune_changes(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(0);
+        };
+        let mut slot = p.reader.get(&p.io, &p.target)?;
+        let tx = slot.begin(&p.target, pg::Mode::Plain)?;
+        let n = pgsql::prune_changes(&tx, before_ms)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Changes after `after_seq`, everyone's (PostgreSQL only): for tools
+    /// and tests that watch the log.
+    pub fn changes_after(&self, after_seq: u64) -> Result<Vec<Change>, StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(Vec::new());
+        };
+        Self::pg_read(p, |tx| pgsql::changes_after(tx, after_seq, 10_000))
     }
 
     /// Audit rows matching `q`, ascending by seq, one page at a time.
     pub fn audit_list(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         let limit = q.effective_limit();
-        let mut stored = schema::select_audit(&lock(&self.reader), q, limit + 1)?;
+        let mut stored = match &self.backend {
+            Backend::Sqlite { reader, .. } => schema::select_audit(&lock(reader), q, limit + 1)?,
+            Backend::Postgres(p) => Self::pg_read(p, |tx| pgsql::select_audit(tx, q, limit + 1))?,
+        };
         let more = stored.len() > limit;
         stored.truncate(limit);
         let rows = stored
@@ -216,18 +588,24 @@ impl Store {
     /// Walks the whole audit chain (one consistent snapshot) and recomputes
     /// every hash. Reports the first missing or altered row.
     pub fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
-        let mut conn = lock(&self.reader);
-        let snapshot = conn.transaction()?;
         let mut verifier = ChainVerifier::new();
         let mut broken = None;
-        schema::scan_audit(&snapshot, |row| match verifier.check(&row) {
+        let check = |row: StoredAuditRow| match verifier.check(&row) {
             Ok(()) => true,
             Err(b) => {
                 broken = Some(b);
                 false
             }
-        })?;
-        snapshot.finish()?;
+        };
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => {
+                let mut conn = lock(reader);
+                let snapshot = conn.transaction()?;
+                schema::scan_audit(&snapshot, check)?;
+                snapshot.finish()?;
+            }
+            Backend::Postgres(p) => Self::pg_read(p, |tx| pgsql::scan_audit(tx, check))?,
+        }
         Ok(AuditVerification {
             rows: verifier.rows,
             ok: broken.is_none(),
@@ -239,19 +617,28 @@ impl Store {
     /// Checks every invariant the store keeps (see [`crate::check_database`]
     /// for the list) on one snapshot. Reads only; writers are not held up.
     pub fn check_invariants(&self) -> Result<crate::InvariantReport, StoreError> {
-        crate::invariants::check(&mut lock(&self.reader))
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => crate::invariants::check(&mut lock(reader)),
+            Backend::Postgres(p) => Self::pg_read(p, crate::invariants::check_pg),
+        }
     }
 
     /// Every setup code still stored (live, used, revoked, or expired and not
     /// yet pruned), oldest first.
     pub fn setup_codes(&self) -> Result<Vec<SetupCode>, StoreError> {
-        schema::select_setup_codes(&lock(&self.reader))
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => schema::select_setup_codes(&lock(reader)),
+            Backend::Postgres(p) => Self::pg_read(p, pgsql::select_setup_codes),
+        }
     }
 
     /// Deletes the setup codes that expired before `before_ms`; returns
     /// their ids.
     pub fn prune_expired_setup_codes(&self, before_ms: u64) -> Result<Vec<String>, StoreError> {
-        self.transact(|tx| schema::delete_setup_codes_expired_before(&tx.sql, before_ms))
+        self.transact(|tx| match &tx.sql {
+            Sql::Lite(c) => schema::delete_setup_codes_expired_before(c, before_ms),
+            Sql::Pg(t) => pgsql::delete_setup_codes_expired_before(t, before_ms),
+        })
     }
 
     /// Deletes the pending requests last refreshed before `older_than_ms`
@@ -295,12 +682,63 @@ fn audit_row(r: StoredAuditRow) -> Result<AuditRow, StoreError> {
     })
 }
 
+/// Runs the statement function of the transaction's backend: `schema::f`
+/// on SQLite, `pg::sql::f` on PostgreSQL (the same name and arguments).
+macro_rules! on {
+    ($tx:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match &$tx.sql {
+            Sql::Lite(c) => schema::$f(c, $($arg),*),
+            Sql::Pg(t) => pgsql::$f(t, $($arg),*),
+        }
+    };
+}
+
+enum Sql<'a> {
+    Lite(rusqlite::Transaction<'a>),
+    Pg(PgTx<'a>),
+}
+
+/// What a catch-up read for the cache.
+enum Refresh {
+    All(Cache),
+    Devices(
+        Vec<String>,
+        Vec<Device>,
+        Vec<RoleToken>,
+        Vec<TokenHash>,
+        Vec<PendingRequest>,
+    ),
+}
+
+/// The devices a transaction's ops changed, sorted.
+fn touched_devices(ops: &[Op]) -> Vec<String> {
+    let mut ids = BTreeSet::new();
+    for op in ops {
+        match op {
+            Op::PutDevice(d) => ids.insert(d.device_id.clone()),
+            Op::DeleteDevice(id) => ids.insert(id.clone()),
+            Op::PutRoleToken(t) => ids.insert(t.device_id.clone()),
+            Op::TouchToken { device_id, .. }
+            | Op::MarkSeen { device_id, .. }
+            | Op::DeleteTokenHashes { device_id, .. } => ids.insert(device_id.clone()),
+            Op::AddTokenHash(h) => ids.insert(h.device_id.clone()),
+            // Always follows the AddTokenHash of the same device.
+            Op::RemoveTokenHashes(_) => false,
+            Op::PutPending(p) => ids.insert(p.device_id.clone()),
+            Op::DeletePending { device_id, .. } => ids.insert(device_id.clone()),
+        };
+    }
+    ids.into_iter().collect()
+}
+
 /// An open write transaction. Each write runs its SQL immediately (so
 /// later statements and the read methods here see it) and records an
 /// [`Op`] for the cache to replay after COMMIT.
 pub struct Tx<'a> {
-    sql: rusqlite::Transaction<'a>,
+    sql: Sql<'a>,
     ops: Vec<Op>,
+    /// Announced with [`Tx::announce`]; part of the change row.
+    effects: Vec<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -320,6 +758,17 @@ fn require(ok: bool, msg: &str) -> Result<(), StoreError> {
 }
 
 impl Tx<'_> {
+    /// Announces an effect of this transaction to the other replicas
+    /// sharing the store (sessions to close, events to send): it is written
+    /// in this transaction's change row and reaches them only if the
+    /// transaction commits. A SQLite store has no other replicas; the
+    /// effect is dropped.
+    pub fn announce(&mut self, effect: serde_json::Value) {
+        if matches!(self.sql, Sql::Pg(_)) {
+            self.effects.push(effect);
+        }
+    }
+
     /// Inserts the device or replaces its fields (its tokens are kept).
     pub fn put_device(&mut self, d: &Device) -> Result<(), StoreError> {
         require(
@@ -327,7 +776,7 @@ impl Tx<'_> {
             "device id must be 64 lowercase hex characters",
         )?;
         require(!d.public_key.is_empty(), "device public key is empty")?;
-        schema::upsert_device(&self.sql, d)?;
+        on!(self, upsert_device(d))?;
         self.ops.push(Op::PutDevice(d.clone()));
         Ok(())
     }
@@ -335,7 +784,7 @@ impl Tx<'_> {
     /// Deletes the device with its role tokens, token hashes and pending
     /// requests. Returns whether the device existed.
     pub fn delete_device(&mut self, device_id: &str) -> Result<bool, StoreError> {
-        let existed = schema::delete_device(&self.sql, device_id)?;
+        let existed = on!(self, delete_device(device_id))?;
         self.ops.push(Op::DeleteDevice(device_id.to_string()));
         Ok(existed)
     }
@@ -344,7 +793,7 @@ impl Tx<'_> {
     /// stored by the time the transaction commits.
     pub fn put_role_token(&mut self, t: &RoleToken) -> Result<(), StoreError> {
         require(!t.role.is_empty(), "role is empty")?;
-        schema::upsert_role_token(&self.sql, t)?;
+        on!(self, upsert_role_token(t))?;
         self.ops.push(Op::PutRoleToken(t.clone()));
         Ok(())
     }
@@ -354,10 +803,10 @@ impl Tx<'_> {
     /// added is always kept (`keep_newest` 0 counts as 1).
     pub fn add_token_hash(&mut self, t: &TokenHash, keep_newest: usize) -> Result<(), StoreError> {
         require(!t.role.is_empty(), "role is empty")?;
-        schema::insert_token_hash(&self.sql, t)?;
+        on!(self, insert_token_hash(t))?;
         self.ops.push(Op::AddTokenHash(t.clone()));
         let removed =
-            schema::trim_token_hashes(&self.sql, &t.device_id, &t.role, keep_newest.max(1))?;
+            on!(self, trim_token_hashes(&t.device_id, &t.role, keep_newest.max(1)))?;
         if !removed.is_empty() {
             self.ops.push(Op::RemoveTokenHashes(removed));
         }
@@ -370,7 +819,7 @@ impl Tx<'_> {
         device_id: &str,
         role: &str,
     ) -> Result<usize, StoreError> {
-        let n = schema::delete_token_hashes(&self.sql, device_id, role)?;
+        let n = on!(self, delete_token_hashes(device_id, role))?;
         self.ops.push(Op::DeleteTokenHashes {
             device_id: device_id.to_string(),
             role: role.to_string(),
@@ -381,7 +830,7 @@ impl Tx<'_> {
     /// Sets a device's last-seen time, reason and address. Does nothing
     /// when the device is gone (removed since it was seen).
     pub fn mark_seen(&mut self, device_id: &str, seen: &Seen) -> Result<(), StoreError> {
-        if schema::mark_device_seen(&self.sql, device_id, seen)? {
+        if on!(self, mark_device_seen(device_id, seen))? {
             self.ops.push(Op::MarkSeen {
                 device_id: device_id.to_string(),
                 seen: seen.clone(),
@@ -398,7 +847,7 @@ impl Tx<'_> {
         role: &str,
         last_used_at_ms: u64,
     ) -> Result<(), StoreError> {
-        if schema::touch_role_token(&self.sql, device_id, role, last_used_at_ms)? {
+        if on!(self, touch_role_token(device_id, role, last_used_at_ms))? {
             self.ops.push(Op::TouchToken {
                 device_id: device_id.to_string(),
                 role: role.to_string(),
@@ -415,29 +864,36 @@ impl Tx<'_> {
             is_lower_hex64(&p.device_id),
             "device id must be 64 lowercase hex characters",
         )?;
-        schema::upsert_pending(&self.sql, p)?;
+        on!(self, upsert_pending(p))?;
         self.ops.push(Op::PutPending(p.clone()));
         Ok(())
     }
 
     /// Returns whether the request existed.
     pub fn delete_pending(&mut self, request_id: &str) -> Result<bool, StoreError> {
-        let existed = schema::delete_pending(&self.sql, request_id)?;
-        if existed {
-            self.ops.push(Op::DeletePending(request_id.to_string()));
+        let existed = on!(self, delete_pending(request_id))?;
+        let found = existed.is_some();
+        if let Some(device_id) = existed {
+            self.ops.push(Op::DeletePending {
+                request_id: request_id.to_string(),
+                device_id,
+            });
         }
-        Ok(existed)
+        Ok(found)
     }
 
     pub(crate) fn prune_pending(
         &mut self,
         older_than_ms: u64,
     ) -> Result<Vec<PendingRequest>, StoreError> {
-        let pruned = schema::delete_pending_refreshed_before(&self.sql, older_than_ms)?;
+        let pruned = on!(self, delete_pending_refreshed_before(older_than_ms))?;
         self.ops.extend(
             pruned
                 .iter()
-                .map(|p| Op::DeletePending(p.request_id.clone())),
+                .map(|p| Op::DeletePending {
+                    request_id: p.request_id.clone(),
+                    device_id: p.device_id.clone(),
+                }),
         );
         Ok(pruned)
     }
@@ -446,7 +902,7 @@ impl Tx<'_> {
     /// stored (`actor` and `details` with their keys sorted).
     pub fn append_audit(&mut self, r: &AuditRecord) -> Result<AuditRow, StoreError> {
         require(!r.action.is_empty(), "audit action is empty")?;
-        let (seq, prev_hash) = match schema::last_audit(&self.sql)? {
+        let (seq, prev_hash) = match on!(self, last_audit())? {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, GENESIS_HASH.to_string()),
         };
@@ -471,7 +927,7 @@ impl Tx<'_> {
             prev_hash,
             hash,
         };
-        schema::insert_audit(&self.sql, &stored)?;
+        on!(self, insert_audit(&stored))?;
         audit_row(stored)
     }
 
@@ -479,17 +935,17 @@ impl Tx<'_> {
     pub fn insert_setup_code(&mut self, c: &SetupCode) -> Result<(), StoreError> {
         require(!c.setup_id.is_empty(), "setup id is empty")?;
         require(!c.role.is_empty(), "role is empty")?;
-        schema::insert_setup_code(&self.sql, c)
+        on!(self, insert_setup_code(c))
     }
 
     /// The setup code whose bootstrap token hashes to `hash`.
     pub fn setup_code_by_hash(&self, hash: &[u8; 32]) -> Result<Option<SetupCode>, StoreError> {
-        schema::select_setup_code_by_hash(&self.sql, hash)
+        on!(self, select_setup_code_by_hash(hash))
     }
 
     /// The setup code `setup_id`.
     pub fn setup_code(&self, setup_id: &str) -> Result<Option<SetupCode>, StoreError> {
-        schema::select_setup_code(&self.sql, setup_id)
+        on!(self, select_setup_code(setup_id))
     }
 
     /// Marks the code used by `device_id` if it is live at `now_ms`;
@@ -500,27 +956,27 @@ impl Tx<'_> {
         device_id: &str,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        schema::consume_setup_code(&self.sql, setup_id, device_id, now_ms)
+        on!(self, consume_setup_code(setup_id, device_id, now_ms))
     }
 
     /// Revokes the code if it is live at `now_ms`; returns whether it was.
     pub fn revoke_setup_code(&mut self, setup_id: &str, now_ms: u64) -> Result<bool, StoreError> {
-        schema::revoke_setup_code(&self.sql, setup_id, now_ms)
+        on!(self, revoke_setup_code(setup_id, now_ms))
     }
 
     /// The device as this transaction sees it.
     pub fn device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
-        schema::select_device(&self.sql, device_id)
+        on!(self, select_device(device_id))
     }
 
     /// The (device, role) entry as this transaction sees it.
     pub fn role_token(&self, device_id: &str, role: &str) -> Result<Option<RoleToken>, StoreError> {
-        schema::select_role_token(&self.sql, device_id, role)
+        on!(self, select_role_token(device_id, role))
     }
 
     /// The pending request as this transaction sees it.
     pub fn pending(&self, request_id: &str) -> Result<Option<PendingRequest>, StoreError> {
-        schema::select_pending(&self.sql, request_id)
+        on!(self, select_pending(request_id))
     }
 }
 
