@@ -165,6 +165,24 @@ impl Cache {
         }
     }
 
+    /// What the cache holds for one device.
+    pub fn view(&self, device_id: &str) -> crate::changes::DeviceView {
+        crate::changes::DeviceView {
+            device: self.devices.get(device_id).cloned(),
+            role_tokens: self.role_tokens(device_id),
+            pending: self.pending_for_device(device_id),
+        }
+    }
+
+    /// Every device id the cache knows of (paired or with a pending request).
+    pub fn device_ids(&self) -> std::collections::BTreeSet<String> {
+        self.devices
+            .keys()
+            .cloned()
+            .chain(self.pending.values().map(|p| p.device_id.clone()))
+            .collect()
+    }
+
     fn put_role_token(&mut self, t: RoleToken) {
         self.role_tokens
             .entry(t.device_id.clone())

@@ -41,11 +41,32 @@ pub struct ReplicaPresence {
     pub entries: Value,
 }
 
+/// What this replica's cache held for one device.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceView {
+    pub device: Option<crate::Device>,
+    /// Sorted by role.
+    pub role_tokens: Vec<crate::RoleToken>,
+    /// Sorted by `ts`, then request id.
+    pub pending: Vec<crate::PendingRequest>,
+}
+
+/// One device another replica changed: the cache before and after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceDelta {
+    pub device_id: String,
+    pub before: DeviceView,
+    pub after: DeviceView,
+}
+
 /// What [`crate::Store::catch_up`] found.
 #[derive(Debug, Default)]
 pub struct CatchUp {
     /// Changes committed by other replicas, in sequence order.
     pub changes: Vec<Change>,
+    /// Every device those changes touched whose cached state differs now,
+    /// sorted by device id (after a resync: every device that differs).
+    pub deltas: Vec<DeviceDelta>,
     /// The change log no longer reaches back to where this replica left
     /// off (it was cut off for longer than the log is kept): the whole
     /// cache was reloaded, and every live session should be checked

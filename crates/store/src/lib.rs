@@ -30,7 +30,7 @@ pub use backup::{
     BackupError, BackupSummary, RestoreOutcome, backup, check_backup, restore, utc_stamp,
 };
 pub use copy::CopySummary;
-pub use changes::{CatchUp, Change, ReplicaPresence};
+pub use changes::{CatchUp, Change, DeviceDelta, DeviceView, ReplicaPresence};
 pub use error::StoreError;
 pub use invariants::{InvariantReport, Violation, check_database};
 pub use pg::{ListenState, PgTarget, is_postgres_url};

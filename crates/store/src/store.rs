@@ -21,7 +21,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::audit::{ChainVerifier, GENESIS_HASH, StoredAuditRow, canonical_json, chain_hash};
 use crate::cache::{Cache, Op};
-use crate::changes::{CatchUp, Change, ReplicaPresence};
+use crate::changes::{CatchUp, Change, DeviceDelta, ReplicaPresence};
 use crate::error::StoreError;
 use crate::model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
@@ -463,18 +463,42 @@ impl Store {
         })();
         match result {
             Ok((changes, refresh, resynced, last)) => {
-                match refresh {
-                    Refresh::All(cache) => *self.write() = cache,
-                    Refresh::Devices(ids, devices, tokens, hashes, pending) => {
-                        if !ids.is_empty() {
-                            self.write()
-                                .replace_devices(&ids, devices, tokens, hashes, pending);
+                let mut cache = self.write();
+                let mut deltas = Vec::new();
+                let mut record = |cache: &Cache, ids: &BTreeSet<String>, before: Vec<_>| {
+                    for (id, before) in ids.iter().zip(before) {
+                        let after = cache.view(id);
+                        if after != before {
+                            deltas.push(DeviceDelta {
+                                device_id: id.clone(),
+                                before,
+                                after,
+                            });
                         }
                     }
+                };
+                match refresh {
+                    Refresh::All(fresh) => {
+                        let mut ids = cache.device_ids();
+                        ids.extend(fresh.device_ids());
+                        let before: Vec<_> = ids.iter().map(|id| cache.view(id)).collect();
+                        *cache = fresh;
+                        record(&cache, &ids, before);
+                    }
+                    Refresh::Devices(ids, devices, tokens, hashes, pending) => {
+                        let set: BTreeSet<String> = ids.iter().cloned().collect();
+                        let before: Vec<_> = set.iter().map(|id| cache.view(id)).collect();
+                        if !ids.is_empty() {
+                            cache.replace_devices(&ids, devices, tokens, hashes, pending);
+                        }
+                        record(&cache, &set, before);
+                    }
                 }
+                drop(cache);
                 p.applied_seq.store(last, Ordering::Release);
                 Ok(CatchUp {
                     changes,
+                    deltas,
                     resynced,
                     applied_seq: last,
                 })

@@ -69,5 +69,5 @@ pub use resolve::{
 };
 pub use types::{
     AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
-    GatewayConfig, RateLimitConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
+    GatewayConfig, RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
 };

@@ -16,7 +16,7 @@ use super::file::ConfigFile;
 use super::normalize::{normalize_base_path, normalize_host_name, normalize_origin};
 use super::types::{
     AuthConfig, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
-    RateLimitConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
+    RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
 };
 
 /// `gateway run` flags and other per-invocation overrides.
@@ -38,6 +38,9 @@ pub struct RunOverrides {
     pub upstream: Option<String>,
     /// `--tls`: serve https:// and wss:// (beats `gateway.tls.enabled`).
     pub tls: bool,
+    /// `--store URL`: a PostgreSQL registry shared by replicas (beats
+    /// `CLAWGATE_STORE_URL` and `gateway.store.url`).
+    pub store: Option<Secret>,
 }
 
 /// Environment values that feed the config (read once by the binary, so
@@ -52,6 +55,10 @@ pub struct EnvOverrides {
     pub port: Option<EnvVar>,
     /// `CLAWGATE_BIND`.
     pub bind: Option<EnvVar>,
+    /// `CLAWGATE_STORE_URL`.
+    pub store_url: Option<Secret>,
+    /// `CLAWGATE_STORE_PASSWORD_FILE`.
+    pub store_password_file: Option<PathBuf>,
 }
 
 impl EnvOverrides {
@@ -73,6 +80,13 @@ impl EnvOverrides {
                 .map(Secret::new),
             port: env::first_set(&env::PORT_VARS, |name| std::env::var(name).ok()),
             bind: env::first_set(&env::BIND_VARS, |name| std::env::var(name).ok()),
+            store_url: std::env::var("CLAWGATE_STORE_URL")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(Secret::new),
+            store_password_file: std::env::var_os("CLAWGATE_STORE_PASSWORD_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -123,6 +137,7 @@ pub fn resolve_all(
     let upstream = r.upstream(overrides);
     let metrics_token = r.metrics_token(env);
     let tls = r.tls(overrides);
+    let store = r.store(overrides, env);
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -139,6 +154,7 @@ pub fn resolve_all(
         upstream,
         metrics_token,
         tls,
+        store,
         state_dir: state_dir.to_path_buf(),
         config_path: file.path.clone(),
     })
@@ -189,6 +205,7 @@ impl Resolver<'_> {
             "gateway.upstream",
             "gateway.metrics",
             "gateway.tls",
+            "gateway.store",
         ] {
             self.check_object(section);
         }
@@ -737,6 +754,52 @@ impl Resolver<'_> {
             return None;
         }
         Some(Secret::new(trimmed))
+    }
+}
+
+/// `gateway.store.url` and `.passwordFile`, with `--store`,
+/// `CLAWGATE_STORE_URL` and `CLAWGATE_STORE_PASSWORD_FILE`.
+impl Resolver<'_> {
+    fn store(&mut self, overrides: &RunOverrides, env: &EnvOverrides) -> StoreConfig {
+        let string = |r: &mut Self, key: &str| match r.value(key) {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(other) => {
+                let found = describe_kind(other);
+                r.fail(
+                    key,
+                    format!("must be a non-empty string but is {found}; fix it with: clawgate config unset {key}"),
+                );
+                None
+            }
+        };
+        let file_url = string(self, "gateway.store.url");
+        let file_password = string(self, "gateway.store.passwordFile");
+        let (url, source) = if let Some(u) = &overrides.store {
+            (Some(u.expose().trim().to_string()), "--store")
+        } else if let Some(u) = &env.store_url {
+            (Some(u.expose().trim().to_string()), "CLAWGATE_STORE_URL")
+        } else {
+            (file_url, "gateway.store.url")
+        };
+        let password_file = env
+            .store_password_file
+            .clone()
+            .or(file_password.map(PathBuf::from));
+        let Some(url) = url else {
+            return StoreConfig::default();
+        };
+        if let Err(e) = clawgate_store::PgTarget::parse(&url, password_file.as_deref()) {
+            self.fail(
+                source,
+                format!("{e}; the store URL looks like postgres://USER@HOST:5432/DB (the password in gateway.store.passwordFile or ~/.pgpass)"),
+            );
+            return StoreConfig::default();
+        }
+        StoreConfig {
+            url: Some(Secret::new(url)),
+            password_file,
+        }
     }
 }
 

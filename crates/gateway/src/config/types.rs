@@ -197,6 +197,29 @@ impl Default for TlsConfig {
     }
 }
 
+/// Where the registry lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// A `postgres://` URL (a [`Secret`]: it may hold a password); `None`
+    /// for the SQLite file in the state directory.
+    pub url: Option<Secret>,
+    /// `gateway.store.passwordFile` / `CLAWGATE_STORE_PASSWORD_FILE`: the
+    /// PostgreSQL password, first line of the file.
+    pub password_file: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// The PostgreSQL target, when one is configured (already validated by
+    /// the resolver; a password file that became unreadable since fails
+    /// here).
+    pub fn postgres(&self) -> Result<Option<clawgate_store::PgTarget>, clawgate_store::StoreError> {
+        self.url
+            .as_ref()
+            .map(|u| clawgate_store::PgTarget::parse(u.expose(), self.password_file.as_deref()))
+            .transpose()
+    }
+}
+
 /// Everything the gateway needs to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -226,6 +249,10 @@ pub struct GatewayConfig {
     pub metrics_token: Option<Secret>,
     /// `gateway.tls.*`: https:// and wss:// on the same port.
     pub tls: TlsConfig,
+    /// `gateway.store.*` / `--store` / `CLAWGATE_STORE_URL`: where the
+    /// registry lives (the SQLite file in the state directory unless a
+    /// PostgreSQL URL is set).
+    pub store: StoreConfig,
     /// The state directory (config, database).
     pub state_dir: PathBuf,
     /// The config file in use.
@@ -251,6 +278,7 @@ impl GatewayConfig {
             upstream: None,
             metrics_token: None,
             tls: TlsConfig::default(),
+            store: StoreConfig::default(),
             config_path: state_dir.join(CONFIG_FILE_NAME),
             state_dir,
         }
