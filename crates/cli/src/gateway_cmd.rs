@@ -86,6 +86,13 @@ pub struct RunArgs {
     /// once into <state-dir>/tls).
     #[arg(long)]
     tls: bool,
+    /// Keep the device registry in PostgreSQL, shared by replicas
+    /// (postgres://USER@HOST:5432/DB; config gateway.store.url or
+    /// CLAWGATE_STORE_URL; the password from gateway.store.passwordFile,
+    /// CLAWGATE_STORE_PASSWORD_FILE or ~/.pgpass). Default: the SQLite file
+    /// in the state directory.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -200,6 +207,7 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
         password_file: args.password_file,
         upstream: args.upstream,
         tls: args.tls,
+        store: args.store.map(Secret::new),
     };
     let env = EnvOverrides::from_process_env();
     let reload_overrides = overrides.clone();

@@ -30,6 +30,7 @@ pub mod http;
 pub mod notify;
 pub mod password;
 pub mod rpc;
+mod replica;
 mod server;
 pub mod session;
 pub mod state;

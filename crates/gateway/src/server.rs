@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::auth::pairing::PENDING_TTL_MS;
 use crate::config::GatewayConfig;
 use crate::http;
+use crate::replica;
 use crate::http::control_ui::ControlUi;
 use crate::rpc::{self, system};
 use crate::session::now_ms;
@@ -81,11 +82,7 @@ impl Gateway {
         crate::tls::warn_if_plain_remote(&config);
         let state_lock = clawgate_store::StateLock::acquire(&config.state_dir)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let store =
-            clawgate_store::Store::open(&config.state_dir.join(clawgate_store::DB_FILE_NAME))
-                .map_err(|e| {
-                    std::io::Error::other(format!("cannot open the gateway store: {e}"))
-                })?;
+        let store = open_store(&config)?;
         let listener = http::bind(addr)?;
         let control_ui = Arc::new(ControlUi::new(&config.control_ui));
         let state = GatewayState::new(config, options, Arc::new(store));
@@ -150,6 +147,17 @@ impl Gateway {
             .cloned()
             .map(|up| tokio::spawn(upstream_loop(up)));
         let tls_reloader = state.tls().cloned().map(|tls| tokio::spawn(tls.watch()));
+        // Replicas on a shared registry: the change follower, presence rows
+        // and lockout sharing.
+        let replica_tasks = if state.store.replica_id().is_some() {
+            vec![
+                tokio::spawn(replica::follow(state.clone())),
+                tokio::spawn(replica::presence(state.clone())),
+                tokio::spawn(replica::lockouts(state.clone())),
+            ]
+        } else {
+            Vec::new()
+        };
         let stop_state = state.clone();
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Our own accept loop rather than axum::serve: deadlines and caps
@@ -191,11 +199,40 @@ impl Gateway {
         if let Some(r) = tls_reloader {
             r.abort();
         }
+        for t in &replica_tasks {
+            t.abort();
+        }
         state.flush_deferred();
+        if !replica_tasks.is_empty() {
+            let s = state.clone();
+            let _ = tokio::task::spawn_blocking(move || replica::leave(&s)).await;
+        }
         let _ = http_stop_tx.send(());
         match tokio::time::timeout(Duration::from_secs(2), server).await {
             Ok(Ok(result)) => result,
             _ => Ok(()),
+        }
+    }
+}
+
+/// The SQLite file in the state directory, or the PostgreSQL registry of
+/// `gateway.store.url` (connected, migrated and loaded; the error names
+/// `host:port/db`, never a password).
+fn open_store(config: &GatewayConfig) -> std::io::Result<clawgate_store::Store> {
+    let fail = |e: clawgate_store::StoreError| {
+        std::io::Error::other(format!("cannot open the gateway store: {e}"))
+    };
+    match config.store.postgres().map_err(fail)? {
+        None => clawgate_store::Store::open(&config.state_dir.join(clawgate_store::DB_FILE_NAME))
+            .map_err(fail),
+        Some(target) => {
+            let store = clawgate_store::Store::open_postgres(&target).map_err(fail)?;
+            tracing::info!(
+                registry = store.location(),
+                replica = store.replica_id().unwrap_or_default(),
+                "device registry: PostgreSQL (shared by replicas)"
+            );
+            Ok(store)
         }
     }
 }

@@ -718,6 +718,23 @@ pub fn store_unavailable() -> ErrorShape {
     e
 }
 
+/// A replica on a shared PostgreSQL registry cannot reach it, or has not
+/// caught up with its change log since it came back: device-token auth,
+/// setup codes, pairing and device decisions wait (fail closed). `location`
+/// is `host:port/db`, never a password.
+pub fn registry_unreachable(location: &str) -> ErrorShape {
+    let mut e = ErrorShape::new(
+        error_code::UNAVAILABLE,
+        format!(
+            "device registry unreachable ({location}); this replica refuses device tokens and \
+             pairing until it is back; retry shortly (another replica may answer)"
+        ),
+    );
+    e.retryable = Some(true);
+    e.retry_after_ms = Some(2000);
+    e
+}
+
 /// A `connect` that arrived while the gateway shuts down or restarts.
 pub fn gateway_restarting() -> ErrorShape {
     let mut e = ErrorShape::new(

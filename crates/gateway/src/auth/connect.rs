@@ -70,7 +70,12 @@ impl Rejection {
     /// The store could not answer; the client may retry shortly.
     pub(crate) fn store_unavailable(err: clawgate_store::StoreError) -> Self {
         warn!(%err, "store unavailable during connect");
-        Self::now(clawgate_protocol::catalogue::store_unavailable())
+        Self::now(match &err {
+            clawgate_store::StoreError::Unreachable { target, .. } => {
+                clawgate_protocol::catalogue::registry_unreachable(target)
+            }
+            _ => clawgate_protocol::catalogue::store_unavailable(),
+        })
     }
 }
 
@@ -122,6 +127,30 @@ fn decide(
         && (candidate.token.is_none() || candidate.locked(state))
     {
         return Err(Rejection::now(catalogue::rate_limited(retry_after_ms)));
+    }
+
+    // A replica cut off from its shared registry fails closed: no device
+    // token, setup code or pairing is decided on a registry it cannot see.
+    // A direct local caller with the shared secret still gets in (as a
+    // device-less operator) to run `status` and `doctor`.
+    if let Some(refusal) = state.registry.refusal() {
+        if shared.outcome == SharedOutcome::Ok {
+            if peer.direct_local {
+                return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
+            }
+            return Err(Rejection::now(refusal));
+        }
+        if candidate.token.is_some() || non_empty(&params.auth.bootstrap_token).is_some() {
+            let delay = if shared.outcome == SharedOutcome::Mismatch {
+                record_shared_failure(state, &shared.key, peer)
+            } else {
+                Duration::ZERO
+            };
+            return Err(Rejection {
+                delay,
+                ..Rejection::now(refusal)
+            });
+        }
     }
 
     // Device proof, after the shared comparison and before any token work.

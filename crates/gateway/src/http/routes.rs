@@ -7,6 +7,8 @@
 //! [`FRONTING_BASE`] and every other non-upgrade request goes to the
 //! upstream proxy (`proxy.rs`: the upstream's Control UI at `/`, granted
 //! capability paths); `/readyz` also says whether the upstream is reachable.
+//! A replica on a shared registry answers `/readyz` 503 while the registry
+//! is unreachable or not caught up.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,6 +114,22 @@ async fn readyz(State(App { gateway: state, .. }): State<App>) -> Response {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"ok": false, "status": "stopping"}),
+        );
+    }
+    if !state.registry.is_up() {
+        // A replica cut off from the shared registry: drain it.
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({
+                "ok": false,
+                "status": "registry-unreachable",
+                "registry": state.registry.location(),
+                "message": format!(
+                    "device registry unreachable ({}): {}",
+                    state.registry.location(),
+                    state.registry.why()
+                ),
+            }),
         );
     }
     let upstream_down = match state.upstream() {

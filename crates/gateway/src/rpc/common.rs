@@ -13,7 +13,12 @@ use crate::state::{GatewayState, audit};
 /// The store could not answer; the caller may retry shortly.
 pub(crate) fn store_error(err: StoreError) -> ErrorShape {
     warn!(%err, "store operation failed");
-    clawgate_protocol::catalogue::store_unavailable()
+    match &err {
+        StoreError::Unreachable { target, .. } => {
+            clawgate_protocol::catalogue::registry_unreachable(target)
+        }
+        _ => clawgate_protocol::catalogue::store_unavailable(),
+    }
 }
 
 /// Applies `change` and its audit row in one transaction.

@@ -118,6 +118,19 @@ pub const METHODS: &[Method] = &[
     },
 ];
 
+/// Methods that decide something in the device registry: refused while a
+/// replica's shared registry is unreachable or not caught up (fail closed).
+const REGISTRY_DECISIONS: &[&str] = &[
+    "device.pair.approve",
+    "device.pair.reject",
+    "device.pair.remove",
+    "device.pair.rename",
+    "device.token.rotate",
+    "device.token.revoke",
+    "device.setup.create",
+    "device.setup.revoke",
+];
+
 /// The names of [`METHODS`], in order: `hello-ok.features.methods`, and
 /// the metrics' per-method slots (indexed by position).
 pub fn method_names() -> Vec<&'static str> {
@@ -159,6 +172,11 @@ pub fn dispatch(
                 "invalid {} params: {problems}",
                 m.name
             ))));
+        }
+        if REGISTRY_DECISIONS.contains(&m.name)
+            && let Some(refusal) = state.registry.refusal()
+        {
+            return Err(Refusal::Other(refusal));
         }
         (m.handler)(state, caller, params).map_err(Refusal::Other)
     });

@@ -116,6 +116,7 @@ pub(crate) fn status(state: &GatewayState, _: &Caller, _: Value) -> Result<Value
                 "open": state.metrics.connections_open(),
                 "authenticated": state.hub.len(),
             },
+            "registry": registry_status(state),
             "tls": tls_status(state),
             "underAttack": attack_status(state),
         },
@@ -133,6 +134,41 @@ fn attack_status(state: &GatewayState) -> Value {
         "refused": a.refused,
         "episodes": a.episodes,
         "recentSuccessPeers": a.recent_successes,
+    })
+}
+
+/// `gateway.registry` in `status` (clawgate addition): where the device
+/// registry lives, whether it is reachable, and for replicas on a shared
+/// PostgreSQL store every live replica with its session count.
+fn registry_status(state: &GatewayState) -> Value {
+    let store = &state.store;
+    let Some(replica_id) = store.replica_id() else {
+        return json!({"backend": store.backend_name(), "reachable": true});
+    };
+    let mut replicas = vec![json!({
+        "replicaId": replica_id,
+        "host": hostname(),
+        "sessions": state.hub.len(),
+        "self": true,
+    })];
+    replicas.extend(state.registry.peers().into_iter().map(|p| {
+        json!({
+            "replicaId": p.replica_id,
+            "host": p.host,
+            "sessions": p.sessions,
+            "refreshedAtMs": p.refreshed_at_ms,
+            "self": false,
+        })
+    }));
+    let total: u64 = state.registry.peer_sessions() + state.hub.len() as u64;
+    json!({
+        "backend": store.backend_name(),
+        "location": state.registry.location(),
+        "reachable": state.registry.is_up(),
+        "problem": (!state.registry.is_up()).then(|| state.registry.why()),
+        "appliedSeq": store.applied_seq(),
+        "replicas": replicas,
+        "sessionsAllReplicas": total,
     })
 }
 
@@ -157,8 +193,16 @@ pub(crate) fn last_heartbeat(_: &GatewayState, _: &Caller, _: Value) -> Result<V
     Ok(Value::Null)
 }
 
-/// The gateway's own presence entry followed by connected clients.
+/// The gateway's own presence entry followed by connected clients, then
+/// (replicas) every other replica's entries.
 pub fn presence_list(state: &GatewayState) -> Vec<PresenceEntry> {
+    let mut list = local_presence(state);
+    list.extend(state.registry.peer_entries());
+    list
+}
+
+/// This gateway's own entry and its connected clients.
+pub fn local_presence(state: &GatewayState) -> Vec<PresenceEntry> {
     let mut entry = GatewayPresence::new(
         hostname(),
         crate::COMPAT_VERSION,
@@ -226,7 +270,7 @@ pub(crate) fn system_presence(
 }
 
 /// The host name, read once: presence is built on every connect that can read it.
-fn hostname() -> &'static str {
+pub(crate) fn hostname() -> &'static str {
     static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOSTNAME.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")

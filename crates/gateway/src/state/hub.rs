@@ -266,6 +266,12 @@ impl Hub {
     }
 
     /// Increases each time the presence list changes.
+    /// Marks the presence list changed from outside the hub (another
+    /// replica's sessions), so the next presence broadcast goes out.
+    pub fn bump_presence(&self) {
+        self.presence_version.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn presence_version(&self) -> u64 {
         self.presence_version.load(Ordering::Relaxed)
     }

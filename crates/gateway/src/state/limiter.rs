@@ -163,7 +163,15 @@ struct Inner {
     attack: Option<Episode>,
     episodes: u64,
     events: VecDeque<AttackEvent>,
+    /// Lockouts decided here since the last drain, for replicas sharing a
+    /// registry (kept only while `share_lockouts` is on; bounded).
+    decided: Vec<(LimitKey, Duration)>,
+    share_lockouts: bool,
 }
+
+/// The most lockouts queued between two drains; beyond it, the oldest are
+/// not shared (each replica still counts its own failures).
+const MAX_QUEUED_LOCKOUTS: usize = 1024;
 
 /// The limiter. Cheap to consult: one mutex, no allocation on the allowed path.
 #[derive(Debug)]
@@ -218,6 +226,8 @@ impl AuthLimiter {
                 attack: None,
                 episodes: 0,
                 events: VecDeque::new(),
+                decided: Vec::new(),
+                share_lockouts: false,
             }),
             capacity: capacity.max(1),
         }
@@ -335,13 +345,44 @@ impl AuthLimiter {
             };
         }
         if n >= cfg.max_attempts as usize {
-            entry.locked_until = Some(now + Duration::from_millis(cfg.lockout_ms));
+            let lockout = Duration::from_millis(cfg.lockout_ms);
+            entry.locked_until = Some(now + lockout);
+            if inner.share_lockouts && inner.decided.len() < MAX_QUEUED_LOCKOUTS {
+                inner.decided.push((*key, lockout));
+            }
             return FailureOutcome {
                 delay: Duration::ZERO,
                 locked_now: true,
             };
         }
         FailureOutcome::default()
+    }
+
+    /// Replicas: queue every lockout decided from now on for
+    /// [`AuthLimiter::drain_lockouts`].
+    pub fn share_lockouts(&self) {
+        self.inner.lock().expect("limiter lock").share_lockouts = true;
+    }
+
+    /// The lockouts decided here since the last call, with their length.
+    pub fn drain_lockouts(&self) -> Vec<(LimitKey, Duration)> {
+        std::mem::take(&mut self.inner.lock().expect("limiter lock").decided)
+    }
+
+    /// Applies a lockout another replica decided: `key` stays locked for
+    /// `remaining` (an existing longer lockout is kept). Failure counts are
+    /// not shared; only the decision is.
+    pub fn adopt_lockout(&self, key: &LimitKey, remaining: Duration, now: Instant) {
+        let key = normalized(key);
+        let mut inner = self.inner.lock().expect("limiter lock");
+        if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&key) {
+            return;
+        }
+        let until = now + remaining;
+        let entry = inner.entries.entry(key).or_default();
+        if entry.locked_until.is_none_or(|u| u < until) {
+            entry.locked_until = Some(until);
+        }
     }
 
     /// A shared-secret failure for the under-attack trigger: may start an

@@ -9,7 +9,9 @@
 //! - `deferred.rs`: routine connect bookkeeping written once a second;
 //! - `metrics.rs`: Prometheus counters;
 //! - `audit.rs`: what an audit record says about who acted;
-//! - `code_guesses.rs`: unknown pairing codes per operator connection.
+//! - `code_guesses.rs`: unknown pairing codes per operator connection;
+//! - `registry.rs`: whether a shared (PostgreSQL) registry is reachable and
+//!   caught up, so a replica fails closed while it is not.
 //!
 //! Fields are crate-private: the rooms use them directly, other crates and
 //! the integration tests go through the methods here and `testkit`.
@@ -20,6 +22,7 @@ pub mod deferred;
 pub mod hub;
 pub mod limiter;
 pub mod metrics;
+pub mod registry;
 pub mod slots;
 
 use clawgate_protocol::wire::AuditAction;
@@ -59,6 +62,8 @@ pub struct GatewayState {
     pub(crate) passwords: crate::password::PasswordVerifier,
     /// Device registry and audit log.
     pub(crate) store: Arc<clawgate_store::Store>,
+    /// Whether the registry can be trusted now (always, for SQLite).
+    pub(crate) registry: registry::RegistryHealth,
     pub(crate) hub: Hub,
     pub(crate) metrics: Metrics,
     /// Routine connect updates waiting to be written, and tokens this
@@ -176,6 +181,7 @@ impl GatewayState {
             auth: RwLock::new(auth),
             limiter,
             passwords: crate::password::PasswordVerifier::for_this_machine(),
+            registry: registry::RegistryHealth::new(&store),
             store,
             hub: Hub::default(),
             metrics: Metrics::new(method_names),

@@ -1,0 +1,331 @@
+//! Replicas sharing one PostgreSQL registry: what each does so that all of
+//! them act as one gateway.
+//!
+//! - **The change follower** ([`follow`]): LISTENs for the change log's
+//!   notifications (with a 1 s poll behind it), catches up in sequence
+//!   ([`clawgate_store::Store::catch_up`]) and carries out what other
+//!   replicas decided for the sessions held here, exactly as a local
+//!   decision does: a removed device, a revoked or rotated token or a
+//!   withdrawn role closes the device's live sessions with 4001; new and
+//!   resolved pairing requests and renames reach this replica's operator
+//!   sockets as events; lockouts are adopted. While the LISTEN connection is
+//!   down or a catch-up fails, the registry is marked unreachable (the
+//!   replica fails closed, see `state/registry.rs`); it is marked up again
+//!   only after a catch-up that started after LISTEN was back in place.
+//! - **Presence** ([`presence`]): each replica writes its presence entries
+//!   every 2 s and reads the others'; a replica that misses three refreshes
+//!   drops out of `system-presence` and `status`.
+//! - **Lockouts** ([`lockouts`]): a lockout the limiter decides here is
+//!   written to the change log once a second; failure counting stays local.
+//!
+//! Imported only by `server.rs`; imports the rooms below it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clawgate_store::{CatchUp, DeviceDelta, ReplicaPresence, RoleToken};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::auth::pairing::{PENDING_TTL_MS, broadcast_resolved};
+use crate::rpc::system::local_presence;
+use crate::session::now_ms;
+use crate::state::GatewayState;
+use crate::state::limiter::{LimitKey, LimitScope, PeerClass};
+use crate::views;
+
+/// How often a replica rewrites its presence row.
+pub const PRESENCE_REFRESH: Duration = Duration::from_secs(2);
+/// A presence row older than this many refreshes is a replica that stopped.
+const PRESENCE_MISSES: u32 = 3;
+/// How long the change log keeps rows (a replica cut off for longer
+/// reloads its whole cache when it comes back).
+const CHANGE_LOG_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Follows the change log until the gateway stops.
+pub async fn follow(state: Arc<GatewayState>) {
+    let Some(mut listen) = state.store.listen() else {
+        return;
+    };
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = listen.changed() => if changed.is_err() { return },
+            _ = poll.tick() => {}
+        }
+        let signal = *listen.borrow_and_update();
+        if !signal.connected {
+            if state
+                .registry
+                .set_down("the change-log connection is down; reconnecting")
+            {
+                warn!(
+                    registry = state.registry.location(),
+                    "device registry unreachable: refusing device tokens and pairing until it is back and caught up"
+                );
+            }
+            continue;
+        }
+        let s = state.clone();
+        match tokio::task::spawn_blocking(move || s.store.catch_up()).await {
+            Ok(Ok(caught)) => {
+                let seq = caught.applied_seq;
+                apply(&state, caught);
+                if state.registry.set_up() {
+                    info!(
+                        registry = state.registry.location(),
+                        applied_seq = seq,
+                        "device registry reachable and caught up"
+                    );
+                }
+            }
+            Ok(Err(err)) => {
+                if state.registry.set_down(&err.to_string()) {
+                    warn!(%err, "device registry unreachable: refusing device tokens and pairing");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Carries out what other replicas committed.
+fn apply(state: &GatewayState, caught: CatchUp) {
+    if caught.resynced {
+        warn!(
+            applied_seq = caught.applied_seq,
+            "this replica was cut off for longer than the change log is kept; reloaded the whole registry"
+        );
+    }
+    for delta in &caught.deltas {
+        close_invalidated(state, delta);
+        announce_pairing(state, delta);
+    }
+    for change in &caught.changes {
+        for effect in &change.effects {
+            adopt(state, effect);
+        }
+    }
+}
+
+/// Closes the sessions a remote decision invalidated, with the reasons a
+/// local decision gives.
+fn close_invalidated(state: &GatewayState, d: &DeviceDelta) {
+    let id = &d.device_id;
+    if d.before.device.is_some() && d.after.device.is_none() {
+        state.hub.close_device_sessions(id, None, "device removed");
+        return;
+    }
+    let after: BTreeMap<&str, &RoleToken> = d
+        .after
+        .role_tokens
+        .iter()
+        .map(|t| (t.role.as_str(), t))
+        .collect();
+    for before in &d.before.role_tokens {
+        let role = before.role.as_str();
+        let reason = match after.get(role) {
+            None => Some("device token revoked"),
+            Some(now) if before.revoked_at_ms.is_none() && now.revoked_at_ms.is_some() => {
+                Some("device token revoked")
+            }
+            Some(now) if before.rotated_at_ms != now.rotated_at_ms => Some("device token rotated"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            state.hub.close_device_sessions(id, Some(role), reason);
+        }
+    }
+    if let (Some(b), Some(a)) = (&d.before.device, &d.after.device) {
+        for role in b.roles.iter().filter(|r| !a.roles.contains(r)) {
+            state.hub.close_device_sessions(id, Some(role), "device removed");
+        }
+    }
+}
+
+/// Pairing events for this replica's operator sockets.
+fn announce_pairing(state: &GatewayState, d: &DeviceDelta) {
+    let now = now_ms();
+    for p in &d.after.pending {
+        let before = d.before.pending.iter().find(|b| b.request_id == p.request_id);
+        let changed = before.is_none_or(|b| {
+            (b.role.as_str(), &b.roles, &b.scopes, &b.reason)
+                != (p.role.as_str(), &p.roles, &p.scopes, &p.reason)
+        });
+        if changed {
+            state
+                .hub
+                .broadcast("device.pair.requested", &views::pending(p));
+        }
+    }
+    for gone in d
+        .before
+        .pending
+        .iter()
+        .filter(|b| !d.after.pending.iter().any(|p| p.request_id == b.request_id))
+    {
+        if gone.refreshed_at_ms + PENDING_TTL_MS <= now {
+            continue; // expired and pruned: no decision to announce
+        }
+        let approved = d.after.device.as_ref().is_some_and(|dev| {
+            dev.roles.contains(&gone.role) && dev.approved_at_ms >= gone.ts
+        });
+        let decision = if approved { "approved" } else { "rejected" };
+        broadcast_resolved(state, &gone.request_id, &d.device_id, decision);
+    }
+    if let (Some(b), Some(a)) = (&d.before.device, &d.after.device)
+        && (&b.operator_label, &b.display_name) != (&a.operator_label, &a.display_name)
+    {
+        state.hub.broadcast("device.pair.changed", &json!({}));
+    }
+}
+
+/// A lockout decided on another replica, as written by [`lockouts`].
+fn adopt(state: &GatewayState, effect: &Value) {
+    if effect.get("kind").and_then(Value::as_str) != Some("lockout") {
+        return;
+    }
+    let Some(key) = parse_key(effect) else {
+        return;
+    };
+    let until = effect.get("untilMs").and_then(Value::as_u64).unwrap_or(0);
+    let remaining = until.saturating_sub(now_ms());
+    if remaining > 0 {
+        state
+            .limiter
+            .adopt_lockout(&key, Duration::from_millis(remaining), Instant::now());
+    }
+}
+
+fn scope_name(s: LimitScope) -> &'static str {
+    match s {
+        LimitScope::SharedSecret => "shared-secret",
+        LimitScope::DeviceToken => "device-token",
+        LimitScope::BootstrapToken => "bootstrap-token",
+    }
+}
+
+fn parse_key(v: &Value) -> Option<LimitKey> {
+    let scope = match v.get("scope")?.as_str()? {
+        "shared-secret" => LimitScope::SharedSecret,
+        "device-token" => LimitScope::DeviceToken,
+        "bootstrap-token" => LimitScope::BootstrapToken,
+        _ => return None,
+    };
+    let class = match v.get("class")?.as_str()? {
+        "local" => PeerClass::Local,
+        "browser" => PeerClass::Browser,
+        "remote" => PeerClass::Remote,
+        _ => return None,
+    };
+    let peer: IpAddr = v.get("peer")?.as_str()?.parse().ok()?;
+    Some(LimitKey { scope, peer, class })
+}
+
+/// Writes the lockouts decided here to the change log, once a second.
+pub async fn lockouts(state: Arc<GatewayState>) {
+    state.limiter.share_lockouts();
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let decided = state.limiter.drain_lockouts();
+        if decided.is_empty() {
+            continue;
+        }
+        let now = now_ms();
+        let effects: Vec<Value> = decided
+            .iter()
+            .map(|(key, lockout)| {
+                json!({
+                    "kind": "lockout",
+                    "scope": scope_name(key.scope),
+                    "class": key.class.as_str(),
+                    "peer": key.peer.to_string(),
+                    "untilMs": now + u64::try_from(lockout.as_millis()).unwrap_or(u64::MAX),
+                })
+            })
+            .collect();
+        let s = state.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            s.store.transact(|tx| {
+                for e in effects {
+                    tx.announce(e);
+                }
+                Ok(())
+            })
+        })
+        .await;
+        if let Ok(Err(err)) = written {
+            warn!(%err, count = decided.len(), "sharing lockouts with the other replicas failed");
+        }
+    }
+}
+
+/// Writes this replica's presence row every [`PRESENCE_REFRESH`] and reads
+/// the other replicas' (and prunes the change log once an hour).
+pub async fn presence(state: Arc<GatewayState>) {
+    let started = now_ms();
+    let host = crate::rpc::system::hostname().to_string();
+    let mut interval = tokio::time::interval(PRESENCE_REFRESH);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = 0u64;
+    loop {
+        interval.tick().await;
+        let now = now_ms();
+        let Some(replica_id) = state.store.replica_id().map(str::to_string) else {
+            return;
+        };
+        let entries = serde_json::to_value(local_presence(&state)).unwrap_or(Value::Null);
+        let row = ReplicaPresence {
+            replica_id: replica_id.clone(),
+            host: host.clone(),
+            started_at_ms: started,
+            refreshed_at_ms: now,
+            sessions: u64::try_from(state.hub.len()).unwrap_or(u64::MAX),
+            entries,
+        };
+        let prune = now.saturating_sub(last_prune) > 60 * 60 * 1000;
+        let s = state.clone();
+        let fresh_after = now.saturating_sub(
+            u64::try_from((PRESENCE_REFRESH * PRESENCE_MISSES).as_millis()).unwrap_or(6000),
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            s.store.put_presence(&row)?;
+            if prune {
+                s.store.prune_changes(now.saturating_sub(CHANGE_LOG_RETENTION_MS))?;
+            }
+            s.store.presence(fresh_after)
+        })
+        .await;
+        match result {
+            Ok(Ok(rows)) => {
+                if prune {
+                    last_prune = now;
+                }
+                let before = state.registry.peer_sessions();
+                state.registry.set_peers(
+                    rows.into_iter()
+                        .filter(|r| r.replica_id != replica_id)
+                        .collect(),
+                );
+                if state.registry.peer_sessions() != before {
+                    state.hub.bump_presence();
+                }
+            }
+            Ok(Err(err)) => tracing::debug!(%err, "presence refresh failed"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Removes this replica's presence row (at shutdown).
+pub fn leave(state: &GatewayState) {
+    let stale = now_ms().saturating_sub(60_000);
+    if let Err(err) = state.store.drop_presence(stale) {
+        tracing::debug!(%err, "removing this replica's presence row failed");
+    }
+}
