@@ -345,6 +345,7 @@ async fn reload_on_change(
     loop {
         let via = tokio::select! {
             _ = hup.recv() => "SIGHUP",
+            _ = state.config_reload_requested() => "another replica's secret change",
             _ = poll.tick() => {
                 let now = modified(&paths.config);
                 if now == seen {

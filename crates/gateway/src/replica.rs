@@ -8,7 +8,8 @@
 //!   decision does: a removed device, a revoked or rotated token or a
 //!   withdrawn role closes the device's live sessions with 4001; new and
 //!   resolved pairing requests and renames reach this replica's operator
-//!   sockets as events; lockouts are adopted. While the LISTEN connection is
+//!   sockets as events; lockouts are adopted; a shared-secret change makes
+//!   this replica re-read its config. While the LISTEN connection is
 //!   down or a catch-up fails, the registry is marked unreachable (the
 //!   replica fails closed, see `state/registry.rs`); it is marked up again
 //!   only after a catch-up that started after LISTEN was back in place.
@@ -183,10 +184,18 @@ fn announce_pairing(state: &GatewayState, d: &DeviceDelta) {
     }
 }
 
-/// A lockout decided on another replica, as written by [`lockouts`].
+/// An effect another replica announced: a lockout (as written by
+/// [`lockouts`]) is adopted; a shared-secret change makes this replica
+/// re-read its own config (replicas are meant to share one).
 fn adopt(state: &GatewayState, effect: &Value) {
-    if effect.get("kind").and_then(Value::as_str) != Some("lockout") {
-        return;
+    match effect.get("kind").and_then(Value::as_str) {
+        Some("lockout") => {}
+        Some("auth.changed") => {
+            info!("another replica changed the shared secret; re-reading this replica's config");
+            state.request_config_reload();
+            return;
+        }
+        _ => return,
     }
     let Some(key) = parse_key(effect) else {
         return;

@@ -96,6 +96,8 @@ pub struct GatewayState {
     /// `gateway.tls`: the certificate being served (set once by
     /// `Gateway::bind`; empty on a plain gateway).
     pub(crate) tls: std::sync::OnceLock<Arc<ServerTls>>,
+    /// Set by a replica that learned another one changed the shared secret.
+    reload_requested: tokio::sync::Notify,
 }
 
 /// Timings that tests shorten; the defaults are the protocol's.
@@ -182,6 +184,7 @@ impl GatewayState {
             limiter,
             passwords: crate::password::PasswordVerifier::for_this_machine(),
             registry: registry::RegistryHealth::new(&store),
+            reload_requested: tokio::sync::Notify::new(),
             store,
             hub: Hub::default(),
             metrics: Metrics::new(method_names),
@@ -318,6 +321,8 @@ impl GatewayState {
         let generation = self.replace_auth(config)?;
         let mode = self.auth().config.mode.as_str();
         let _ = self.store.transact(|tx| {
+            // Replicas sharing the registry re-read their own config.
+            tx.announce(serde_json::json!({"kind": "auth.changed", "generation": generation}));
             tx.append_audit(&audit::record(
                 AuditAction::AuthSecretChanged,
                 audit::host_actor(via),
@@ -331,6 +336,17 @@ impl GatewayState {
             clawgate_protocol::close_code::SESSION_INVALIDATED,
             "gateway auth changed",
         ))
+    }
+
+    /// Asks whoever reloads this gateway's config (the binary's SIGHUP
+    /// task) to do it now: another replica changed the shared secret.
+    pub fn request_config_reload(&self) {
+        self.reload_requested.notify_one();
+    }
+
+    /// Resolves when [`GatewayState::request_config_reload`] was called.
+    pub async fn config_reload_requested(&self) {
+        self.reload_requested.notified().await;
     }
 
     /// Whether a "connect rejected" line may be logged now (at most
