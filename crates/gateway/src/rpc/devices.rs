@@ -135,6 +135,15 @@ fn named_request(
     Err(catalogue::pairing_code_unknown(&typed))
 }
 
+/// A request that was open when this call looked it up and was decided by
+/// someone else (another operator, or another replica) before its
+/// transaction ran: nothing changed.
+fn already_resolved(request_id: &str) -> ErrorShape {
+    invalid(&format!(
+        "unknown requestId: pairing request {request_id} was already resolved by another operator; nothing changed (see clawgate devices list)"
+    ))
+}
+
 pub fn pair_approve(
     state: &GatewayState,
     caller: &Caller,
@@ -237,7 +246,7 @@ pub fn pair_approve(
                 request.request_id
             )));
         }
-        return Err(invalid("unknown requestId"));
+        return Err(already_resolved(&request.request_id));
     };
     info!(device = %device.device_id, request = %request.request_id, "device pairing approved");
     pairing::broadcast_resolved(state, &request.request_id, &device.device_id, "approved");
@@ -279,7 +288,7 @@ pub fn pair_reject(
         })
         .map_err(store_error)?;
     if !rejected {
-        return Err(invalid("unknown requestId"));
+        return Err(already_resolved(&request.request_id));
     }
     info!(request = %request.request_id, "device pairing rejected");
     pairing::broadcast_resolved(state, &request.request_id, &request.device_id, "rejected");
