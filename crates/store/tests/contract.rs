@@ -707,7 +707,10 @@ fn delete_device_cascades() {
             })
             .unwrap();
 
-        assert!(store.transact(|tx| tx.delete_device(&id(1))).unwrap(), "{fx}");
+        assert!(
+            store.transact(|tx| tx.delete_device(&id(1))).unwrap(),
+            "{fx}"
+        );
         let check = |s: &Store, which: &str| {
             assert!(s.device(&id(1)).is_none(), "{fx}: {which}");
             assert!(s.role_tokens(&id(1)).is_empty(), "{fx}: {which}");
@@ -766,7 +769,10 @@ fn add_token_hash_keeps_only_the_newest() {
                 "{fx}: {which}"
             );
             for gone in ["t1", "t2"] {
-                assert!(s.token_by_hash(&hash_token(gone)).is_none(), "{fx}: {which}");
+                assert!(
+                    s.token_by_hash(&hash_token(gone)).is_none(),
+                    "{fx}: {which}"
+                );
             }
             for kept in ["t3", "t4", "t5", "node-tok"] {
                 assert_eq!(
@@ -799,7 +805,10 @@ fn add_token_hash_keeps_only_the_newest() {
             .unwrap();
         assert_eq!(n, 1, "{fx}");
         assert!(store.token_by_hash(&hash_token("t6")).is_none(), "{fx}");
-        assert!(store.token_by_hash(&hash_token("node-tok")).is_some(), "{fx}");
+        assert!(
+            store.token_by_hash(&hash_token("node-tok")).is_some(),
+            "{fx}"
+        );
         assert_eq!(snapshot(&store), stored(&fx), "{fx}");
     }
 }
@@ -839,7 +848,11 @@ fn touch_token_and_mark_seen_ignore_missing_rows() {
             let d = s.device(&id(1)).unwrap();
             assert_eq!(
                 (d.last_seen_at_ms, d.last_seen_reason, d.remote_ip),
-                (Some(seen.at_ms), seen.reason.clone(), seen.remote_ip.clone()),
+                (
+                    Some(seen.at_ms),
+                    seen.reason.clone(),
+                    seen.remote_ip.clone()
+                ),
                 "{fx}: {which}"
             );
             assert_eq!(d.display_name, device(1).display_name, "{fx}: {which}");
@@ -953,7 +966,11 @@ fn setup_codes_are_used_once_revoked_and_pruned() {
         let found = store
             .transact(|tx| tx.setup_code_by_hash(&hash_token("boot-live")))
             .unwrap();
-        assert_eq!(found, Some(setup_code("s-live", "boot-live", 10_000)), "{fx}");
+        assert_eq!(
+            found,
+            Some(setup_code("s-live", "boot-live", 10_000)),
+            "{fx}"
+        );
         assert!(
             store
                 .transact(|tx| tx.setup_code_by_hash(&hash_token("nope")))
@@ -1060,7 +1077,11 @@ fn audit_chain_verifies_and_lists_with_filters_and_pages() {
         let empty = store.verify_audit().unwrap();
         assert!(empty.ok && empty.rows == 0, "{fx}: {empty:?}");
         assert!(
-            store.audit_list(&AuditQuery::default()).unwrap().rows.is_empty(),
+            store
+                .audit_list(&AuditQuery::default())
+                .unwrap()
+                .rows
+                .is_empty(),
             "{fx}"
         );
 
@@ -1093,7 +1114,10 @@ fn audit_chain_verifies_and_lists_with_filters_and_pages() {
             assert_eq!(w[1].prev_hash, w[0].hash, "{fx}");
         }
         let v = store.verify_audit().unwrap();
-        assert!(v.ok && v.rows == 30 && v.first_bad_seq.is_none(), "{fx}: {v:?}");
+        assert!(
+            v.ok && v.rows == 30 && v.first_bad_seq.is_none(),
+            "{fx}: {v:?}"
+        );
 
         let q = |f: &dyn Fn(&mut AuditQuery)| {
             let mut q = AuditQuery {
@@ -1433,7 +1457,10 @@ fn pg_only_committed_changes_reach_the_log() {
     assert_eq!(log[0].effects, [json!({"event": "lockout"})]);
     // After the failed transactions above, B follows on without a resync.
     let caught = b.catch_up().unwrap();
-    assert!(!caught.resynced, "a rolled-back transaction is not a lost change");
+    assert!(
+        !caught.resynced,
+        "a rolled-back transaction is not a lost change"
+    );
     assert_eq!(caught.changes, log);
 }
 
@@ -1464,7 +1491,11 @@ fn pg_listen_reports_commits_of_other_replicas() {
         .unwrap();
     a.transact(|tx| tx.put_device(&device(2))).unwrap();
     assert!(wait_until(Duration::from_secs(10), || rx.borrow().notified > seen));
-    assert_eq!(rx.borrow().notified, seen + 1, "one change, one notification");
+    assert_eq!(
+        rx.borrow().notified,
+        seen + 1,
+        "one change, one notification"
+    );
     // A second call shares the same follower.
     assert_eq!(b.listen().unwrap().borrow().epoch, rx.borrow().epoch);
 }
@@ -1491,9 +1522,7 @@ fn pg_replicas_opening_together_migrate_once() {
     for s in &stores {
         assert_eq!(s.schema_version().unwrap(), s.supported_schema_version());
     }
-    stores[0]
-        .transact(|tx| tx.put_device(&device(1)))
-        .unwrap();
+    stores[0].transact(|tx| tx.put_device(&device(1))).unwrap();
     stores[2].catch_up().unwrap();
     assert!(stores[2].device(&id(1)).is_some());
     assert!(stores[1].check_invariants().unwrap().audit.ok);
@@ -1632,7 +1661,11 @@ fn pg_presence_is_shared_filtered_and_dropped() {
     };
     a.put_presence(&mine).unwrap();
     assert_eq!(b.presence(40_000).unwrap(), vec![mine.clone()]);
-    assert_eq!(a.presence(40_000).unwrap(), vec![mine.clone()], "its own row");
+    assert_eq!(
+        a.presence(40_000).unwrap(),
+        vec![mine.clone()],
+        "its own row"
+    );
 
     // B's row, last refreshed long ago, is filtered by the cutoff.
     let stale = ReplicaPresence {
