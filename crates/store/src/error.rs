@@ -27,8 +27,10 @@ pub enum StoreError {
         path: std::path::PathBuf,
         detail: String,
     },
-    /// The PostgreSQL store cannot be reached (refused, timed out, or the
-    /// connection was lost). `target` is `host:port/db`, never a password.
+    /// The PostgreSQL store cannot be reached (refused, timed out, the
+    /// server refused the session: wrong password, no such database; or
+    /// the connection was lost). `target` is `host:port/db`, never a
+    /// password.
     #[error("device registry unreachable at {target}: {detail}")]
     Unreachable { target: String, detail: String },
     /// The database was written by a newer clawgate.

@@ -362,6 +362,7 @@ impl Store {
             Backend::Postgres(p) => {
                 let mut slot = p.writer.get(&p.io, &p.target)?;
                 let result = (|| {
+                    let mut logged = None;
                     let sql = slot.begin(&p.target, pg::Mode::Write)?;
                     let mut tx = Tx {
                         sql: Sql::Pg(sql),
@@ -375,18 +376,43 @@ impl Store {
                     };
                     let devices = touched_devices(&ops);
                     if !devices.is_empty() || !effects.is_empty() {
+                        // Deferred foreign keys are checked now, not at
+                        // COMMIT: a transaction they fail must not have
+                        // taken a change-log sequence number first, or the
+                        // gap it leaves would look to other replicas like
+                        // pruned changes and force a needless resync.
+                        sql.batch("SET CONSTRAINTS ALL IMMEDIATE")?;
                         let devices = serde_json::to_string(&devices)
                             .map_err(|e| StoreError::Invalid(e.to_string()))?;
                         let effects = serde_json::to_string(&effects)
                             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-                        pgsql::insert_change(&sql, now_ms(), &p.replica_id, &devices, &effects)?;
+                        logged = Some(pgsql::insert_change(
+                            &sql,
+                            now_ms(),
+                            &p.replica_id,
+                            &devices,
+                            &effects,
+                        )?);
                     }
                     sql.commit()?;
-                    Ok((out, ops))
+                    Ok((out, ops, logged))
                 })();
                 match result {
-                    Ok((out, ops)) => {
+                    Ok((out, ops, logged)) => {
                         self.write().apply(ops);
+                        // This replica's own change, right after the
+                        // position it had applied up to: the cache now holds
+                        // every change up to it, so move there (a later
+                        // pruning of the log then finds this replica up to
+                        // date instead of forcing a resync).
+                        if let Some(seq) = logged {
+                            let _ = p.applied_seq.compare_exchange(
+                                seq.saturating_sub(1),
+                                seq,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
+                        }
                         Ok(out)
                     }
                     Err(e) => {

@@ -266,6 +266,23 @@ pub(crate) fn pg_error(target: &PgTarget, e: tokio_postgres::Error) -> StoreErro
     }
 }
 
+/// Maps a failure to connect. The server refusing the session
+/// (authentication failed, no such database, too many connections) leaves
+/// the registry as unreachable as a refused TCP connection does, and the
+/// message must say which registry: both are [`StoreError::Unreachable`],
+/// naming `host:port/db` (never the password) and, for a server refusal,
+/// its SQLSTATE.
+fn connect_error(target: &PgTarget, e: tokio_postgres::Error) -> StoreError {
+    let detail = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    };
+    StoreError::Unreachable {
+        target: target.display.clone(),
+        detail,
+    }
+}
+
 /// One connection and the statements prepared on it.
 pub(crate) struct Conn {
     client: Client,
@@ -283,7 +300,7 @@ pub(crate) fn connect(io: &Io, target: &PgTarget) -> Result<Client, StoreError> 
         Ok::<_, tokio_postgres::Error>(client)
     });
     match block(task) {
-        Ok(r) => r.map_err(|e| pg_error(target, e)),
+        Ok(r) => r.map_err(|e| connect_error(target, e)),
         Err(e) => Err(StoreError::Unreachable {
             target: target.display.clone(),
             detail: format!("the connection task failed: {e}"),
@@ -442,6 +459,11 @@ impl PgTx<'_> {
     ) -> Result<u64, StoreError> {
         let s = self.stmt(sql)?;
         block(self.tx.execute(&s, params)).map_err(|e| self.err(e))
+    }
+
+    /// Runs statements without parameters (not prepared, not cached).
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        block(self.tx.batch_execute(sql)).map_err(|e| self.err(e))
     }
 
     pub(crate) fn commit(self) -> Result<(), StoreError> {
