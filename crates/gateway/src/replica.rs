@@ -142,7 +142,9 @@ fn close_invalidated(state: &GatewayState, d: &DeviceDelta) {
     }
     if let (Some(b), Some(a)) = (&d.before.device, &d.after.device) {
         for role in b.roles.iter().filter(|r| !a.roles.contains(r)) {
-            state.hub.close_device_sessions(id, Some(role), "device removed");
+            state
+                .hub
+                .close_device_sessions(id, Some(role), "device removed");
         }
     }
 }
@@ -151,7 +153,11 @@ fn close_invalidated(state: &GatewayState, d: &DeviceDelta) {
 fn announce_pairing(state: &GatewayState, d: &DeviceDelta) {
     let now = now_ms();
     for p in &d.after.pending {
-        let before = d.before.pending.iter().find(|b| b.request_id == p.request_id);
+        let before = d
+            .before
+            .pending
+            .iter()
+            .find(|b| b.request_id == p.request_id);
         let changed = before.is_none_or(|b| {
             (b.role.as_str(), &b.roles, &b.scopes, &b.reason)
                 != (p.role.as_str(), &p.roles, &p.scopes, &p.reason)
@@ -171,9 +177,11 @@ fn announce_pairing(state: &GatewayState, d: &DeviceDelta) {
         if gone.refreshed_at_ms + PENDING_TTL_MS <= now {
             continue; // expired and pruned: no decision to announce
         }
-        let approved = d.after.device.as_ref().is_some_and(|dev| {
-            dev.roles.contains(&gone.role) && dev.approved_at_ms >= gone.ts
-        });
+        let approved = d
+            .after
+            .device
+            .as_ref()
+            .is_some_and(|dev| dev.roles.contains(&gone.role) && dev.approved_at_ms >= gone.ts);
         let decision = if approved { "approved" } else { "rejected" };
         broadcast_resolved(state, &gone.request_id, &d.device_id, decision);
     }
@@ -305,7 +313,8 @@ pub async fn presence(state: Arc<GatewayState>) {
         let result = tokio::task::spawn_blocking(move || {
             s.store.put_presence(&row)?;
             if prune {
-                s.store.prune_changes(now.saturating_sub(CHANGE_LOG_RETENTION_MS))?;
+                s.store
+                    .prune_changes(now.saturating_sub(CHANGE_LOG_RETENTION_MS))?;
             }
             s.store.presence(fresh_after)
         })

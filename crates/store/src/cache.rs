@@ -151,16 +151,28 @@ impl Cache {
     ) {
         let listed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         self.apply(ids.iter().map(|id| Op::DeleteDevice(id.clone())).collect());
-        for d in devices.into_iter().filter(|d| listed.contains(d.device_id.as_str())) {
+        for d in devices
+            .into_iter()
+            .filter(|d| listed.contains(d.device_id.as_str()))
+        {
             self.devices.insert(d.device_id.clone(), d);
         }
-        for t in role_tokens.into_iter().filter(|t| listed.contains(t.device_id.as_str())) {
+        for t in role_tokens
+            .into_iter()
+            .filter(|t| listed.contains(t.device_id.as_str()))
+        {
             self.put_role_token(t);
         }
-        for h in hashes.into_iter().filter(|h| listed.contains(h.device_id.as_str())) {
+        for h in hashes
+            .into_iter()
+            .filter(|h| listed.contains(h.device_id.as_str()))
+        {
             self.add_token_hash(h);
         }
-        for p in pending.into_iter().filter(|p| listed.contains(p.device_id.as_str())) {
+        for p in pending
+            .into_iter()
+            .filter(|p| listed.contains(p.device_id.as_str()))
+        {
             self.pending.insert(p.request_id.clone(), p);
         }
     }

@@ -34,9 +34,9 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::audit::StoredAuditRow;
 use crate::audit::{ChainBreak, ChainVerifier};
 use crate::error::StoreError;
-use crate::audit::StoredAuditRow;
 use crate::model::{AuditVerification, Device, PendingRequest, RoleToken, TokenHash};
 use crate::schema;
 use clawgate_protocol::hex::{self, is_lower_hex64};

@@ -29,16 +29,16 @@ pub use audit::GENESIS_HASH;
 pub use backup::{
     BackupError, BackupSummary, RestoreOutcome, backup, check_backup, restore, utc_stamp,
 };
-pub use copy::CopySummary;
 pub use changes::{CatchUp, Change, DeviceDelta, DeviceView, ReplicaPresence};
+pub use copy::CopySummary;
 pub use error::StoreError;
 pub use invariants::{InvariantReport, Violation, check_database};
-pub use pg::{ListenState, PgTarget, is_postgres_url};
 pub use lock::{LOCK_FILE_NAME, LockError, StateLock};
 pub use model::{
     AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
     RoleToken, Seen, SetupCode, TokenHash,
 };
+pub use pg::{ListenState, PgTarget, is_postgres_url};
 pub use store::{Store, Tx};
 
 /// The database file name inside the state directory.

@@ -8,9 +8,9 @@
 //! each such transaction also appends its [`Change`] row, and
 //! [`Store::catch_up`] brings other replicas' changes into the cache.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{
     Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
@@ -42,6 +42,8 @@ pub struct Store {
     cache: RwLock<Cache>,
 }
 
+// One per store: the size of the SQLite variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Sqlite {
         writer: Mutex<Connection>,
@@ -65,6 +67,11 @@ pub(crate) struct PgBackend {
     /// under the writer slot's lock.
     applied_seq: AtomicU64,
     listen: OnceLock<tokio::sync::watch::Receiver<ListenState>>,
+    /// Other replicas' changes already in the cache (a write transaction
+    /// catches up first) that the gateway has not been handed yet.
+    stash: Mutex<CatchUp>,
+    /// The newest sequence number announced by NOTIFY (maybe not applied).
+    announced_seq: std::sync::Arc<AtomicU64>,
 }
 
 const _: () = {
@@ -173,6 +180,8 @@ impl Store {
                 replica_id: uuid::Uuid::new_v4().simple().to_string(),
                 applied_seq: AtomicU64::new(0),
                 listen: OnceLock::new(),
+                stash: Mutex::new(CatchUp::default()),
+                announced_seq: std::sync::Arc::new(AtomicU64::new(0)),
             })),
             cache: RwLock::new(Cache::default()),
         };
@@ -364,6 +373,11 @@ impl Store {
                 let result = (|| {
                     let mut logged = None;
                     let sql = slot.begin(&p.target, pg::Mode::Write)?;
+                    // Under the write lock no other replica commits: bring
+                    // the cache up to date first, so reads of the cache in
+                    // `f` are as current as reads of the transaction (as on
+                    // SQLite, where the cache is always current here).
+                    self.apply_changes(p, read_changes(p, &sql)?);
                     let mut tx = Tx {
                         sql: Sql::Pg(sql),
                         ops: Vec::new(),
@@ -442,92 +456,15 @@ impl Store {
         let mut slot = p.writer.get(&p.io, &p.target)?;
         let result = (|| {
             let tx = slot.begin(&p.target, pg::Mode::Snapshot)?;
-            let applied = p.applied_seq.load(Ordering::Acquire);
-            let first = pgsql::first_change_seq(&tx)?;
-            let mut changes = Vec::new();
-            let mut last = applied;
-            loop {
-                let page = pgsql::changes_after(&tx, last, 1000)?;
-                let full = page.len() == 1000;
-                if let Some(c) = page.last() {
-                    last = c.seq;
-                }
-                changes.extend(page.into_iter().filter(|c| c.origin != p.replica_id));
-                if !full {
-                    break;
-                }
-            }
-            let resynced = first > applied.saturating_add(1);
-            let refresh = if resynced {
-                Refresh::All(Cache::load(
-                    pgsql::select_devices(&tx, None)?,
-                    pgsql::select_role_tokens(&tx, None)?,
-                    pgsql::select_token_hashes(&tx, None)?,
-                    pgsql::select_all_pending(&tx, None)?,
-                ))
-            } else {
-                let ids: Vec<String> = changes
-                    .iter()
-                    .flat_map(|c| c.devices.iter().cloned())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                if ids.is_empty() {
-                    Refresh::Devices(ids, Vec::new(), Vec::new(), Vec::new(), Vec::new())
-                } else {
-                    Refresh::Devices(
-                        ids.clone(),
-                        pgsql::select_devices(&tx, Some(&ids))?,
-                        pgsql::select_role_tokens(&tx, Some(&ids))?,
-                        pgsql::select_token_hashes(&tx, Some(&ids))?,
-                        pgsql::select_all_pending(&tx, Some(&ids))?,
-                    )
-                }
-            };
+            let read = read_changes(p, &tx)?;
             tx.commit()?;
-            Ok((changes, refresh, resynced, last))
+            Ok(read)
         })();
         match result {
-            Ok((changes, refresh, resynced, last)) => {
-                let mut cache = self.write();
-                let mut deltas = Vec::new();
-                let mut record = |cache: &Cache, ids: &BTreeSet<String>, before: Vec<_>| {
-                    for (id, before) in ids.iter().zip(before) {
-                        let after = cache.view(id);
-                        if after != before {
-                            deltas.push(DeviceDelta {
-                                device_id: id.clone(),
-                                before,
-                                after,
-                            });
-                        }
-                    }
-                };
-                match refresh {
-                    Refresh::All(fresh) => {
-                        let mut ids = cache.device_ids();
-                        ids.extend(fresh.device_ids());
-                        let before: Vec<_> = ids.iter().map(|id| cache.view(id)).collect();
-                        *cache = fresh;
-                        record(&cache, &ids, before);
-                    }
-                    Refresh::Devices(ids, devices, tokens, hashes, pending) => {
-                        let set: BTreeSet<String> = ids.iter().cloned().collect();
-                        let before: Vec<_> = set.iter().map(|id| cache.view(id)).collect();
-                        if !ids.is_empty() {
-                            cache.replace_devices(&ids, devices, tokens, hashes, pending);
-                        }
-                        record(&cache, &set, before);
-                    }
-                }
-                drop(cache);
-                p.applied_seq.store(last, Ordering::Release);
-                Ok(CatchUp {
-                    changes,
-                    deltas,
-                    resynced,
-                    applied_seq: last,
-                })
+            Ok(read) => {
+                self.apply_changes(p, read);
+                let mut stash = p.stash.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(std::mem::take(&mut *stash))
             }
             Err(e) => {
                 if matches!(e, StoreError::Unreachable { .. }) {
@@ -536,6 +473,104 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Whether another replica has announced a change this cache does not
+    /// hold yet (one atomic read; always false for SQLite).
+    pub fn behind(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite { .. } => false,
+            Backend::Postgres(p) => {
+                p.announced_seq.load(Ordering::Acquire) > p.applied_seq.load(Ordering::Acquire)
+            }
+        }
+    }
+
+    /// Brings other replicas' changes into the cache now (as
+    /// [`Store::catch_up`] does), leaving what it found for the next
+    /// `catch_up` to hand to the gateway. For a decision that must not be
+    /// taken on a cache that is known to be behind (see [`Store::behind`]).
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(());
+        };
+        let mut slot = p.writer.get(&p.io, &p.target)?;
+        let result = (|| {
+            let tx = slot.begin(&p.target, pg::Mode::Snapshot)?;
+            let read = read_changes(p, &tx)?;
+            tx.commit()?;
+            Ok(read)
+        })();
+        match result {
+            Ok(read) => {
+                self.apply_changes(p, read);
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, StoreError::Unreachable { .. }) {
+                    slot.discard();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Brings a read of the change log into the cache and stashes what it
+    /// found for the next [`Store::catch_up`] (which hands it to the
+    /// gateway). Called with the writer slot held.
+    fn apply_changes(&self, p: &PgBackend, read: ChangesRead) {
+        let ChangesRead {
+            changes,
+            refresh,
+            resynced,
+            last,
+        } = read;
+        let mut cache = self.write();
+        let mut deltas = Vec::new();
+        let mut record = |cache: &Cache, ids: &BTreeSet<String>, before: Vec<_>| {
+            for (id, before) in ids.iter().zip(before) {
+                let after = cache.view(id);
+                if after != before {
+                    deltas.push(DeviceDelta {
+                        device_id: id.clone(),
+                        before,
+                        after,
+                    });
+                }
+            }
+        };
+        match refresh {
+            Refresh::All(fresh) => {
+                let mut ids = cache.device_ids();
+                ids.extend(fresh.device_ids());
+                let before: Vec<_> = ids.iter().map(|id| cache.view(id)).collect();
+                *cache = fresh;
+                record(&cache, &ids, before);
+            }
+            Refresh::Devices(ids, devices, tokens, hashes, pending) => {
+                let set: BTreeSet<String> = ids.iter().cloned().collect();
+                let before: Vec<_> = set.iter().map(|id| cache.view(id)).collect();
+                if !ids.is_empty() {
+                    cache.replace_devices(&ids, devices, tokens, hashes, pending);
+                }
+                record(&cache, &set, before);
+            }
+        }
+        drop(cache);
+        p.applied_seq.store(last, Ordering::Release);
+        let mut stash = p.stash.lock().unwrap_or_else(PoisonError::into_inner);
+        stash.changes.extend(changes);
+        // A device changed twice keeps its first "before" and newest "after".
+        for d in deltas {
+            match stash.deltas.iter_mut().find(|x| x.device_id == d.device_id) {
+                Some(x) => x.after = d.after,
+                None => stash.deltas.push(d),
+            }
+        }
+        stash.deltas.retain(|d| d.before != d.after);
+        stash.deltas.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        stash.resynced |= resynced;
+        stash.applied_seq = last;
     }
 
     /// The change follower's signal: LISTEN state and notification count
@@ -547,7 +582,7 @@ impl Store {
         };
         Some(
             p.listen
-                .get_or_init(|| pg::listen(&p.io, p.target.clone()))
+                .get_or_init(|| pg::listen(&p.io, p.target.clone(), p.announced_seq.clone()))
                 .clone(),
         )
     }
@@ -760,6 +795,70 @@ enum Refresh {
     ),
 }
 
+/// What one read of the change log found (not yet in the cache).
+struct ChangesRead {
+    /// Other replicas' changes, in sequence order.
+    changes: Vec<Change>,
+    refresh: Refresh,
+    resynced: bool,
+    /// The newest sequence number read (everyone's).
+    last: u64,
+}
+
+/// Reads the changes after this replica's position and the current rows of
+/// every device they touched (or everything, when the log no longer reaches
+/// back that far), within `tx`.
+fn read_changes(p: &PgBackend, tx: &PgTx<'_>) -> Result<ChangesRead, StoreError> {
+    let applied = p.applied_seq.load(Ordering::Acquire);
+    let first = pgsql::first_change_seq(tx)?;
+    let mut changes = Vec::new();
+    let mut last = applied;
+    loop {
+        let page = pgsql::changes_after(tx, last, 1000)?;
+        let full = page.len() == 1000;
+        if let Some(c) = page.last() {
+            last = c.seq;
+        }
+        changes.extend(page.into_iter().filter(|c| c.origin != p.replica_id));
+        if !full {
+            break;
+        }
+    }
+    let resynced = first > applied.saturating_add(1);
+    let refresh = if resynced {
+        Refresh::All(Cache::load(
+            pgsql::select_devices(tx, None)?,
+            pgsql::select_role_tokens(tx, None)?,
+            pgsql::select_token_hashes(tx, None)?,
+            pgsql::select_all_pending(tx, None)?,
+        ))
+    } else {
+        let ids: Vec<String> = changes
+            .iter()
+            .flat_map(|c| c.devices.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if ids.is_empty() {
+            Refresh::Devices(ids, Vec::new(), Vec::new(), Vec::new(), Vec::new())
+        } else {
+            Refresh::Devices(
+                ids.clone(),
+                pgsql::select_devices(tx, Some(&ids))?,
+                pgsql::select_role_tokens(tx, Some(&ids))?,
+                pgsql::select_token_hashes(tx, Some(&ids))?,
+                pgsql::select_all_pending(tx, Some(&ids))?,
+            )
+        }
+    };
+    Ok(ChangesRead {
+        changes,
+        refresh,
+        resynced,
+        last,
+    })
+}
+
 /// The devices a transaction's ops changed, sorted.
 fn touched_devices(ops: &[Op]) -> Vec<String> {
     let mut ids = BTreeSet::new();
@@ -855,8 +954,10 @@ impl Tx<'_> {
         require(!t.role.is_empty(), "role is empty")?;
         on!(self, insert_token_hash(t))?;
         self.ops.push(Op::AddTokenHash(t.clone()));
-        let removed =
-            on!(self, trim_token_hashes(&t.device_id, &t.role, keep_newest.max(1)))?;
+        let removed = on!(
+            self,
+            trim_token_hashes(&t.device_id, &t.role, keep_newest.max(1))
+        )?;
         if !removed.is_empty() {
             self.ops.push(Op::RemoveTokenHashes(removed));
         }
@@ -937,14 +1038,10 @@ impl Tx<'_> {
         older_than_ms: u64,
     ) -> Result<Vec<PendingRequest>, StoreError> {
         let pruned = on!(self, delete_pending_refreshed_before(older_than_ms))?;
-        self.ops.extend(
-            pruned
-                .iter()
-                .map(|p| Op::DeletePending {
-                    request_id: p.request_id.clone(),
-                    device_id: p.device_id.clone(),
-                }),
-        );
+        self.ops.extend(pruned.iter().map(|p| Op::DeletePending {
+            request_id: p.request_id.clone(),
+            device_id: p.device_id.clone(),
+        }));
         Ok(pruned)
     }
 

@@ -115,6 +115,12 @@ fn decide(
         nonce: challenge_nonce,
     };
     let shared = check_shared(state, params, peer, &auth, password, &signer);
+    // Replicas: a device decided on another replica a moment ago (approved,
+    // issued a token, revoked) is decided here on the registry as it is
+    // now, not as this cache last saw it. One atomic read when up to date.
+    if params.device.is_some() && state.store.behind() {
+        let _ = state.store.refresh();
+    }
     let Some(device) = &params.device else {
         return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
     };
@@ -136,7 +142,9 @@ fn decide(
     if let Some(refusal) = state.registry.refusal() {
         if shared.outcome == SharedOutcome::Ok {
             if peer.direct_local {
-                return authenticate_device_less(state, params, role, peer, &auth, shared, audience);
+                return authenticate_device_less(
+                    state, params, role, peer, &auth, shared, audience,
+                );
             }
             return Err(Rejection::now(refusal));
         }

@@ -178,6 +178,12 @@ pub fn dispatch(
         {
             return Err(Refusal::Other(refusal));
         }
+        // Replicas: device methods answer from the registry as another
+        // replica left it a moment ago (a request made there, a token
+        // revoked there), not from a cache known to be behind.
+        if m.name.starts_with("device.") && state.store.behind() {
+            let _ = state.store.refresh();
+        }
         (m.handler)(state, caller, params).map_err(Refusal::Other)
     });
     state

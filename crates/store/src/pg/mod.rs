@@ -168,7 +168,12 @@ fn pgpass_lookup(config: &Config) -> Option<String> {
         Some(Host::Tcp(h)) => h.clone(),
         _ => "localhost".into(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let user = config.get_user().unwrap_or("");
     let db = config.get_dbname().unwrap_or(user);
     text.lines()
@@ -342,7 +347,9 @@ impl Slot {
 
 impl SlotGuard<'_> {
     fn conn(&mut self) -> &mut Conn {
-        self.0.as_mut().expect("a slot guard always holds a connection")
+        self.0
+            .as_mut()
+            .expect("a slot guard always holds a connection")
     }
 
     /// Starts a transaction of the given [`Mode`].
@@ -476,7 +483,11 @@ impl PgTx<'_> {
 /// advisory lock, so replicas starting together migrate once: the others
 /// wait for the lock, then find nothing left to do.
 pub(crate) fn migrate(slot: &mut SlotGuard<'_>, target: &PgTarget) -> Result<u32, StoreError> {
-    slot.query(target, "SELECT pg_advisory_lock($1)::text", &[&MIGRATE_LOCK])?;
+    slot.query(
+        target,
+        "SELECT pg_advisory_lock($1)::text",
+        &[&MIGRATE_LOCK],
+    )?;
     let result = migrate_locked(slot, target);
     let unlocked = slot.query(target, "SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK]);
     let version = result?;
@@ -517,7 +528,11 @@ pub(crate) fn schema_version(
     slot: &mut SlotGuard<'_>,
     target: &PgTarget,
 ) -> Result<u32, StoreError> {
-    let rows = slot.query(target, "SELECT version FROM clawgate_schema WHERE id = 1", &[])?;
+    let rows = slot.query(
+        target,
+        "SELECT version FROM clawgate_schema WHERE id = 1",
+        &[],
+    )?;
     let v: i32 = rows
         .first()
         .map(|r| r.try_get(0))
@@ -543,7 +558,11 @@ pub struct ListenState {
 /// Keeps a LISTEN connection open (reconnecting with backoff while
 /// PostgreSQL is away) and reports through `tx`. Runs on the store's I/O
 /// runtime until every receiver is gone.
-pub(crate) fn listen(io: &Io, target: PgTarget) -> watch::Receiver<ListenState> {
+pub(crate) fn listen(
+    io: &Io,
+    target: PgTarget,
+    latest: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> watch::Receiver<ListenState> {
     let (tx, rx) = watch::channel(ListenState::default());
     io.handle.spawn(async move {
         use futures_util::StreamExt;
@@ -555,12 +574,19 @@ pub(crate) fn listen(io: &Io, target: PgTarget) -> watch::Receiver<ListenState> 
             match target.config.connect(NoTls).await {
                 Ok((client, mut connection)) => {
                     let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
+                    let latest = latest.clone();
                     let driver = tokio::spawn(async move {
                         let mut messages =
                             futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                         while let Some(m) = messages.next().await {
                             match m {
-                                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                    // The payload is the change's sequence
+                                    // number: how far the log is known to
+                                    // reach before it is read.
+                                    if let Ok(seq) = n.payload().parse::<u64>() {
+                                        latest.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
+                                    }
                                     if note_tx.send(()).is_err() {
                                         return;
                                     }
