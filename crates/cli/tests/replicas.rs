@@ -38,13 +38,13 @@ impl Replica {
 
 /// Writes a replica's config: the shared token, pairing by operators only
 /// (loopback tests would otherwise be approved silently), the store.
-fn replica_config(state: &Path, url: &str, password_file: Option<&Path>) {
+fn replica_config(state: &Path, url: &str, password_file: Option<&Path>, rate_limit: Value) {
     let mut store = json!({"url": url});
     if let Some(p) = password_file {
         store["passwordFile"] = json!(p);
     }
     let doc = json!({"gateway": {
-        "auth": {"token": TOKEN},
+        "auth": {"token": TOKEN, "rateLimit": rate_limit},
         "nodes": {"pairing": {"autoApproveLocal": false}},
         "store": store,
     }});
@@ -52,8 +52,12 @@ fn replica_config(state: &Path, url: &str, password_file: Option<&Path>) {
 }
 
 fn start_replica(url: &str, password_file: Option<&Path>) -> Replica {
+    start_replica_with(url, password_file, json!({}))
+}
+
+fn start_replica_with(url: &str, password_file: Option<&Path>, rate_limit: Value) -> Replica {
     let dir = tempfile::tempdir().unwrap();
-    replica_config(dir.path(), url, password_file);
+    replica_config(dir.path(), url, password_file, rate_limit);
     let run = start(dir.path(), &[], &[]);
     Replica {
         dir,
@@ -197,6 +201,36 @@ async fn close_code(ws: &mut Socket, within: Duration) -> Option<u16> {
     .await
     .ok()
     .flatten()
+}
+
+/// The next event named `name` on `ws` within `within` (other frames are
+/// skipped).
+async fn next_event(ws: &mut Socket, name: &str, within: Duration) -> Option<Value> {
+    tokio::time::timeout(within, async {
+        loop {
+            let frame = read_json(ws).await?;
+            if frame["type"] == "event" && frame["event"] == name {
+                return Some(frame["payload"].clone());
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Polls `status` on `op` until its `gateway.registry` satisfies `pred`.
+async fn status_until(op: &mut Socket, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + within;
+    for n in 0.. {
+        let st = call(op, &format!("st{n}"), "status", json!({})).await;
+        let registry = &st["payload"]["gateway"]["registry"];
+        if pred(registry) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}: {registry}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A pairing request from `d` on `port`: its request id.
@@ -669,4 +703,79 @@ fn postgres_outages_fail_closed_and_catch_up_before_accepting_tokens() {
     });
     drop(replica_a);
     drop(replica_b);
+}
+
+#[test]
+fn replicas_share_events_presence_and_lockouts() {
+    let (url, password_file) = clawgate_store::testing::fresh_database("shared_view");
+    // Lockouts apply to loopback peers here, after three failures.
+    let limits = json!({"exemptLoopback": false, "maxAttempts": 3, "lockoutMs": 60_000});
+    let replica_a = start_replica_with(&url, password_file.as_deref(), limits.clone());
+    let mut replica_b = start_replica_with(&url, password_file.as_deref(), limits);
+    let (a, b) = (replica_a.port(), replica_b.port());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A request made on B reaches A's operators as an event, and so
+        // does its resolution.
+        let mut op_a = operator(a).await;
+        let z = Identity::random();
+        let rid = request_pairing(b, &z).await;
+        let event = next_event(&mut op_a, "device.pair.requested", Duration::from_secs(2))
+            .await
+            .expect("device.pair.requested from the other replica");
+        assert_eq!(event["requestId"], rid.as_str(), "{event}");
+        let mut op_b = operator(b).await;
+        let res = call(&mut op_b, "ap", "device.pair.approve", json!({"requestId": rid})).await;
+        assert_eq!(res["ok"], true, "{res}");
+        let event = next_event(&mut op_a, "device.pair.resolved", Duration::from_secs(2))
+            .await
+            .expect("device.pair.resolved from the other replica");
+        assert_eq!(event["requestId"], rid.as_str(), "{event}");
+        assert_eq!(event["decision"], "approved", "{event}");
+
+        // Presence: A's status and system-presence count B's sessions.
+        let token = paired_token(b, &z).await;
+        let (_held, res) = with_device_token(b, &z, &token).await;
+        assert_eq!(res["ok"], true, "{res}");
+        status_until(&mut op_a, Duration::from_secs(6), "B's sessions in A's status", |reg| {
+            reg["replicas"].as_array().map(Vec::len) == Some(2)
+                && reg["sessionsAllReplicas"].as_u64().unwrap_or(0) >= 3
+        })
+        .await;
+        let presence = call(&mut op_a, "p", "system-presence", json!({})).await;
+        // (CLI sessions are not listed in presence, as in the reference.)
+        let gateways: std::collections::BTreeSet<&str> = presence["payload"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["mode"] == "gateway")
+            .filter_map(|e| e["instanceId"].as_str())
+            .collect();
+        assert_eq!(gateways.len(), 2, "both replicas' entries: {presence}");
+
+        // Lockouts: three wrong tokens on A lock this peer out on B too,
+        // within a second or two, even with the right token.
+        for _ in 0..3 {
+            let (_, res) =
+                connect_with(a, json!({"token": "wrong-token-000"}), &["operator.read"], None).await;
+            assert_eq!(res["ok"], false, "{res}");
+        }
+        eventually(Duration::from_secs(3), "lockout shared with B", || async {
+            let (_, res) = connect_with(b, json!({"token": TOKEN}), &["operator.read"], None).await;
+            (res["ok"] == false
+                && res["error"]["details"]["code"] == "AUTH_RATE_LIMITED")
+                .then_some(())
+        })
+        .await;
+
+        // B stops without a word: after three missed refreshes it is gone
+        // from A's view.
+        let b_pid = replica_b.run.as_ref().unwrap().child.id();
+        unsafe_kill(b_pid, "KILL");
+        let _ = replica_b.run.take();
+        status_until(&mut op_a, Duration::from_secs(10), "B dropped from A's status", |reg| {
+            reg["replicas"].as_array().map(Vec::len) == Some(1)
+        })
+        .await;
+    });
 }

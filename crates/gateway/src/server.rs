@@ -83,9 +83,13 @@ impl Gateway {
         let state_lock = clawgate_store::StateLock::acquire(&config.state_dir)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let store = open_store(&config)?;
+        let caught_up = follow_from_the_start(&store).await?;
         let listener = http::bind(addr)?;
         let control_ui = Arc::new(ControlUi::new(&config.control_ui));
         let state = GatewayState::new(config, options, Arc::new(store));
+        if caught_up {
+            state.registry.set_up();
+        }
         if let Some(tls) = tls {
             let _ = state.tls.set(tls);
         }
@@ -235,6 +239,30 @@ fn open_store(config: &GatewayConfig) -> std::io::Result<clawgate_store::Store> 
             Ok(store)
         }
     }
+}
+
+/// Replicas: a replica is ready only once its change follower listens and
+/// has caught up (a change committed between loading the registry and
+/// listening is not missed). Returns whether the store is shared and caught
+/// up; a LISTEN connection that does not come up within 10 s stops the
+/// start.
+async fn follow_from_the_start(store: &clawgate_store::Store) -> std::io::Result<bool> {
+    let Some(mut listen) = store.listen() else {
+        return Ok(false);
+    };
+    let listening =
+        tokio::time::timeout(Duration::from_secs(10), listen.wait_for(|s| s.connected)).await;
+    if !matches!(listening, Ok(Ok(_))) {
+        return Err(std::io::Error::other(format!(
+            "cannot open the gateway store: no change-log (LISTEN) connection to {} within 10 s",
+            store.location()
+        )));
+    }
+    // No session exists yet: what the catch-up found needs no one told.
+    store
+        .catch_up()
+        .map_err(|e| std::io::Error::other(format!("cannot open the gateway store: {e}")))?;
+    Ok(true)
 }
 
 /// Drops pending pairing requests whose TTL ran out (reads already ignore

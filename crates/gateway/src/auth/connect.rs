@@ -166,6 +166,7 @@ fn decide(
     let verified = device_proof::verify(params, device, role.as_str(), challenge_nonce, now)
         .map_err(|f| Rejection::now(catalogue::device_auth_failure(f)))?;
     let requested = dedup(params.requested_scopes());
+    refresh_on_miss(state, &shared, &candidate, &verified.device_id, role);
 
     // A setup code, when the shared secret did not pass (the reference's
     // order: bootstrap token before a device token).
@@ -246,6 +247,41 @@ fn decide(
         issued_token: Some(issued),
         handoff: Vec::new(),
     })
+}
+
+/// Replicas: before a connect is refused or sent to pairing because this
+/// cache does not know its device token or its approval, the cache is
+/// brought up to date once (another replica may have issued the token or
+/// approved the device an instant ago, its NOTIFY not yet here). Only for
+/// connects that hold the shared secret or present a device token (so a
+/// peer with neither costs no query), and the limiter has already had its
+/// say on both.
+fn refresh_on_miss(
+    state: &GatewayState,
+    shared: &SharedCheck,
+    candidate: &TokenCandidate<'_>,
+    device_id: &str,
+    role: Role,
+) {
+    if state.store.replica_id().is_none() {
+        return;
+    }
+    let miss = if shared.outcome == SharedOutcome::Ok {
+        state
+            .store
+            .device(device_id)
+            .is_none_or(|d| !d.roles.iter().any(|r| r == role.as_str()))
+    } else {
+        candidate.token.is_some_and(|t| {
+            state
+                .store
+                .token_by_hash(&clawgate_store::hash_token(t))
+                .is_none()
+        })
+    };
+    if miss {
+        let _ = state.store.refresh();
+    }
 }
 
 /// The device token a connect may be authenticated with (`auth.deviceToken`,
