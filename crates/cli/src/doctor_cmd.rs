@@ -22,6 +22,12 @@ pub struct DoctorArgs {
     /// Generate a new gateway token and save it in the config (never printed).
     #[arg(long)]
     generate_gateway_token: bool,
+    /// Check this PostgreSQL store (postgres://USER@HOST:5432/DB) instead
+    /// of the configured one (CLAWGATE_STORE_URL, then gateway.store.url;
+    /// none: the SQLite file in the state directory). The password from
+    /// CLAWGATE_STORE_PASSWORD_FILE, gateway.store.passwordFile or ~/.pgpass.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     #[command(flatten)]
     target: Target,
 }
@@ -94,7 +100,7 @@ pub fn run(args: DoctorArgs, paths: &Paths) -> anyhow::Result<u8> {
         on: !json_out && std::io::stderr().is_terminal(),
     };
     let checks = net::runtime().block_on(async {
-        let mut checks = diagnose(&args.target, paths, &progress).await;
+        let mut checks = diagnose(&args.target, args.store.as_deref(), paths, &progress).await;
         // Fronting mode: the upstream clawgate relays to.
         if args.target.url.is_none()
             && let Ok(Some(upstream)) = upstream_cmd::configured_upstream(paths)
@@ -172,7 +178,12 @@ fn generate_token(paths: &Paths) -> u8 {
     0
 }
 
-async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Check> {
+async fn diagnose(
+    target: &Target,
+    store: Option<&str>,
+    paths: &Paths,
+    progress: &Progress,
+) -> Vec<Check> {
     let mut checks = Vec::new();
 
     // 1. The config file.
@@ -181,23 +192,39 @@ async fn diagnose(target: &Target, paths: &Paths, progress: &Progress) -> Vec<Ch
     let cfg = if remote {
         None
     } else {
-        match config_check(paths) {
+        match config_check(paths, store) {
             Ok((check, cfg)) => {
                 checks.push(check);
                 Some(cfg)
             }
-            Err(check) => {
+            Err((check, store_at_fault)) => {
                 checks.push(check);
+                // The store named by --store can be checked without a
+                // config (unless --store itself is what is wrong).
+                if let Some(url) = store
+                    && !store_at_fault
+                {
+                    progress.step("checking the store");
+                    checks.push(pg_store_check(url, env_password_file().as_deref()));
+                }
                 return checks;
             }
         }
     };
     // The store, read-only: it opens, and every invariant holds.
-    if let Some(cfg) = &cfg {
-        progress.step("checking the store");
-        checks.push(store_check(
-            &cfg.state_dir.join(clawgate_store::DB_FILE_NAME),
-        ));
+    match (&cfg, store) {
+        (Some(cfg), _) => {
+            progress.step("checking the store");
+            checks.push(match &cfg.store.url {
+                Some(url) => pg_store_check(url.expose(), cfg.store.password_file.as_deref()),
+                None => store_check(&cfg.state_dir.join(clawgate_store::DB_FILE_NAME)),
+            });
+        }
+        (None, Some(url)) => {
+            progress.step("checking the store");
+            checks.push(pg_store_check(url, env_password_file().as_deref()));
+        }
+        (None, None) => {}
     }
     if let Some(cfg) = &cfg
         && cfg.auth.mode == AuthMode::Token
@@ -425,60 +452,151 @@ fn store_check(path: &std::path::Path) -> Check {
                 r.devices, r.token_hashes, r.pending, r.audit.rows
             ),
         ),
-        Ok(r) => {
-            let shown: Vec<String> = r.violations.iter().take(5).map(|v| v.to_string()).collect();
-            let more = r.violations.len().saturating_sub(shown.len());
-            let more = if more > 0 {
-                format!(" (and {more} more; all with: clawgate doctor --json)")
-            } else {
-                String::new()
-            };
-            Check::fail(
-                "Store",
-                format!(
-                    "{p}: {} problems: {}{more}",
-                    r.violations.len(),
-                    shown.join("; ")
-                ),
-                keep,
-            )
-        }
+        Ok(r) => Check::fail("Store", format!("{p}: {}", problems(&r)), keep),
         Err(e) => Check::fail("Store", format!("{p}: {e}"), keep),
     }
 }
 
-fn config_check(paths: &Paths) -> Result<(Check, config::GatewayConfig), Check> {
+/// The first violations of a failed store check, and how many more.
+fn problems(r: &clawgate_store::InvariantReport) -> String {
+    let shown: Vec<String> = r.violations.iter().take(5).map(|v| v.to_string()).collect();
+    let more = r.violations.len().saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!(" (and {more} more; all with: clawgate doctor --json)")
+    } else {
+        String::new()
+    };
+    format!(
+        "{} problems: {}{more}",
+        r.violations.len(),
+        shown.join("; ")
+    )
+}
+
+fn env_password_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("CLAWGATE_STORE_PASSWORD_FILE")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// The PostgreSQL store replicas share: it answers, its schema is one this
+/// clawgate reads, and on one snapshot the audit chain verifies and every
+/// invariant holds. Only reads (safe while replicas run), except that
+/// opening brings an older schema up to date as a starting replica would.
+/// Never shows the password.
+fn pg_store_check(url: &str, password_file: Option<&std::path::Path>) -> Check {
+    let (_, mut secrets) = crate::store_cmd::redact_url(url);
+    if let Some(text) = password_file.and_then(|f| std::fs::read_to_string(f).ok()) {
+        secrets.push(text.lines().next().unwrap_or("").to_string());
+    }
+    let fail = |detail: String, fix: String| {
+        Check::fail(
+            "Store",
+            crate::store_cmd::scrub(&detail, &secrets),
+            crate::store_cmd::scrub(&fix, &secrets),
+        )
+    };
+    let target = match clawgate_store::PgTarget::parse(url, password_file) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                format!("the store URL is not usable: {e}"),
+                "Give the store as postgres://USER@HOST:5432/DB (--store, CLAWGATE_STORE_URL or: clawgate config set gateway.store.url <url>), the password in gateway.store.passwordFile, CLAWGATE_STORE_PASSWORD_FILE or ~/.pgpass".into(),
+            );
+        }
+    };
+    let at = format!("PostgreSQL {}", target.display());
+    let reach = format!(
+        "Check that PostgreSQL at {} runs and accepts clawgate's user and password (gateway.store.passwordFile, CLAWGATE_STORE_PASSWORD_FILE or ~/.pgpass; test with: pg_isready -h {}), then: clawgate doctor",
+        target.display(),
+        target.host()
+    );
+    let store = match clawgate_store::Store::open_postgres(&target) {
+        Ok(s) => s,
+        Err(e @ clawgate_store::StoreError::SchemaTooNew { .. }) => {
+            return fail(
+                format!("{at}: {e}"),
+                format!(
+                    "Run the clawgate version the replicas run (this is {})",
+                    clawgate_gateway::VERSION
+                ),
+            );
+        }
+        Err(e) => return fail(format!("{at}: {e}"), reach),
+    };
+    let keep = "The shared registry is inconsistent: stop the replicas and restore the database from your PostgreSQL backup (pg_restore), or copy a sound SQLite registry into an empty database with: clawgate store migrate --to <empty database URL>".to_string();
+    let version = match store.schema_version() {
+        Ok(v) => v,
+        Err(e) => return fail(format!("{at}: {e}"), reach),
+    };
+    match store.check_invariants() {
+        Ok(r) if r.ok() => Check::ok(
+            "Store",
+            format!(
+                "{at}: schema version {version}; {} paired devices, {} valid tokens, {} pending requests; audit chain of {} rows verifies; every invariant holds",
+                r.devices, r.token_hashes, r.pending, r.audit.rows
+            ),
+        ),
+        Ok(r) => fail(format!("{at}: {}", problems(&r)), keep),
+        Err(e @ clawgate_store::StoreError::Unreachable { .. }) => {
+            fail(format!("{at}: {e}"), reach)
+        }
+        Err(e) => fail(format!("{at}: {e}"), keep),
+    }
+}
+
+/// The config file, resolved as `gateway run` resolves it (with `--store`
+/// as its flag). The error says whether the store URL is what is wrong.
+fn config_check(
+    paths: &Paths,
+    store: Option<&str>,
+) -> Result<(Check, config::GatewayConfig), (Check, bool)> {
     let path = &paths.config;
     if !path.exists() {
-        return Err(Check::fail(
-            "Config",
-            format!("no config at {}", path.display()),
-            "Create it by starting the gateway once: clawgate gateway run",
+        return Err((
+            Check::fail(
+                "Config",
+                format!("no config at {}", path.display()),
+                "Create it by starting the gateway once: clawgate gateway run",
+            ),
+            false,
         ));
     }
     let file = ConfigFile::load(path).map_err(|e| {
-        Check::fail(
-            "Config",
-            e.to_string(),
-            format!(
-                "Fix the file {} (or move it aside and run: clawgate gateway run)",
-                path.display()
+        (
+            Check::fail(
+                "Config",
+                e.to_string(),
+                format!(
+                    "Fix the file {} (or move it aside and run: clawgate gateway run)",
+                    path.display()
+                ),
             ),
+            false,
         )
     })?;
+    let overrides = RunOverrides {
+        store: store.map(Secret::new),
+        ..RunOverrides::default()
+    };
     let cfg = config::resolve(
         &file,
         &paths.state_dir,
-        &RunOverrides::default(),
+        &overrides,
         &EnvOverrides::from_process_env(),
     )
     .map_err(|e| {
         let key = e.key().unwrap_or("the file").to_string();
-        Check::fail(
-            "Config",
-            e.to_string(),
-            format!("clawgate config get {key} (then: clawgate config set {key} <value>)"),
-        )
+        let store_at_fault = key.starts_with("gateway.store.")
+            || key == "--store"
+            || key == "CLAWGATE_STORE_URL";
+        let fix = match key.as_str() {
+            "--store" | "CLAWGATE_STORE_URL" => format!(
+                "Give {key} as postgres://USER@HOST:5432/DB (the password in gateway.store.passwordFile, CLAWGATE_STORE_PASSWORD_FILE or ~/.pgpass)"
+            ),
+            _ => format!("clawgate config get {key} (then: clawgate config set {key} <value>)"),
+        };
+        (Check::fail("Config", e.to_string(), fix), store_at_fault)
     })?;
     Ok((
         Check::ok("Config", format!("{} is valid", path.display())),

@@ -96,6 +96,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "man",
     "backup",
     "restore",
+    "store",
     "pair",
     "help",
 ];

@@ -15,6 +15,7 @@ mod ops_cmd;
 mod password_cmd;
 mod service_cmd;
 mod setup_code_cmd;
+mod store_cmd;
 mod upstream_cmd;
 
 use std::path::PathBuf;
@@ -95,6 +96,11 @@ enum Command {
     Backup(backup_cmd::BackupArgs),
     /// Replace the device registry with a backup (the gateway must be stopped); --check only checks it.
     Restore(backup_cmd::RestoreArgs),
+    /// The device registry's database: copy it into PostgreSQL for replicas.
+    Store {
+        #[command(subcommand)]
+        command: store_cmd::StoreCommand,
+    },
 }
 
 /// Where the state directory and config file are, from the global flags.
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
         Command::Pair(args) => setup_code_cmd::pair(args, &paths),
         Command::Backup(args) => backup_cmd::backup(args, &paths),
         Command::Restore(args) => backup_cmd::restore(args, &paths),
+        Command::Store { command } => store_cmd::run(command, &paths),
     };
     match result {
         Ok(code) => ExitCode::from(code),
