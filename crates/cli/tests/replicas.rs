@@ -26,7 +26,7 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// One replica: its state directory and its process.
 struct Replica {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     run: Option<Running>,
 }
 
@@ -60,7 +60,7 @@ fn start_replica_with(url: &str, password_file: Option<&Path>, rate_limit: Value
     replica_config(dir.path(), url, password_file, rate_limit);
     let run = start(dir.path(), &[], &[]);
     Replica {
-        dir,
+        _dir: dir,
         run: Some(run),
     }
 }
