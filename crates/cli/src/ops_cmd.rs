@@ -163,10 +163,67 @@ async fn run_status(target: &Target, paths: &Paths) -> Result<u8, Failure> {
     ];
     rows.extend(tls_rows(&gw["tls"]));
     rows.extend(attack_row(&gw["underAttack"]));
+    rows.extend(registry_rows(&gw["registry"]));
     for (k, v) in rows {
         crate::say!("{k:<12} {v}");
     }
     Ok(0)
+}
+
+/// Where the device registry lives; for replicas on PostgreSQL, whether it
+/// is reachable and every live replica with its sessions (absent on a
+/// gateway that does not report it).
+fn registry_rows(r: &Value) -> Vec<(&'static str, String)> {
+    let Some(backend) = r["backend"].as_str() else {
+        return Vec::new();
+    };
+    if backend != "postgres" {
+        return vec![("Registry", format!("{backend} (this gateway only)"))];
+    }
+    let location = r["location"].as_str().unwrap_or("?");
+    let state = if r["reachable"] == true {
+        format!(
+            "reachable, caught up to change {}",
+            r["appliedSeq"].as_u64().unwrap_or(0)
+        )
+    } else {
+        format!(
+            "UNREACHABLE ({}): device tokens and pairing refused on this replica",
+            r["problem"].as_str().unwrap_or("?")
+        )
+    };
+    let replicas: Vec<String> = r["replicas"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    format!(
+                        "{}{} on {}: {} sessions",
+                        p["replicaId"]
+                            .as_str()
+                            .unwrap_or("?")
+                            .get(..8)
+                            .unwrap_or("?"),
+                        if p["self"] == true { " (this one)" } else { "" },
+                        p["host"].as_str().unwrap_or("?"),
+                        p["sessions"].as_u64().unwrap_or(0)
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![
+        ("Registry", format!("PostgreSQL {location}, {state}")),
+        (
+            "Replicas",
+            format!(
+                "{} live, {} sessions in all: {}",
+                replicas.len(),
+                r["sessionsAllReplicas"].as_u64().unwrap_or(0),
+                replicas.join("; ")
+            ),
+        ),
+    ]
 }
 
 /// The under-attack state (absent on a gateway that does not report it).

@@ -220,7 +220,12 @@ async fn next_event(ws: &mut Socket, name: &str, within: Duration) -> Option<Val
 }
 
 /// Polls `status` on `op` until its `gateway.registry` satisfies `pred`.
-async fn status_until(op: &mut Socket, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) {
+async fn status_until(
+    op: &mut Socket,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) {
     let deadline = Instant::now() + within;
     for n in 0.. {
         let st = call(op, &format!("st{n}"), "status", json!({})).await;
@@ -228,7 +233,10 @@ async fn status_until(op: &mut Socket, within: Duration, what: &str, pred: impl 
         if pred(registry) {
             return;
         }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}: {registry}");
+        assert!(
+            Instant::now() < deadline,
+            "not within {within:?}: {what}: {registry}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -725,7 +733,13 @@ fn replicas_share_events_presence_and_lockouts() {
             .expect("device.pair.requested from the other replica");
         assert_eq!(event["requestId"], rid.as_str(), "{event}");
         let mut op_b = operator(b).await;
-        let res = call(&mut op_b, "ap", "device.pair.approve", json!({"requestId": rid})).await;
+        let res = call(
+            &mut op_b,
+            "ap",
+            "device.pair.approve",
+            json!({"requestId": rid}),
+        )
+        .await;
         assert_eq!(res["ok"], true, "{res}");
         let event = next_event(&mut op_a, "device.pair.resolved", Duration::from_secs(2))
             .await
@@ -737,11 +751,34 @@ fn replicas_share_events_presence_and_lockouts() {
         let token = paired_token(b, &z).await;
         let (_held, res) = with_device_token(b, &z, &token).await;
         assert_eq!(res["ok"], true, "{res}");
-        status_until(&mut op_a, Duration::from_secs(6), "B's sessions in A's status", |reg| {
-            reg["replicas"].as_array().map(Vec::len) == Some(2)
-                && reg["sessionsAllReplicas"].as_u64().unwrap_or(0) >= 3
-        })
+        status_until(
+            &mut op_a,
+            Duration::from_secs(6),
+            "B's sessions in A's status",
+            |reg| {
+                reg["replicas"].as_array().map(Vec::len) == Some(2)
+                    && reg["sessionsAllReplicas"].as_u64().unwrap_or(0) >= 3
+            },
+        )
         .await;
+        // The CLI's status names both replicas.
+        let out = bin()
+            .args([
+                "status",
+                "--url",
+                &format!("ws://127.0.0.1:{a}"),
+                "--token",
+                TOKEN,
+            ])
+            .arg("--state-dir")
+            .arg(replica_a._dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Registry     PostgreSQL") && text.contains("2 live"),
+            "{text}"
+        );
         let presence = call(&mut op_a, "p", "system-presence", json!({})).await;
         // (CLI sessions are not listed in presence, as in the reference.)
         let gateways: std::collections::BTreeSet<&str> = presence["payload"]
@@ -756,14 +793,18 @@ fn replicas_share_events_presence_and_lockouts() {
         // Lockouts: three wrong tokens on A lock this peer out on B too,
         // within a second or two, even with the right token.
         for _ in 0..3 {
-            let (_, res) =
-                connect_with(a, json!({"token": "wrong-token-000"}), &["operator.read"], None).await;
+            let (_, res) = connect_with(
+                a,
+                json!({"token": "wrong-token-000"}),
+                &["operator.read"],
+                None,
+            )
+            .await;
             assert_eq!(res["ok"], false, "{res}");
         }
         eventually(Duration::from_secs(3), "lockout shared with B", || async {
             let (_, res) = connect_with(b, json!({"token": TOKEN}), &["operator.read"], None).await;
-            (res["ok"] == false
-                && res["error"]["details"]["code"] == "AUTH_RATE_LIMITED")
+            (res["ok"] == false && res["error"]["details"]["code"] == "AUTH_RATE_LIMITED")
                 .then_some(())
         })
         .await;
@@ -773,9 +814,12 @@ fn replicas_share_events_presence_and_lockouts() {
         let b_pid = replica_b.run.as_ref().unwrap().child.id();
         unsafe_kill(b_pid, "KILL");
         let _ = replica_b.run.take();
-        status_until(&mut op_a, Duration::from_secs(10), "B dropped from A's status", |reg| {
-            reg["replicas"].as_array().map(Vec::len) == Some(1)
-        })
+        status_until(
+            &mut op_a,
+            Duration::from_secs(10),
+            "B dropped from A's status",
+            |reg| reg["replicas"].as_array().map(Vec::len) == Some(1),
+        )
         .await;
     });
 }
