@@ -17,7 +17,7 @@
 //!   every 2 s and reads the others'; a replica that misses three refreshes
 //!   drops out of `system-presence` and `status`.
 //! - **Lockouts** ([`lockouts`]): a lockout the limiter decides here is
-//!   written to the change log once a second; failure counting stays local.
+//!   written to the change log at once; failure counting stays local.
 //!
 //! Imported only by `server.rs`; imports the rooms below it.
 
@@ -242,13 +242,12 @@ fn parse_key(v: &Value) -> Option<LimitKey> {
     Some(LimitKey { scope, peer, class })
 }
 
-/// Writes the lockouts decided here to the change log, once a second.
+/// Writes the lockouts decided here to the change log as they are decided
+/// (several at once while a write is in flight; a 1 s sweep behind it).
 pub async fn lockouts(state: Arc<GatewayState>) {
     state.limiter.share_lockouts();
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), state.limiter.lockout_queued()).await;
         let decided = state.limiter.drain_lockouts();
         if decided.is_empty() {
             continue;
