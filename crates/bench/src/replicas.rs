@@ -422,6 +422,20 @@ impl Series {
     }
 }
 
+/// Counters of the revoke run.
+#[derive(Default)]
+struct Stats {
+    /// Approvals A announced.
+    approved: u64,
+    /// Devices whose device-token session on A was up before B had applied
+    /// the approval (a revoke sent on B at that moment is refused).
+    b_behind: u64,
+    /// Devices for which B never announced the approval.
+    b_no_resolved: u64,
+    /// Revokes B refused (retried).
+    revoke_denied: u64,
+}
+
 /// Where one device failed, and why.
 fn stage_failure(errors: &mut Errors, stage: &str, f: Failure) {
     let f = match f {
@@ -477,6 +491,7 @@ async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<(), BenchError> {
     let n = targets.len();
     let started = Instant::now();
     let mut series = Series::default();
+    let mut stats = Stats::default();
     let mut errors = Errors::default();
     let mut close_codes: BTreeMap<String, u64> = BTreeMap::new();
     let (mut done, mut ok) = (0u64, 0u64);
@@ -487,7 +502,7 @@ async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<(), BenchError> {
         done += 1;
         let i = i as usize;
         let (ia, ib, ic) = (i % n, (i + 1) % n, (i + 2) % n);
-        match one_device(token, &targets[ia], &ops[ia], &ops[ib], &ops[ic], wait, &mut series).await {
+        match one_device(token, &targets[ia], &ops[ia], &ops[ib], &ops[ic], wait, &mut series, &mut stats).await {
             Ok(code) => {
                 *close_codes.entry(code.clone()).or_default() += 1;
                 if code == "4001" {
@@ -515,6 +530,10 @@ async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<(), BenchError> {
         out.insert("error_samples".into(), errors.samples_json());
     }
     out.insert("close_codes".into(), json!(close_codes));
+    out.insert("approved".into(), json!(stats.approved));
+    out.insert("b_behind_at_session".into(), json!(stats.b_behind));
+    out.insert("b_no_resolved_event".into(), json!(stats.b_no_resolved));
+    out.insert("revoke_denied_retried".into(), json!(stats.revoke_denied));
     let mut summary = format!(
         "{}: {ok}/{} revocations closed the device's socket on another replica with 4001 ({n} replicas, {:.1} s)",
         report::label_prefix(ctx, "replicas revoke"),
@@ -528,6 +547,14 @@ async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<(), BenchError> {
         out.insert((*name).into(), Value::Object(m));
         summary.push_str(&format!("\n  {name}: {}", lat.summary()));
     }
+    summary.push_str(&format!(
+        "\n  {}/{} devices held their device-token session on A before B had applied the approval",
+        stats.b_behind, stats.approved
+    ));
+    summary.push_str(&format!(
+        "\n  B announced no device.pair.resolved for {} devices; B refused {} revokes (retried)",
+        stats.b_no_resolved, stats.revoke_denied
+    ));
     if errors.total() > 0 {
         summary.push_str(&format!("\nerrors: {}", errors.summary()));
     }
@@ -549,9 +576,11 @@ async fn one_device(
     op_c: &Operator,
     wait: Duration,
     series: &mut Series,
+    stats: &mut Stats,
 ) -> Result<String, (&'static str, Failure)> {
     let dev = Dev::fresh();
     let mut ev_a = op_a.events.subscribe();
+    let mut ev_b = op_b.events.subscribe();
     let mut ev_c = op_c.events.subscribe();
 
     // 1. The device asks on A (shared token + signature): PAIRING_REQUIRED.
@@ -598,6 +627,7 @@ async fn one_device(
         ));
     }
     series.push("approve_propagation", t_approve, resolved.at);
+    stats.approved += 1;
 
     // 5. The device connects on A again and gets its device token.
     let (ws, hello) = bounded(HANDSHAKE_TIMEOUT, connect(target_a, &Creds::SharedDevice(token, &dev), None))
@@ -629,11 +659,49 @@ async fn one_device(
         let _ = closed_tx.send((code, Instant::now()));
     });
 
-    // 7. B revokes the token; A closes the socket.
-    let t_revoke = Instant::now();
-    let revoked = op_b
-        .call("device.token.revoke", json!({"deviceId": dev.id, "role": "operator"}))
-        .await;
+    let t_session = Instant::now();
+
+    // 7. B must know the device before it can revoke its token: a revoke
+    // sent to a replica that has not applied the approval yet is refused
+    // ("device token revocation denied", unknown-device-or-role). Wait for
+    // B's own device.pair.resolved, and count how often B was still behind
+    // when the device already held its session on A.
+    match wait_event(&mut ev_b, "device.pair.resolved", &request_id, wait).await {
+        Ok(e) => {
+            series.push("approve_propagation_b", t_approve, e.at);
+            if e.at > t_session {
+                stats.b_behind += 1;
+                series.push("b_behind_by", t_session, e.at);
+            }
+        }
+        // B saw the request and the approval in one catch-up: it announces
+        // neither (its operators never hear of the request). Go on.
+        Err(Failure::Timeout) => stats.b_no_resolved += 1,
+        Err(f) => {
+            watcher.abort();
+            return Err(("approve-propagation-b", f));
+        }
+    }
+
+    // 8. B revokes the token; A closes the socket.
+    // A refusal from a B still behind is retried every 10 ms (counted).
+    let mut t_revoke = Instant::now();
+    let give_up = t_revoke + wait;
+    let revoked = loop {
+        let r = op_b
+            .call("device.token.revoke", json!({"deviceId": dev.id, "role": "operator"}))
+            .await;
+        match r {
+            Err(Failure::Rejected { code, .. })
+                if code == "INVALID_REQUEST" && Instant::now() < give_up =>
+            {
+                stats.revoke_denied += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                t_revoke = Instant::now();
+            }
+            other => break other,
+        }
+    };
     let (_, t_revoked) = match revoked {
         Ok(r) => r,
         Err(f) => {
