@@ -666,7 +666,9 @@ async fn one_device(
     // ("device token revocation denied", unknown-device-or-role). Wait for
     // B's own device.pair.resolved, and count how often B was still behind
     // when the device already held its session on A.
-    match wait_event(&mut ev_b, "device.pair.resolved", &request_id, wait).await {
+    // (1.5 s: past the follower's 1 s poll.)
+    let b_wait = wait.min(Duration::from_millis(1500));
+    match wait_event(&mut ev_b, "device.pair.resolved", &request_id, b_wait).await {
         Ok(e) => {
             series.push("approve_propagation_b", t_approve, e.at);
             if e.at > t_session {
