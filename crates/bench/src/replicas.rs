@@ -32,7 +32,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, broadcast, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::conn::{self, Auth, CLOSE_WAIT, Credentials, DeviceKey, Failure, HANDSHAKE_TIMEOUT, Target, Ws};
+use crate::conn::{
+    self, Auth, CLOSE_WAIT, Credentials, DeviceKey, Failure, HANDSHAKE_TIMEOUT, Target, Ws,
+};
 use crate::handshake::run_handshakes;
 use crate::report::{self, Errors, Latencies, Meter, round};
 use crate::{BenchError, Ctx, check_pos, check_secs, usage};
@@ -206,7 +208,11 @@ const OPERATOR_SCOPES: &[&str] = &[
 ];
 
 /// One full handshake; `hello-ok`'s payload with the socket.
-async fn connect(target: &Target, creds: &Creds<'_>, src: Option<IpAddr>) -> Result<(Ws, Value), ConnErr> {
+async fn connect(
+    target: &Target,
+    creds: &Creds<'_>,
+    src: Option<IpAddr>,
+) -> Result<(Ws, Value), ConnErr> {
     let mut ws = target.open(src, conn::ws_config(4096)).await?;
     let first = conn::next_text(&mut ws).await?;
     let ch = parse_challenge(&first)?;
@@ -276,11 +282,16 @@ fn parse_challenge(text: &str) -> Result<Challenge, Failure> {
             nonce: n.to_string(),
             ts,
         }),
-        _ => Err(Failure::Protocol("connect.challenge without nonce/ts".into())),
+        _ => Err(Failure::Protocol(
+            "connect.challenge without nonce/ts".into(),
+        )),
     }
 }
 
-async fn bounded<T>(d: Duration, f: impl Future<Output = Result<T, ConnErr>>) -> Result<T, ConnErr> {
+async fn bounded<T>(
+    d: Duration,
+    f: impl Future<Output = Result<T, ConnErr>>,
+) -> Result<T, ConnErr> {
     match tokio::time::timeout(d, f).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Timeout.into()),
@@ -309,7 +320,11 @@ struct Operator {
 
 impl Operator {
     async fn open(target: &Target, token: &str) -> Result<Operator, ConnErr> {
-        let (ws, _) = bounded(HANDSHAKE_TIMEOUT, connect(target, &Creds::Operator(token), None)).await?;
+        let (ws, _) = bounded(
+            HANDSHAKE_TIMEOUT,
+            connect(target, &Creds::Operator(token), None),
+        )
+        .await?;
         let (sink, mut stream) = ws.split();
         let waiting: Responses = Arc::default();
         let (events, _) = broadcast::channel(4096);
@@ -448,7 +463,10 @@ fn stage_failure(errors: &mut Errors, stage: &str, f: Failure) {
             message: "no answer / event within --timeout-secs".into(),
         },
         Failure::Closed(c) => Failure::Rejected {
-            code: format!("{stage}:closed-{}", c.map_or("none".to_string(), |c| c.to_string())),
+            code: format!(
+                "{stage}:closed-{}",
+                c.map_or("none".to_string(), |c| c.to_string())
+            ),
             message: "socket closed".into(),
         },
         other => Failure::Rejected {
@@ -467,7 +485,9 @@ async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<(), BenchError> {
         return Err(usage("--urls needs at least two replicas"));
     }
     let Auth::Token(token) = &ctx.auth else {
-        return Err(usage("replicas revoke needs --token (the replicas' shared token)"));
+        return Err(usage(
+            "replicas revoke needs --token (the replicas' shared token)",
+        ));
     };
     let targets: Vec<Target> = a
         .urls
@@ -502,7 +522,18 @@ async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<(), BenchError> {
         done += 1;
         let i = i as usize;
         let (ia, ib, ic) = (i % n, (i + 1) % n, (i + 2) % n);
-        match one_device(token, &targets[ia], &ops[ia], &ops[ib], &ops[ic], wait, &mut series, &mut stats).await {
+        match one_device(
+            token,
+            &targets[ia],
+            &ops[ia],
+            &ops[ib],
+            &ops[ic],
+            wait,
+            &mut series,
+            &mut stats,
+        )
+        .await
+        {
             Ok(code) => {
                 *close_codes.entry(code.clone()).or_default() += 1;
                 if code == "4001" {
@@ -568,6 +599,7 @@ async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<(), BenchError> {
 /// One device through the whole cycle. Returns the close code the device's
 /// device-token socket on A saw after the revoke on B, or the stage that
 /// failed.
+#[allow(clippy::too_many_arguments)]
 async fn one_device(
     token: &str,
     target_a: &Target,
@@ -584,7 +616,11 @@ async fn one_device(
     let mut ev_c = op_c.events.subscribe();
 
     // 1. The device asks on A (shared token + signature): PAIRING_REQUIRED.
-    let asked = bounded(HANDSHAKE_TIMEOUT, connect(target_a, &Creds::SharedDevice(token, &dev), None)).await;
+    let asked = bounded(
+        HANDSHAKE_TIMEOUT,
+        connect(target_a, &Creds::SharedDevice(token, &dev), None),
+    )
+    .await;
     let t_asked = Instant::now();
     let request_id = match asked {
         Ok((ws, _)) => {
@@ -630,9 +666,12 @@ async fn one_device(
     stats.approved += 1;
 
     // 5. The device connects on A again and gets its device token.
-    let (ws, hello) = bounded(HANDSHAKE_TIMEOUT, connect(target_a, &Creds::SharedDevice(token, &dev), None))
-        .await
-        .map_err(|e| ("connect-after-approve", e.failure))?;
+    let (ws, hello) = bounded(
+        HANDSHAKE_TIMEOUT,
+        connect(target_a, &Creds::SharedDevice(token, &dev), None),
+    )
+    .await
+    .map_err(|e| ("connect-after-approve", e.failure))?;
     let t_hello = Instant::now();
     series.push("approve_to_connect", t_approve, t_hello);
     conn::finish(ws, CLOSE_WAIT).await;
@@ -644,9 +683,12 @@ async fn one_device(
     };
 
     // 6. The device connects on A with its device token only, and waits.
-    let (mut ws, _) = bounded(HANDSHAKE_TIMEOUT, connect(target_a, &Creds::DeviceToken(&device_token, &dev), None))
-        .await
-        .map_err(|e| ("device-token-connect", e.failure))?;
+    let (mut ws, _) = bounded(
+        HANDSHAKE_TIMEOUT,
+        connect(target_a, &Creds::DeviceToken(&device_token, &dev), None),
+    )
+    .await
+    .map_err(|e| ("device-token-connect", e.failure))?;
     let (closed_tx, closed_rx) = oneshot::channel::<(Option<u16>, Instant)>();
     let watcher = tokio::spawn(async move {
         let code = loop {
@@ -691,7 +733,10 @@ async fn one_device(
     let give_up = t_revoke + wait;
     let revoked = loop {
         let r = op_b
-            .call("device.token.revoke", json!({"deviceId": dev.id, "role": "operator"}))
+            .call(
+                "device.token.revoke",
+                json!({"deviceId": dev.id, "role": "operator"}),
+            )
             .await;
         match r {
             Err(Failure::Rejected { code, .. })
@@ -759,11 +804,20 @@ fn pg_cpu_secs(postmaster: u32) -> Result<f64, String> {
 
 /// Pairs each device with the shared token (silent local pairing) and
 /// returns the device token from its `hello-ok`.
-async fn device_tokens(target: &Target, token: &str, devs: &[Dev]) -> (Vec<Option<String>>, Errors) {
+async fn device_tokens(
+    target: &Target,
+    token: &str,
+    devs: &[Dev],
+) -> (Vec<Option<String>>, Errors) {
     let mut errors = Errors::default();
     let mut out = Vec::with_capacity(devs.len());
     for d in devs {
-        match bounded(HANDSHAKE_TIMEOUT, connect(target, &Creds::SharedDevice(token, d), None)).await {
+        match bounded(
+            HANDSHAKE_TIMEOUT,
+            connect(target, &Creds::SharedDevice(token, d), None),
+        )
+        .await
+        {
             Ok((ws, hello)) => {
                 out.push(hello["auth"]["deviceToken"].as_str().map(str::to_string));
                 conn::finish(ws, CLOSE_WAIT).await;
@@ -799,7 +853,12 @@ async fn run_device_token_handshakes(
                 let (dev, tok) = &pool[(i % pool.len() as u64) as usize];
                 let src = target.pick_src();
                 let start = Instant::now();
-                match bounded(HANDSHAKE_TIMEOUT, connect(&target, &Creds::DeviceToken(tok, dev), src)).await {
+                match bounded(
+                    HANDSHAKE_TIMEOUT,
+                    connect(&target, &Creds::DeviceToken(tok, dev), src),
+                )
+                .await
+                {
                     Ok((ws, _)) => {
                         t.lat.push(start);
                         t.ok += 1;
@@ -848,7 +907,15 @@ async fn handshake(ctx: &Ctx, a: HsArgs) -> Result<(), BenchError> {
         HsMode::Token => {}
         HsMode::V3 => {
             let k = v3_pool.len() as u64;
-            let t = run_handshakes(target.clone(), creds.clone(), v3_pool.clone(), k, a.c.min(v3_pool.len()), Instant::now() + max).await;
+            let t = run_handshakes(
+                target.clone(),
+                creds.clone(),
+                v3_pool.clone(),
+                k,
+                a.c.min(v3_pool.len()),
+                Instant::now() + max,
+            )
+            .await;
             if t.ok == 0 {
                 return Err(BenchError::Failed(format!(
                     "device warm-up: none of the {k} devices got hello-ok ({})",
@@ -859,7 +926,9 @@ async fn handshake(ctx: &Ctx, a: HsArgs) -> Result<(), BenchError> {
         }
         HsMode::DeviceToken => {
             let Auth::Token(token) = &ctx.auth else {
-                return Err(usage("--mode device-token needs --token (to pair the devices)"));
+                return Err(usage(
+                    "--mode device-token needs --token (to pair the devices)",
+                ));
             };
             let devs: Vec<Dev> = (0..a.device_pool).map(|_| Dev::fresh()).collect();
             let (tokens, errors) = device_tokens(&target, token, &devs).await;
@@ -874,7 +943,9 @@ async fn handshake(ctx: &Ctx, a: HsArgs) -> Result<(), BenchError> {
                     errors.summary()
                 )));
             }
-            warmup = Some(json!({"devices": a.device_pool, "ok": pool.len(), "errors": errors.counts_json()}));
+            warmup = Some(
+                json!({"devices": a.device_pool, "ok": pool.len(), "errors": errors.counts_json()}),
+            );
             dt_pool = Arc::new(pool);
         }
     }
@@ -918,12 +989,19 @@ async fn handshake(ctx: &Ctx, a: HsArgs) -> Result<(), BenchError> {
         out.insert("pg_cpu_secs".into(), json!(round(cpu, 3)));
         let per = (t.ok > 0).then(|| cpu * 1e6 / t.ok as f64);
         out.insert("pg_cpu_us_per_op".into(), json!(per.map(|p| round(p, 2))));
-        pg_note = format!("; PostgreSQL CPU {cpu:.2} s ({:.1} us/op)", per.unwrap_or(0.0));
+        pg_note = format!(
+            "; PostgreSQL CPU {cpu:.2} s ({:.1} us/op)",
+            per.unwrap_or(0.0)
+        );
     }
     if let Some(w) = warmup {
         out.insert("warmup".into(), w);
     }
-    let rate = if m.secs > 0.0 { t.ok as f64 / m.secs } else { 0.0 };
+    let rate = if m.secs > 0.0 {
+        t.ok as f64 / m.secs
+    } else {
+        0.0
+    };
     let mut summary = format!(
         "{}: {}/{} ok ({}) in {:.2} s = {:.0}/s (c={}); {}\n{}{}",
         report::label_prefix(ctx, "replicas handshake"),
@@ -942,7 +1020,10 @@ async fn handshake(ctx: &Ctx, a: HsArgs) -> Result<(), BenchError> {
     }
     report::emit(out, &summary);
     if t.ok == 0 {
-        return Err(BenchError::Failed(format!("no handshake succeeded against {}", ctx.url)));
+        return Err(BenchError::Failed(format!(
+            "no handshake succeeded against {}",
+            ctx.url
+        )));
     }
     Ok(())
 }
