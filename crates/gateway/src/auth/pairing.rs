@@ -439,9 +439,10 @@ fn open_request(
         broadcast_resolved(state, &old.request_id, &old.device_id, "rejected");
     }
     info!(device = %saved.device_id, request = %saved.request_id, reason = reason.as_str(), "pairing request opened");
-    state
-        .hub
-        .broadcast("device.pair.requested", &views::pending(&saved));
+    state.pairing_event(
+        "device.pair.requested",
+        views::json(&views::pending(&saved)),
+    );
     Ok(saved)
 }
 
@@ -516,9 +517,10 @@ fn update_request(
     };
     if ask_changed {
         info!(device = %saved.device_id, request = %saved.request_id, "pairing request updated");
-        state
-            .hub
-            .broadcast("device.pair.requested", &views::pending(&saved));
+        state.pairing_event(
+            "device.pair.requested",
+            views::json(&views::pending(&saved)),
+        );
     }
     Ok(saved)
 }
@@ -540,8 +542,8 @@ fn browser_origin(params: &ConnectParams, peer: &PeerContext) -> Option<String> 
 
 /// Broadcasts `device.pair.resolved`.
 pub fn broadcast_resolved(state: &GatewayState, request_id: &str, device_id: &str, decision: &str) {
-    state.hub.broadcast(
+    state.pairing_event(
         "device.pair.resolved",
-        &json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": clock_ms()}),
+        json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": clock_ms()}),
     );
 }

@@ -338,6 +338,14 @@ impl GatewayState {
         ))
     }
 
+    /// Sends a pairing event (`device.pair.requested|resolved|changed`,
+    /// `device.pair.setup.completed`) to this gateway's operator sockets
+    /// and, for replicas, to every other replica's.
+    pub fn pairing_event(&self, event: &str, payload: serde_json::Value) {
+        self.hub.broadcast(event, &payload);
+        self.registry.share_event(event, payload);
+    }
+
     /// Asks whoever reloads this gateway's config (the binary's SIGHUP
     /// task) to do it now: another replica changed the shared secret.
     pub fn request_config_reload(&self) {
