@@ -212,8 +212,13 @@ impl GatewayState {
     /// Writes the queued last-seen and token-use updates now.
     pub fn flush_deferred(&self) {
         self.report_attack_events();
-        if let Err(err) = self.deferred.flush(&self.store) {
-            tracing::warn!(%err, "writing the batched last-seen updates and audit rows failed; they stay queued for the next flush unless the store refused them as invalid");
+        match self.deferred.flush(&self.store) {
+            // Already said once by the replica follower; kept queued.
+            Err(clawgate_store::StoreError::Unreachable { .. }) if !self.registry.is_up() => {}
+            Err(err) => {
+                tracing::warn!(%err, "writing the batched last-seen updates and audit rows failed; they stay queued for the next flush unless the store refused them as invalid");
+            }
+            Ok(_) => {}
         }
     }
 
