@@ -646,6 +646,29 @@ fn migrate_locked(slot: &mut SlotGuard<'_>, target: &PgTarget) -> Result<u32, St
     Ok(sql::SCHEMA_VERSION)
 }
 
+/// The schema version without creating anything: 0 when the database has
+/// no clawgate schema table.
+pub(crate) fn existing_schema_version(
+    slot: &mut SlotGuard<'_>,
+    target: &PgTarget,
+) -> Result<u32, StoreError> {
+    let rows = slot.query(
+        target,
+        "SELECT to_regclass('clawgate_schema') IS NOT NULL",
+        &[],
+    )?;
+    let exists: bool = rows
+        .first()
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("schema table: {e}")))?
+        .unwrap_or(false);
+    if !exists {
+        return Ok(0);
+    }
+    schema_version(slot, target)
+}
+
 pub(crate) fn schema_version(
     slot: &mut SlotGuard<'_>,
     target: &PgTarget,
