@@ -314,6 +314,27 @@ fn pairing_tokens_and_revocation_cross_replicas() {
         assert_eq!(res["ok"], true, "device token on another replica: {res}");
         assert_eq!(res["payload"]["auth"]["role"], "operator", "{res}");
 
+        // Rotated on C: the device's live socket on A closes with 4001 and
+        // the old token is refused everywhere.
+        let (mut on_a, res) = with_device_token(a, &x, &token).await;
+        assert_eq!(res["ok"], true, "{res}");
+        let res = call(
+            &mut op_c,
+            "rotate",
+            "device.token.rotate",
+            json!({"deviceId": x.id, "role": "operator"}),
+        )
+        .await;
+        assert_eq!(res["ok"], true, "{res}");
+        assert_eq!(
+            close_code(&mut on_a, Duration::from_secs(3)).await,
+            Some(4001),
+            "a rotation on C closes the session on A"
+        );
+        let (_, res) = with_device_token(b, &x, &token).await;
+        assert_eq!(res["ok"], false, "the rotated-out token on B: {res}");
+        let token = paired_token(a, &x).await;
+
         // Revoked on B: the device's live socket on A closes with 4001
         // within a second, and its token is refused everywhere.
         let (mut on_a, res) = with_device_token(a, &x, &token).await;

@@ -5,15 +5,18 @@
 //!   notifications (with a 1 s poll behind it), catches up in sequence
 //!   ([`clawgate_store::Store::catch_up`]) and carries out what other
 //!   replicas decided for the sessions held here, exactly as a local
-//!   decision does: a removed device, a revoked or rotated token or a
-//!   withdrawn role closes the device's live sessions with 4001 (decided
-//!   from the devices' state before and after, so nothing is missed when
-//!   several changes arrive at once); the pairing events other replicas
-//!   sent their operators reach this replica's operators; lockouts are
-//!   adopted; a shared-secret change makes this replica re-read its config. While the LISTEN connection is
-//!   down or a catch-up fails, the registry is marked unreachable (the
-//!   replica fails closed, see `state/registry.rs`); it is marked up again
-//!   only after a catch-up that started after LISTEN was back in place.
+//!   decision does. A removed device, a revoked token or a withdrawn role
+//!   closes the device's live sessions with 4001, decided from the devices'
+//!   state before and after (nothing is missed when several changes arrive
+//!   at once, nor after a resync). A rotation, whose rows look like a
+//!   re-issue for broader scopes (which closes nothing), is announced in
+//!   its own transaction. The pairing events other replicas sent their
+//!   operators reach this replica's operators; lockouts are adopted; a
+//!   shared-secret change makes this replica re-read its config. While the
+//!   LISTEN connection is down or a catch-up fails, the registry is marked
+//!   unreachable (the replica fails closed, see `state/registry.rs`); it is
+//!   marked up again only after a catch-up that started after LISTEN was
+//!   back in place.
 //! - **Presence** ([`presence`]): each replica writes its presence entries
 //!   every 2 s and reads the others'; a replica that misses three refreshes
 //!   drops out of `system-presence` and `status`.
@@ -130,12 +133,13 @@ fn close_invalidated(state: &GatewayState, d: &DeviceDelta) {
         .collect();
     for before in &d.before.role_tokens {
         let role = before.role.as_str();
+        // A rotation is announced explicitly (see `adopt`): its rows look
+        // like a re-issue for broader scopes, which closes nothing.
         let reason = match after.get(role) {
             None => Some("device token revoked"),
             Some(now) if before.revoked_at_ms.is_none() && now.revoked_at_ms.is_some() => {
                 Some("device token revoked")
             }
-            Some(now) if before.rotated_at_ms != now.rotated_at_ms => Some("device token rotated"),
             _ => None,
         };
         if let Some(reason) = reason {
@@ -157,6 +161,15 @@ fn close_invalidated(state: &GatewayState, d: &DeviceDelta) {
 fn adopt(state: &GatewayState, effect: &Value) {
     match effect.get("kind").and_then(Value::as_str) {
         Some("lockout") => {}
+        Some("close") => {
+            let device = effect.get("deviceId").and_then(Value::as_str);
+            let role = effect.get("role").and_then(Value::as_str);
+            let reason = effect.get("reason").and_then(Value::as_str);
+            if let (Some(device), Some(reason)) = (device, reason) {
+                state.hub.close_device_sessions(device, role, reason);
+            }
+            return;
+        }
         Some("event") => {
             if let (Some(name), Some(payload)) = (
                 effect.get("event").and_then(Value::as_str),

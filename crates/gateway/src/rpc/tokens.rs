@@ -87,6 +87,12 @@ pub fn token_rotate(
                 token_scopes.clone(),
                 now,
             )?;
+            // Other replicas close the device's sessions of this role too
+            // (a rotation is not told from a broader-scope re-issue by the
+            // rows alone, so it is said; in this transaction, so a crash
+            // cannot lose it).
+            tx.announce(json!({"kind": "close", "deviceId": device_id, "role": role,
+                "reason": "device token rotated"}));
             tx.append_audit(&audit::record(
                 AuditAction::TokenRotated,
                 audit::caller_actor(caller),
