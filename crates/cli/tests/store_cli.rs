@@ -530,3 +530,36 @@ fn doctor_changes_nothing_in_a_database_without_the_schema() {
         "{out}"
     );
 }
+
+#[test]
+fn the_password_can_come_from_a_pgpass_file() {
+    let dir = state_dir();
+    let state = dir.path();
+    let (url, _file, password) = fresh_pg("pgpass");
+    // The registry exists (a copy of an empty one), then doctor reads it
+    // with the password from PGPASSFILE alone.
+    let pw_url = with_password(&url, &password);
+    drop(clawgate_store::Store::open(&state.join("clawgate.sqlite")).unwrap());
+    let (code, out, err) = run(state, &["store", "migrate", "--to", &pw_url], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let rest = url.split_once('@').unwrap().1; // host:port/db
+    let (hostport, db) = rest.split_once('/').unwrap();
+    let (host, port) = hostport.split_once(':').unwrap();
+    let pgpass = state.join("pgpass");
+    std::fs::write(
+        &pgpass,
+        format!("# clawgate test\nother:1:x:y:wrong\n{host}:{port}:{db}:clawgate:{password}\n"),
+    )
+    .unwrap();
+    let pgpass_env = pgpass.to_str().unwrap();
+    let (code, out, err) = run(
+        state,
+        &["doctor", "--json", "--store", &url],
+        &[("PGPASSFILE", pgpass_env)],
+    );
+    let check = store_check(&out);
+    assert_eq!(check["ok"], true, "{check} {err} (exit {code})");
+    // Without it, the same URL has no password.
+    let (_, out, _) = run(state, &["doctor", "--json", "--store", &url], &[]);
+    assert_eq!(store_check(&out)["ok"], false, "{out}");
+}
