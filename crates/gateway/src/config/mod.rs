@@ -68,6 +68,8 @@ pub use resolve::{
     resolve_all,
 };
 pub use types::{
-    AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
-    GatewayConfig, RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
+    AuthConfig, AuthMode, AutoApprove, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig,
+    DEFAULT_AUTO_APPROVE_SCOPES, DEFAULT_PORT, GatewayConfig, JwksSource, JwtConfig,
+    RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, TrustedProxyConfig,
+    UpstreamConfig,
 };

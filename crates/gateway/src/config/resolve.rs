@@ -15,7 +15,7 @@ use super::describe::{describe_kind, describe_value};
 use super::file::ConfigFile;
 use super::normalize::{normalize_base_path, normalize_host_name, normalize_origin};
 use super::types::{
-    AuthConfig, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
+    AuthConfig, AuthMode, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
     RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
 };
 
@@ -132,6 +132,16 @@ pub fn resolve_all(
     let control_ui = r.control_ui();
     let auto_approve_local = r.boolean("gateway.nodes.pairing.autoApproveLocal", true);
     let trusted_proxies = r.trusted_proxies();
+    if auth
+        .as_ref()
+        .is_some_and(|a| a.mode == AuthMode::TrustedProxy)
+        && trusted_proxies.is_empty()
+    {
+        r.fail(
+            "gateway.trustedProxies",
+            "gateway.auth.mode is trusted-proxy but no proxy address is trusted, so every proxied connect would be refused; add your proxy's address with: clawgate config set gateway.trustedProxies '[\"10.0.0.1\"]'",
+        );
+    }
     let allowed_hosts = r.allowed_hosts();
     let tick_interval = r.tick_interval();
     let upstream = r.upstream(overrides);
@@ -199,6 +209,8 @@ impl Resolver<'_> {
             "gateway",
             "gateway.auth",
             "gateway.auth.rateLimit",
+            "gateway.auth.trustedProxy",
+            "gateway.auth.trustedProxy.deviceAutoApprove",
             "gateway.controlUi",
             "gateway.nodes",
             "gateway.nodes.pairing",
@@ -725,6 +737,7 @@ mod auth;
 mod env;
 #[cfg(test)]
 mod tests;
+mod trusted_proxy;
 
 /// `gateway.metrics.token`, with `CLAWGATE_METRICS_TOKEN`.
 impl Resolver<'_> {

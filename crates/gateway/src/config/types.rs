@@ -50,6 +50,9 @@ pub enum AuthMode {
     Token,
     Password,
     None,
+    /// `"trusted-proxy"`: the identity comes from a header set by a proxy
+    /// in `gateway.trustedProxies` (see [`TrustedProxyConfig`]).
+    TrustedProxy,
 }
 
 impl AuthMode {
@@ -60,6 +63,8 @@ impl AuthMode {
             AuthMode::Token => AuthMethod::Token,
             AuthMode::Password => AuthMethod::Password,
             AuthMode::None => AuthMethod::None,
+            // The shared secret of trusted-proxy mode is the local password.
+            AuthMode::TrustedProxy => AuthMethod::Password,
         }
     }
 
@@ -68,6 +73,7 @@ impl AuthMode {
             AuthMode::Token => "token",
             AuthMode::Password => "password",
             AuthMode::None => "none",
+            AuthMode::TrustedProxy => "trusted-proxy",
         }
     }
 }
@@ -130,6 +136,77 @@ pub struct AuthConfig {
     /// instead of `password`, which is then `None`).
     pub password_hash: Option<crate::password::PasswordHash>,
     pub rate_limit: RateLimitConfig,
+    /// `gateway.auth.trustedProxy.*` (only with mode `trusted-proxy`).
+    pub trusted_proxy: Option<TrustedProxyConfig>,
+    /// `gateway.auth.identityScopes`: extra session scopes per verified
+    /// proxy identity (keys with an `@` lowercased: emails match
+    /// case-insensitively).
+    pub identity_scopes: Vec<(String, Vec<String>)>,
+}
+
+/// The scopes `deviceAutoApprove` grants when its list is not set.
+pub const DEFAULT_AUTO_APPROVE_SCOPES: &[&str] = &[
+    "operator.read",
+    "operator.write",
+    "operator.approvals",
+    "operator.questions",
+];
+
+/// `gateway.auth.trustedProxy.*` (the reference's keys, plus `jwt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedProxyConfig {
+    /// `userHeader`, lowercase.
+    pub user_header: String,
+    /// `requiredHeaders`, lowercase, as written (the refusal reason names
+    /// them as configured).
+    pub required_headers: Vec<String>,
+    /// `allowUsers` (exact match after trimming; empty: everyone).
+    pub allow_users: Vec<String>,
+    /// `allowLoopback` (default false).
+    pub allow_loopback: bool,
+    /// `deviceAutoApprove`: `Some(scopes)` when enabled.
+    pub device_auto_approve: Option<AutoApprove>,
+    /// `jwt` (clawgate addition): verify the proxy's signed assertion.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `gateway.auth.trustedProxy.deviceAutoApprove` when enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoApprove {
+    /// The most an auto-approved device gets.
+    pub scopes: Vec<String>,
+    /// `scopes` was set explicitly (the default list also adds
+    /// `operator.questions`; an explicit list is never widened).
+    pub explicit: bool,
+}
+
+/// Where the assertion's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `jwksUrl`: fetched, cached for its `Cache-Control: max-age`
+    /// (bounded), fetched again for an unknown `kid` (rate-limited).
+    Url(String),
+    /// `jwksFile`: read at start and whenever its modification time changes.
+    File(PathBuf),
+}
+
+/// `gateway.auth.trustedProxy.jwt.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// `header`, lowercase: the header carrying the assertion
+    /// (`x-pomerium-jwt-assertion`, `cf-access-jwt-assertion`).
+    pub header: String,
+    pub jwks: JwksSource,
+    /// `issuer`: the `iss` the assertion must carry.
+    pub issuer: String,
+    /// `audience`: the assertion's `aud` must contain one of these.
+    pub audience: Vec<String>,
+    /// `algorithms` (default `["RS256", "ES256"]`): asymmetric only.
+    pub algorithms: Vec<String>,
+    /// `clockSkewSeconds` (default 60, at most 300).
+    pub clock_skew_secs: u64,
+    /// `userClaim` (default `"email"`): the claim that is the user.
+    pub user_claim: String,
 }
 
 /// `gateway.controlUi.*`.
@@ -294,6 +371,17 @@ impl AuthConfig {
             password,
             password_hash: None,
             rate_limit: RateLimitConfig::default(),
+            trusted_proxy: None,
+            identity_scopes: Vec::new(),
+        }
+    }
+
+    /// `trusted-proxy` mode with `proxy`, an optional local password, and
+    /// the default rate limits.
+    pub fn trusted_proxy(proxy: TrustedProxyConfig, password: Option<Secret>) -> AuthConfig {
+        AuthConfig {
+            trusted_proxy: Some(proxy),
+            ..AuthConfig::new(AuthMode::TrustedProxy, None, password)
         }
     }
 
@@ -310,6 +398,22 @@ impl AuthConfig {
     /// and a weak one (refused by the resolver on a non-loopback bind).
     pub fn startup_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(tp) = &self.trusted_proxy {
+            out.push("gateway.auth.mode is trusted-proxy: whoever reaches this port from a gateway.trustedProxies address with the user header is that user; keep the port reachable only through the proxy".to_string());
+            if tp.allow_users.is_empty() {
+                out.push("gateway.auth.trustedProxy.allowUsers is empty: every user the proxy lets through is accepted".to_string());
+            }
+            if tp.device_auto_approve.as_ref().is_some_and(|a| {
+                a.scopes
+                    .iter()
+                    .any(|s| s == clawgate_protocol::scopes::ADMIN)
+            }) {
+                out.push("gateway.auth.trustedProxy.deviceAutoApprove.scopes lists operator.admin: every proxy-authenticated user can enrol a full-admin device without approval".to_string());
+            }
+            if tp.jwt.is_none() {
+                out.push("gateway.auth.trustedProxy.jwt is not set: the identity header is trusted as sent; set jwt to verify the proxy's signed assertion".to_string());
+            }
+        }
         if self.mode != AuthMode::Password {
             return out;
         }

@@ -29,6 +29,7 @@ use crate::http::headers::{
     forwarded_client, has_forwarding_headers, header_str, is_websocket_upgrade, json_response,
     refuse, with_security_headers,
 };
+use crate::http::jwks::{self, JwksCache};
 use crate::http::proxy::UpstreamProxy;
 use crate::session::{PeerContext, is_loopback};
 use crate::state::GatewayState;
@@ -42,6 +43,8 @@ struct App {
     control_ui: Arc<ControlUi>,
     /// Fronting mode: the upstream's UI and capability paths.
     proxy: Option<Arc<UpstreamProxy>>,
+    /// Trusted-proxy mode with `jwt`: the proxy's key set.
+    jwks: Arc<JwksCache>,
 }
 
 /// The router for one gateway.
@@ -59,6 +62,7 @@ pub(crate) fn router(gateway: Arc<GatewayState>, control_ui: Arc<ControlUi>) -> 
         gateway,
         control_ui,
         proxy,
+        jwks: Arc::new(JwksCache::default()),
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -204,6 +208,7 @@ async fn upgrade_or_ui(
         gateway: state,
         control_ui,
         proxy,
+        jwks,
     }): State<App>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     mut req: Request<Body>,
@@ -269,7 +274,12 @@ async fn upgrade_or_ui(
             );
         }
     };
+    // Trusted-proxy mode: the identity headers (and the proxy's signed
+    // assertion) are only here; the connect decision reads the verdict.
+    let proxy_auth = jwks::proxy_verdict(&state, &jwks, addr.ip(), req.headers()).await;
+    let headers = req.headers();
     let peer = PeerContext {
+        proxy: proxy_auth,
         ip: client_ip,
         // Dual-stack listeners report an IPv4 loopback peer as
         // `::ffff:127.0.0.1`: that is loopback too.
