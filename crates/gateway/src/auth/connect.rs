@@ -577,19 +577,15 @@ fn proxied(
             .filter(|d| d.public_key == verified.public_key)
             .map(|d| d.scopes)
             .unwrap_or_default();
-        if !clawgate_protocol::scopes::covers(&held, &requested) {
-            // The session asks for no more than the device holds plus
-            // what auto-approval may grant.
-            requested = if requested.is_empty() {
-                can_grant
-            } else {
-                requested
-                    .into_iter()
-                    .filter(|s| {
-                        can_grant.contains(s) || clawgate_protocol::scopes::covers(&held, &[s])
-                    })
-                    .collect()
-            };
+        // A connect that asks for nothing gets the list; one that asks for
+        // more than the device holds asks for no more than that plus what
+        // auto-approval may grant.
+        if requested.is_empty() {
+            requested = can_grant;
+        } else if !clawgate_protocol::scopes::covers(&held, &requested) {
+            requested.retain(|s| {
+                can_grant.contains(s) || clawgate_protocol::scopes::covers(&held, &[s])
+            });
         }
     }
     let ask = pairing::Ask {
