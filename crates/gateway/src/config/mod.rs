@@ -69,7 +69,7 @@ pub use resolve::{
 };
 pub use types::{
     AuthConfig, AuthMode, AutoApprove, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig,
-    DEFAULT_AUTO_APPROVE_SCOPES, DEFAULT_PORT, GatewayConfig, JwksSource, JwtConfig,
+    DEFAULT_AUTO_APPROVE_SCOPES, DEFAULT_PORT, GatewayConfig, IpRange, JwksSource, JwtConfig,
     RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, TrustedProxyConfig,
     UpstreamConfig,
 };

@@ -44,6 +44,73 @@ impl BindMode {
     }
 }
 
+/// A CIDR range of `gateway.trustedProxies`. IPv4 ranges match IPv4 peers
+/// and their IPv4-mapped IPv6 form alike; an IPv4-mapped range
+/// (`::ffff:10.0.0.0/104`) is the IPv4 range it maps; native IPv6 peers
+/// never match an IPv4 range (as in the reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    /// The network address (IPv4 for IPv4 and mapped ranges).
+    pub net: IpAddr,
+    /// Prefix length in the network address's family.
+    pub prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `addr/prefix`; the address is masked to the prefix.
+    pub fn parse(text: &str) -> Option<IpRange> {
+        let (addr, prefix) = text.trim().split_once('/')?;
+        let addr: IpAddr = addr.parse().ok()?;
+        let prefix: u8 = prefix.parse().ok()?;
+        let (net, prefix) = match addr {
+            IpAddr::V4(_) if prefix <= 32 => (addr, prefix),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if (96..=128).contains(&prefix) => (IpAddr::V4(v4), prefix - 96),
+                Some(_) => return None,
+                None if prefix <= 128 => (addr, prefix),
+                None => return None,
+            },
+            _ => return None,
+        };
+        Some(IpRange {
+            net: mask(net, prefix),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` is in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.net.is_ipv4() && mask(ip, self.prefix) == self.net
+    }
+}
+
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
 /// `gateway.auth.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -306,8 +373,12 @@ pub struct GatewayConfig {
     pub control_ui: ControlUiConfig,
     /// `gateway.nodes.pairing.autoApproveLocal` (default true).
     pub auto_approve_local: bool,
-    /// `gateway.trustedProxies`: peers allowed to send forwarding headers.
+    /// `gateway.trustedProxies`: peers allowed to send forwarding headers
+    /// (the entries that are single addresses).
     pub trusted_proxies: Vec<IpAddr>,
+    /// The `gateway.trustedProxies` entries that are CIDR ranges
+    /// (`10.0.0.0/8`, `fd00::/8`, `::ffff:10.0.0.0/104`).
+    pub trusted_proxy_ranges: Vec<IpRange>,
     /// `gateway.allowedHosts` (clawgate addition): `Host` names the gateway
     /// answers to besides loopback names (lowercase, no port; `"*"` turns
     /// the check off). See `auth::host_allowed`: on a loopback bind every
@@ -350,6 +421,7 @@ impl GatewayConfig {
             control_ui: ControlUiConfig::default(),
             auto_approve_local: true,
             trusted_proxies: Vec::new(),
+            trusted_proxy_ranges: Vec::new(),
             allowed_hosts: Vec::new(),
             tick_interval: Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS),
             upstream: None,

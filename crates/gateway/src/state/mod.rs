@@ -414,6 +414,11 @@ impl GatewayState {
     /// Whether `ip` may send forwarding headers.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.config.trusted_proxies.contains(&ip)
+            || self
+                .config
+                .trusted_proxy_ranges
+                .iter()
+                .any(|r| r.contains(ip))
     }
 
     /// The resolved configuration this gateway runs with.

@@ -619,8 +619,37 @@ fn nodes_and_trusted_proxies() {
         err(json!({"gateway": {"nodes": {"pairing": {"autoApproveLocal": 1}}}})).0,
         "gateway.nodes.pairing.autoApproveLocal"
     );
-    let (key, msg) = err(json!({"gateway": {"trustedProxies": ["10.0.0.1", "10.0.0.0/8"]}}));
-    assert_eq!(key, "gateway.trustedProxies[1]", "{msg}");
+    let cfg = ok(
+        json!({"gateway": {"trustedProxies": ["10.0.0.1", "10.9.9.9/8", "::ffff:172.16.0.0/108", "fd00::/8"]}}),
+    );
+    assert_eq!(
+        cfg.trusted_proxies,
+        vec!["10.0.0.1".parse::<IpAddr>().unwrap()]
+    );
+    let r = &cfg.trusted_proxy_ranges;
+    assert_eq!(r.len(), 3);
+    assert!(r[0].contains("10.1.2.3".parse().unwrap()));
+    assert!(
+        r[0].contains("::ffff:10.1.2.3".parse().unwrap()),
+        "mapped peers match IPv4 ranges"
+    );
+    assert!(!r[0].contains("11.0.0.1".parse().unwrap()));
+    assert!(
+        r[1].contains("172.16.5.5".parse().unwrap()),
+        "a mapped range is its IPv4 range"
+    );
+    assert!(!r[1].contains("172.32.0.1".parse().unwrap()));
+    assert!(r[2].contains("fd12::1".parse().unwrap()));
+    assert!(!r[2].contains("10.1.2.3".parse().unwrap()));
+    for bad in [
+        "10.0.0.0/33",
+        "10.0.0.0/x",
+        "::ffff:10.0.0.0/64",
+        "host.example/8",
+    ] {
+        let (key, msg) = err(json!({"gateway": {"trustedProxies": ["10.0.0.1", bad]}}));
+        assert_eq!(key, "gateway.trustedProxies[1]", "{bad}: {msg}");
+    }
     assert_eq!(
         err(json!({"gateway": {"trustedProxies": ["10.0.0.1", 7]}})).0,
         "gateway.trustedProxies[1]"
