@@ -70,7 +70,7 @@ pub fn proxy_jwt(token: &[u8], jwks: &[u8]) -> Result<String, String> {
         headers.append("x-pomerium-jwt-assertion", value.clone());
         headers.append("x-openclaw-scopes", value);
         let peer = std::net::IpAddr::from([10, 0, 0, 1]);
-        match trusted_proxy::check_headers(&tp, true, peer, &headers) {
+        match trusted_proxy::check_headers(&tp, true, peer, Some(false), &headers) {
             Ok(id) => assert!(!id.user.is_empty() && id.user.len() <= trusted_proxy::MAX_USER_LEN),
             Err(crate::session::ProxyAuth::Refused { reason, .. }) => {
                 assert!(reason.starts_with("trusted_proxy_"), "{reason}")

@@ -74,18 +74,30 @@ fn header_problem(which: &str, name: &str, problem: &str) -> ProxyAuth {
 }
 
 /// The reference's header rules. `trusted`: the TCP peer is in
-/// `gateway.trustedProxies`.
+/// `gateway.trustedProxies`; `local_interface`: whether a non-loopback
+/// peer is one of this host's own addresses (`None`: unknown).
 pub fn check_headers(
     cfg: &TrustedProxyConfig,
     trusted: bool,
     tcp_peer: IpAddr,
+    local_interface: Option<bool>,
     headers: &HeaderMap,
 ) -> Result<HeaderIdentity, ProxyAuth> {
     if !trusted {
         return Err(refused("trusted_proxy_untrusted_source", None));
     }
-    if is_loopback(tcp_peer) && !cfg.allow_loopback {
-        return Err(refused("trusted_proxy_loopback_source", None));
+    if is_loopback(tcp_peer) {
+        if !cfg.allow_loopback {
+            return Err(refused("trusted_proxy_loopback_source", None));
+        }
+    } else {
+        // A spoofing guard: traffic from this host's own (non-loopback)
+        // address is another local process, not the proxy.
+        match local_interface {
+            None => return Err(refused("trusted_proxy_local_interface_check_failed", None)),
+            Some(true) => return Err(refused("trusted_proxy_local_interface_source", None)),
+            Some(false) => {}
+        }
     }
     for name in &cfg.required_headers {
         match single_value(headers, name, 8 * 1024) {
@@ -215,12 +227,12 @@ mod tests {
             ("x-forwarded-user", " nick@example.com "),
         ]);
         assert_eq!(
-            reason(check_headers(&cfg(), false, proxy, &good)),
+            reason(check_headers(&cfg(), false, proxy, Some(false), &good)),
             "trusted_proxy_untrusted_source"
         );
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(
-            reason(check_headers(&cfg(), true, lo, &headers(&[]))),
+            reason(check_headers(&cfg(), true, lo, Some(false), &headers(&[]))),
             "trusted_proxy_loopback_source"
         );
         assert_eq!(
@@ -228,6 +240,7 @@ mod tests {
                 &cfg(),
                 true,
                 proxy,
+                Some(false),
                 &headers(&[("x-forwarded-user", "a")])
             )),
             "trusted_proxy_missing_header_x-forwarded-proto"
@@ -237,12 +250,21 @@ mod tests {
                 &cfg(),
                 true,
                 proxy,
+                Some(false),
                 &headers(&[("x-forwarded-proto", "https"), ("x-forwarded-user", "  ")])
             )),
             "trusted_proxy_user_missing"
         );
-        let id = check_headers(&cfg(), true, proxy, &good).unwrap();
+        let id = check_headers(&cfg(), true, proxy, Some(false), &good).unwrap();
         assert_eq!(id.user, "nick@example.com");
+        assert_eq!(
+            reason(check_headers(&cfg(), true, proxy, Some(true), &good)),
+            "trusted_proxy_local_interface_source"
+        );
+        assert_eq!(
+            reason(check_headers(&cfg(), true, proxy, None, &good)),
+            "trusted_proxy_local_interface_check_failed"
+        );
         assert_eq!(
             admit(&cfg(), id.user, None),
             ProxyAuth::Verified {
@@ -264,13 +286,13 @@ mod tests {
             ("x-forwarded-user", "b"),
         ]);
         assert_eq!(
-            reason(check_headers(&cfg(), true, proxy, &dup)),
+            reason(check_headers(&cfg(), true, proxy, Some(false), &dup)),
             "trusted_proxy_user_header_duplicated"
         );
         let long = "a".repeat(MAX_USER_LEN + 1);
         let long = headers(&[("x-forwarded-proto", "https"), ("x-forwarded-user", &long)]);
         assert_eq!(
-            reason(check_headers(&cfg(), true, proxy, &long)),
+            reason(check_headers(&cfg(), true, proxy, Some(false), &long)),
             "trusted_proxy_user_header_too_long"
         );
         let mut bin = headers(&[("x-forwarded-proto", "https")]);
@@ -279,7 +301,7 @@ mod tests {
             axum::http::HeaderValue::from_bytes(b"n\xffck").unwrap(),
         );
         assert_eq!(
-            reason(check_headers(&cfg(), true, proxy, &bin)),
+            reason(check_headers(&cfg(), true, proxy, Some(false), &bin)),
             "trusted_proxy_user_header_malformed"
         );
     }
@@ -293,7 +315,9 @@ mod tests {
             ("x-openclaw-scopes", ""),
         ]);
         assert_eq!(
-            check_headers(&cfg(), true, proxy, &h).unwrap().scopes_cap,
+            check_headers(&cfg(), true, proxy, Some(false), &h)
+                .unwrap()
+                .scopes_cap,
             Some(vec![])
         );
         let held = vec!["operator.read".to_string(), "operator.admin".to_string()];

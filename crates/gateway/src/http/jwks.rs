@@ -262,12 +262,13 @@ pub(crate) async fn proxy_verdict(
         return trusted_proxy::refused("trusted_proxy_config_missing", None);
     };
     drop(auth);
-    let id = match trusted_proxy::check_headers(
-        &cfg,
-        state.is_trusted_proxy(tcp_peer),
-        tcp_peer,
-        headers,
-    ) {
+    let trusted = state.is_trusted_proxy(tcp_peer);
+    let local_interface = if trusted && !crate::session::is_loopback(tcp_peer) {
+        crate::http::local_addrs::is_local_interface(tcp_peer)
+    } else {
+        Some(false)
+    };
+    let id = match trusted_proxy::check_headers(&cfg, trusted, tcp_peer, local_interface, headers) {
         Ok(id) => id,
         Err(refusal) => return refusal,
     };

@@ -15,6 +15,7 @@ mod accept;
 pub mod control_ui;
 mod headers;
 mod jwks;
+mod local_addrs;
 mod proxy;
 mod routes;
 
