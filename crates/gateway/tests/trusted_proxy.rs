@@ -170,7 +170,8 @@ async fn proxied_control_ui_gets_in_with_its_identity_grant_only() {
 #[tokio::test]
 async fn refusals_carry_the_reference_codes_and_are_audited() {
     let gw = start(tp_config(), |_| {}).await;
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 ("x-forwarded-user", USER),

@@ -154,7 +154,7 @@ pub fn check_headers(
 
 /// The last rule: `allowUsers` (exact match), then the verdict.
 pub fn admit(cfg: &TrustedProxyConfig, user: String, scopes_cap: Option<Vec<String>>) -> ProxyAuth {
-    if !cfg.allow_users.is_empty() && !cfg.allow_users.iter().any(|u| *u == user) {
+    if !cfg.allow_users.is_empty() && !cfg.allow_users.contains(&user) {
         return refused("trusted_proxy_user_not_allowed", None);
     }
     ProxyAuth::Verified { user, scopes_cap }
