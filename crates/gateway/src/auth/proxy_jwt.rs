@@ -298,3 +298,79 @@ pub fn check_bytes(token: &[u8], jwks: &[u8], cfg: &JwtConfig) -> Result<String,
         .ok_or_else(unknown_key)?;
     verify(token, &header, key, cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JwksSource;
+
+    fn cfg() -> JwtConfig {
+        JwtConfig {
+            header: "x-pomerium-jwt-assertion".into(),
+            jwks: JwksSource::File("/nonexistent".into()),
+            issuer: "https://issuer.fuzz".into(),
+            audience: vec!["fuzz-aud".into()],
+            algorithms: vec!["EdDSA".into(), "ES256".into()],
+            clock_skew_secs: 60,
+            user_claim: "email".into(),
+        }
+    }
+
+    /// The fuzz target's seeds reach the success path and each refusal.
+    #[test]
+    fn fuzz_seeds_verify_as_labelled() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/proxy_jwt");
+        let run = |name: &str| {
+            let data = std::fs::read(dir.join(format!("seed-{name}"))).unwrap();
+            let n = usize::from(u16::from_le_bytes([data[0], data[1]]));
+            let (token, jwks) = data[2..].split_at(n);
+            check_bytes(token, jwks, &cfg())
+        };
+        assert_eq!(run("good").unwrap(), "nick@example.com");
+        assert_eq!(run("no-kid").unwrap(), "nick@example.com");
+        assert_eq!(run("aud-list").unwrap(), "nick@example.com");
+        for (name, reason) in [
+            ("expired", "trusted_proxy_jwt_expired"),
+            ("wrong-iss", "trusted_proxy_jwt_issuer"),
+            ("unknown-kid", "trusted_proxy_jwt_unknown_key"),
+            ("no-user", "trusted_proxy_jwt_user_claim"),
+            ("alg-none", "trusted_proxy_jwt_malformed"),
+            ("alg-hs256", "trusted_proxy_jwt_algorithm"),
+            ("broken", "trusted_proxy_jwt_malformed"),
+        ] {
+            assert_eq!(run(name).unwrap_err().reason, reason, "{name}");
+        }
+    }
+
+    #[test]
+    fn key_sets_are_bounded_and_public_only() {
+        let big = format!(
+            "{{\"keys\": [], \"pad\": \"{}\"}}",
+            "p".repeat(MAX_JWKS_BYTES)
+        );
+        assert_eq!(
+            parse_jwks(big.as_bytes()).unwrap_err().reason,
+            "trusted_proxy_jwks_too_large"
+        );
+        let oct = br#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#;
+        assert_eq!(
+            parse_jwks(oct).unwrap_err().reason,
+            "trusted_proxy_jwks_invalid"
+        );
+        for bad in [&b"[]"[..], b"{}", b"{\"keys\": 1}", b"\xff\xfe", b""] {
+            assert_eq!(
+                parse_jwks(bad).unwrap_err().reason,
+                "trusted_proxy_jwks_invalid"
+            );
+        }
+        let many: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"kty":"OKP","crv":"Ed25519","kid":"k{i}","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}"#))
+            .collect();
+        let doc = format!("{{\"keys\": [{}]}}", many.join(","));
+        assert_eq!(
+            parse_jwks(doc.as_bytes()).unwrap().keys.len(),
+            MAX_JWKS_KEYS
+        );
+    }
+}
