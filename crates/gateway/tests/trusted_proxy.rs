@@ -887,3 +887,99 @@ async fn through_a_real_nginx() {
     drop(nginx);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_loopback_proxy_without_forwarding_headers_is_not_a_local_caller() {
+    // Only the identity header: no x-forwarded-* that would mark the
+    // socket as forwarded. Local silent pairing must not apply.
+    let gw = start(
+        TrustedProxyConfig {
+            user_header: "x-pomerium-claim-email".into(),
+            required_headers: vec![],
+            ..tp_config()
+        },
+        |_| {},
+    )
+    .await;
+    let device = TestDevice::new();
+    let mut c = via_proxy(&gw, &[("x-pomerium-claim-email", USER)]).await;
+    let res = c
+        .connect_device(
+            &device,
+            params("openclaw-macos", "ui", json!({}), &["operator.read"]),
+        )
+        .await;
+    assert_eq!(res["error"]["details"]["code"], "PAIRING_REQUIRED", "{res}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_paired_device_keeps_its_own_credential_path() {
+    // As in the reference: a device token is its own way in, also when the
+    // proxy's headers are absent (revoke the device to cut it off).
+    let gw = start(
+        TrustedProxyConfig {
+            device_auto_approve: Some(AutoApprove {
+                scopes: vec!["operator.read".into()],
+                explicit: true,
+            }),
+            ..tp_config()
+        },
+        |_| {},
+    )
+    .await;
+    let device = TestDevice::new();
+    let mut c = via_proxy(&gw, &proxy_headers(USER, &[])).await;
+    let res = c
+        .connect_device(&device, params("openclaw-macos", "ui", json!({}), &[]))
+        .await;
+    let token = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let mut c = Client::connect_from(ip(OUTSIDER), &gw.url(), &[])
+        .await
+        .unwrap();
+    let res = c
+        .connect_device(
+            &device,
+            params(
+                "openclaw-macos",
+                "ui",
+                json!({"deviceToken": token}),
+                &["operator.read"],
+            ),
+        )
+        .await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token", "{res}");
+    let mut c = Client::connect_from(ip(OUTSIDER), &gw.url(), &[])
+        .await
+        .unwrap();
+    let res = c
+        .connect_device(
+            &device,
+            params(
+                "openclaw-macos",
+                "ui",
+                json!({"deviceToken": "wrong"}),
+                &["operator.read"],
+            ),
+        )
+        .await;
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH",
+        "{res}"
+    );
+    // Without any credential, the proxy's refusal is the answer.
+    let mut c = Client::connect_from(ip(OUTSIDER), &gw.url(), &[])
+        .await
+        .unwrap();
+    let res = c
+        .connect_device(
+            &device,
+            params("openclaw-macos", "ui", json!({}), &["operator.read"]),
+        )
+        .await;
+    assert_refused(&res, "AUTH_UNAUTHORIZED", "trusted_proxy_untrusted_source");
+    gw.stop().await;
+}

@@ -140,8 +140,11 @@ fn decide(
         let local_password = peer.direct_local
             && (auth.config.password.is_some() || auth.config.password_hash.is_some())
             && non_empty(&params.auth.password).is_some();
+        // A device token may also come in `auth.token` (the reference's
+        // shared-token fallback); no shared token exists in this mode.
         let credential = params.device.is_some()
             && (non_empty(&params.auth.device_token).is_some()
+                || non_empty(&params.auth.token).is_some()
                 || non_empty(&params.auth.bootstrap_token).is_some());
         if !local_password && !credential {
             return Err(Rejection::now(refusal));

@@ -31,7 +31,7 @@ use crate::http::headers::{
 };
 use crate::http::jwks::{self, JwksCache};
 use crate::http::proxy::UpstreamProxy;
-use crate::session::{PeerContext, is_loopback};
+use crate::session::{PeerContext, ProxyAuth, is_loopback};
 use crate::state::GatewayState;
 use crate::state::slots::SlotRefusal;
 use crate::ws;
@@ -278,12 +278,16 @@ async fn upgrade_or_ui(
     // assertion) are only here; the connect decision reads the verdict.
     let proxy_auth = jwks::proxy_verdict(&state, &jwks, addr.ip(), req.headers()).await;
     let headers = req.headers();
+    // A user a proxy vouched for is not a local caller, even from a
+    // loopback proxy that sends no forwarding headers (no silent pairing,
+    // no local password path, no loopback limiter exemption).
+    let vouched = matches!(proxy_auth, ProxyAuth::Verified { .. });
     let peer = PeerContext {
         proxy: proxy_auth,
         ip: client_ip,
         // Dual-stack listeners report an IPv4 loopback peer as
         // `::ffff:127.0.0.1`: that is loopback too.
-        direct_local: is_loopback(addr.ip()) && !forwarded,
+        direct_local: is_loopback(addr.ip()) && !forwarded && !vouched,
         origin: header_str(headers, "origin").map(str::to_owned),
         host: header_str(headers, "host").map(str::to_owned),
     };
