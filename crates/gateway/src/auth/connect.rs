@@ -552,6 +552,10 @@ fn proxied(
     if let Some(refusal) = state.registry.refusal() {
         return Err(Rejection::now(refusal));
     }
+    // Replicas: decide on the registry as it is now (see `decide`).
+    if state.store.behind() {
+        let _ = state.store.refresh();
+    }
     let now = now_ms();
     let verified = device_proof::verify(params, device, role.as_str(), challenge_nonce, now)
         .map_err(|f| Rejection::now(catalogue::device_auth_failure(f)))?;
