@@ -18,6 +18,7 @@ uiTest('Devices: an admin creates a setup code with its QR code, then revokes it
   await section.waitFor();
   await page.fill('#setup-scopes', 'operator.read');
   await page.fill('#setup-label', 'ui phone');
+  assert.equal(await page.inputValue('#setup-label'), 'ui phone');
   await page.click('button#setup-create');
   const result = section.locator('.setup-result');
   await result.waitFor();

@@ -9,6 +9,7 @@ mod badauth;
 mod conn;
 mod handshake;
 mod hold;
+mod replicas;
 mod report;
 mod rpc;
 mod soak;
@@ -80,6 +81,8 @@ enum Cmd {
     Attack(attack::AttackArgs),
     /// Hold many authenticated connections with ticks, churn and RPCs; sample server RSS and fds.
     Soak(soak::SoakArgs),
+    /// Replicas on one PostgreSQL registry: revocation/approval propagation, handshake CPU with PostgreSQL CPU.
+    Replicas(replicas::ReplicasArgs),
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +258,7 @@ fn main() -> ExitCode {
             Cmd::Startup(a) => startup::run(&ctx, a).await,
             Cmd::Attack(a) => attack::run(&ctx, a).await,
             Cmd::Soak(a) => soak::run(&ctx, a).await,
+            Cmd::Replicas(a) => replicas::run(&ctx, a).await,
         }
     });
     // Sockets still closing in the background must not delay the exit.

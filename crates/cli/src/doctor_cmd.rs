@@ -511,7 +511,7 @@ fn pg_store_check(url: &str, password_file: Option<&std::path::Path>) -> Check {
         target.display(),
         target.host()
     );
-    let store = match clawgate_store::Store::open_postgres(&target) {
+    let store = match clawgate_store::Store::inspect_postgres(&target) {
         Ok(s) => s,
         Err(e @ clawgate_store::StoreError::SchemaTooNew { .. }) => {
             return fail(
@@ -520,6 +520,13 @@ fn pg_store_check(url: &str, password_file: Option<&std::path::Path>) -> Check {
                     "Run the clawgate version the replicas run (this is {})",
                     clawgate_gateway::VERSION
                 ),
+            );
+        }
+        Err(e @ clawgate_store::StoreError::Invalid(_)) => {
+            // An empty database or an older schema: doctor changes nothing.
+            return fail(
+                format!("{at}: {e}"),
+                "Start a replica on it (clawgate gateway run --store <url>) or copy a registry into it (clawgate store migrate --to <url>), then: clawgate doctor".into(),
             );
         }
         Err(e) => return fail(format!("{at}: {e}"), reach),

@@ -802,7 +802,7 @@ fn replicas_share_events_presence_and_lockouts() {
             .await;
             assert_eq!(res["ok"], false, "{res}");
         }
-        eventually(Duration::from_secs(3), "lockout shared with B", || async {
+        eventually(Duration::from_secs(2), "lockout shared with B", || async {
             let (_, res) = connect_with(b, json!({"token": TOKEN}), &["operator.read"], None).await;
             (res["ok"] == false && res["error"]["details"]["code"] == "AUTH_RATE_LIMITED")
                 .then_some(())

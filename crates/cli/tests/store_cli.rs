@@ -496,3 +496,37 @@ fn migrate_errors_are_one_line_and_never_show_the_password() {
     );
     assert!(!out.contains(&password));
 }
+
+#[test]
+fn doctor_changes_nothing_in_a_database_without_the_schema() {
+    let dir = state_dir();
+    let state = dir.path();
+    let (url, file, _) = fresh_pg("doctor_empty");
+    let file_env = file.to_str().unwrap();
+    let env = [("CLAWGATE_STORE_PASSWORD_FILE", file_env)];
+    let (code, out, err) = run(state, &["doctor", "--json", "--store", &url], &env);
+    assert_eq!(code, 1, "{out}{err}");
+    let check = store_check(&out);
+    assert_eq!(check["ok"], false, "{check}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("schema version 0") && detail.contains("nothing was changed"),
+        "{check}"
+    );
+    assert!(
+        check["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("clawgate store migrate")),
+        "{check}"
+    );
+    // Still no schema: a second look finds the same, and a replica would
+    // create it.
+    let (_, out, _) = run(state, &["doctor", "--json", "--store", &url], &env);
+    assert!(
+        store_check(&out)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("schema version 0"),
+        "{out}"
+    );
+}

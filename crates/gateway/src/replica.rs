@@ -6,10 +6,11 @@
 //!   ([`clawgate_store::Store::catch_up`]) and carries out what other
 //!   replicas decided for the sessions held here, exactly as a local
 //!   decision does: a removed device, a revoked or rotated token or a
-//!   withdrawn role closes the device's live sessions with 4001; new and
-//!   resolved pairing requests and renames reach this replica's operator
-//!   sockets as events; lockouts are adopted; a shared-secret change makes
-//!   this replica re-read its config. While the LISTEN connection is
+//!   withdrawn role closes the device's live sessions with 4001 (decided
+//!   from the devices' state before and after, so nothing is missed when
+//!   several changes arrive at once); the pairing events other replicas
+//!   sent their operators reach this replica's operators; lockouts are
+//!   adopted; a shared-secret change makes this replica re-read its config. While the LISTEN connection is
 //!   down or a catch-up fails, the registry is marked unreachable (the
 //!   replica fails closed, see `state/registry.rs`); it is marked up again
 //!   only after a catch-up that started after LISTEN was back in place.
@@ -17,7 +18,11 @@
 //!   every 2 s and reads the others'; a replica that misses three refreshes
 //!   drops out of `system-presence` and `status`.
 //! - **Lockouts** ([`lockouts`]): a lockout the limiter decides here is
-//!   written to the change log once a second; failure counting stays local.
+//!   written to the change log at once; failure counting stays local.
+//! - **Events** ([`events`]): the pairing events sent to this replica's
+//!   operators are written to the change log as they happen (explicitly,
+//!   not inferred from state: a request made and approved between two
+//!   catch-ups still reaches every operator as both events).
 //!
 //! Imported only by `server.rs`; imports the rooms below it.
 
@@ -30,12 +35,10 @@ use clawgate_store::{CatchUp, DeviceDelta, ReplicaPresence, RoleToken};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::auth::pairing::{PENDING_TTL_MS, broadcast_resolved};
 use crate::rpc::system::local_presence;
 use crate::session::now_ms;
 use crate::state::GatewayState;
 use crate::state::limiter::{LimitKey, LimitScope, PeerClass};
-use crate::views;
 
 /// How often a replica rewrites its presence row.
 pub const PRESENCE_REFRESH: Duration = Duration::from_secs(2);
@@ -103,7 +106,6 @@ fn apply(state: &GatewayState, caught: CatchUp) {
     }
     for delta in &caught.deltas {
         close_invalidated(state, delta);
-        announce_pairing(state, delta);
     }
     for change in &caught.changes {
         for effect in &change.effects {
@@ -149,55 +151,22 @@ fn close_invalidated(state: &GatewayState, d: &DeviceDelta) {
     }
 }
 
-/// Pairing events for this replica's operator sockets.
-fn announce_pairing(state: &GatewayState, d: &DeviceDelta) {
-    let now = now_ms();
-    for p in &d.after.pending {
-        let before = d
-            .before
-            .pending
-            .iter()
-            .find(|b| b.request_id == p.request_id);
-        let changed = before.is_none_or(|b| {
-            (b.role.as_str(), &b.roles, &b.scopes, &b.reason)
-                != (p.role.as_str(), &p.roles, &p.scopes, &p.reason)
-        });
-        if changed {
-            state
-                .hub
-                .broadcast("device.pair.requested", &views::pending(p));
-        }
-    }
-    for gone in d
-        .before
-        .pending
-        .iter()
-        .filter(|b| !d.after.pending.iter().any(|p| p.request_id == b.request_id))
-    {
-        if gone.refreshed_at_ms + PENDING_TTL_MS <= now {
-            continue; // expired and pruned: no decision to announce
-        }
-        let approved = d
-            .after
-            .device
-            .as_ref()
-            .is_some_and(|dev| dev.roles.contains(&gone.role) && dev.approved_at_ms >= gone.ts);
-        let decision = if approved { "approved" } else { "rejected" };
-        broadcast_resolved(state, &gone.request_id, &d.device_id, decision);
-    }
-    if let (Some(b), Some(a)) = (&d.before.device, &d.after.device)
-        && (&b.operator_label, &b.display_name) != (&a.operator_label, &a.display_name)
-    {
-        state.hub.broadcast("device.pair.changed", &json!({}));
-    }
-}
-
 /// An effect another replica announced: a lockout (as written by
 /// [`lockouts`]) is adopted; a shared-secret change makes this replica
 /// re-read its own config (replicas are meant to share one).
 fn adopt(state: &GatewayState, effect: &Value) {
     match effect.get("kind").and_then(Value::as_str) {
         Some("lockout") => {}
+        Some("event") => {
+            if let (Some(name), Some(payload)) = (
+                effect.get("event").and_then(Value::as_str),
+                effect.get("payload"),
+            ) && PAIRING_EVENTS.contains(&name)
+            {
+                state.hub.broadcast(name, payload);
+            }
+            return;
+        }
         Some("auth.changed") => {
             info!("another replica changed the shared secret; re-reading this replica's config");
             state.request_config_reload();
@@ -242,13 +211,47 @@ fn parse_key(v: &Value) -> Option<LimitKey> {
     Some(LimitKey { scope, peer, class })
 }
 
-/// Writes the lockouts decided here to the change log, once a second.
+/// The events other replicas may ask this one to send to its operators.
+const PAIRING_EVENTS: &[&str] = &[
+    "device.pair.requested",
+    "device.pair.resolved",
+    "device.pair.changed",
+    "device.pair.setup.completed",
+];
+
+/// Writes the pairing events sent to this replica's operators to the change
+/// log as they happen, so every other replica's operators get them too
+/// (each in order, after the change that caused it).
+pub async fn events(state: Arc<GatewayState>) {
+    loop {
+        let _ = tokio::time::timeout(Duration::from_secs(1), state.registry.events_queued()).await;
+        let queued = state.registry.drain_events();
+        if queued.is_empty() {
+            continue;
+        }
+        let count = queued.len();
+        let s = state.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            s.store.transact(|tx| {
+                for (event, payload) in queued {
+                    tx.announce(json!({"kind": "event", "event": event, "payload": payload}));
+                }
+                Ok(())
+            })
+        })
+        .await;
+        if let Ok(Err(err)) = written {
+            warn!(%err, count, "sharing pairing events with the other replicas failed");
+        }
+    }
+}
+
+/// Writes the lockouts decided here to the change log as they are decided
+/// (several at once while a write is in flight; a 1 s sweep behind it).
 pub async fn lockouts(state: Arc<GatewayState>) {
     state.limiter.share_lockouts();
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), state.limiter.lockout_queued()).await;
         let decided = state.limiter.drain_lockouts();
         if decided.is_empty() {
             continue;

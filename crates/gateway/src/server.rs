@@ -158,6 +158,7 @@ impl Gateway {
                 tokio::spawn(replica::follow(state.clone())),
                 tokio::spawn(replica::presence(state.clone())),
                 tokio::spawn(replica::lockouts(state.clone())),
+                tokio::spawn(replica::events(state.clone())),
             ]
         } else {
             Vec::new()

@@ -162,12 +162,43 @@ impl Store {
     /// (under an advisory lock, so replicas starting together migrate once)
     /// and loads the cache and the change-log position from one snapshot.
     pub fn open_postgres(target: &PgTarget) -> Result<Store, StoreError> {
+        Self::connect_postgres(target, true)
+    }
+
+    /// Opens the PostgreSQL store at `target` for inspection (`doctor`):
+    /// like [`Store::open_postgres`], but the schema is never created or
+    /// migrated: a database without clawgate's schema, or with an older
+    /// one, is refused with what to do.
+    pub fn inspect_postgres(target: &PgTarget) -> Result<Store, StoreError> {
+        Self::connect_postgres(target, false)
+    }
+
+    fn connect_postgres(target: &PgTarget, migrate: bool) -> Result<Store, StoreError> {
         let io = pg::Io::start()?;
         let writer = pg::Slot::new(pg::connect(&io, target)?);
         let reader = pg::Slot::new(pg::connect(&io, target)?);
         {
             let mut slot = writer.get(&io, target)?;
-            pg::migrate(&mut slot, target)?;
+            if migrate {
+                pg::migrate(&mut slot, target)?;
+            } else {
+                let found = pg::existing_schema_version(&mut slot, target)?;
+                if found > pgsql::SCHEMA_VERSION {
+                    return Err(StoreError::SchemaTooNew {
+                        found,
+                        supported: pgsql::SCHEMA_VERSION,
+                    });
+                }
+                if found < pgsql::SCHEMA_VERSION {
+                    return Err(StoreError::Invalid(format!(
+                        "{} has clawgate schema version {found}, this clawgate writes {}; \
+                         nothing was changed: a replica (clawgate gateway run --store ...) or \
+                         clawgate store migrate creates or upgrades it",
+                        target.display(),
+                        pgsql::SCHEMA_VERSION
+                    )));
+                }
+            }
         }
         let store = Store {
             path: PathBuf::new(),

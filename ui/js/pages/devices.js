@@ -273,10 +273,18 @@ export function mount(el, app) {
     run('Setup code created.', async () => { created = await app.client.request('device.setup.create', params); });
   });
 
+  // The heading, intro and form are built once and never re-attached: a
+  // live refresh replaces only what follows them, so typing in the form
+  // (focus, caret, half-typed text) survives it.
+  const setupDynamic = h('div', { class: 'setup-dynamic' });
+  replace(setupSection,
+    h('h2', { id: 'setup-title' }, 'Setup codes'),
+    h('p', { class: 'muted' }, 'A setup code pairs one phone or other device once, with exactly the role and scopes chosen here.'),
+    setupForm, setupDynamic);
+
   function renderSetup(codes) {
     setupSection.hidden = !isAdmin();
     if (!isAdmin()) return;
-    const form = setupForm;
     const shown = created ? (() => {
       const code = h('code', { id: 'setup-code-text', class: 'wrap' }, created.setupCode);
       return h('div', { class: 'setup-result', dataset: { setupId: created.setupId } },
@@ -291,10 +299,7 @@ export function mount(el, app) {
       h('div', { class: 'item-actions' },
         action('revoke-setup', 'Revoke', c.state === 'live' ? null : `Already ${c.state}.`,
           () => run('Setup code revoked.', () => app.client.request('device.setup.revoke', { setupId: c.setupId }))))));
-    replace(setupSection,
-      h('h2', { id: 'setup-title' }, 'Setup codes'),
-      h('p', { class: 'muted' }, 'A setup code pairs one phone or other device once, with exactly the role and scopes chosen here.'),
-      form, shown,
+    replace(setupDynamic, shown,
       rows.length ? h('ul', { class: 'tokens' }, rows) : h('p', { class: 'muted empty' }, 'No setup codes.'));
   }
 

@@ -288,9 +288,9 @@ fn authenticated(state: &GatewayState, r: &Redeem<'_>, done: Redeemed) -> Authen
         &token_scopes,
         issued_at,
     );
-    state.hub.broadcast(
+    state.pairing_event(
         "device.pair.setup.completed",
-        &json!({
+        json!({
             "setupId": code.setup_id,
             "deviceId": device.device_id,
             "deviceName": device.display_name,

@@ -483,9 +483,10 @@ fn open_request(
         broadcast_resolved(state, &old.request_id, &old.device_id, "rejected");
     }
     info!(device = %saved.device_id, request = %saved.request_id, reason = reason.as_str(), "pairing request opened");
-    state
-        .hub
-        .broadcast("device.pair.requested", &views::pending(&saved));
+    state.pairing_event(
+        "device.pair.requested",
+        views::json(&views::pending(&saved)),
+    );
     Ok(saved)
 }
 
@@ -560,9 +561,10 @@ fn update_request(
     };
     if ask_changed {
         info!(device = %saved.device_id, request = %saved.request_id, "pairing request updated");
-        state
-            .hub
-            .broadcast("device.pair.requested", &views::pending(&saved));
+        state.pairing_event(
+            "device.pair.requested",
+            views::json(&views::pending(&saved)),
+        );
     }
     Ok(saved)
 }
@@ -584,8 +586,8 @@ fn browser_origin(params: &ConnectParams, peer: &PeerContext) -> Option<String> 
 
 /// Broadcasts `device.pair.resolved`.
 pub fn broadcast_resolved(state: &GatewayState, request_id: &str, device_id: &str, decision: &str) {
-    state.hub.broadcast(
+    state.pairing_event(
         "device.pair.resolved",
-        &json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": clock_ms()}),
+        json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": clock_ms()}),
     );
 }

@@ -364,6 +364,6 @@ pub fn pair_rename(
         json!({"label": label, "previousLabel": previous}),
         |tx| tx.put_device(&device).map(|_| ()),
     )?;
-    state.hub.broadcast("device.pair.changed", &json!({}));
+    state.pairing_event("device.pair.changed", json!({}));
     Ok(views::json(&PairRenamed { device_id, label }))
 }

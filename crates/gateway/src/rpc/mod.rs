@@ -179,9 +179,14 @@ pub fn dispatch(
             return Err(Refusal::Other(refusal));
         }
         // Replicas: device methods answer from the registry as another
-        // replica left it a moment ago (a request made there, a token
-        // revoked there), not from a cache known to be behind.
-        if m.name.starts_with("device.") && state.store.behind() {
+        // replica left it a moment ago (a request made there, a device
+        // approved there), not from this replica's cache as it last saw it.
+        // A decision reads the change log first (one query; operators act
+        // rarely); a listing only when this replica was told it is behind.
+        if m.name.starts_with("device.")
+            && (state.store.behind()
+                || (REGISTRY_DECISIONS.contains(&m.name) && state.store.replica_id().is_some()))
+        {
             let _ = state.store.refresh();
         }
         (m.handler)(state, caller, params).map_err(Refusal::Other)

@@ -168,13 +168,15 @@ impl Deferred {
             Ok(()) => Ok(n),
             Err(err) => {
                 // A failed transaction changed nothing. When the store may
-                // come back (busy, I/O, disk full) the batch is queued again
+                // come back (busy, I/O, disk full, PostgreSQL away) the batch is queued again
                 // ahead of anything queued meanwhile, so no lockout or
                 // refused-connect row is lost; a batch the store refuses as
                 // such (invalid, corrupt) would fail forever and is dropped.
                 if matches!(
                     err,
-                    clawgate_store::StoreError::Sqlite(_) | clawgate_store::StoreError::Io(_)
+                    clawgate_store::StoreError::Sqlite(_)
+                        | clawgate_store::StoreError::Io(_)
+                        | clawgate_store::StoreError::Unreachable { .. }
                 ) {
                     self.requeue(pending);
                 }

@@ -179,6 +179,8 @@ pub struct AuthLimiter {
     config: Mutex<RateLimitConfig>,
     inner: Mutex<Inner>,
     capacity: usize,
+    /// Woken when a lockout is queued for the other replicas.
+    lockout_queued: tokio::sync::Notify,
 }
 
 /// The address a peer is counted under: IPv4 as is (also when mapped into
@@ -230,6 +232,7 @@ impl AuthLimiter {
                 share_lockouts: false,
             }),
             capacity: capacity.max(1),
+            lockout_queued: tokio::sync::Notify::new(),
         }
     }
 
@@ -349,6 +352,7 @@ impl AuthLimiter {
             entry.locked_until = Some(now + lockout);
             if inner.share_lockouts && inner.decided.len() < MAX_QUEUED_LOCKOUTS {
                 inner.decided.push((*key, lockout));
+                self.lockout_queued.notify_one();
             }
             return FailureOutcome {
                 delay: Duration::ZERO,
@@ -362,6 +366,11 @@ impl AuthLimiter {
     /// [`AuthLimiter::drain_lockouts`].
     pub fn share_lockouts(&self) {
         self.inner.lock().expect("limiter lock").share_lockouts = true;
+    }
+
+    /// Resolves when a lockout was queued (see [`AuthLimiter::share_lockouts`]).
+    pub async fn lockout_queued(&self) {
+        self.lockout_queued.notified().await;
     }
 
     /// The lockouts decided here since the last call, with their length.

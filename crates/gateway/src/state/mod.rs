@@ -212,8 +212,13 @@ impl GatewayState {
     /// Writes the queued last-seen and token-use updates now.
     pub fn flush_deferred(&self) {
         self.report_attack_events();
-        if let Err(err) = self.deferred.flush(&self.store) {
-            tracing::warn!(%err, "writing the batched last-seen updates and audit rows failed; they stay queued for the next flush unless the store refused them as invalid");
+        match self.deferred.flush(&self.store) {
+            // Already said once by the replica follower; kept queued.
+            Err(clawgate_store::StoreError::Unreachable { .. }) if !self.registry.is_up() => {}
+            Err(err) => {
+                tracing::warn!(%err, "writing the batched last-seen updates and audit rows failed; they stay queued for the next flush unless the store refused them as invalid");
+            }
+            Ok(_) => {}
         }
     }
 
@@ -336,6 +341,14 @@ impl GatewayState {
             clawgate_protocol::close_code::SESSION_INVALIDATED,
             "gateway auth changed",
         ))
+    }
+
+    /// Sends a pairing event (`device.pair.requested|resolved|changed`,
+    /// `device.pair.setup.completed`) to this gateway's operator sockets
+    /// and, for replicas, to every other replica's.
+    pub fn pairing_event(&self, event: &str, payload: serde_json::Value) {
+        self.hub.broadcast(event, &payload);
+        self.registry.share_event(event, payload);
     }
 
     /// Asks whoever reloads this gateway's config (the binary's SIGHUP

@@ -19,7 +19,16 @@ pub struct RegistryHealth {
     why: Mutex<String>,
     /// The other live replicas' presence rows (empty for SQLite).
     peers: Mutex<Vec<clawgate_store::ReplicaPresence>>,
+    /// Shared registry: events sent to this replica's operators that the
+    /// other replicas' operators must get too, waiting to be written to
+    /// the change log (see `replica::events`).
+    outbox: Option<Mutex<Vec<(String, serde_json::Value)>>>,
+    outbox_ready: tokio::sync::Notify,
 }
+
+/// Events queued beyond this many between two writes are not shared (the
+/// other replicas' operators still see the state on their next listing).
+const MAX_OUTBOX: usize = 4096;
 
 impl RegistryHealth {
     /// A local store: always up. A shared one starts down until the
@@ -35,7 +44,33 @@ impl RegistryHealth {
                 String::new()
             }),
             peers: Mutex::new(Vec::new()),
+            outbox: shared.then(|| Mutex::new(Vec::new())),
+            outbox_ready: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Queues an operator event for the other replicas (no-op for SQLite).
+    pub fn share_event(&self, event: &str, payload: serde_json::Value) {
+        if let Some(outbox) = &self.outbox {
+            let mut queue = outbox.lock().expect("registry lock");
+            if queue.len() < MAX_OUTBOX {
+                queue.push((event.to_string(), payload));
+                self.outbox_ready.notify_one();
+            }
+        }
+    }
+
+    /// The queued events, oldest first.
+    pub fn drain_events(&self) -> Vec<(String, serde_json::Value)> {
+        self.outbox
+            .as_ref()
+            .map(|o| std::mem::take(&mut *o.lock().expect("registry lock")))
+            .unwrap_or_default()
+    }
+
+    /// Resolves when an event was queued.
+    pub async fn events_queued(&self) {
+        self.outbox_ready.notified().await;
     }
 
     /// Replaces the other replicas' presence rows.

@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -46,6 +46,10 @@ pub(crate) const CHANNEL: &str = "clawgate_changes";
 pub struct PgTarget {
     config: Config,
     display: String,
+    /// `sslmode=require` (or `verify-ca`/`verify-full`): TLS with the
+    /// server's certificate verified against `sslrootcert` (else the
+    /// public web roots) and its name checked.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -78,17 +82,24 @@ impl PgTarget {
                 "a store URL starts with postgres:// or postgresql://".into(),
             ));
         }
+        let (url, root_cert, verify) = take_tls_params(url.trim())?;
         let mut config: Config = url
-            .trim()
             .parse()
             .map_err(|e| StoreError::Invalid(format!("the store URL does not parse: {e}")))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(StoreError::Invalid(
-                "sslmode=require: this clawgate speaks to PostgreSQL without TLS; reach it over \
-                 loopback, a unix socket or a private network (or a TLS tunnel such as stunnel)"
-                    .into(),
-            ));
+        if verify {
+            config.ssl_mode(SslMode::Require);
         }
+        let tls = match config.get_ssl_mode() {
+            SslMode::Require => Some(Arc::new(tls_config(root_cert.as_deref())?)),
+            _ if root_cert.is_some() => {
+                return Err(StoreError::Invalid(
+                    "sslrootcert is set but sslmode is not require (or verify-full): add \
+                     sslmode=require to the store URL"
+                        .into(),
+                ));
+            }
+            _ => None,
+        };
         if config.get_hosts().is_empty() {
             config.host("localhost");
         }
@@ -124,7 +135,11 @@ impl PgTarget {
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
         config.application_name("clawgate");
-        Ok(PgTarget { config, display })
+        Ok(PgTarget {
+            config,
+            display,
+            tls,
+        })
     }
 
     /// `host:port/db`, for messages and logs.
@@ -140,6 +155,103 @@ impl PgTarget {
             None => "localhost".into(),
         }
     }
+}
+
+/// Takes the TLS parameters tokio-postgres does not know out of the URL's
+/// query: `sslrootcert=PATH`, and `sslmode=verify-full|verify-ca` (clawgate
+/// always verifies the certificate and the host name when it uses TLS, so
+/// both mean `require` here). Returns the rest of the URL.
+fn take_tls_params(url: &str) -> Result<(String, Option<PathBuf>, bool), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None, false));
+    };
+    let mut root = None;
+    let mut verify = false;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (k, v) {
+            ("sslrootcert", path) => {
+                let decoded = percent_decode(path);
+                if decoded.is_empty() {
+                    return Err(StoreError::Invalid("sslrootcert is empty".into()));
+                }
+                root = Some(PathBuf::from(decoded));
+            }
+            ("sslmode", "verify-full" | "verify-ca") => verify = true,
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((rest, root, verify))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The rustls client for `sslmode=require`: the CA certificates of
+/// `root_cert` (PEM), else the public web roots; ring, TLS 1.2 and 1.3.
+fn tls_config(root_cert: Option<&Path>) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                StoreError::Invalid(format!(
+                    "sslrootcert {} cannot be read: {e}",
+                    path.display()
+                ))
+            })?;
+            for cert in CertificateDer::pem_slice_iter(&bytes) {
+                let cert = cert.map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "sslrootcert {} is not PEM certificates: {e}",
+                        path.display()
+                    ))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "sslrootcert {} holds a certificate rustls refuses: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(StoreError::Invalid(format!(
+                    "sslrootcert {} holds no certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| StoreError::Invalid(format!("TLS setup: {e}")))
 }
 
 fn describe(config: &Config) -> String {
@@ -297,11 +409,21 @@ pub(crate) struct Conn {
 /// Opens a connection; its driver runs on `io`.
 pub(crate) fn connect(io: &Io, target: &PgTarget) -> Result<Client, StoreError> {
     let config = target.config.clone();
+    let tls = target.tls.clone();
     let task = io.handle.spawn(async move {
-        let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let client = match tls {
+            None => {
+                let (client, connection) = config.connect(NoTls).await?;
+                tokio::spawn(connection);
+                client
+            }
+            Some(tls) => {
+                let maker = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
+                let (client, connection) = config.connect(maker).await?;
+                tokio::spawn(connection);
+                client
+            }
+        };
         Ok::<_, tokio_postgres::Error>(client)
     });
     match block(task) {
@@ -524,6 +646,29 @@ fn migrate_locked(slot: &mut SlotGuard<'_>, target: &PgTarget) -> Result<u32, St
     Ok(sql::SCHEMA_VERSION)
 }
 
+/// The schema version without creating anything: 0 when the database has
+/// no clawgate schema table.
+pub(crate) fn existing_schema_version(
+    slot: &mut SlotGuard<'_>,
+    target: &PgTarget,
+) -> Result<u32, StoreError> {
+    let rows = slot.query(
+        target,
+        "SELECT to_regclass('clawgate_schema') IS NOT NULL",
+        &[],
+    )?;
+    let exists: bool = rows
+        .first()
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("schema table: {e}")))?
+        .unwrap_or(false);
+    if !exists {
+        return Ok(0);
+    }
+    schema_version(slot, target)
+}
+
 pub(crate) fn schema_version(
     slot: &mut SlotGuard<'_>,
     target: &PgTarget,
@@ -565,72 +710,36 @@ pub(crate) fn listen(
 ) -> watch::Receiver<ListenState> {
     let (tx, rx) = watch::channel(ListenState::default());
     io.handle.spawn(async move {
-        use futures_util::StreamExt;
         let mut backoff = Duration::from_millis(100);
         loop {
             if tx.is_closed() {
                 return;
             }
-            match target.config.connect(NoTls).await {
-                Ok((client, mut connection)) => {
-                    let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
-                    let latest = latest.clone();
-                    let driver = tokio::spawn(async move {
-                        let mut messages =
-                            futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                        while let Some(m) = messages.next().await {
-                            match m {
-                                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                    // The payload is the change's sequence
-                                    // number: how far the log is known to
-                                    // reach before it is read.
-                                    if let Ok(seq) = n.payload().parse::<u64>() {
-                                        latest.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
-                                    }
-                                    if note_tx.send(()).is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(_) => {}
-                                Err(_) => return,
-                            }
-                        }
-                    });
-                    if client
-                        .batch_execute(&format!("LISTEN {CHANNEL}"))
-                        .await
-                        .is_ok()
-                    {
-                        backoff = Duration::from_millis(100);
-                        tx.send_modify(|s| {
-                            s.connected = true;
-                            s.epoch += 1;
-                        });
-                        let mut check = tokio::time::interval(Duration::from_secs(1));
-                        loop {
-                            tokio::select! {
-                                note = note_rx.recv() => match note {
-                                    Some(()) => tx.send_modify(|s| s.notified += 1),
-                                    None => break,
-                                },
-                                _ = check.tick() => {
-                                    // A cheap round trip notices a silent
-                                    // connection loss within a second.
-                                    let probe = tokio::time::timeout(
-                                        Duration::from_secs(2),
-                                        client.simple_query("SELECT 1"),
-                                    ).await;
-                                    if !matches!(probe, Ok(Ok(_))) || tx.is_closed() {
-                                        break;
-                                    }
-                                }
-                            }
-                        }
+            let session = match &target.tls {
+                None => match target.config.connect(NoTls).await {
+                    Ok((client, connection)) => {
+                        Some(listen_session(client, connection, &tx, &latest).await)
                     }
-                    driver.abort();
+                    Err(_) => None,
+                },
+                Some(tls) => {
+                    let maker = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+                    match target.config.connect(maker).await {
+                        Ok((client, connection)) => {
+                            Some(listen_session(client, connection, &tx, &latest).await)
+                        }
+                        Err(_) => None,
+                    }
+                }
+            };
+            match session {
+                Some(listened) => {
+                    if listened {
+                        backoff = Duration::from_millis(100);
+                    }
                     tx.send_modify(|s| s.connected = false);
                 }
-                Err(_) => {
+                None => {
                     tx.send_if_modified(|s| std::mem::replace(&mut s.connected, false));
                 }
             }
@@ -641,9 +750,101 @@ pub(crate) fn listen(
     rx
 }
 
+/// One LISTEN session on an open connection: reports through `tx` until
+/// the connection is lost (or nobody listens any more). Returns whether
+/// LISTEN was in place.
+async fn listen_session<S, T>(
+    client: Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    tx: &watch::Sender<ListenState>,
+    latest: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
+    let latest = latest.clone();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    // The payload is the change's sequence number: how far
+                    // the log is known to reach before it is read.
+                    if let Ok(seq) = n.payload().parse::<u64>() {
+                        latest.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
+                    }
+                    if note_tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    let listening = client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .is_ok();
+    if listening {
+        tx.send_modify(|s| {
+            s.connected = true;
+            s.epoch += 1;
+        });
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                note = note_rx.recv() => match note {
+                    Some(()) => tx.send_modify(|s| s.notified += 1),
+                    None => break,
+                },
+                _ = check.tick() => {
+                    // A cheap round trip notices a silent connection loss
+                    // within a second.
+                    let probe = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        client.simple_query("SELECT 1"),
+                    ).await;
+                    if !matches!(probe, Ok(Ok(_))) || tx.is_closed() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    driver.abort();
+    listening
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_from_the_url() {
+        let (rest, root, verify) = take_tls_params(
+            "postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://u@h/d?application_name=x");
+        assert_eq!(root.as_deref(), Some(Path::new("/tmp/ca.pem")));
+        assert!(verify);
+        let e = PgTarget::parse("postgres://u@h/d?sslrootcert=/nonexistent.pem", None).unwrap_err();
+        assert!(e.to_string().contains("sslmode"), "{e}");
+        let e = PgTarget::parse(
+            "postgres://u@h/d?sslmode=require&sslrootcert=/nonexistent.pem",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot be read"), "{e}");
+        let t = PgTarget::parse("postgres://u@h/d?sslmode=require", None).unwrap();
+        assert!(t.tls.is_some());
+        let t = PgTarget::parse("postgres://u@h/d", None).unwrap();
+        assert!(t.tls.is_none());
+    }
 
     #[test]
     fn urls_display_without_password() {

@@ -1016,3 +1016,75 @@ fn trusted_proxy_jwt_refusals() {
     j["algorithms"] = json!(["none"]);
     assert!(tp_err(jwt(j)).1.contains("unsigned"));
 }
+
+#[test]
+fn store_url_from_file_environment_and_flag() {
+    // Default: the SQLite file in the state directory.
+    assert_eq!(ok(json!({})).store, StoreConfig::default());
+    let pw = tempfile::tempdir().unwrap();
+    let (file_pw, env_pw) = (pw.path().join("file-pw"), pw.path().join("env-pw"));
+    std::fs::write(&file_pw, "from-file\n").unwrap();
+    std::fs::write(&env_pw, "from-env\n").unwrap();
+    let file_url = "postgres://cg@db.internal:5432/reg";
+    let cfg = ok(json!({"gateway": {"store": {"url": file_url, "passwordFile": file_pw}}}));
+    assert_eq!(cfg.store.url.as_ref().map(|u| u.expose()), Some(file_url));
+    assert_eq!(cfg.store.password_file.as_deref(), Some(file_pw.as_path()));
+    let target = cfg.store.postgres().unwrap().unwrap();
+    assert_eq!(target.display(), "db.internal:5432/reg");
+
+    // A password file that cannot be read stops the start, naming it.
+    let missing = pw.path().join("missing");
+    let (key, message) =
+        err(json!({"gateway": {"store": {"url": file_url, "passwordFile": missing}}}));
+    assert_eq!(key, "gateway.store.url");
+    assert!(
+        message.contains("missing") && message.contains("cannot be read"),
+        "{message}"
+    );
+
+    // The environment beats the file, the flag beats both.
+    let (file, dir) = file_with(with_token(json!({"gateway": {"store": {"url": file_url}}})));
+    let env = EnvOverrides {
+        store_url: Some(Secret::new("postgres://cg@env-host/reg")),
+        store_password_file: Some(env_pw.clone()),
+        ..Default::default()
+    };
+    let cfg = resolve(&file, dir.path(), &RunOverrides::default(), &env).unwrap();
+    assert_eq!(
+        cfg.store.url.as_ref().map(|u| u.expose()),
+        Some("postgres://cg@env-host/reg")
+    );
+    assert_eq!(cfg.store.password_file.as_deref(), Some(env_pw.as_path()));
+    let flag = RunOverrides {
+        store: Some(Secret::new("postgres://cg@flag-host/reg")),
+        ..Default::default()
+    };
+    let cfg = resolve(&file, dir.path(), &flag, &env).unwrap();
+    assert_eq!(
+        cfg.store.url.as_ref().map(|u| u.expose()),
+        Some("postgres://cg@flag-host/reg")
+    );
+}
+
+#[test]
+fn a_bad_store_url_is_refused_naming_where_it_came_from_and_never_echoed() {
+    let (key, message) = err(json!({"gateway": {"store": {"url": "mysql://u:hunter2-pw@h/d"}}}));
+    assert_eq!(key, "gateway.store.url");
+    assert!(message.contains("postgres://"), "{message}");
+    assert!(!message.contains("hunter2-pw"), "{message}");
+    let (key, message) = err(json!({"gateway": {"store": {"url": 5432}}}));
+    assert_eq!(key, "gateway.store.url");
+    assert!(
+        message.contains("clawgate config unset gateway.store.url"),
+        "{message}"
+    );
+    let flag = RunOverrides {
+        store: Some(Secret::new("postgres://u:hunter2-pw@h:notaport/d")),
+        ..Default::default()
+    };
+    let (key, message) = err_with(with_token(json!({})), &flag);
+    assert_eq!(key, "--store");
+    assert!(!message.contains("hunter2-pw"), "{message}");
+    let (key, _) = err(json!({"gateway": {"store": "postgres://u@h/d"}}));
+    assert_eq!(key, "gateway.store");
+}
