@@ -184,3 +184,60 @@ for i, (m, who, p) in enumerate(rpc):
     write("rpc_params", "%02d-%s" % (i, m), data)
 write("rpc_params", "unknown-method", bytes([len(METHODS), 0]) + b"{}")
 write("rpc_params", "node-calls-operator", bytes([4, 5]) + b"{}")
+
+# ---- proxy_jwt: [token length u16 LE][token][JWKS] ----
+
+
+def b64u(data):
+    import base64
+
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_seed(name, token, jwks):
+    if isinstance(token, str):
+        token = token.encode()
+    if not isinstance(jwks, (bytes, str)):
+        jwks = json.dumps(jwks)
+    if isinstance(jwks, str):
+        jwks = jwks.encode()
+    write("proxy_jwt", name, struct.pack("<H", len(token)) + token + jwks)
+
+
+try:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives import serialization
+
+    key = Ed25519PrivateKey.from_private_bytes(bytes([7]) * 32)
+    x = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    jwk = {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "k1", "x": b64u(x)}
+    jwks = {"keys": [jwk]}
+
+    def signed(header, claims):
+        head = b64u(json.dumps(header, separators=(",", ":")))
+        body = b64u(json.dumps(claims, separators=(",", ":")))
+        sig = key.sign(f"{head}.{body}".encode())
+        return f"{head}.{body}.{b64u(sig)}"
+
+    good = {"iss": "https://issuer.fuzz", "aud": "fuzz-aud", "email": "nick@example.com", "exp": 4102444800}
+    jwt_seed("good", signed({"alg": "EdDSA", "kid": "k1"}, good), jwks)
+    jwt_seed("no-kid", signed({"alg": "EdDSA"}, good), jwks)
+    jwt_seed("expired", signed({"alg": "EdDSA", "kid": "k1"}, dict(good, exp=1)), jwks)
+    jwt_seed("aud-list", signed({"alg": "EdDSA", "kid": "k1"}, dict(good, aud=["x", "fuzz-aud"])), jwks)
+    jwt_seed("wrong-iss", signed({"alg": "EdDSA", "kid": "k1"}, dict(good, iss="evil")), jwks)
+    jwt_seed("unknown-kid", signed({"alg": "EdDSA", "kid": "k2"}, good), jwks)
+    jwt_seed("no-user", signed({"alg": "EdDSA", "kid": "k1"}, {k: v for k, v in good.items() if k != "email"}), jwks)
+except ImportError:
+    pass
+
+none = b64u('{"alg":"none"}') + "." + b64u('{"email":"a"}') + "."
+jwt_seed("alg-none", none, {"keys": []})
+jwt_seed("alg-hs256", b64u('{"alg":"HS256","kid":"k"}') + "." + b64u("{}") + ".AAAA", {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "k"}]})
+jwt_seed("rsa-jwks", b64u('{"alg":"RS256","kid":"r"}') + "." + b64u("{}") + ".AAAA", {"keys": [{"kty": "RSA", "kid": "r", "n": "AQAB" * 64, "e": "AQAB"}]})
+jwt_seed("ec-jwks", b64u('{"alg":"ES256","kid":"e"}') + "." + b64u("{}") + ".AAAA", {"keys": [{"kty": "EC", "crv": "P-256", "kid": "e", "x": b64u(bytes(32)), "y": b64u(bytes(32))}]})
+jwt_seed("broken", "a.b", "{")
+jwt_seed("huge-jwks", "x.y.z", '{"keys": [], "pad": "' + "p" * 70000 + '"}')

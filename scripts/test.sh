@@ -23,6 +23,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq systemd; else sudo apt-get update -qq && sudo apt-get install -y -qq systemd; fi
 fi
 
+# The trusted-proxy test puts a real nginx in front of the gateway
+# (crates/gateway/tests/trusted_proxy.rs; it fails without one).
+if [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx-light (for the trusted-proxy end-to-end test)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light; else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends nginx-light; fi
+fi
+
 export CARGO_TERM_COLOR=never
 # Snapshots are reviewed and committed; a missing or changed one fails.
 export INSTA_UPDATE=no

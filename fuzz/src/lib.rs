@@ -62,6 +62,7 @@ pub fn peer(kind: u8, origin: Option<&str>) -> PeerContext {
         direct_local,
         origin: origin.map(str::to_owned),
         host: Some("127.0.0.1:18789".into()),
+        proxy: Default::default(),
     }
 }
 

@@ -78,7 +78,8 @@ fn load_local(paths: &Paths, env: &EnvOverrides) -> Result<Local, String> {
                     Some(t) => Auth::Token(t),
                     None => Auth::TokenMissing,
                 },
-                AuthMode::Password => Auth::Password {
+                // Trusted-proxy mode: local callers use its password.
+                AuthMode::Password | AuthMode::TrustedProxy => Auth::Password {
                     set: cfg.auth.password.is_some(),
                 },
                 AuthMode::None => Auth::None,

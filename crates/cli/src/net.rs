@@ -499,7 +499,9 @@ fn local_options(target: &Target, paths: &Paths) -> Result<ConnectOptions, Failu
         AuthMode::Token => {
             opts.token = target.token.clone().map(Secret::new).or(cfg.auth.token);
         }
-        AuthMode::Password => {
+        // Trusted-proxy mode: a direct local caller uses the password (as
+        // the reference CLI does); the proxy's identity is for browsers.
+        AuthMode::Password | AuthMode::TrustedProxy => {
             opts.password = target
                 .password
                 .clone()

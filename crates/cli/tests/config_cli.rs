@@ -227,10 +227,40 @@ fn set_refuses_auth_none_on_lan_and_placeholder_secrets() {
     s.cmd(&["set", "gateway.auth.token", "undefined"])
         .code(1)
         .stderr(predicate::str::contains("gateway.auth.token"));
+    // Trusted-proxy mode needs its identity header first.
     s.cmd(&["set", "gateway.auth.mode", "trusted-proxy"])
         .code(1)
-        .stderr(predicate::str::contains("not supported"));
+        .stderr(predicate::str::contains("gateway.auth.trustedProxy"));
     assert_eq!(s.doc(), json!({"gateway": {"bind": "lan"}}));
+}
+
+#[test]
+fn trusted_proxy_mode_is_set_up_key_by_key() {
+    let s = State::new();
+    s.cmd(&["set", "gateway.trustedProxies", r#"["10.0.0.1"]"#])
+        .success();
+    s.cmd(&[
+        "set",
+        "gateway.auth.trustedProxy.userHeader",
+        "x-forwarded-user",
+    ])
+    .success();
+    s.cmd(&["set", "gateway.auth.mode", "trusted-proxy"])
+        .success();
+    s.cmd(&[
+        "set",
+        "gateway.auth.trustedProxy.jwt.algorithms",
+        r#"["none"]"#,
+    ])
+    .code(1)
+    .stderr(predicate::str::contains("gateway.auth.trustedProxy.jwt"));
+    s.cmd(&["set", "gateway.auth.token", "a-token-that-is-long-enough"])
+        .code(1)
+        .stderr(predicate::str::contains("mutually exclusive"));
+    assert_eq!(
+        s.doc(),
+        json!({"gateway": {"trustedProxies": ["10.0.0.1"], "auth": {"trustedProxy": {"userHeader": "x-forwarded-user"}, "mode": "trusted-proxy"}}})
+    );
 }
 
 #[test]

@@ -343,6 +343,7 @@ fn token_and_auth_benches(c: &mut Criterion) {
         direct_local: true,
         origin: None,
         host: Some("127.0.0.1:18789".into()),
+        proxy: Default::default(),
     };
     let mut g = c.benchmark_group("authenticate");
     // Routine reconnect of a paired device with its device token: proof,

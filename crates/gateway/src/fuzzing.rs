@@ -25,3 +25,58 @@ where
     crate::ws::serve(state, io, peer, slot).await;
     true
 }
+
+/// The proxy's signed assertion as `gateway.auth.trustedProxy.jwt`
+/// checks it: [`crate::auth::proxy_jwt::check_bytes`] (the JOSE header,
+/// the JWKS document, the signature, issuer, audience, times and the user
+/// claim) under a fixed configuration that allows every asymmetric
+/// algorithm, issuer `https://issuer.fuzz`, audience `fuzz-aud`, user
+/// claim `email`; then the same bytes as the identity and assertion
+/// headers of a trusted proxy ([`crate::auth::trusted_proxy::check_headers`]).
+/// Returns the verified user or the refusal's `authReason`.
+pub fn proxy_jwt(token: &[u8], jwks: &[u8]) -> Result<String, String> {
+    use crate::auth::{proxy_jwt, trusted_proxy};
+    use crate::config::{JwksSource, JwtConfig, TrustedProxyConfig};
+    let cfg = JwtConfig {
+        header: "x-pomerium-jwt-assertion".into(),
+        jwks: JwksSource::File("/nonexistent/jwks.json".into()),
+        issuer: "https://issuer.fuzz".into(),
+        audience: vec!["fuzz-aud".into()],
+        algorithms: [
+            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        clock_skew_secs: 60,
+        user_claim: "email".into(),
+    };
+    let verdict = proxy_jwt::check_bytes(token, jwks, &cfg).map_err(|r| r.reason.to_string());
+    if let Ok(value) = axum::http::HeaderValue::from_bytes(token) {
+        let tp = TrustedProxyConfig {
+            user_header: "x-forwarded-user".into(),
+            required_headers: vec!["x-forwarded-proto".into()],
+            allow_users: Vec::new(),
+            allow_loopback: false,
+            device_auto_approve: None,
+            jwt: Some(cfg),
+        };
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-proto",
+            axum::http::HeaderValue::from_static("https"),
+        );
+        headers.append("x-forwarded-user", value.clone());
+        headers.append("x-pomerium-jwt-assertion", value.clone());
+        headers.append("x-openclaw-scopes", value);
+        let peer = std::net::IpAddr::from([10, 0, 0, 1]);
+        match trusted_proxy::check_headers(&tp, true, peer, Some(false), &headers) {
+            Ok(id) => assert!(!id.user.is_empty() && id.user.len() <= trusted_proxy::MAX_USER_LEN),
+            Err(crate::session::ProxyAuth::Refused { reason, .. }) => {
+                assert!(reason.starts_with("trusted_proxy_"), "{reason}")
+            }
+            Err(other) => panic!("not a refusal: {other:?}"),
+        }
+    }
+    verdict
+}

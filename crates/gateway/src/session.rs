@@ -24,6 +24,33 @@ pub struct PeerContext {
     pub origin: Option<String>,
     /// The upgrade's `Host` header, if any.
     pub host: Option<String>,
+    /// `gateway.auth.mode = "trusted-proxy"`: what the upgrade's proxy
+    /// headers (and the proxy's signed assertion) established.
+    pub proxy: ProxyAuth,
+}
+
+/// The trusted-proxy verdict on an upgrade request, decided before the
+/// socket is upgraded (headers and the assertion are only there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ProxyAuth {
+    /// Not in trusted-proxy mode.
+    #[default]
+    NotApplicable,
+    /// A trusted proxy vouched for `user` (and its assertion verified, when
+    /// `gateway.auth.trustedProxy.jwt` is set).
+    Verified {
+        user: String,
+        /// `x-openclaw-scopes`: a cap on the session's (and an auto-approved
+        /// device's) scopes; `Some(empty)` when the header is present but
+        /// empty.
+        scopes_cap: Option<Vec<String>>,
+    },
+    /// Refused: the reason (`trusted_proxy_*`) and, for clawgate's own
+    /// reasons, a message that says what to fix.
+    Refused {
+        reason: String,
+        message: Option<String>,
+    },
 }
 
 /// The session a request comes from.

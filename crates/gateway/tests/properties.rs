@@ -458,6 +458,7 @@ impl Harness {
             direct_local: local,
             origin: None,
             host: None,
+            proxy: Default::default(),
         };
         auth::authenticate(
             &self.state,

@@ -673,6 +673,26 @@ pub fn auth_failure(
     }))
 }
 
+/// A trusted-proxy refusal (`gateway.auth.mode = "trusted-proxy"`):
+/// `reason` is the reference's `trusted_proxy_*` reason (or clawgate's
+/// `trusted_proxy_jwt_*` / `trusted_proxy_jwks_*` / `..._header_*` ones).
+/// A missing required header is `AUTH_IDENTITY_HEADER_REQUIRED`, anything
+/// else `AUTH_UNAUTHORIZED`, as in the reference; its message is
+/// "unauthorized" unless clawgate has a more specific one.
+pub fn trusted_proxy_failure(reason: &str, message: Option<&str>) -> ErrorShape {
+    let code = if reason.starts_with("trusted_proxy_missing_header_") {
+        "AUTH_IDENTITY_HEADER_REQUIRED"
+    } else {
+        "AUTH_UNAUTHORIZED"
+    };
+    ErrorShape::invalid_request(message.unwrap_or("unauthorized")).with_details(json!({
+        "code": code,
+        "authReason": reason,
+        "canRetryWithDeviceToken": false,
+        "recommendedNextStep": next_step::REVIEW_AUTH_CONFIGURATION,
+    }))
+}
+
 /// The failed-auth lockout.
 pub fn rate_limited(retry_after_ms: u64) -> ErrorShape {
     let mut e = ErrorShape::invalid_request(

@@ -19,8 +19,9 @@ use crate::auth::shared::{
     PasswordVerdict, SecretKind, SharedCheck, SharedOutcome, Signer, check_shared, non_empty,
     record_shared_failure,
 };
-use crate::auth::{bootstrap, issue, pairing, tokens};
-use crate::session::{PeerContext, now_ms};
+use crate::auth::{bootstrap, issue, pairing, tokens, trusted_proxy};
+use crate::config::AuthMode;
+use crate::session::{PeerContext, ProxyAuth, now_ms};
 use crate::state::limiter::{Admission, LimitKey, LimitScope};
 use crate::state::{AuthState, GatewayState};
 
@@ -114,7 +115,44 @@ fn decide(
         role: role.as_str(),
         nonce: challenge_nonce,
     };
-    let shared = check_shared(state, params, peer, &auth, password, &signer);
+    // Trusted-proxy mode: a verified proxy identity decides; otherwise only
+    // a direct local caller's password, a device token or a setup code may
+    // still get in (as in the reference), and the proxy's refusal is the
+    // answer when they do not.
+    let mut proxy_refusal = None;
+    if auth.config.mode == AuthMode::TrustedProxy {
+        let refusal = match &peer.proxy {
+            ProxyAuth::Verified { user, scopes_cap } => {
+                let who = ProxyUser {
+                    user,
+                    cap: scopes_cap.as_deref(),
+                };
+                return proxied(state, params, role, peer, challenge_nonce, &auth, who);
+            }
+            ProxyAuth::Refused { reason, message } => {
+                catalogue::trusted_proxy_failure(reason, message.as_deref())
+            }
+            // The mode changed between the upgrade and this connect.
+            ProxyAuth::NotApplicable => {
+                catalogue::trusted_proxy_failure("trusted_proxy_no_request", None)
+            }
+        };
+        let local_password = peer.direct_local
+            && (auth.config.password.is_some() || auth.config.password_hash.is_some())
+            && non_empty(&params.auth.password).is_some();
+        // A device token may also come in `auth.token` (the reference's
+        // shared-token fallback); no shared token exists in this mode.
+        let credential = params.device.is_some()
+            && (non_empty(&params.auth.device_token).is_some()
+                || non_empty(&params.auth.token).is_some()
+                || non_empty(&params.auth.bootstrap_token).is_some());
+        if !local_password && !credential {
+            return Err(Rejection::now(refusal));
+        }
+        proxy_refusal = Some(refusal);
+    }
+    let mut shared = check_shared(state, params, peer, &auth, password, &signer);
+    shared.proxy_refusal = proxy_refusal;
     // Replicas: a device decided on another replica a moment ago (approved,
     // issued a token, revoked) is decided here on the registry as it is
     // now, not as this cache last saw it. One atomic read when up to date.
@@ -378,6 +416,11 @@ fn check_device_token(
         (SharedOutcome::RateLimited { retry_after_ms }, _) => {
             catalogue::rate_limited(retry_after_ms)
         }
+        (SharedOutcome::Missing | SharedOutcome::NotConfigured, _)
+            if shared.proxy_refusal.is_some() =>
+        {
+            shared.proxy_refusal.clone().expect("checked")
+        }
         _ => {
             let auth = &ctx.params.auth;
             let can_retry = shared.failure == AuthFailure::TokenMismatch
@@ -454,6 +497,159 @@ fn authenticate_device_less(
             })
         }
     }
+}
+
+/// The verified proxy identity of a connect and its scopes cap.
+#[derive(Clone, Copy)]
+struct ProxyUser<'a> {
+    user: &'a str,
+    cap: Option<&'a [String]>,
+}
+
+/// Whether a client is a UI the reference's `deviceAutoApprove` covers:
+/// the browser Control UI and webchat, and native apps in UI mode.
+fn auto_approvable_client(params: &ConnectParams) -> bool {
+    matches!(
+        params.client_kind(),
+        ClientKind::OperatorUi | ClientKind::Webchat
+    ) || params.client.mode == "ui"
+}
+
+/// A connect a trusted proxy vouched for (`hello-ok.auth.method:
+/// "trusted-proxy"`). Device-less: only the browser Control UI, with no
+/// scopes of its own, only the identity's `identityScopes` grant. With a
+/// device: the proof, then pairing (new UI devices and same-key scope
+/// upgrades approved at once under `deviceAutoApprove`, within its list
+/// and the proxy's `x-openclaw-scopes` cap); the session holds the
+/// device's scopes plus the identity's grant, capped. The browser Control
+/// UI gets no device token (it comes through the proxy every time, as in
+/// the reference); other clients do.
+fn proxied(
+    state: &GatewayState,
+    params: &ConnectParams,
+    role: Role,
+    peer: &PeerContext,
+    challenge_nonce: &str,
+    auth: &AuthState,
+    who: ProxyUser<'_>,
+) -> Result<Authenticated, Rejection> {
+    let grant = trusted_proxy::identity_grant(&auth.config, who.user);
+    let Some(device) = &params.device else {
+        if ClientKind::is_browser_ui(&params.client) && role == Role::Operator {
+            return Ok(Authenticated {
+                method: AuthMethod::TrustedProxy,
+                role,
+                scopes: trusted_proxy::capped(dedup(&grant), who.cap),
+                shared_generation: Some(auth.generation),
+                device_id: None,
+                device_token_auth: false,
+                issued_token: None,
+                handoff: Vec::new(),
+            });
+        }
+        return Err(Rejection::now(catalogue::device_identity_required()));
+    };
+    if let Some(refusal) = state.registry.refusal() {
+        return Err(Rejection::now(refusal));
+    }
+    // Replicas: decide on the registry as it is now (see `decide`).
+    if state.store.behind() {
+        let _ = state.store.refresh();
+    }
+    let now = now_ms();
+    let verified = device_proof::verify(params, device, role.as_str(), challenge_nonce, now)
+        .map_err(|f| Rejection::now(catalogue::device_auth_failure(f)))?;
+    let mut requested = dedup(params.requested_scopes());
+    let auto = auth
+        .config
+        .trusted_proxy
+        .as_ref()
+        .and_then(|c| c.device_auto_approve.as_ref())
+        .filter(|_| role == Role::Operator && auto_approvable_client(params));
+    if let Some(auto) = auto {
+        let within = |s: &String| clawgate_protocol::scopes::covers(&auto.scopes, &[s]);
+        let mut can_grant: Vec<String> = if requested.is_empty() {
+            auto.scopes.clone()
+        } else {
+            requested.iter().filter(|s| within(s)).cloned().collect()
+        };
+        let questions = clawgate_protocol::scopes::QUESTIONS.to_string();
+        if !auto.explicit && !can_grant.contains(&questions) {
+            can_grant.push(questions);
+        }
+        let can_grant = trusted_proxy::capped(can_grant, who.cap);
+        let held: Vec<String> = state
+            .store
+            .device(&verified.device_id)
+            .filter(|d| d.public_key == verified.public_key)
+            .map(|d| d.scopes)
+            .unwrap_or_default();
+        // A connect that asks for nothing gets the list; one that asks for
+        // more than the device holds asks for no more than that plus what
+        // auto-approval may grant.
+        if requested.is_empty() {
+            requested = can_grant;
+        } else if !clawgate_protocol::scopes::covers(&held, &requested) {
+            requested.retain(|s| {
+                can_grant.contains(s) || clawgate_protocol::scopes::covers(&held, &[s])
+            });
+        }
+    }
+    let ask = pairing::Ask {
+        verified: &verified,
+        params,
+        role,
+        requested: &requested,
+        peer,
+        now_ms: now,
+    };
+    let proxy_user = auto.map(|_| who.user);
+    let outcome = pairing::evaluate_with(state, &ask, AuthMethod::TrustedProxy, proxy_user)
+        .map_err(Rejection::store_unavailable)?;
+    let (device, routine) = match outcome {
+        pairing::PairingOutcome::Approved { device, routine } => (device, routine),
+        pairing::PairingOutcome::Required {
+            error,
+            close_reason,
+        } => {
+            return Err(Rejection {
+                close_reason: Some(close_reason.into_boxed_str()),
+                ..Rejection::now(error)
+            });
+        }
+    };
+    let issued = if ClientKind::is_browser_ui(&params.client) {
+        if routine {
+            state.deferred.seen(&device);
+        } else {
+            state
+                .store
+                .transact(|tx| tx.put_device(&device))
+                .map_err(Rejection::store_unavailable)?;
+        }
+        None
+    } else {
+        Some(
+            issue::hand_out(state, &device, role, &requested, None, routine, now)
+                .map_err(Rejection::store_unavailable)?,
+        )
+    };
+    let mut scopes = requested;
+    for s in grant {
+        if !scopes.contains(&s) {
+            scopes.push(s);
+        }
+    }
+    Ok(Authenticated {
+        method: AuthMethod::TrustedProxy,
+        role,
+        scopes: trusted_proxy::capped(scopes, who.cap),
+        shared_generation: Some(auth.generation),
+        device_id: Some(verified.device_id),
+        device_token_auth: false,
+        issued_token: issued,
+        handoff: Vec::new(),
+    })
 }
 
 /// Requested scopes in order, each once.

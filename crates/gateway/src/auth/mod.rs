@@ -11,7 +11,11 @@
 //! - `issue.rs`: the device token handed out in `hello-ok`;
 //! - `bootstrap.rs`: setup codes (`auth.bootstrapToken`): redeem once, pair
 //!   with the code's role and scopes, hand the token off;
-//! - `origin.rs`: the `Origin` and `Host` rules.
+//! - `origin.rs`: the `Origin` and `Host` rules;
+//! - `trusted_proxy.rs`: `gateway.auth.mode = "trusted-proxy"`: the header
+//!   rules, the scopes cap, the per-identity grants;
+//! - `proxy_jwt.rs`: the proxy's signed assertion (JWKS parsing, JWS
+//!   verification, the user claim).
 //!
 //! Imports: `session`, `config`, `state`; never `ws`, `http` or `rpc`.
 
@@ -21,8 +25,10 @@ pub mod device_proof;
 mod issue;
 pub mod origin;
 pub mod pairing;
+pub mod proxy_jwt;
 pub mod shared;
 pub mod tokens;
+pub mod trusted_proxy;
 
 pub use connect::{Authenticated, Rejection, authenticate};
 pub use origin::{check_origin, host_allowed, is_loopback_host};

@@ -102,6 +102,7 @@ mod tests {
             direct_local: local,
             origin: None,
             host: host.map(str::to_owned),
+            proxy: Default::default(),
         }
     }
 

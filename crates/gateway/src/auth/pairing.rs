@@ -167,6 +167,21 @@ pub fn evaluate(
     ask: &Ask<'_>,
     auth_method: AuthMethod,
 ) -> Result<PairingOutcome, StoreError> {
+    evaluate_with(state, ask, auth_method, None)
+}
+
+/// [`evaluate`], with `gateway.auth.trustedProxy.deviceAutoApprove` in
+/// force for this connect: `proxy_user` is the verified proxy identity,
+/// and a new device or a same-key scope upgrade is approved at once
+/// (`approvedVia: "trusted-proxy"`) for the ask, which the caller has
+/// already narrowed to what auto-approval may grant. Role and metadata
+/// changes still need an operator.
+pub fn evaluate_with(
+    state: &GatewayState,
+    ask: &Ask<'_>,
+    auth_method: AuthMethod,
+    proxy_user: Option<&str>,
+) -> Result<PairingOutcome, StoreError> {
     let Ask {
         verified,
         params,
@@ -213,9 +228,23 @@ pub fn evaluate(
         .pending_for_device(&verified.device_id)
         .iter()
         .any(|p| !p.silent && is_live(p, now_ms));
+    let auto = proxy_user.filter(|_| {
+        matches!(
+            reason,
+            PairingReason::NotPaired | PairingReason::ScopeUpgrade
+        ) && (stored.is_none() || same_key.is_some())
+            && role == Role::Operator
+    });
+    if let Some(user) = auto {
+        let device = approve_silently(state, ask, reason, same_key, Some(user))?;
+        return Ok(PairingOutcome::Approved {
+            device: Box::new(device),
+            routine: true,
+        });
+    }
     if !awaiting_operator && silent_allowed(state, reason, ask, auth_method) {
         // `approve_silently` has just stored this very record.
-        let device = approve_silently(state, ask, reason, same_key)?;
+        let device = approve_silently(state, ask, reason, same_key, None)?;
         return Ok(PairingOutcome::Approved {
             device: Box::new(device),
             routine: true,
@@ -327,12 +356,21 @@ fn request_for(ask: &Ask<'_>, reason: PairingReason, is_repair: bool) -> Pending
     }
 }
 
+/// Approves without an operator: a direct local peer (`proxy_user`
+/// `None`, approved via "silent") or a trusted-proxy identity under
+/// `deviceAutoApprove` (approved via "trusted-proxy", the user audited).
 fn approve_silently(
     state: &GatewayState,
     ask: &Ask<'_>,
     reason: PairingReason,
     existing: Option<&Device>,
+    proxy_user: Option<&str>,
 ) -> Result<Device, StoreError> {
+    let via = if proxy_user.is_some() {
+        "trusted-proxy"
+    } else {
+        "silent"
+    };
     let Ask {
         verified,
         role,
@@ -343,7 +381,7 @@ fn approve_silently(
     } = *ask;
     let mut request = request_for(ask, reason, false);
     request.silent = true;
-    let mut device = merged_device(existing, &request, "silent", now_ms);
+    let mut device = merged_device(existing, &request, via, now_ms);
     device.last_seen_at_ms = Some(now_ms);
     device.last_seen_reason = Some("connect".into());
     let superseded = state.store.pending_for_device(&verified.device_id);
@@ -364,14 +402,20 @@ fn approve_silently(
             AuditAction::PairingSilentApproved,
             audit::peer_actor(peer),
             Some(&saved.device_id),
-            json!({"requestId": request.request_id, "reason": reason.as_str(), "role": role.as_str(), "scopes": requested, "approvedVia": "silent"}),
+            {
+                let mut d = json!({"requestId": request.request_id, "reason": reason.as_str(), "role": role.as_str(), "scopes": requested, "approvedVia": via});
+                if let Some(user) = proxy_user {
+                    d["proxyUser"] = json!(user);
+                }
+                d
+            },
         ))?;
         Ok(())
     })?;
     for p in &superseded {
         broadcast_resolved(state, &p.request_id, &p.device_id, "rejected");
     }
-    info!(device = %device.device_id, role = %role, "device approved silently (direct local)");
+    info!(device = %device.device_id, role = %role, via, "device approved without an operator");
     broadcast_resolved(state, &request.request_id, &device.device_id, "approved");
     Ok(device)
 }

@@ -70,6 +70,9 @@ pub(crate) struct SharedCheck {
     pub failure: AuthFailure,
     /// The limiter key for this peer's shared-secret failures.
     pub key: LimitKey,
+    /// Trusted-proxy mode: the proxy's refusal, the answer when no other
+    /// credential passes either.
+    pub proxy_refusal: Option<clawgate_protocol::frames::ErrorShape>,
 }
 
 fn shared_key(peer: &PeerContext) -> LimitKey {
@@ -138,10 +141,16 @@ pub(crate) async fn verify_password(
     signer: &Signer<'_>,
 ) -> PasswordVerdict {
     let auth = state.auth();
-    let (Some(hash), AuthMode::Password) = (&auth.config.password_hash, auth.config.mode) else {
+    let Some(hash) = &auth.config.password_hash else {
         return PasswordVerdict::NotChecked;
     };
-    let Some((value, _)) = offered_secret(AuthMode::Password, params) else {
+    match auth.config.mode {
+        AuthMode::Password => {}
+        // Trusted-proxy mode: only a direct local caller may use it.
+        AuthMode::TrustedProxy if peer.direct_local => {}
+        _ => return PasswordVerdict::NotChecked,
+    }
+    let Some((value, _)) = offered_secret(auth.config.mode, params) else {
         return PasswordVerdict::NotChecked;
     };
     if let Admission::Locked { retry_after_ms } = admission(state, &shared_key(peer), signer) {
@@ -172,6 +181,10 @@ fn offered_secret(mode: AuthMode, params: &ConnectParams) -> Option<(&str, Secre
         AuthMode::Password => non_empty(&params.auth.password)
             .map(|s| (s, SecretKind::Password))
             .or_else(|| non_empty(&params.auth.token).map(|s| (s, SecretKind::Token))),
+        // The local password of direct callers; a token is never one.
+        AuthMode::TrustedProxy => {
+            non_empty(&params.auth.password).map(|s| (s, SecretKind::Password))
+        }
         AuthMode::None => None,
     }
 }
@@ -190,9 +203,10 @@ pub(crate) fn check_shared(
     let mode = auth.config.mode;
     let key = shared_key(peer);
     let offered = offered_secret(mode, params);
-    let hashed = mode == AuthMode::Password && auth.config.password_hash.is_some();
+    let hashed = matches!(mode, AuthMode::Password | AuthMode::TrustedProxy)
+        && auth.config.password_hash.is_some();
     let (expected, missing, mismatch, not_configured) = match mode {
-        AuthMode::Password => (
+        AuthMode::Password | AuthMode::TrustedProxy => (
             auth.config.password.as_ref(),
             AuthFailure::PasswordMissing,
             AuthFailure::PasswordMismatch,
@@ -264,6 +278,7 @@ pub(crate) fn check_shared(
         offered: offered.map(|(_, k)| k),
         failure,
         key,
+        proxy_refusal: None,
     }
 }
 
@@ -317,6 +332,7 @@ mod tests {
             direct_local,
             origin: None,
             host: None,
+            proxy: Default::default(),
         };
         for claimed in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "::ffff:127.9.9.9"] {
             assert_eq!(

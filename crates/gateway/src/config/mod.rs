@@ -5,14 +5,18 @@
 //! Keys keep the reference names (`gateway.port`, `gateway.bind`,
 //! `gateway.auth.mode|token|password|rateLimit.*`,
 //! `gateway.controlUi.enabled|basePath|allowedOrigins`,
-//! `gateway.nodes.pairing.autoApproveLocal`, `gateway.trustedProxies`,
+//! `gateway.nodes.pairing.autoApproveLocal`, `gateway.trustedProxies`
+//! (addresses or CIDR ranges), `gateway.auth.trustedProxy.userHeader|
+//! requiredHeaders|allowUsers|allowLoopback|deviceAutoApprove.*`,
+//! `gateway.auth.identityScopes`,
 //! `gateway.tls.enabled|autoGenerate|certPath|keyPath|caPath`) so an
 //! existing `openclaw.json` can be pointed at with `--config`; keys clawgate
 //! does not use are kept untouched on write. clawgate's own additions:
 //! `gateway.auth.rateLimit.globalMaxFailures|attackGuard|attackCooldownMs|
 //! recentSuccessTtlMs`, `gateway.auth.passwordHash`, `gateway.allowedHosts`,
-//! `gateway.tickIntervalMs` and `gateway.upstream.url|tlsFingerprint` (the
-//! OpenClaw gateway clawgate fronts).
+//! `gateway.tickIntervalMs`, `gateway.upstream.url|tlsFingerprint` (the
+//! OpenClaw gateway clawgate fronts) and `gateway.auth.trustedProxy.jwt.*`
+//! (the proxy's signed assertion; `resolve/trusted_proxy.rs`).
 //!
 //! Precedence, highest first: `gateway run` flags, environment
 //! (`CLAWGATE_GATEWAY_TOKEN`, `OPENCLAW_GATEWAY_TOKEN`,
@@ -68,6 +72,8 @@ pub use resolve::{
     resolve_all,
 };
 pub use types::{
-    AuthConfig, AuthMode, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig, DEFAULT_PORT,
-    GatewayConfig, RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
+    AuthConfig, AuthMode, AutoApprove, BindMode, CONFIG_FILE_NAME, ConfigError, ControlUiConfig,
+    DEFAULT_AUTO_APPROVE_SCOPES, DEFAULT_PORT, GatewayConfig, IpRange, JwksSource, JwtConfig,
+    RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, TrustedProxyConfig,
+    UpstreamConfig,
 };

@@ -15,8 +15,8 @@ use super::describe::{describe_kind, describe_value};
 use super::file::ConfigFile;
 use super::normalize::{normalize_base_path, normalize_host_name, normalize_origin};
 use super::types::{
-    AuthConfig, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
-    RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
+    AuthConfig, AuthMode, BindMode, ConfigError, ControlUiConfig, DEFAULT_PORT, GatewayConfig,
+    IpRange, RateLimitConfig, StoreConfig, TICK_INTERVAL_MS_RANGE, TlsConfig, UpstreamConfig,
 };
 
 /// `gateway run` flags and other per-invocation overrides.
@@ -131,7 +131,18 @@ pub fn resolve_all(
     let rate_limit = r.rate_limit();
     let control_ui = r.control_ui();
     let auto_approve_local = r.boolean("gateway.nodes.pairing.autoApproveLocal", true);
-    let trusted_proxies = r.trusted_proxies();
+    let (trusted_proxies, trusted_proxy_ranges) = r.trusted_proxies();
+    if auth
+        .as_ref()
+        .is_some_and(|a| a.mode == AuthMode::TrustedProxy)
+        && trusted_proxies.is_empty()
+        && trusted_proxy_ranges.is_empty()
+    {
+        r.fail(
+            "gateway.trustedProxies",
+            "gateway.auth.mode is trusted-proxy but no proxy address is trusted, so every proxied connect would be refused; add your proxy's address with: clawgate config set gateway.trustedProxies '[\"10.0.0.1\"]'",
+        );
+    }
     let allowed_hosts = r.allowed_hosts();
     let tick_interval = r.tick_interval();
     let upstream = r.upstream(overrides);
@@ -149,6 +160,7 @@ pub fn resolve_all(
         control_ui,
         auto_approve_local,
         trusted_proxies,
+        trusted_proxy_ranges,
         allowed_hosts,
         tick_interval,
         upstream,
@@ -199,6 +211,8 @@ impl Resolver<'_> {
             "gateway",
             "gateway.auth",
             "gateway.auth.rateLimit",
+            "gateway.auth.trustedProxy",
+            "gateway.auth.trustedProxy.deviceAutoApprove",
             "gateway.controlUi",
             "gateway.nodes",
             "gateway.nodes.pairing",
@@ -538,16 +552,35 @@ impl Resolver<'_> {
         }
     }
 
-    fn trusted_proxies(&mut self) -> Vec<IpAddr> {
+    /// `gateway.trustedProxies`: single addresses and CIDR ranges.
+    fn trusted_proxies(&mut self) -> (Vec<IpAddr>, Vec<IpRange>) {
+        #[derive(PartialEq)]
+        enum Entry {
+            Addr(IpAddr),
+            Range(IpRange),
+        }
         let rule = ListRule {
-            entry: "an IP address such as \"10.0.0.1\" (CIDR ranges and host names are not supported)",
-            holds: "IP addresses",
+            entry: "an IP address such as \"10.0.0.1\" or a CIDR range such as \"10.0.0.0/24\" (host names are not supported)",
+            holds: "IP addresses or CIDR ranges",
             example: "\"10.0.0.1\"",
-            dedupe: false,
+            dedupe: true,
         };
-        self.list("gateway.trustedProxies", rule, |s| {
-            s.trim().parse::<IpAddr>().ok()
-        })
+        let entries = self.list("gateway.trustedProxies", rule, |s| {
+            if s.contains('/') {
+                IpRange::parse(s).map(Entry::Range)
+            } else {
+                s.trim().parse::<IpAddr>().ok().map(Entry::Addr)
+            }
+        });
+        let mut addrs = Vec::new();
+        let mut ranges = Vec::new();
+        for e in entries {
+            match e {
+                Entry::Addr(a) => addrs.push(a),
+                Entry::Range(r) => ranges.push(r),
+            }
+        }
+        (addrs, ranges)
     }
 
     fn allowed_hosts(&mut self) -> Vec<String> {
@@ -725,6 +758,7 @@ mod auth;
 mod env;
 #[cfg(test)]
 mod tests;
+mod trusted_proxy;
 
 /// `gateway.metrics.token`, with `CLAWGATE_METRICS_TOKEN`.
 impl Resolver<'_> {

@@ -44,12 +44,82 @@ impl BindMode {
     }
 }
 
+/// A CIDR range of `gateway.trustedProxies`. IPv4 ranges match IPv4 peers
+/// and their IPv4-mapped IPv6 form alike; an IPv4-mapped range
+/// (`::ffff:10.0.0.0/104`) is the IPv4 range it maps; native IPv6 peers
+/// never match an IPv4 range (as in the reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    /// The network address (IPv4 for IPv4 and mapped ranges).
+    pub net: IpAddr,
+    /// Prefix length in the network address's family.
+    pub prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `addr/prefix`; the address is masked to the prefix.
+    pub fn parse(text: &str) -> Option<IpRange> {
+        let (addr, prefix) = text.trim().split_once('/')?;
+        let addr: IpAddr = addr.parse().ok()?;
+        let prefix: u8 = prefix.parse().ok()?;
+        let (net, prefix) = match addr {
+            IpAddr::V4(_) if prefix <= 32 => (addr, prefix),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if (96..=128).contains(&prefix) => (IpAddr::V4(v4), prefix - 96),
+                Some(_) => return None,
+                None if prefix <= 128 => (addr, prefix),
+                None => return None,
+            },
+            _ => return None,
+        };
+        Some(IpRange {
+            net: mask(net, prefix),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` is in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.net.is_ipv4() && mask(ip, self.prefix) == self.net
+    }
+}
+
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
 /// `gateway.auth.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     Token,
     Password,
     None,
+    /// `"trusted-proxy"`: the identity comes from a header set by a proxy
+    /// in `gateway.trustedProxies` (see [`TrustedProxyConfig`]).
+    TrustedProxy,
 }
 
 impl AuthMode {
@@ -60,6 +130,8 @@ impl AuthMode {
             AuthMode::Token => AuthMethod::Token,
             AuthMode::Password => AuthMethod::Password,
             AuthMode::None => AuthMethod::None,
+            // The shared secret of trusted-proxy mode is the local password.
+            AuthMode::TrustedProxy => AuthMethod::Password,
         }
     }
 
@@ -68,6 +140,7 @@ impl AuthMode {
             AuthMode::Token => "token",
             AuthMode::Password => "password",
             AuthMode::None => "none",
+            AuthMode::TrustedProxy => "trusted-proxy",
         }
     }
 }
@@ -130,6 +203,77 @@ pub struct AuthConfig {
     /// instead of `password`, which is then `None`).
     pub password_hash: Option<crate::password::PasswordHash>,
     pub rate_limit: RateLimitConfig,
+    /// `gateway.auth.trustedProxy.*` (only with mode `trusted-proxy`).
+    pub trusted_proxy: Option<TrustedProxyConfig>,
+    /// `gateway.auth.identityScopes`: extra session scopes per verified
+    /// proxy identity (keys with an `@` lowercased: emails match
+    /// case-insensitively).
+    pub identity_scopes: Vec<(String, Vec<String>)>,
+}
+
+/// The scopes `deviceAutoApprove` grants when its list is not set.
+pub const DEFAULT_AUTO_APPROVE_SCOPES: &[&str] = &[
+    "operator.read",
+    "operator.write",
+    "operator.approvals",
+    "operator.questions",
+];
+
+/// `gateway.auth.trustedProxy.*` (the reference's keys, plus `jwt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedProxyConfig {
+    /// `userHeader`, lowercase.
+    pub user_header: String,
+    /// `requiredHeaders`, lowercase, as written (the refusal reason names
+    /// them as configured).
+    pub required_headers: Vec<String>,
+    /// `allowUsers` (exact match after trimming; empty: everyone).
+    pub allow_users: Vec<String>,
+    /// `allowLoopback` (default false).
+    pub allow_loopback: bool,
+    /// `deviceAutoApprove`: `Some(scopes)` when enabled.
+    pub device_auto_approve: Option<AutoApprove>,
+    /// `jwt` (clawgate addition): verify the proxy's signed assertion.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `gateway.auth.trustedProxy.deviceAutoApprove` when enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoApprove {
+    /// The most an auto-approved device gets.
+    pub scopes: Vec<String>,
+    /// `scopes` was set explicitly (the default list also adds
+    /// `operator.questions`; an explicit list is never widened).
+    pub explicit: bool,
+}
+
+/// Where the assertion's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `jwksUrl`: fetched, cached for its `Cache-Control: max-age`
+    /// (bounded), fetched again for an unknown `kid` (rate-limited).
+    Url(String),
+    /// `jwksFile`: read at start and whenever its modification time changes.
+    File(PathBuf),
+}
+
+/// `gateway.auth.trustedProxy.jwt.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// `header`, lowercase: the header carrying the assertion
+    /// (`x-pomerium-jwt-assertion`, `cf-access-jwt-assertion`).
+    pub header: String,
+    pub jwks: JwksSource,
+    /// `issuer`: the `iss` the assertion must carry.
+    pub issuer: String,
+    /// `audience`: the assertion's `aud` must contain one of these.
+    pub audience: Vec<String>,
+    /// `algorithms` (default `["RS256", "ES256"]`): asymmetric only.
+    pub algorithms: Vec<String>,
+    /// `clockSkewSeconds` (default 60, at most 300).
+    pub clock_skew_secs: u64,
+    /// `userClaim` (default `"email"`): the claim that is the user.
+    pub user_claim: String,
 }
 
 /// `gateway.controlUi.*`.
@@ -229,8 +373,12 @@ pub struct GatewayConfig {
     pub control_ui: ControlUiConfig,
     /// `gateway.nodes.pairing.autoApproveLocal` (default true).
     pub auto_approve_local: bool,
-    /// `gateway.trustedProxies`: peers allowed to send forwarding headers.
+    /// `gateway.trustedProxies`: peers allowed to send forwarding headers
+    /// (the entries that are single addresses).
     pub trusted_proxies: Vec<IpAddr>,
+    /// The `gateway.trustedProxies` entries that are CIDR ranges
+    /// (`10.0.0.0/8`, `fd00::/8`, `::ffff:10.0.0.0/104`).
+    pub trusted_proxy_ranges: Vec<IpRange>,
     /// `gateway.allowedHosts` (clawgate addition): `Host` names the gateway
     /// answers to besides loopback names (lowercase, no port; `"*"` turns
     /// the check off). See `auth::host_allowed`: on a loopback bind every
@@ -273,6 +421,7 @@ impl GatewayConfig {
             control_ui: ControlUiConfig::default(),
             auto_approve_local: true,
             trusted_proxies: Vec::new(),
+            trusted_proxy_ranges: Vec::new(),
             allowed_hosts: Vec::new(),
             tick_interval: Duration::from_millis(clawgate_protocol::TICK_INTERVAL_MS),
             upstream: None,
@@ -294,6 +443,17 @@ impl AuthConfig {
             password,
             password_hash: None,
             rate_limit: RateLimitConfig::default(),
+            trusted_proxy: None,
+            identity_scopes: Vec::new(),
+        }
+    }
+
+    /// `trusted-proxy` mode with `proxy`, an optional local password, and
+    /// the default rate limits.
+    pub fn trusted_proxy(proxy: TrustedProxyConfig, password: Option<Secret>) -> AuthConfig {
+        AuthConfig {
+            trusted_proxy: Some(proxy),
+            ..AuthConfig::new(AuthMode::TrustedProxy, None, password)
         }
     }
 
@@ -310,6 +470,22 @@ impl AuthConfig {
     /// and a weak one (refused by the resolver on a non-loopback bind).
     pub fn startup_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(tp) = &self.trusted_proxy {
+            out.push("gateway.auth.mode is trusted-proxy: whoever reaches this port from a gateway.trustedProxies address with the user header is that user; keep the port reachable only through the proxy".to_string());
+            if tp.allow_users.is_empty() {
+                out.push("gateway.auth.trustedProxy.allowUsers is empty: every user the proxy lets through is accepted".to_string());
+            }
+            if tp.device_auto_approve.as_ref().is_some_and(|a| {
+                a.scopes
+                    .iter()
+                    .any(|s| s == clawgate_protocol::scopes::ADMIN)
+            }) {
+                out.push("gateway.auth.trustedProxy.deviceAutoApprove.scopes lists operator.admin: every proxy-authenticated user can enrol a full-admin device without approval".to_string());
+            }
+            if tp.jwt.is_none() {
+                out.push("gateway.auth.trustedProxy.jwt is not set: the identity header is trusted as sent; set jwt to verify the proxy's signed assertion".to_string());
+            }
+        }
         if self.mode != AuthMode::Password {
             return out;
         }

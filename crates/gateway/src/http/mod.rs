@@ -2,7 +2,9 @@
 //! (`accept.rs`), the routes and the WebSocket upgrade (`routes.rs`),
 //! response and forwarding headers (`headers.rs`), the Control UI
 //! (`control_ui.rs`), and in fronting mode the allowlisted reverse proxy
-//! to the upstream's Control UI and capability paths (`proxy.rs`). Before
+//! to the upstream's Control UI and capability paths (`proxy.rs`); in
+//! trusted-proxy mode the upgrade's proxy verdict and the proxy's key set
+//! (`jwks.rs`). Before
 //! a socket gets a handshake: the Host check, forwarding headers only from
 //! trusted proxies, per-IP and global caps on unauthenticated sockets.
 //!
@@ -12,6 +14,8 @@
 mod accept;
 pub mod control_ui;
 mod headers;
+mod jwks;
+mod local_addrs;
 mod proxy;
 mod routes;
 

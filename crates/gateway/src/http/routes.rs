@@ -29,8 +29,9 @@ use crate::http::headers::{
     forwarded_client, has_forwarding_headers, header_str, is_websocket_upgrade, json_response,
     refuse, with_security_headers,
 };
+use crate::http::jwks::{self, JwksCache};
 use crate::http::proxy::UpstreamProxy;
-use crate::session::{PeerContext, is_loopback};
+use crate::session::{PeerContext, ProxyAuth, is_loopback};
 use crate::state::GatewayState;
 use crate::state::slots::SlotRefusal;
 use crate::ws;
@@ -42,6 +43,8 @@ struct App {
     control_ui: Arc<ControlUi>,
     /// Fronting mode: the upstream's UI and capability paths.
     proxy: Option<Arc<UpstreamProxy>>,
+    /// Trusted-proxy mode with `jwt`: the proxy's key set.
+    jwks: Arc<JwksCache>,
 }
 
 /// The router for one gateway.
@@ -59,6 +62,7 @@ pub(crate) fn router(gateway: Arc<GatewayState>, control_ui: Arc<ControlUi>) -> 
         gateway,
         control_ui,
         proxy,
+        jwks: Arc::new(JwksCache::default()),
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -204,6 +208,7 @@ async fn upgrade_or_ui(
         gateway: state,
         control_ui,
         proxy,
+        jwks,
     }): State<App>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     mut req: Request<Body>,
@@ -269,11 +274,20 @@ async fn upgrade_or_ui(
             );
         }
     };
+    // Trusted-proxy mode: the identity headers (and the proxy's signed
+    // assertion) are only here; the connect decision reads the verdict.
+    let proxy_auth = jwks::proxy_verdict(&state, &jwks, addr.ip(), req.headers()).await;
+    let headers = req.headers();
+    // A user a proxy vouched for is not a local caller, even from a
+    // loopback proxy that sends no forwarding headers (no silent pairing,
+    // no local password path, no loopback limiter exemption).
+    let vouched = matches!(proxy_auth, ProxyAuth::Verified { .. });
     let peer = PeerContext {
+        proxy: proxy_auth,
         ip: client_ip,
         // Dual-stack listeners report an IPv4 loopback peer as
         // `::ffff:127.0.0.1`: that is loopback too.
-        direct_local: is_loopback(addr.ip()) && !forwarded,
+        direct_local: is_loopback(addr.ip()) && !forwarded && !vouched,
         origin: header_str(headers, "origin").map(str::to_owned),
         host: header_str(headers, "host").map(str::to_owned),
     };

@@ -379,6 +379,19 @@ impl GatewayState {
     /// audit log into a write amplifier; the next row written says how many
     /// were left out.
     pub fn audit_auth_failure(&self, code: &str, peer: &PeerContext, claimed_device: Option<&str>) {
+        self.audit_auth_failure_with(code, None, peer, claimed_device);
+    }
+
+    /// [`GatewayState::audit_auth_failure`] with the refusal's
+    /// `authReason` (trusted-proxy refusals say which rule refused, and the
+    /// proxy's address is recorded: the client address is its claim).
+    pub fn audit_auth_failure_with(
+        &self,
+        code: &str,
+        reason: Option<&str>,
+        peer: &PeerContext,
+        claimed_device: Option<&str>,
+    ) {
         let Some(suppressed) = per_second(
             &self.failure_audit,
             FAILURE_AUDIT_PER_SECOND,
@@ -387,6 +400,12 @@ impl GatewayState {
             return;
         };
         let mut details = serde_json::json!({"code": code});
+        if let Some(reason) = reason {
+            details["authReason"] = serde_json::json!(reason);
+        }
+        if let crate::session::ProxyAuth::Verified { user, .. } = &peer.proxy {
+            details["proxyUser"] = serde_json::json!(user);
+        }
         if suppressed > 0 {
             details["suppressedBefore"] = serde_json::json!(suppressed);
         }
@@ -408,6 +427,11 @@ impl GatewayState {
     /// Whether `ip` may send forwarding headers.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.config.trusted_proxies.contains(&ip)
+            || self
+                .config
+                .trusted_proxy_ranges
+                .iter()
+                .any(|r| r.contains(ip))
     }
 
     /// The resolved configuration this gateway runs with.

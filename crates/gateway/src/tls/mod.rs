@@ -303,7 +303,7 @@ pub fn warn_if_plain_remote(config: &GatewayConfig) {
     if config.tls.enabled || config.bind.is_loopback() {
         return;
     }
-    if config.trusted_proxies.is_empty() {
+    if config.trusted_proxies.is_empty() && config.trusted_proxy_ranges.is_empty() {
         tracing::warn!(
             bind = %config.bind.address(),
             "listening beyond loopback without TLS: tokens and passwords cross the network in clear; turn TLS on with --tls or gateway.tls.enabled: true, or put a TLS-terminating proxy in front and list it in gateway.trustedProxies"

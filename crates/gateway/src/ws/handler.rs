@@ -398,7 +398,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
         }
         if code.starts_with("AUTH_") || code.starts_with("DEVICE_AUTH_") {
             let claimed = params.device.as_ref().map(|d| d.id.as_str());
-            state.audit_auth_failure(code, &self.peer, claimed);
+            let reason = rejection
+                .error
+                .details
+                .as_ref()
+                .and_then(|d| d.get("authReason"))
+                .and_then(|r| r.as_str())
+                .filter(|r| r.starts_with("trusted_proxy_"));
+            state.audit_auth_failure_with(code, reason, &self.peer, claimed);
         }
         if let Some(suppressed) = state.rejection_log_budget() {
             let (peer, client) = (self.peer.ip, &params.client.id);

@@ -145,6 +145,11 @@ impl Client {
         Client::after_upgrade(ws).await
     }
 
+    /// A client over a socket upgraded by hand.
+    pub async fn from_ws(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client::after_upgrade(ws).await.expect("challenge")
+    }
+
     /// Reads the challenge that follows the upgrade.
     async fn after_upgrade(
         mut ws: WebSocketStream<MaybeTlsStream<TcpStream>>,

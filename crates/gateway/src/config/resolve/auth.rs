@@ -73,6 +73,32 @@ impl Resolver<'_> {
             Some(mode) => mode,
             None => self.implied_auth_mode(token.is_some(), has_password)?,
         };
+        if mode == AuthMode::TrustedProxy
+            && let Some(t) = &token
+        {
+            // The reference refuses this too: a shared token would be a
+            // second way in that bypasses the proxy's identity.
+            let fix = if t.origin == "gateway.auth.token" {
+                "remove it with: clawgate config unset gateway.auth.token".to_string()
+            } else {
+                format!("remove {}", t.origin)
+            };
+            self.fail(
+                t.origin.clone(),
+                format!("gateway auth mode is trusted-proxy, but a shared token is also configured; trusted-proxy and token auth are mutually exclusive, so {fix} (a local password for direct callers is allowed)"),
+            );
+            return None;
+        }
+        let trusted_proxy = if mode == AuthMode::TrustedProxy {
+            Some(self.trusted_proxy()?)
+        } else {
+            None
+        };
+        let identity_scopes = if mode == AuthMode::TrustedProxy {
+            self.identity_scopes()
+        } else {
+            Vec::new()
+        };
         if !self.auth_mode_usable(mode, mode_key, token.is_some(), has_password, bind) {
             return None;
         }
@@ -96,11 +122,16 @@ impl Resolver<'_> {
         // checked, so a change to it must not count as an auth change.
         let (token, password, password_hash) = match mode {
             AuthMode::Token => (token.map(|t| t.secret), None, None),
-            AuthMode::Password => (None, password.map(|p| p.secret), password_hash),
+            // trusted-proxy: the password of direct local callers.
+            AuthMode::Password | AuthMode::TrustedProxy => {
+                (None, password.map(|p| p.secret), password_hash)
+            }
             AuthMode::None => (None, None, None),
         };
         Some(AuthConfig {
             password_hash,
+            trusted_proxy,
+            identity_scopes,
             ..AuthConfig::new(mode, token, password)
         })
     }
@@ -143,7 +174,7 @@ impl Resolver<'_> {
                     let kind = describe_kind(other);
                     self.fail(
                         "gateway.auth.mode",
-                        format!("must be \"token\", \"password\" or \"none\" but is {kind}; fix it with: clawgate config set gateway.auth.mode token"),
+                        format!("must be \"token\", \"password\", \"trusted-proxy\" or \"none\" but is {kind}; fix it with: clawgate config set gateway.auth.mode token"),
                     );
                     (None, "gateway.auth.mode")
                 }
@@ -154,14 +185,12 @@ impl Resolver<'_> {
             Some("token") => Some(AuthMode::Token),
             Some("password") => Some(AuthMode::Password),
             Some("none") => Some(AuthMode::None),
-            Some(other) => {
+            Some("trusted-proxy") => Some(AuthMode::TrustedProxy),
+            Some(_) => {
                 // The value is not echoed: a secret pasted into the wrong
                 // auth key must not end up in logs.
-                let why = if other == "trusted-proxy" {
-                    "trusted-proxy mode is not supported by clawgate; use \"token\", \"password\" or \"none\""
-                } else {
-                    "must be \"token\", \"password\" or \"none\" (lowercase)"
-                };
+                let why =
+                    "must be \"token\", \"password\", \"trusted-proxy\" or \"none\" (lowercase)";
                 self.fail(
                     mode_key,
                     format!("{why}; fix it with: clawgate config set gateway.auth.mode token"),

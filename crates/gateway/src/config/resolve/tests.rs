@@ -263,12 +263,11 @@ fn nothing_configured_means_token_mode_which_needs_a_token() {
 
 #[test]
 fn auth_mode_errors() {
-    for bad in ["trusted-proxy", "foo", "Token"] {
+    for bad in ["foo", "Token", "Trusted-Proxy"] {
         let (key, msg) = err(json!({"gateway": {"auth": {"mode": bad}}}));
         assert_eq!(key, "gateway.auth.mode", "{msg}");
+        assert!(msg.contains("\"trusted-proxy\""), "{msg}");
     }
-    let (_, msg) = err(json!({"gateway": {"auth": {"mode": "trusted-proxy"}}}));
-    assert!(msg.contains("not supported"), "{msg}");
     assert_eq!(
         err(json!({"gateway": {"auth": {"mode": 1}}})).0,
         "gateway.auth.mode"
@@ -620,8 +619,37 @@ fn nodes_and_trusted_proxies() {
         err(json!({"gateway": {"nodes": {"pairing": {"autoApproveLocal": 1}}}})).0,
         "gateway.nodes.pairing.autoApproveLocal"
     );
-    let (key, msg) = err(json!({"gateway": {"trustedProxies": ["10.0.0.1", "10.0.0.0/8"]}}));
-    assert_eq!(key, "gateway.trustedProxies[1]", "{msg}");
+    let cfg = ok(
+        json!({"gateway": {"trustedProxies": ["10.0.0.1", "10.9.9.9/8", "::ffff:172.16.0.0/108", "fd00::/8"]}}),
+    );
+    assert_eq!(
+        cfg.trusted_proxies,
+        vec!["10.0.0.1".parse::<IpAddr>().unwrap()]
+    );
+    let r = &cfg.trusted_proxy_ranges;
+    assert_eq!(r.len(), 3);
+    assert!(r[0].contains("10.1.2.3".parse().unwrap()));
+    assert!(
+        r[0].contains("::ffff:10.1.2.3".parse().unwrap()),
+        "mapped peers match IPv4 ranges"
+    );
+    assert!(!r[0].contains("11.0.0.1".parse().unwrap()));
+    assert!(
+        r[1].contains("172.16.5.5".parse().unwrap()),
+        "a mapped range is its IPv4 range"
+    );
+    assert!(!r[1].contains("172.32.0.1".parse().unwrap()));
+    assert!(r[2].contains("fd12::1".parse().unwrap()));
+    assert!(!r[2].contains("10.1.2.3".parse().unwrap()));
+    for bad in [
+        "10.0.0.0/33",
+        "10.0.0.0/x",
+        "::ffff:10.0.0.0/64",
+        "host.example/8",
+    ] {
+        let (key, msg) = err(json!({"gateway": {"trustedProxies": ["10.0.0.1", bad]}}));
+        assert_eq!(key, "gateway.trustedProxies[1]", "{bad}: {msg}");
+    }
     assert_eq!(
         err(json!({"gateway": {"trustedProxies": ["10.0.0.1", 7]}})).0,
         "gateway.trustedProxies[1]"
@@ -838,6 +866,155 @@ fn password_hash_is_an_argon2id_phc_string() {
         msg.contains("clawgate config unset gateway.auth.password"),
         "{msg}"
     );
+}
+
+// ---- trusted-proxy ----
+
+fn tp_doc(tp: Value) -> Value {
+    json!({"gateway": {"trustedProxies": ["10.0.0.1"], "auth": {"mode": "trusted-proxy", "trustedProxy": tp}}})
+}
+
+fn tp_err(doc: Value) -> (String, String) {
+    err_with(doc, &RunOverrides::default())
+}
+
+#[test]
+fn trusted_proxy_resolves_with_the_reference_keys() {
+    let doc = json!({"gateway": {
+        "trustedProxies": ["10.0.0.1"],
+        "auth": {
+            "mode": "trusted-proxy",
+            "password": PASSWORD,
+            "identityScopes": {"Admin@Example.com": ["operator.admin"]},
+            "trustedProxy": {
+                "userHeader": "X-Forwarded-User",
+                "requiredHeaders": ["x-forwarded-proto"],
+                "allowUsers": ["nick@example.com"],
+                "allowLoopback": true,
+                "deviceAutoApprove": {"enabled": true},
+                "jwt": {
+                    "header": "x-pomerium-jwt-assertion",
+                    "jwksUrl": "https://auth.example.com/.well-known/pomerium/jwks.json",
+                    "issuer": "auth.example.com",
+                    "audience": "gateway.example.com",
+                    "algorithms": ["ES256"],
+                    "clockSkewSeconds": 30,
+                },
+            },
+        },
+    }});
+    let cfg = resolve_doc(doc, &RunOverrides::default()).expect("resolves");
+    assert_eq!(cfg.auth.mode, AuthMode::TrustedProxy);
+    assert!(cfg.auth.password.is_some(), "the local password is kept");
+    let tp = cfg.auth.trusted_proxy.expect("trusted proxy");
+    assert_eq!(tp.user_header, "x-forwarded-user");
+    assert_eq!(tp.required_headers, vec!["x-forwarded-proto"]);
+    assert!(tp.allow_loopback);
+    let auto = tp.device_auto_approve.expect("enabled");
+    assert!(!auto.explicit);
+    assert_eq!(auto.scopes.len(), 4);
+    let jwt = tp.jwt.expect("jwt");
+    assert_eq!(jwt.audience, vec!["gateway.example.com"]);
+    assert_eq!(jwt.user_claim, "email");
+    assert_eq!(jwt.clock_skew_secs, 30);
+    assert_eq!(
+        cfg.auth.identity_scopes,
+        vec![(
+            "admin@example.com".to_string(),
+            vec!["operator.admin".to_string()]
+        )]
+    );
+}
+
+#[test]
+fn trusted_proxy_refusals_name_the_key() {
+    // A shared token is a second way in: refused, as in the reference.
+    let (key, msg) = err(tp_doc(json!({"userHeader": "x-forwarded-user"})));
+    assert_eq!(key, "gateway.auth.token", "{msg}");
+    assert!(msg.contains("mutually exclusive"), "{msg}");
+    let (key, msg) = tp_err(
+        json!({"gateway": {"trustedProxies": ["10.0.0.1"], "auth": {"mode": "trusted-proxy"}}}),
+    );
+    assert_eq!(key, "gateway.auth.trustedProxy", "{msg}");
+    let (key, _) = tp_err(tp_doc(json!({})));
+    assert_eq!(key, "gateway.auth.trustedProxy.userHeader");
+    let (key, _) = tp_err(tp_doc(json!({"userHeader": "bad header"})));
+    assert_eq!(key, "gateway.auth.trustedProxy.userHeader");
+    let (key, msg) = tp_err(
+        json!({"gateway": {"auth": {"mode": "trusted-proxy", "trustedProxy": {"userHeader": "x-u"}}}}),
+    );
+    assert_eq!(key, "gateway.trustedProxies", "{msg}");
+    let (key, _) = tp_err(tp_doc(
+        json!({"userHeader": "x-u", "requiredHeaders": ["ok", ""]}),
+    ));
+    assert_eq!(key, "gateway.auth.trustedProxy.requiredHeaders[1]");
+    let (key, _) = tp_err(tp_doc(
+        json!({"userHeader": "x-u", "deviceAutoApprove": {"enabled": true, "scopes": ["operator.root"]}}),
+    ));
+    assert_eq!(key, "gateway.auth.trustedProxy.deviceAutoApprove.scopes[0]");
+    let mut doc = tp_doc(json!({"userHeader": "x-u"}));
+    doc["gateway"]["auth"]["identityScopes"] = json!({"a@b.c": ["nope"]});
+    let (key, _) = tp_err(doc);
+    assert_eq!(key, "gateway.auth.identityScopes[\"a@b.c\"][0]");
+}
+
+#[test]
+fn trusted_proxy_jwt_refusals() {
+    let jwt = |j: Value| tp_doc(json!({"userHeader": "x-u", "jwt": j}));
+    let base = json!({"header": "cf-access-jwt-assertion", "jwksUrl": "https://t.cloudflareaccess.com/cdn-cgi/access/certs", "issuer": "https://t.cloudflareaccess.com", "audience": ["aud1"]});
+    assert!(resolve_doc(jwt(base.clone()), &RunOverrides::default()).is_ok());
+    for (field, value, key) in [
+        (
+            "algorithms",
+            json!(["none"]),
+            "gateway.auth.trustedProxy.jwt.algorithms[0]",
+        ),
+        (
+            "algorithms",
+            json!(["HS256"]),
+            "gateway.auth.trustedProxy.jwt.algorithms[0]",
+        ),
+        (
+            "algorithms",
+            json!([]),
+            "gateway.auth.trustedProxy.jwt.algorithms",
+        ),
+        (
+            "jwksUrl",
+            json!("ftp://x"),
+            "gateway.auth.trustedProxy.jwt.jwksUrl",
+        ),
+        (
+            "jwksFile",
+            json!("/tmp/x.json"),
+            "gateway.auth.trustedProxy.jwt.jwksUrl",
+        ),
+        (
+            "clockSkewSeconds",
+            json!(3600),
+            "gateway.auth.trustedProxy.jwt.clockSkewSeconds",
+        ),
+        ("issuer", json!(""), "gateway.auth.trustedProxy.jwt.issuer"),
+        (
+            "audience",
+            json!([]),
+            "gateway.auth.trustedProxy.jwt.audience",
+        ),
+        (
+            "header",
+            json!(null),
+            "gateway.auth.trustedProxy.jwt.header",
+        ),
+    ] {
+        let mut j = base.clone();
+        j[field] = value;
+        let (k, msg) = tp_err(jwt(j));
+        assert_eq!(k, key, "{field}: {msg}");
+        assert!(msg.contains("clawgate config"), "{msg}");
+    }
+    let mut j = base.clone();
+    j["algorithms"] = json!(["none"]);
+    assert!(tp_err(jwt(j)).1.contains("unsigned"));
 }
 
 #[test]
