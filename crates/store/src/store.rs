@@ -300,21 +300,13 @@ impl Store {
         f: impl FnOnce(&PgTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut slot = p.reader.get(&p.io, &p.target)?;
-        let tx = slot.begin(&p.target, pg::Mode::Snapshot)?;
-        let out = f(&tx);
-        match out {
-            Ok(v) => {
-                tx.commit()?;
-                Ok(v)
-            }
-            Err(e) => {
-                drop(tx);
-                if matches!(e, StoreError::Unreachable { .. }) {
-                    slot.discard();
-                }
-                Err(e)
-            }
-        }
+        let result = (|| {
+            let tx = slot.begin(&p.target, pg::Mode::Snapshot)?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok(v)
+        })();
+        slot.settle(result)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Cache> {
@@ -442,31 +434,21 @@ impl Store {
                     sql.commit()?;
                     Ok((out, ops, logged))
                 })();
-                match result {
-                    Ok((out, ops, logged)) => {
-                        self.write().apply(ops);
-                        // This replica's own change, right after the
-                        // position it had applied up to: the cache now holds
-                        // every change up to it, so move there (a later
-                        // pruning of the log then finds this replica up to
-                        // date instead of forcing a resync).
-                        if let Some(seq) = logged {
-                            let _ = p.applied_seq.compare_exchange(
-                                seq.saturating_sub(1),
-                                seq,
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                            );
-                        }
-                        Ok(out)
-                    }
-                    Err(e) => {
-                        if matches!(e, StoreError::Unreachable { .. }) {
-                            slot.discard();
-                        }
-                        Err(e)
-                    }
+                let (out, ops, logged) = slot.settle(result)?;
+                self.write().apply(ops);
+                // This replica's own change, right after the position it had
+                // applied up to: the cache now holds every change up to it,
+                // so move there (a later pruning of the log then finds this
+                // replica up to date instead of forcing a resync).
+                if let Some(seq) = logged {
+                    let _ = p.applied_seq.compare_exchange(
+                        seq.saturating_sub(1),
+                        seq,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
                 }
+                Ok(out)
             }
         }
     }
@@ -484,26 +466,9 @@ impl Store {
         let Backend::Postgres(p) = &self.backend else {
             return Ok(CatchUp::default());
         };
-        let mut slot = p.writer.get(&p.io, &p.target)?;
-        let result = (|| {
-            let tx = slot.begin(&p.target, pg::Mode::Snapshot)?;
-            let read = read_changes(p, &tx)?;
-            tx.commit()?;
-            Ok(read)
-        })();
-        match result {
-            Ok(read) => {
-                self.apply_changes(p, read);
-                let mut stash = p.stash.lock().unwrap_or_else(PoisonError::into_inner);
-                Ok(std::mem::take(&mut *stash))
-            }
-            Err(e) => {
-                if matches!(e, StoreError::Unreachable { .. }) {
-                    slot.discard();
-                }
-                Err(e)
-            }
-        }
+        self.refresh()?;
+        let mut stash = p.stash.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(std::mem::take(&mut *stash))
     }
 
     /// Whether another replica has announced a change this cache does not
@@ -532,18 +497,8 @@ impl Store {
             tx.commit()?;
             Ok(read)
         })();
-        match result {
-            Ok(read) => {
-                self.apply_changes(p, read);
-                Ok(())
-            }
-            Err(e) => {
-                if matches!(e, StoreError::Unreachable { .. }) {
-                    slot.discard();
-                }
-                Err(e)
-            }
-        }
+        self.apply_changes(p, slot.settle(result)?);
+        Ok(())
     }
 
     /// Brings a read of the change log into the cache and stashes what it

@@ -17,13 +17,20 @@ pub struct RegistryHealth {
     location: String,
     /// Why it is down, for `/readyz` and `status`.
     why: Mutex<String>,
-    /// The other live replicas' presence rows (empty for SQLite).
-    peers: Mutex<Vec<clawgate_store::ReplicaPresence>>,
+    /// The other live replicas' presence rows (empty for SQLite), and their
+    /// entries parsed once per refresh (every hello-ok lists them).
+    peers: Mutex<Peers>,
     /// Shared registry: events sent to this replica's operators that the
     /// other replicas' operators must get too, waiting to be written to
     /// the change log (see `replica::events`).
     outbox: Option<Mutex<Vec<(String, serde_json::Value)>>>,
     outbox_ready: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Peers {
+    rows: Vec<clawgate_store::ReplicaPresence>,
+    entries: Vec<clawgate_protocol::wire::PresenceEntry>,
 }
 
 /// Events queued beyond this many between two writes are not shared (the
@@ -43,7 +50,7 @@ impl RegistryHealth {
             } else {
                 String::new()
             }),
-            peers: Mutex::new(Vec::new()),
+            peers: Mutex::new(Peers::default()),
             outbox: shared.then(|| Mutex::new(Vec::new())),
             outbox_ready: tokio::sync::Notify::new(),
         }
@@ -74,12 +81,18 @@ impl RegistryHealth {
     }
 
     /// Replaces the other replicas' presence rows.
-    pub fn set_peers(&self, peers: Vec<clawgate_store::ReplicaPresence>) {
-        *self.peers.lock().expect("registry lock") = peers;
+    pub fn set_peers(&self, rows: Vec<clawgate_store::ReplicaPresence>) {
+        let entries = rows
+            .iter()
+            .filter_map(|p| p.entries.as_array())
+            .flatten()
+            .filter_map(|e| serde_json::from_value(e.clone()).ok())
+            .collect();
+        *self.peers.lock().expect("registry lock") = Peers { rows, entries };
     }
 
     pub fn peers(&self) -> Vec<clawgate_store::ReplicaPresence> {
-        self.peers.lock().expect("registry lock").clone()
+        self.peers.lock().expect("registry lock").rows.clone()
     }
 
     /// Sessions held by the other replicas.
@@ -87,21 +100,16 @@ impl RegistryHealth {
         self.peers
             .lock()
             .expect("registry lock")
+            .rows
             .iter()
             .map(|p| p.sessions)
             .sum()
     }
 
     /// The other replicas' presence entries (their gateway entry first,
-    /// then their clients), for `system-presence`.
+    /// then their clients), for `system-presence` and hello-ok.
     pub fn peer_entries(&self) -> Vec<clawgate_protocol::wire::PresenceEntry> {
-        let peers = self.peers.lock().expect("registry lock");
-        peers
-            .iter()
-            .filter_map(|p| p.entries.as_array())
-            .flatten()
-            .filter_map(|e| serde_json::from_value(e.clone()).ok())
-            .collect()
+        self.peers.lock().expect("registry lock").entries.clone()
     }
 
     pub fn is_up(&self) -> bool {

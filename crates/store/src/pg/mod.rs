@@ -516,10 +516,13 @@ impl SlotGuard<'_> {
         block(self.conn().client.query(sql, params)).map_err(|e| pg_error(target, e))
     }
 
-    /// Forgets the connection (after an error that may have left it in an
-    /// unknown state); the next use reconnects.
-    pub(crate) fn discard(mut self) {
-        *self.0 = None;
+    /// Passes `result` through; after a lost connection the slot forgets it
+    /// (the next use reconnects).
+    pub(crate) fn settle<T>(mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if matches!(result, Err(StoreError::Unreachable { .. })) {
+            *self.0 = None;
+        }
+        result
     }
 }
 
