@@ -29,7 +29,7 @@ pub fn decode32(s: &str) -> Option<[u8; 32]> {
 /// Parses an even number of hex characters (either case).
 pub fn decode(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks_exact(2)

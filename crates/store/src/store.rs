@@ -24,8 +24,8 @@ use crate::cache::{Cache, Op};
 use crate::changes::{CatchUp, Change, DeviceDelta, ReplicaPresence};
 use crate::error::StoreError;
 use crate::model::{
-    AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
-    Passkey, RoleToken, Seen, SetupCode, TokenHash,
+    AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, Passkey,
+    PendingRequest, RoleToken, Seen, SetupCode, TokenHash,
 };
 use crate::pg::{self, ListenState, PgTarget, PgTx, sql as pgsql};
 use crate::schema;
@@ -691,6 +691,14 @@ impl Store {
         match &self.backend {
             Backend::Sqlite { reader, .. } => crate::invariants::check(&mut lock(reader)),
             Backend::Postgres(p) => Self::pg_read(p, crate::invariants::check_pg),
+        }
+    }
+
+    /// The passkey with this credential id.
+    pub fn passkey(&self, credential_id: &str) -> Result<Option<Passkey>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => schema::select_passkey(&lock(reader), credential_id),
+            Backend::Postgres(p) => Self::pg_read(p, |tx| pgsql::select_passkey(tx, credential_id)),
         }
     }
 
