@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clawgate_store::{
-    AuditQuery, AuditRecord, AuditRow, DB_FILE_NAME, Device, GENESIS_HASH, PendingRequest,
+    AuditQuery, AuditRecord, AuditRow, DB_FILE_NAME, Device, GENESIS_HASH, Passkey, PendingRequest,
     PgTarget, ReplicaPresence, RoleToken, Seen, SetupCode, Store, StoreError, TokenHash, Tx,
     check_database, hash_token, testing,
 };
@@ -1070,6 +1070,111 @@ fn setup_codes_are_used_once_revoked_and_pruned() {
     }
 }
 
+fn passkey(id: &str, label: &str, created_at_ms: u64) -> Passkey {
+    Passkey {
+        credential_id: id.into(),
+        user_handle: format!("user-{id}"),
+        label: label.into(),
+        rp_id: "localhost".into(),
+        scopes: vec!["operator.read".into()],
+        public_key: vec![1, 2, 3, 0xff],
+        state: vec![1, 0, 0, 0, 0, 0, 1],
+        sign_count: 0,
+        created_by: Some("shared-secret".into()),
+        created_at_ms,
+        last_used_at_ms: None,
+        flagged_at_ms: None,
+        flagged_reason: None,
+    }
+}
+
+#[test]
+fn passkeys_are_stored_used_flagged_and_removed() {
+    for fx in Fixture::both("contract_passkeys") {
+        let store = fx.open();
+        store
+            .transact(|tx| {
+                tx.insert_passkey(&passkey("cred-a", "laptop", 100))?;
+                tx.insert_passkey(&passkey("cred-b", "phone", 200))
+            })
+            .unwrap();
+        // One credential id, once.
+        assert!(
+            store
+                .transact(|tx| tx.insert_passkey(&passkey("cred-a", "again", 300)))
+                .is_err(),
+            "{fx}"
+        );
+        // Newest first; the bytes come back as written.
+        let all = store.passkeys().unwrap();
+        assert_eq!(
+            all.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(),
+            ["phone", "laptop"],
+            "{fx}"
+        );
+        assert_eq!(
+            store.passkey("cred-a").unwrap(),
+            Some(passkey("cred-a", "laptop", 100)),
+            "{fx}"
+        );
+        assert_eq!(store.passkey("nope").unwrap(), None, "{fx}");
+
+        let state = vec![1, 0, 7, 0, 0, 0, 1];
+        assert!(
+            store
+                .transact(|tx| tx.update_passkey_use("cred-a", &state, 7, 1_000))
+                .unwrap(),
+            "{fx}"
+        );
+        assert!(
+            !store
+                .transact(|tx| tx.update_passkey_use("nope", &state, 7, 1_000))
+                .unwrap(),
+            "{fx}"
+        );
+        // A second reader (another replica) sees the update: not cached.
+        let other = fx.open();
+        let used = other.passkey("cred-a").unwrap().unwrap();
+        assert_eq!(
+            (used.state.clone(), used.sign_count, used.last_used_at_ms),
+            (state, 7, Some(1_000)),
+            "{fx}"
+        );
+
+        // Flagged once; the first reason stays.
+        assert!(
+            store
+                .transact(|tx| tx.flag_passkey("cred-b", 2_000, "counter"))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .transact(|tx| tx.flag_passkey("cred-b", 3_000, "again"))
+                .unwrap()
+        );
+        let flagged = store.passkey("cred-b").unwrap().unwrap();
+        assert_eq!(
+            (flagged.flagged_at_ms, flagged.flagged_reason.as_deref()),
+            (Some(2_000), Some("counter")),
+            "{fx}"
+        );
+
+        // A failed transaction leaves the row alone.
+        let failed: Result<(), StoreError> = store.transact(|tx| {
+            tx.delete_passkey("cred-a")?;
+            Err(StoreError::Invalid("roll back".into()))
+        });
+        assert!(failed.is_err());
+        assert!(other.passkey("cred-a").unwrap().is_some(), "{fx}");
+
+        assert!(store.transact(|tx| tx.delete_passkey("cred-a")).unwrap());
+        assert!(!store.transact(|tx| tx.delete_passkey("cred-a")).unwrap());
+        assert_eq!(other.passkeys().unwrap().len(), 1, "{fx}");
+        assert!(store.check_invariants().unwrap().ok(), "{fx}");
+        drop(other);
+    }
+}
+
 #[test]
 fn audit_chain_verifies_and_lists_with_filters_and_pages() {
     for fx in Fixture::both("contract_audit") {
@@ -1587,6 +1692,7 @@ fn pg_import_copies_a_sqlite_registry_once() {
             tx.insert_setup_code(&setup_code("s-live", "boot-1", 10_000))?;
             tx.insert_setup_code(&setup_code("s-used", "boot-2", 10_000))?;
             assert!(tx.consume_setup_code("s-used", &id(4), 500)?);
+            tx.insert_passkey(&passkey("cred-1", "laptop", 100))?;
             for i in 0..5 {
                 tx.append_audit(&record(100 + i, "auth.failure", None))?;
             }
@@ -1617,8 +1723,13 @@ fn pg_import_copies_a_sqlite_registry_once() {
             summary.pending,
             summary.setup_codes,
             summary.audit_rows,
+            summary.passkeys,
         ),
-        (2, 2, 2, 1, 2, 14)
+        (2, 2, 2, 1, 2, 14, 1)
+    );
+    assert_eq!(
+        pg.passkey("cred-1").unwrap(),
+        Some(passkey("cred-1", "laptop", 100))
     );
     assert_eq!(
         summary.audit_head.as_deref(),
