@@ -32,6 +32,9 @@ async function mountFixture(page, which) {
       'device.pair.list': wire.pairList,
       'audit.list': wire.auditList,
       'system-presence': wire.presence,
+      // The Devices page's Passkeys section (a fixture written before the
+      // server had passkeys has none).
+      'passkey.list': wire.passkeyList ?? { passkeys: [] },
       status: { runtimeVersion: '2026.9.6', gateway: { version: '0.1.0', implementation: 'clawgate' } },
     };
     const app = {
