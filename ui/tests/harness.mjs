@@ -140,6 +140,7 @@ export class Gateway {
     this.configPath = join(this.stateDir, 'clawgate.json');
     writeFileSync(this.configPath, JSON.stringify(this.config, null, 2));
     this.port = 0;
+    this.extraOrigins = [];
     this.log = '';
     this.child = null;
   }
@@ -156,6 +157,21 @@ export class Gateway {
   /** The normalised WebSocket URL, the storage keys' suffix. */
   get wsUrl() {
     return `${this.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}`;
+  }
+
+  /** The same gateway by name (`localhost`): WebAuthn refuses IP-address hosts. */
+  get localhostOrigin() {
+    return `${this.tls ? 'https' : 'http'}://localhost:${this.port}`;
+  }
+
+  /** The WebSocket URL a page opened on `localhostOrigin` uses (its storage keys' suffix). */
+  get localhostWsUrl() {
+    return `${this.tls ? 'wss' : 'ws'}://localhost:${this.port}`;
+  }
+
+  /** The page URL for `path` under the base path, on `localhost`. */
+  localhostUrl(path = '') {
+    return this.url(path).replace(this.origin, this.localhostOrigin);
   }
 
   get basePath() {
@@ -444,6 +460,11 @@ export class Env {
       if (gw.port) {
         origins.add(gw.origin);
         origins.add(gw.wsUrl);
+        // The same gateway by its loopback name (passkey tests use it).
+        origins.add(gw.localhostOrigin);
+        origins.add(gw.localhostWsUrl);
+        // Names a test mapped to this gateway (--host-resolver-rules).
+        for (const o of gw.extraOrigins) origins.add(o);
       }
     }
     const outside = this.requests.filter((r) => {
