@@ -269,7 +269,9 @@ uiTest('passkeys: where they cannot work, the login screen says why instead of t
   await page.locator('button#passkey-signin').waitFor({ state: 'visible' });
   assert.ok(page.url().startsWith(gw.localhostOrigin), page.url());
 
-  // Plain http on a host name: not a secure context.
+  // Plain http on a host name: not a secure context (Chromium says so about
+  // the gateway's COOP header on the console; expected here).
+  env.allowConsoleError(/Cross-Origin-Opener-Policy header has been ignored/);
   gw.extraOrigins.push(`http://${LAN_NAME}:${gw.port}`, `ws://${LAN_NAME}:${gw.port}`);
   const { page: lan } = await env.context({ label: 'plain-http' });
   await lan.goto(`http://${LAN_NAME}:${gw.port}/`);
