@@ -113,8 +113,8 @@ export function passkeyPanel(app) {
         h('div', { class: 'item-actions' },
           h('button', { type: 'button', class: 'danger-outline', dataset: { action: 'remove-passkey' }, onclick: () => remove(pk) }, 'Remove'))),
       flagged ? h('p', { class: 'reason passkey-flag', role: 'note' },
-        `Flagged ${formatTime(pk.flaggedAtMs)}: ${pk.flaggedReason || 'the gateway saw something wrong with this passkey'}. `
-        + 'A sign count that went backwards means the authenticator may have been cloned: remove this passkey.') : null,
+        `Flagged ${formatTime(pk.flaggedAtMs)}: ${pk.flaggedReason || 'the gateway saw something wrong with this passkey'}.`
+        + (/sign.?count/i.test(pk.flaggedReason || '') ? ' Its counter went backwards, so the authenticator may have been cloned: remove this passkey.' : '')) : null,
       h('dl', { class: 'facts' },
         h('dt', null, 'Scopes'), h('dd', { class: 'passkey-scopes' }, chips(pk.scopes)),
         h('dt', null, 'RP id'), h('dd', { class: 'passkey-rp' }, pk.rpId || '—'),
@@ -132,6 +132,7 @@ export function passkeyPanel(app) {
     });
     if (!ok) return;
     errorLine.hidden = true;
+    status.hidden = true;
     try {
       await app.client.request('passkey.remove', { id: pk.id });
       app.notify(`Removed the passkey "${pk.label}".`);
