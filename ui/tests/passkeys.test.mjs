@@ -102,7 +102,10 @@ uiTest('passkeys: register with fewer scopes, sign in from a fresh profile witho
   await op.fill('#passkey-scopes', 'operator.read');
   await op.click('button#passkey-register');
   const row = section.locator('article.passkey[data-passkey-id]');
-  await waitFor(async () => (await row.count()) === 1, 'the registered passkey listed', 30_000);
+  const regError = op.locator('#passkey-error');
+  await waitFor(async () => (await row.count()) === 1 || (await regError.isVisible()), 'the registered passkey listed', 30_000);
+  assert.equal(await regError.isVisible(), false, `registration failed: ${await regError.textContent()}`);
+  assert.equal(await row.count(), 1);
   const passkeyId = await row.getAttribute('data-passkey-id');
   assert.match(await row.locator('.passkey-name').innerText(), /ui laptop/);
   assert.equal((await row.locator('.passkey-scopes').innerText()).trim(), 'operator.read');
