@@ -487,7 +487,8 @@ export class Env {
     for (const r of this.responses) {
       if (!r.url.startsWith('http')) continue;
       if (!origins.has(new URL(r.url).origin)) continue;
-      assertUiHeaders(r.headers, r.url);
+      if (/\/api\/passkeys\/[a-z]+$/.test(new URL(r.url).pathname)) assertApiHeaders(r.headers, r.url);
+      else assertUiHeaders(r.headers, r.url);
     }
   }
 
@@ -536,6 +537,18 @@ export function assertUiHeaders(headers, url) {
   }
   assert.equal(headers['x-content-type-options'], 'nosniff', `X-Content-Type-Options of ${url}`);
   assert.equal(headers['referrer-policy'], 'no-referrer', `Referrer-Policy of ${url}`);
+}
+
+/**
+ * The headers of a JSON answer of the pre-auth API (`<base>api/passkeys/*`):
+ * never rendered as a document, so no CSP is required (one is welcome), but
+ * JSON, `nosniff`, `no-referrer` and never cached.
+ */
+export function assertApiHeaders(headers, url) {
+  assert.match(headers['content-type'] || '', /^application\/json\b/, `Content-Type of ${url}`);
+  assert.equal(headers['x-content-type-options'], 'nosniff', `X-Content-Type-Options of ${url}`);
+  assert.equal(headers['referrer-policy'], 'no-referrer', `Referrer-Policy of ${url}`);
+  assert.match(headers['cache-control'] || '', /no-store/, `Cache-Control of ${url}`);
 }
 
 /**
