@@ -71,5 +71,9 @@ export const METHOD_SCOPES = {
   "device.setup.create": "operator.admin",
   "device.setup.list": "operator.admin",
   "device.setup.revoke": "operator.admin",
+  "passkey.register.begin": "operator.pairing",
+  "passkey.register.finish": "operator.pairing",
+  "passkey.list": "operator.pairing",
+  "passkey.remove": "operator.pairing",
   "audit.list": "operator.admin"
 };

@@ -220,12 +220,13 @@ fn contents(s: &CopySummary) -> String {
         format!("{count} {}", if count == 1 { one } else { many })
     };
     format!(
-        "{}, {}, {} (tokens themselves are never stored), {}, {}, {}",
+        "{}, {}, {} (tokens themselves are never stored), {}, {}, {}, {}",
         n(s.devices, "device", "devices"),
         n(s.role_tokens, "role token", "role tokens"),
         n(s.token_hashes, "token hash", "token hashes"),
         n(s.pending, "pending request", "pending requests"),
         n(s.setup_codes, "setup code", "setup codes"),
+        n(s.passkeys, "passkey", "passkeys"),
         n(s.audit_rows, "audit row", "audit rows"),
     )
 }

@@ -204,6 +204,7 @@ fn scope_name(s: LimitScope) -> &'static str {
         LimitScope::SharedSecret => "shared-secret",
         LimitScope::DeviceToken => "device-token",
         LimitScope::BootstrapToken => "bootstrap-token",
+        LimitScope::Passkey => "passkey",
     }
 }
 
@@ -212,6 +213,7 @@ fn parse_key(v: &Value) -> Option<LimitKey> {
         "shared-secret" => LimitScope::SharedSecret,
         "device-token" => LimitScope::DeviceToken,
         "bootstrap-token" => LimitScope::BootstrapToken,
+        "passkey" => LimitScope::Passkey,
         _ => return None,
     };
     let class = match v.get("class")?.as_str()? {

@@ -64,6 +64,9 @@ pub struct Caller {
     pub device_id: Option<String>,
     pub conn_id: String,
     pub ip: IpAddr,
+    /// The connection's `Origin` header (browsers), already checked at
+    /// connect: the origin a passkey registration must come from.
+    pub origin: Option<String>,
 }
 
 impl Caller {

@@ -364,6 +364,7 @@ impl Harness {
             device_id,
             conn_id: format!("conn-{}", self.next_conn),
             ip: loopback(),
+            origin: None,
         }
     }
 

@@ -414,6 +414,15 @@ pub const CATALOGUE: &[Entry] = &[
         "A typo, or the request was already approved, rejected, replaced or expired (requests live 5 minutes after the device last asked).",
         "List the pending requests and their codes with: clawgate devices list"
     ),
+    entry!(
+        "PASSKEY_REFUSED",
+        IR,
+        None,
+        "Passkey refused",
+        "The gateway did not accept this passkey; nothing was approved.",
+        "The passkey was removed, belongs to another host name, the sign-in took longer than 2 minutes, or the authenticator's signature counter went backwards (a cloned key).",
+        "Sign in with the gateway token instead and check the passkeys with: clawgate passkeys list"
+    ),
 ];
 
 /// Looks a code up.
@@ -707,6 +716,13 @@ pub fn rate_limited(retry_after_ms: u64) -> ErrorShape {
     e.retryable = Some(true);
     e.retry_after_ms = Some(retry_after_ms);
     e
+}
+
+/// A passkey registration or sign-in refused; `reason` is one of the
+/// `passkey_*` reasons of docs/passkeys.md.
+pub fn passkey_refused(reason: &str, message: &str) -> ErrorShape {
+    ErrorShape::invalid_request(format!("passkey refused: {message}"))
+        .with_details(json!({"code": "PASSKEY_REFUSED", "reason": reason}))
 }
 
 /// A connection named too many unknown pairing codes: the failed-auth

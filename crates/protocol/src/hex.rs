@@ -1,5 +1,5 @@
 //! Lowercase hex: the one encoder (device ids, token hashes, audit hashes,
-//! content hashes) and the 32-byte decoder the store needs.
+//! content hashes) and the decoders the store needs.
 
 /// Lowercase hex of `bytes`.
 pub fn encode(bytes: &[u8]) -> String {
@@ -12,23 +12,29 @@ pub fn encode(bytes: &[u8]) -> String {
     out
 }
 
-/// Parses exactly 64 hex characters (either case) into 32 bytes.
-pub fn decode32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
+fn nibble(c: u8) -> Option<u8> {
+    match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
-    Some(out)
+}
+
+/// Parses exactly 64 hex characters (either case) into 32 bytes.
+pub fn decode32(s: &str) -> Option<[u8; 32]> {
+    decode(s)?.try_into().ok()
+}
+
+/// Parses an even number of hex characters (either case).
+pub fn decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.chunks_exact(2)
+        .map(|pair| Some((nibble(pair[0])? << 4) | nibble(pair[1])?))
+        .collect()
 }
 
 /// Whether `s` is 64 lowercase hex characters (the device-id shape).

@@ -146,6 +146,8 @@ pub fn method_access(method: &str) -> MethodAccess {
             }
         }
         m if m.starts_with("node.pair.") => PAIRING,
+        // clawgate's passkeys: registering one is approving future devices.
+        m if m.starts_with("passkey.") => PAIRING,
         _ => ADMIN,
     };
     MethodAccess::Operator(scope)

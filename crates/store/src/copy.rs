@@ -22,12 +22,13 @@ pub struct CopySummary {
     pub pending: u64,
     pub setup_codes: u64,
     pub audit_rows: u64,
+    pub passkeys: u64,
     /// The newest audit hash, the same on both sides.
     pub audit_head: Option<String>,
 }
 
 impl CopySummary {
-    fn counts(&self) -> [u64; 6] {
+    fn counts(&self) -> [u64; 7] {
         [
             self.devices,
             self.role_tokens,
@@ -35,6 +36,7 @@ impl CopySummary {
             self.pending,
             self.setup_codes,
             self.audit_rows,
+            self.passkeys,
         ]
     }
 }
@@ -45,7 +47,7 @@ fn len(n: usize) -> u64 {
 
 impl Store {
     /// Copies the SQLite registry at `source` (devices, role tokens, token
-    /// hashes, pending requests, setup codes, the audit chain row for row)
+    /// hashes, pending requests, setup codes, passkeys, the audit chain row for row)
     /// into this PostgreSQL store, which must be empty, in one transaction;
     /// then checks the copy: the same row counts, the audit chain verifies
     /// to the same head, and every store invariant holds. The source is
@@ -91,6 +93,7 @@ impl Store {
         let hashes = schema::select_token_hashes(&snapshot)?;
         let pending = schema::select_all_pending(&snapshot)?;
         let setup_codes = schema::select_setup_codes(&snapshot)?;
+        let passkeys = schema::select_passkeys(&snapshot)?;
         let mut audit: Vec<StoredAuditRow> = Vec::new();
         schema::scan_audit(&snapshot, |r| {
             audit.push(r);
@@ -104,6 +107,7 @@ impl Store {
             pending: len(pending.len()),
             setup_codes: len(setup_codes.len()),
             audit_rows: len(audit.len()),
+            passkeys: len(passkeys.len()),
             audit_head: audit.last().map(|r| r.hash.clone()),
         };
 
@@ -134,6 +138,9 @@ impl Store {
             }
             for c in &setup_codes {
                 pgsql::insert_setup_code(&tx, c)?;
+            }
+            for k in &passkeys {
+                pgsql::insert_passkey(&tx, k)?;
             }
             for r in &audit {
                 pgsql::insert_audit(&tx, r)?;

@@ -35,8 +35,8 @@ pub use error::StoreError;
 pub use invariants::{InvariantReport, Violation, check_database};
 pub use lock::{LOCK_FILE_NAME, LockError, StateLock};
 pub use model::{
-    AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
-    RoleToken, Seen, SetupCode, TokenHash,
+    AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, Passkey,
+    PendingRequest, RoleToken, Seen, SetupCode, TokenHash,
 };
 pub use pg::{ListenState, PgTarget, is_postgres_url};
 pub use store::{Store, Tx};

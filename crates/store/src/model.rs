@@ -139,6 +139,34 @@ impl SetupCode {
     }
 }
 
+/// A registered passkey (WebAuthn credential) that signs browsers in as
+/// operators with `scopes`. The public key and the authenticator state are
+/// the WebAuthn library's encodings, opaque to the store; nothing here is
+/// secret, but only `clawgate-gateway` interprets them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Passkey {
+    /// The credential id, base64url (unique).
+    pub credential_id: String,
+    /// The WebAuthn user handle it was created for, base64url.
+    pub user_handle: String,
+    pub label: String,
+    /// The host name (WebAuthn RP id) it is bound to.
+    pub rp_id: String,
+    pub scopes: Vec<String>,
+    /// The credential's public key (encoded static state).
+    pub public_key: Vec<u8>,
+    /// The authenticator's dynamic state (sign count, flags), encoded.
+    pub state: Vec<u8>,
+    pub sign_count: u32,
+    /// Who registered it (a device id, or `shared-secret`).
+    pub created_by: Option<String>,
+    pub created_at_ms: u64,
+    pub last_used_at_ms: Option<u64>,
+    /// Set when a sign-in showed the counter going backwards.
+    pub flagged_at_ms: Option<u64>,
+    pub flagged_reason: Option<String>,
+}
+
 /// An audit entry as a caller appends it. `actor` says who acted
 /// (connection, device, IP) and, like `details`, never holds a secret.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 
 use crate::audit::StoredAuditRow;
 use crate::error::StoreError;
-use crate::model::{AuditQuery, Device, PendingRequest, RoleToken, Seen, SetupCode, TokenHash};
+use crate::model::{
+    AuditQuery, Device, Passkey, PendingRequest, RoleToken, Seen, SetupCode, TokenHash,
+};
 
 /// How long a writer waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
     MIGRATION_2_PAIRING_CODES,
     MIGRATION_3_SETUP_CODES,
+    MIGRATION_4_PASSKEYS,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -146,6 +149,26 @@ CREATE TABLE setup_codes (
     revoked_at_ms     INTEGER
 ) STRICT;
 CREATE INDEX setup_codes_by_expiry ON setup_codes (expires_at_ms);
+"#;
+
+/// Passkeys (WebAuthn credentials) that sign browsers in as operators.
+/// `public_key` and `state` are the WebAuthn library's encodings, as hex.
+const MIGRATION_4_PASSKEYS: &str = r#"
+CREATE TABLE passkeys (
+    credential_id   TEXT PRIMARY KEY NOT NULL,
+    user_handle     TEXT NOT NULL,
+    label           TEXT NOT NULL,
+    rp_id           TEXT NOT NULL,
+    scopes_json     TEXT NOT NULL,
+    public_key      TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    sign_count      INTEGER NOT NULL,
+    created_by      TEXT,
+    created_at_ms   INTEGER NOT NULL,
+    last_used_at_ms INTEGER,
+    flagged_at_ms   INTEGER,
+    flagged_reason  TEXT
+) STRICT;
 "#;
 
 /// The schema version this build writes.
@@ -843,4 +866,125 @@ pub(crate) fn delete_setup_codes_expired_before(
         conn.prepare_cached("DELETE FROM setup_codes WHERE expires_at_ms < ?1 RETURNING setup_id")?;
     let rows = stmt.query_map([sql_int(before_ms)?], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ------------------------------------------------------------ passkeys
+
+const PASSKEY_COLUMNS: &str = "credential_id, user_handle, label, rp_id, scopes_json, public_key, \
+     state, sign_count, created_by, created_at_ms, last_used_at_ms, flagged_at_ms, flagged_reason";
+
+fn hex_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<Vec<u8>> {
+    let text: String = r.get(idx)?;
+    clawgate_protocol::hex::decode(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            "not hex".into(),
+        )
+    })
+}
+
+fn passkey_from_row(r: &Row<'_>) -> rusqlite::Result<Passkey> {
+    Ok(Passkey {
+        credential_id: r.get(0)?,
+        user_handle: r.get(1)?,
+        label: r.get(2)?,
+        rp_id: r.get(3)?,
+        scopes: json_col(r, 4)?,
+        public_key: hex_col(r, 5)?,
+        state: hex_col(r, 6)?,
+        sign_count: r.get(7)?,
+        created_by: r.get(8)?,
+        created_at_ms: r.get(9)?,
+        last_used_at_ms: r.get(10)?,
+        flagged_at_ms: r.get(11)?,
+        flagged_reason: r.get(12)?,
+    })
+}
+
+pub(crate) fn insert_passkey(conn: &Connection, p: &Passkey) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO passkeys ({PASSKEY_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        p.credential_id,
+        p.user_handle,
+        p.label,
+        p.rp_id,
+        to_json(&p.scopes),
+        clawgate_protocol::hex::encode(&p.public_key),
+        clawgate_protocol::hex::encode(&p.state),
+        p.sign_count,
+        p.created_by,
+        sql_int(p.created_at_ms)?,
+        p.last_used_at_ms.map(sql_int).transpose()?,
+        p.flagged_at_ms.map(sql_int).transpose()?,
+        p.flagged_reason,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn select_passkey(
+    conn: &Connection,
+    credential_id: &str,
+) -> Result<Option<Passkey>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = ?1"
+        ))?
+        .query_row([credential_id], passkey_from_row)
+        .optional()?)
+}
+
+pub(crate) fn select_passkeys(conn: &Connection) -> Result<Vec<Passkey>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PASSKEY_COLUMNS} FROM passkeys ORDER BY created_at_ms DESC, credential_id"
+    ))?;
+    let rows = stmt.query_map([], passkey_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records a successful sign-in: the new authenticator state and when.
+pub(crate) fn update_passkey_use(
+    conn: &Connection,
+    credential_id: &str,
+    state: &[u8],
+    sign_count: u32,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE passkeys SET state = ?1, sign_count = ?2, last_used_at_ms = ?3 \
+             WHERE credential_id = ?4",
+        )?
+        .execute(params![
+            clawgate_protocol::hex::encode(state),
+            sign_count,
+            sql_int(now_ms)?,
+            credential_id
+        ])?;
+    Ok(n == 1)
+}
+
+pub(crate) fn flag_passkey(
+    conn: &Connection,
+    credential_id: &str,
+    now_ms: u64,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE passkeys SET flagged_at_ms = ?1, flagged_reason = ?2 \
+             WHERE credential_id = ?3 AND flagged_at_ms IS NULL",
+        )?
+        .execute(params![sql_int(now_ms)?, reason, credential_id])?;
+    Ok(n == 1)
+}
+
+pub(crate) fn delete_passkey(conn: &Connection, credential_id: &str) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM passkeys WHERE credential_id = ?1")?
+        .execute([credential_id])?;
+    Ok(n == 1)
 }

@@ -24,8 +24,8 @@ use crate::cache::{Cache, Op};
 use crate::changes::{CatchUp, Change, DeviceDelta, ReplicaPresence};
 use crate::error::StoreError;
 use crate::model::{
-    AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, PendingRequest,
-    RoleToken, Seen, SetupCode, TokenHash,
+    AuditPage, AuditQuery, AuditRecord, AuditRow, AuditVerification, Device, Passkey,
+    PendingRequest, RoleToken, Seen, SetupCode, TokenHash,
 };
 use crate::pg::{self, ListenState, PgTarget, PgTx, sql as pgsql};
 use crate::schema;
@@ -694,6 +694,22 @@ impl Store {
         }
     }
 
+    /// The passkey with this credential id.
+    pub fn passkey(&self, credential_id: &str) -> Result<Option<Passkey>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => schema::select_passkey(&lock(reader), credential_id),
+            Backend::Postgres(p) => Self::pg_read(p, |tx| pgsql::select_passkey(tx, credential_id)),
+        }
+    }
+
+    /// Every registered passkey, newest first.
+    pub fn passkeys(&self) -> Result<Vec<Passkey>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => schema::select_passkeys(&lock(reader)),
+            Backend::Postgres(p) => Self::pg_read(p, pgsql::select_passkeys),
+        }
+    }
+
     /// Every setup code still stored (live, used, revoked, or expired and not
     /// yet pruned), oldest first.
     pub fn setup_codes(&self) -> Result<Vec<SetupCode>, StoreError> {
@@ -1095,6 +1111,48 @@ impl Tx<'_> {
     /// Revokes the code if it is live at `now_ms`; returns whether it was.
     pub fn revoke_setup_code(&mut self, setup_id: &str, now_ms: u64) -> Result<bool, StoreError> {
         on!(self, revoke_setup_code(setup_id, now_ms))
+    }
+
+    /// Records a newly registered passkey.
+    pub fn insert_passkey(&mut self, p: &Passkey) -> Result<(), StoreError> {
+        require(!p.credential_id.is_empty(), "credential id is empty")?;
+        require(!p.rp_id.is_empty(), "rp id is empty")?;
+        on!(self, insert_passkey(p))
+    }
+
+    /// The passkey with this credential id.
+    pub fn passkey(&self, credential_id: &str) -> Result<Option<Passkey>, StoreError> {
+        on!(self, select_passkey(credential_id))
+    }
+
+    /// Stores a sign-in's authenticator state; returns whether the passkey
+    /// still existed.
+    pub fn update_passkey_use(
+        &mut self,
+        credential_id: &str,
+        state: &[u8],
+        sign_count: u32,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        on!(
+            self,
+            update_passkey_use(credential_id, state, sign_count, now_ms)
+        )
+    }
+
+    /// Flags the passkey (first time only); returns whether it did.
+    pub fn flag_passkey(
+        &mut self,
+        credential_id: &str,
+        now_ms: u64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        on!(self, flag_passkey(credential_id, now_ms, reason))
+    }
+
+    /// Removes the passkey; returns whether it existed.
+    pub fn delete_passkey(&mut self, credential_id: &str) -> Result<bool, StoreError> {
+        on!(self, delete_passkey(credential_id))
     }
 
     /// The device as this transaction sees it.

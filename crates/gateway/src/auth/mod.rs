@@ -15,7 +15,12 @@
 //! - `trusted_proxy.rs`: `gateway.auth.mode = "trusted-proxy"`: the header
 //!   rules, the scopes cap, the per-identity grants;
 //! - `proxy_jwt.rs`: the proxy's signed assertion (JWKS parsing, JWS
-//!   verification, the user claim).
+//!   verification, the user claim);
+//! - `passkey.rs`: passkeys (WebAuthn): the relying party of an origin,
+//!   the ceremonies' options, strict parsing, verification;
+//! - `passkey_signin.rs`: a verified passkey sign-in's one transaction
+//!   (approve the browser's device with the passkey's scopes, mint its
+//!   token) and the refusals' bookkeeping.
 //!
 //! Imports: `session`, `config`, `state`; never `ws`, `http` or `rpc`.
 
@@ -25,6 +30,8 @@ pub mod device_proof;
 mod issue;
 pub mod origin;
 pub mod pairing;
+pub mod passkey;
+pub mod passkey_signin;
 pub mod proxy_jwt;
 pub mod shared;
 pub mod tokens;

@@ -4,7 +4,7 @@
 //! (`control_ui.rs`), and in fronting mode the allowlisted reverse proxy
 //! to the upstream's Control UI and capability paths (`proxy.rs`); in
 //! trusted-proxy mode the upgrade's proxy verdict and the proxy's key set
-//! (`jwks.rs`). Before
+//! (`jwks.rs`); the pre-auth passkey sign-in endpoints (`passkeys.rs`). Before
 //! a socket gets a handshake: the Host check, forwarding headers only from
 //! trusted proxies, per-IP and global caps on unauthenticated sockets.
 //!
@@ -16,6 +16,7 @@ pub mod control_ui;
 mod headers;
 mod jwks;
 mod local_addrs;
+mod passkeys;
 mod proxy;
 mod routes;
 

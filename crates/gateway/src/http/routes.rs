@@ -7,6 +7,8 @@
 //! [`FRONTING_BASE`] and every other non-upgrade request goes to the
 //! upstream proxy (`proxy.rs`: the upstream's Control UI at `/`, granted
 //! capability paths); `/readyz` also says whether the upstream is reachable.
+//! The passkey sign-in endpoints (`<base>api/passkeys/*`, `passkeys.rs`)
+//! sit under the Control UI's base path.
 //! A replica on a shared registry answers `/readyz` 503 while the registry
 //! is unreachable or not caught up.
 
@@ -30,6 +32,7 @@ use crate::http::headers::{
     refuse, with_security_headers,
 };
 use crate::http::jwks::{self, JwksCache};
+use crate::http::passkeys;
 use crate::http::proxy::UpstreamProxy;
 use crate::session::{PeerContext, ProxyAuth, is_loopback};
 use crate::state::GatewayState;
@@ -216,6 +219,11 @@ async fn upgrade_or_ui(
     let headers = req.headers();
     if !is_websocket_upgrade(headers) {
         let path = req.uri().path();
+        if control_ui.enabled()
+            && let Some(which) = passkeys::Endpoint::of(control_ui.base(), path)
+        {
+            return passkeys::serve(&state, addr, which, req).await;
+        }
         if control_ui.owns(path) {
             return control_ui.serve(req.method(), path, headers);
         }

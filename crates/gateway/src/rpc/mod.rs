@@ -6,6 +6,7 @@
 //! - `tokens.rs`: device.token.*;
 //! - `audit.rs`: audit.list;
 //! - `setup_codes.rs`: device.setup.create|list|revoke (setup codes);
+//! - `passkeys.rs`: passkey.register.begin|finish, passkey.list|remove;
 //! - `common.rs`: what the families share.
 //!
 //! New method families plug into [`METHODS`]; a method without a local
@@ -14,6 +15,7 @@
 mod audit;
 mod common;
 mod devices;
+mod passkeys;
 mod setup_codes;
 pub mod system;
 mod tokens;
@@ -112,6 +114,26 @@ pub const METHODS: &[Method] = &[
         handler: setup_codes::setup_revoke,
     },
     Method {
+        name: "passkey.register.begin",
+        params: &passkeys::BEGIN_PARAMS,
+        handler: passkeys::register_begin,
+    },
+    Method {
+        name: "passkey.register.finish",
+        params: &passkeys::FINISH_PARAMS,
+        handler: passkeys::register_finish,
+    },
+    Method {
+        name: "passkey.list",
+        params: &EMPTY_OBJECT,
+        handler: passkeys::list,
+    },
+    Method {
+        name: "passkey.remove",
+        params: &passkeys::REMOVE_PARAMS,
+        handler: passkeys::remove,
+    },
+    Method {
         name: "audit.list",
         params: &audit::AUDIT_LIST_PARAMS,
         handler: audit::audit_list,
@@ -129,6 +151,9 @@ const REGISTRY_DECISIONS: &[&str] = &[
     "device.token.revoke",
     "device.setup.create",
     "device.setup.revoke",
+    "passkey.register.begin",
+    "passkey.register.finish",
+    "passkey.remove",
 ];
 
 /// The names of [`METHODS`], in order: `hello-ok.features.methods`, and
@@ -243,6 +268,7 @@ mod tests {
             device_id: None,
             conn_id: "c".into(),
             ip: [127, 0, 0, 1].into(),
+            origin: None,
         };
         state
             .store

@@ -48,6 +48,8 @@ pub enum LimitScope {
     DeviceToken,
     /// Setup codes (`auth.bootstrapToken`).
     BootstrapToken,
+    /// Passkey sign-ins and registrations.
+    Passkey,
 }
 
 /// What kind of peer a failure is counted for. Only [`PeerClass::Local`]

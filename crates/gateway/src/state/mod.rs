@@ -10,6 +10,7 @@
 //! - `metrics.rs`: Prometheus counters;
 //! - `audit.rs`: what an audit record says about who acted;
 //! - `code_guesses.rs`: unknown pairing codes per operator connection;
+//! - `passkeys.rs`: passkey ceremonies in flight (single-use challenges);
 //! - `registry.rs`: whether a shared (PostgreSQL) registry is reachable and
 //!   caught up, so a replica fails closed while it is not.
 //!
@@ -22,6 +23,7 @@ pub mod deferred;
 pub mod hub;
 pub mod limiter;
 pub mod metrics;
+pub mod passkeys;
 pub mod registry;
 pub mod slots;
 
@@ -89,6 +91,8 @@ pub struct GatewayState {
     rejection_log: std::sync::Mutex<(u64, u32, u64)>,
     /// Unknown pairing codes per operator connection (see `code_guesses.rs`).
     pub(crate) code_guesses: code_guesses::CodeGuesses,
+    /// Passkey challenges issued and not yet answered.
+    pub(crate) passkeys: passkeys::Ceremonies,
     pub(crate) options: RuntimeOptions,
     /// Fronting mode: the OpenClaw gateway every authenticated client is
     /// relayed to (`None`: a standalone gateway).
@@ -199,6 +203,7 @@ impl GatewayState {
             failure_audit: std::sync::Mutex::new((0, 0, 0)),
             rejection_log: std::sync::Mutex::new((0, 0, 0)),
             code_guesses: code_guesses::CodeGuesses::default(),
+            passkeys: passkeys::Ceremonies::default(),
             options,
             tls: std::sync::OnceLock::new(),
         })
@@ -380,6 +385,33 @@ impl GatewayState {
     /// were left out.
     pub fn audit_auth_failure(&self, code: &str, peer: &PeerContext, claimed_device: Option<&str>) {
         self.audit_auth_failure_with(code, None, peer, claimed_device);
+    }
+
+    /// A refused passkey ceremony (`passkey.refused`), within the same
+    /// per-second budget as auth failures.
+    pub fn audit_passkey_refusal(
+        &self,
+        reason: &str,
+        actor: serde_json::Value,
+        mut details: serde_json::Value,
+    ) {
+        let Some(suppressed) = per_second(
+            &self.failure_audit,
+            FAILURE_AUDIT_PER_SECOND,
+            now_ms() / 1000,
+        ) else {
+            return;
+        };
+        details["reason"] = serde_json::json!(reason);
+        if suppressed > 0 {
+            details["suppressedBefore"] = serde_json::json!(suppressed);
+        }
+        self.deferred.audit(audit::record(
+            AuditAction::PasskeyRefused,
+            actor,
+            None,
+            details,
+        ));
     }
 
     /// [`GatewayState::audit_auth_failure`] with the refusal's

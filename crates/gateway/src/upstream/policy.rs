@@ -5,7 +5,7 @@
 //!   clawgate's own upstream identity; measured against OpenClaw 2026.9.6,
 //!   `device.pair.remove` unpaired the proxy and `device.token.rotate`
 //!   handed its upstream token to the caller): `device.*` (pairing, tokens,
-//!   scope upgrades, setup codes act on clawgate's registry), `audit.list`
+//!   scope upgrades, setup codes act on clawgate's registry), `passkey.*`, `audit.list`
 //!   (clawgate's audit chain) and a second `connect`.
 //! - Refused, with a reason: `node.pair.*` and `node.rename` (nodes are not
 //!   fronted yet); `secrets.*`; config writes that touch the upstream's
@@ -49,7 +49,11 @@ const PROTECTED_PATHS: &[&str] = &[
 /// The route of `method` with `params` (the request's params, when the
 /// method's route depends on them).
 pub fn route(method: &str, params: Option<&Value>) -> Route {
-    if method.starts_with("device.") || method == "audit.list" || method == "connect" {
+    if method.starts_with("device.")
+        || method.starts_with("passkey.")
+        || method == "audit.list"
+        || method == "connect"
+    {
         return Route::Local;
     }
     if method.starts_with("node.pair.") || method == "node.rename" {
@@ -162,6 +166,8 @@ mod tests {
             "device.token.rotate",
             "device.scopes.requestUpgrade",
             "device.pair.setupCode",
+            "passkey.register.begin",
+            "passkey.list",
             "audit.list",
             "connect",
         ] {

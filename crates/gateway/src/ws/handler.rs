@@ -493,6 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             device_id: auth.device_id.clone().filter(|_| auth.device_token_auth),
             conn_id: self.conn_id.clone(),
             ip: self.peer.ip,
+            origin: self.peer.origin.clone(),
         };
         if let Some(upstream) = upstream {
             let relay = Relay {

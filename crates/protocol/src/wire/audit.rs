@@ -60,13 +60,23 @@ pub enum AuditAction {
     SetupCodeRejected,
     /// `setup_code.revoked`.
     SetupCodeRevoked,
+    /// `passkey.registered`: an operator registered a passkey (label, scopes).
+    PasskeyRegistered,
+    /// `passkey.removed`.
+    PasskeyRemoved,
+    /// `passkey.signin`: a browser signed in with a passkey; its device was
+    /// approved with the passkey's scopes.
+    PasskeySignin,
+    /// `passkey.refused`: a passkey registration or sign-in was refused
+    /// (reason in details; a sign count that went backwards flags the passkey).
+    PasskeyRefused,
     /// Any other action string.
     Other(String),
 }
 
 impl AuditAction {
     /// Every action clawgate writes.
-    pub const KNOWN: [AuditAction; 22] = [
+    pub const KNOWN: [AuditAction; 26] = [
         AuditAction::AuthFailure,
         AuditAction::AuthLockout,
         AuditAction::AuthSecretChanged,
@@ -89,6 +99,10 @@ impl AuditAction {
         AuditAction::SetupCodeRedeemed,
         AuditAction::SetupCodeRejected,
         AuditAction::SetupCodeRevoked,
+        AuditAction::PasskeyRegistered,
+        AuditAction::PasskeyRemoved,
+        AuditAction::PasskeySignin,
+        AuditAction::PasskeyRefused,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -115,6 +129,10 @@ impl AuditAction {
             AuditAction::SetupCodeRedeemed => "setup_code.redeemed",
             AuditAction::SetupCodeRejected => "setup_code.rejected",
             AuditAction::SetupCodeRevoked => "setup_code.revoked",
+            AuditAction::PasskeyRegistered => "passkey.registered",
+            AuditAction::PasskeyRemoved => "passkey.removed",
+            AuditAction::PasskeySignin => "passkey.signin",
+            AuditAction::PasskeyRefused => "passkey.refused",
             AuditAction::Other(s) => s,
         }
     }

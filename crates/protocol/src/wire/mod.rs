@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod devices;
 pub mod hello;
+pub mod passkeys;
 pub mod presence;
 
 pub use audit::{AuditAction, AuditEntry, AuditList};
@@ -24,6 +25,10 @@ pub use devices::{
 pub use hello::{
     AuthMethod, HandoffToken, HelloAuth, HelloFeatures, HelloOk, HelloPolicy, HelloServer,
     HelloSnapshot,
+};
+pub use passkeys::{
+    PasskeyInfo, PasskeyList, PasskeyRemoved, SigninDevice, SigninOk, SigninOptionsRequest,
+    SigninPasskey, SigninRequest, signin_payload,
 };
 pub use presence::{ClientPresence, GatewayPresence, PresenceEntry};
 

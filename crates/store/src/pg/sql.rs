@@ -9,13 +9,34 @@ use super::PgTx;
 use crate::audit::StoredAuditRow;
 use crate::changes::{Change, ReplicaPresence};
 use crate::error::StoreError;
-use crate::model::{AuditQuery, Device, PendingRequest, RoleToken, Seen, SetupCode, TokenHash};
+use crate::model::{
+    AuditQuery, Device, Passkey, PendingRequest, RoleToken, Seen, SetupCode, TokenHash,
+};
 
 /// Schema migrations; step `i` moves the version from `i` to `i + 1`.
 /// Append only.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2_PASSKEYS];
 
 pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Passkeys, as SQLite's migration 4.
+const MIGRATION_2_PASSKEYS: &str = r#"
+CREATE TABLE passkeys (
+    credential_id   TEXT PRIMARY KEY,
+    user_handle     TEXT NOT NULL,
+    label           TEXT NOT NULL,
+    rp_id           TEXT NOT NULL,
+    scopes_json     TEXT NOT NULL,
+    public_key      TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    sign_count      BIGINT NOT NULL,
+    created_by      TEXT,
+    created_at_ms   BIGINT NOT NULL,
+    last_used_at_ms BIGINT,
+    flagged_at_ms   BIGINT,
+    flagged_reason  TEXT
+);
+"#;
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE devices (
@@ -960,17 +981,148 @@ pub(crate) fn delete_presence(
 }
 
 /// Row counts of every registry table, for a copy's check.
-pub(crate) fn counts(tx: &PgTx<'_>) -> Result<[u64; 6], StoreError> {
+pub(crate) fn counts(tx: &PgTx<'_>) -> Result<[u64; 7], StoreError> {
     let row = tx.query_opt(
         "SELECT (SELECT COUNT(*) FROM devices), (SELECT COUNT(*) FROM role_tokens), \
          (SELECT COUNT(*) FROM token_hashes), (SELECT COUNT(*) FROM pending_requests), \
-         (SELECT COUNT(*) FROM setup_codes), (SELECT COUNT(*) FROM audit_log)",
+         (SELECT COUNT(*) FROM setup_codes), (SELECT COUNT(*) FROM audit_log), \
+         (SELECT COUNT(*) FROM passkeys)",
         &[],
     )?;
     let row = row.ok_or_else(|| StoreError::Corrupt("no counts".into()))?;
-    let mut out = [0u64; 6];
+    let mut out = [0u64; 7];
     for (i, v) in out.iter_mut().enumerate() {
         *v = get_u64(&row, i)?;
     }
     Ok(out)
+}
+
+// ------------------------------------------------------------ passkeys
+
+macro_rules! passkey_columns {
+    () => {
+        "credential_id, user_handle, label, rp_id, scopes_json, public_key, state, sign_count, \
+         created_by, created_at_ms, last_used_at_ms, flagged_at_ms, flagged_reason"
+    };
+}
+
+fn get_hex(r: &Row, idx: usize) -> Result<Vec<u8>, StoreError> {
+    let text = get_str(r, idx)?;
+    clawgate_protocol::hex::decode(&text)
+        .ok_or_else(|| StoreError::Corrupt(format!("column {idx} is not hex")))
+}
+
+fn passkey(r: &Row) -> Result<Passkey, StoreError> {
+    Ok(Passkey {
+        credential_id: get_str(r, 0)?,
+        user_handle: get_str(r, 1)?,
+        label: get_str(r, 2)?,
+        rp_id: get_str(r, 3)?,
+        scopes: get_json(r, 4)?,
+        public_key: get_hex(r, 5)?,
+        state: get_hex(r, 6)?,
+        sign_count: u32::try_from(get_u64(r, 7)?)
+            .map_err(|_| StoreError::Corrupt("sign_count out of range".into()))?,
+        created_by: get_opt_str(r, 8)?,
+        created_at_ms: get_u64(r, 9)?,
+        last_used_at_ms: get_opt_u64(r, 10)?,
+        flagged_at_ms: get_opt_u64(r, 11)?,
+        flagged_reason: get_opt_str(r, 12)?,
+    })
+}
+
+pub(crate) fn insert_passkey(tx: &PgTx<'_>, p: &Passkey) -> Result<(), StoreError> {
+    tx.execute(
+        concat!(
+            "INSERT INTO passkeys (",
+            passkey_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ),
+        &[
+            &p.credential_id,
+            &p.user_handle,
+            &p.label,
+            &p.rp_id,
+            &to_json(&p.scopes),
+            &clawgate_protocol::hex::encode(&p.public_key),
+            &clawgate_protocol::hex::encode(&p.state),
+            &i64::from(p.sign_count),
+            &p.created_by,
+            &int(p.created_at_ms)?,
+            &opt_int(p.last_used_at_ms)?,
+            &opt_int(p.flagged_at_ms)?,
+            &p.flagged_reason,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn select_passkey(
+    tx: &PgTx<'_>,
+    credential_id: &str,
+) -> Result<Option<Passkey>, StoreError> {
+    tx.query_opt(
+        concat!(
+            "SELECT ",
+            passkey_columns!(),
+            " FROM passkeys WHERE credential_id = $1"
+        ),
+        &[&credential_id],
+    )?
+    .as_ref()
+    .map(passkey)
+    .transpose()
+}
+
+pub(crate) fn select_passkeys(tx: &PgTx<'_>) -> Result<Vec<Passkey>, StoreError> {
+    tx.query(
+        concat!(
+            "SELECT ",
+            passkey_columns!(),
+            " FROM passkeys ORDER BY created_at_ms DESC, credential_id"
+        ),
+        &[],
+    )?
+    .iter()
+    .map(passkey)
+    .collect()
+}
+
+pub(crate) fn update_passkey_use(
+    tx: &PgTx<'_>,
+    credential_id: &str,
+    state: &[u8],
+    sign_count: u32,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE passkeys SET state = $1, sign_count = $2, last_used_at_ms = $3 \
+         WHERE credential_id = $4",
+        &[
+            &clawgate_protocol::hex::encode(state),
+            &i64::from(sign_count),
+            &int(now_ms)?,
+            &credential_id,
+        ],
+    )? == 1)
+}
+
+pub(crate) fn flag_passkey(
+    tx: &PgTx<'_>,
+    credential_id: &str,
+    now_ms: u64,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE passkeys SET flagged_at_ms = $1, flagged_reason = $2 \
+         WHERE credential_id = $3 AND flagged_at_ms IS NULL",
+        &[&int(now_ms)?, &reason, &credential_id],
+    )? == 1)
+}
+
+pub(crate) fn delete_passkey(tx: &PgTx<'_>, credential_id: &str) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "DELETE FROM passkeys WHERE credential_id = $1",
+        &[&credential_id],
+    )? == 1)
 }
