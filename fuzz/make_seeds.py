@@ -241,3 +241,80 @@ jwt_seed("rsa-jwks", b64u('{"alg":"RS256","kid":"r"}') + "." + b64u("{}") + ".AA
 jwt_seed("ec-jwks", b64u('{"alg":"ES256","kid":"e"}') + "." + b64u("{}") + ".AAAA", {"keys": [{"kty": "EC", "crv": "P-256", "kid": "e", "x": b64u(bytes(32)), "y": b64u(bytes(32))}]})
 jwt_seed("broken", "a.b", "{")
 jwt_seed("huge-jwks", "x.y.z", '{"keys": [], "pad": "' + "p" * 70000 + '"}')
+
+# ---- passkey: the browser's toJSON() of a credential, sign-in bodies ----
+
+
+def cbor_head(major, v):
+    m = major << 5
+    if v < 24:
+        return bytes([m | v])
+    if v < 256:
+        return bytes([m | 24, v])
+    if v < 65536:
+        return bytes([m | 25]) + struct.pack(">H", v)
+    return bytes([m | 26]) + struct.pack(">I", v)
+
+
+def cbor_int(v):
+    return cbor_head(0, v) if v >= 0 else cbor_head(1, -1 - v)
+
+
+def cbor_bytes(b):
+    return cbor_head(2, len(b)) + b
+
+
+def cbor_text(s):
+    return cbor_head(3, len(s)) + s.encode()
+
+
+def client_data(kind, challenge, origin):
+    return ('{"type":"%s","challenge":"%s","origin":"%s","crossOrigin":false}' % (kind, challenge, origin)).encode()
+
+
+try:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    pkey = ec.derive_private_key(7, ec.SECP256R1())
+    nums = pkey.public_key().public_numbers()
+    x, y = nums.x.to_bytes(32, "big"), nums.y.to_bytes(32, "big")
+    cred_id = bytes(range(32))
+    rp_hash = hashlib.sha256(b"fuzz.example").digest()
+    origin = "https://fuzz.example"
+    challenge = b64u(bytes(16))
+    cose = cbor_head(5, 5) + cbor_int(1) + cbor_int(2) + cbor_int(3) + cbor_int(-7) + cbor_int(-1) + cbor_int(1) + cbor_int(-2) + cbor_bytes(x) + cbor_int(-3) + cbor_bytes(y)
+    auth_data = rp_hash + bytes([0x45]) + struct.pack(">I", 0) + bytes(16) + struct.pack(">H", len(cred_id)) + cred_id + cose
+    att = cbor_head(5, 3) + cbor_text("fmt") + cbor_text("none") + cbor_text("attStmt") + cbor_head(5, 0) + cbor_text("authData") + cbor_bytes(auth_data)
+    spki = pkey.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    registration = {
+        "id": b64u(cred_id), "rawId": b64u(cred_id), "type": "public-key",
+        "response": {
+            "clientDataJSON": b64u(client_data("webauthn.create", challenge, origin)),
+            "attestationObject": b64u(att), "transports": ["internal"],
+            "publicKeyAlgorithm": -7, "publicKey": b64u(spki), "authenticatorData": b64u(auth_data),
+        },
+        "authenticatorAttachment": "platform", "clientExtensionResults": {},
+    }
+    write("passkey", "registration", json.dumps(registration))
+    get_data = rp_hash + bytes([0x05]) + struct.pack(">I", 7)
+    cd = client_data("webauthn.get", challenge, origin)
+    sig = pkey.sign(get_data + hashlib.sha256(cd).digest(), ec.ECDSA(hashes.SHA256()))
+    assertion = {
+        "id": b64u(cred_id), "rawId": b64u(cred_id), "type": "public-key",
+        "response": {
+            "clientDataJSON": b64u(cd), "authenticatorData": b64u(get_data),
+            "signature": b64u(sig), "userHandle": b64u(bytes(64)),
+        },
+        "authenticatorAttachment": "platform", "clientExtensionResults": {},
+    }
+    write("passkey", "assertion", json.dumps(assertion))
+    device = {"id": "0" * 64, "publicKey": b64u(bytes(32)), "signature": b64u(bytes(64)), "signedAt": 1}
+    write("passkey", "signin-body", json.dumps({"credential": assertion, "device": device}))
+except ImportError:
+    pass
+
+write("passkey", "options-body", json.dumps({"device": {"id": "0" * 64, "publicKey": b64u(bytes(32))}}))
+write("passkey", "origin-localhost", "http://localhost:18789")
+write("passkey", "origin-ip", "http://127.0.0.1:18789")
+write("passkey", "broken", '{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"e30"}}')

@@ -151,6 +151,8 @@ fn caller(kind: u8) -> Caller {
         device_id: device.map(|seed| key(seed).0),
         conn_id: "fuzz-conn".into(),
         ip: [192, 168, 1, 20].into(),
+        // A browser tab for some callers, so passkey registration runs.
+        origin: (kind % 2 == 0).then(|| "https://fuzz.example".into()),
     }
 }
 

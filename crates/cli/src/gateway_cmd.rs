@@ -61,8 +61,10 @@ pub struct RunArgs {
     /// Address to bind with --bind custom.
     #[arg(long)]
     host: Option<String>,
-    /// Auth mode: token, password or none (none only on loopback).
-    #[arg(long, value_parser = ["token", "password", "none"])]
+    /// Auth mode: token, password, trusted-proxy (identity from an SSO proxy
+    /// in gateway.trustedProxies; see gateway.auth.trustedProxy) or none
+    /// (none only on loopback).
+    #[arg(long, value_parser = ["token", "password", "trusted-proxy", "none"])]
     auth: Option<String>,
     /// Shared token (prefer --token-file or CLAWGATE_GATEWAY_TOKEN: flags show up in `ps`).
     #[arg(long, value_name = "TOKEN")]

@@ -85,6 +85,7 @@ fn shell_word(s: &str) -> String {
 pub const SUBCOMMANDS: &[&str] = &[
     "gateway",
     "devices",
+    "passkeys",
     "upstream",
     "config",
     "dashboard",

@@ -12,6 +12,7 @@ mod local_cmd;
 mod manual_cmd;
 mod net;
 mod ops_cmd;
+mod passkeys_cmd;
 mod password_cmd;
 mod service_cmd;
 mod setup_code_cmd;
@@ -63,6 +64,13 @@ enum Command {
     Devices {
         #[command(subcommand)]
         command: devices_cmd::DevicesCommand,
+        #[command(flatten)]
+        target: net::Target,
+    },
+    /// Passkeys that sign a browser in to the Control UI: list and remove.
+    Passkeys {
+        #[command(subcommand)]
+        command: passkeys_cmd::PasskeysCommand,
         #[command(flatten)]
         target: net::Target,
     },
@@ -127,6 +135,7 @@ fn main() -> ExitCode {
         Command::Config { command } => config_cmd::run(command, &paths),
         Command::Upstream { command } => upstream_cmd::run(command, &paths),
         Command::Devices { command, target } => devices_cmd::run(command, target, &paths),
+        Command::Passkeys { command, target } => passkeys_cmd::run(command, target, &paths),
         Command::Dashboard(args) => Ok(local_cmd::dashboard(args, &paths)),
         Command::Explain(args) => Ok(explain_cmd::run(args)),
         Command::Doctor(args) => doctor_cmd::run(args, &paths),

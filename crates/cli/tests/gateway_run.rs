@@ -186,3 +186,23 @@ fn sighup_applies_a_new_token_without_restart() {
     assert_eq!(code, 0);
     assert!(!err.contains("first-token-aaaa") && !err.contains("second-token-bbbb"));
 }
+
+/// `--auth trusted-proxy` is accepted as a mode, and without the proxy's
+/// settings the gateway refuses to start naming the key to set.
+#[test]
+fn auth_flag_takes_trusted_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = clawgate(
+        dir.path(),
+        &["gateway", "run", "--auth", "trusted-proxy", "--port", "0"],
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("gateway.auth.trustedProxy is not set")
+            && err.contains("config set gateway.auth.trustedProxy.userHeader"),
+        "{err}"
+    );
+    let (code, _, err) = clawgate(dir.path(), &["gateway", "run", "--auth", "sso"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("trusted-proxy"), "{err}");
+}

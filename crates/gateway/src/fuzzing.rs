@@ -80,3 +80,66 @@ pub fn proxy_jwt(token: &[u8], jwks: &[u8]) -> Result<String, String> {
     }
     verdict
 }
+
+/// What a passkey payload parsed as: the fuzz target's view of
+/// [`passkey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasskeyParse {
+    Registration,
+    Assertion,
+    SigninBody,
+    OptionsBody,
+    Nothing,
+}
+
+/// The passkey entry points on untrusted bytes: the browser's
+/// registration and assertion JSON
+/// ([`crate::auth::passkey::parse_registration_bytes`],
+/// [`crate::auth::passkey::parse_assertion_bytes`]: CBOR attestation
+/// objects, COSE keys, authenticator and client data), the sign-in
+/// endpoints' bodies, and a browser origin as a relying party. A
+/// registration that parses is then verified against a fresh ceremony for
+/// `https://fuzz.example`, and an assertion against a fresh sign-in: an
+/// input cannot know those challenges, so verification must refuse
+/// (`Err` here means the gateway would have approved something it must
+/// not). Refusals are `passkey_*` reasons.
+pub fn passkey(data: &[u8]) -> Result<PasskeyParse, String> {
+    use crate::auth::passkey::{self as pk, Party};
+    use clawgate_protocol::wire::{SigninOptionsRequest, SigninRequest};
+    if let Ok(text) = std::str::from_utf8(data) {
+        match Party::of_origin(text) {
+            Ok(p) if p.rp_id.is_empty() => return Err("empty rp id".into()),
+            Ok(_) => {}
+            Err(r) if !r.reason().starts_with("passkey_") => return Err(r.reason().into()),
+            Err(_) => {}
+        }
+    }
+    let party = Party::of_origin("https://fuzz.example").expect("a fixed valid origin");
+    if let Ok((reg, _)) = pk::parse_registration_bytes(data) {
+        let start = pk::begin_registration(&party, "fuzz").map_err(|r| r.reason().to_string())?;
+        return match pk::finish_registration(start.server, &party, &reg) {
+            Ok(_) => Err("a registration verified against a challenge it could not know".into()),
+            Err(_) => Ok(PasskeyParse::Registration),
+        };
+    }
+    if let Ok(assertion) = pk::parse_assertion_bytes(data) {
+        let start = pk::begin_signin(&party).map_err(|r| r.reason().to_string())?;
+        let stored = pk::StoredCredential {
+            credential_id: &assertion.credential_id,
+            user_handle: "",
+            public_key: &[],
+            state: &[0; 7],
+        };
+        return match pk::finish_signin(start.server, &party, &assertion, &stored) {
+            Ok(_) => Err("an assertion verified without a stored key".into()),
+            Err(_) => Ok(PasskeyParse::Assertion),
+        };
+    }
+    if serde_json::from_slice::<SigninRequest>(data).is_ok() {
+        return Ok(PasskeyParse::SigninBody);
+    }
+    if serde_json::from_slice::<SigninOptionsRequest>(data).is_ok() {
+        return Ok(PasskeyParse::OptionsBody);
+    }
+    Ok(PasskeyParse::Nothing)
+}

@@ -95,7 +95,7 @@ pub(crate) async fn serve(
         return error(
             StatusCode::FORBIDDEN,
             ErrorShape::invalid_request(
-                "forwarding headers are only accepted from gateway.trustedProxies",
+                "proxy_attribution_required: forwarding headers are only accepted from gateway.trustedProxies",
             ),
         );
     }

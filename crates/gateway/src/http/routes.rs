@@ -249,7 +249,7 @@ async fn upgrade_or_ui(
         warn!(peer = %addr.ip(), "upgrade refused: forwarding headers from a peer not in gateway.trustedProxies");
         return refuse(
             StatusCode::FORBIDDEN,
-            "forwarding headers are only accepted from gateway.trustedProxies",
+            "proxy_attribution_required: forwarding headers are only accepted from gateway.trustedProxies",
         );
     }
     if state.is_shutting_down() {
