@@ -7,8 +7,9 @@ import { loadCatalogue } from './catalogue.js';
 import { GatewayClient, UI_SCOPES } from './gateway.js';
 import {
   normalizeGatewayUrl, defaultGatewayUrl, loadSessionToken, clearSessionToken, loadTabGatewayUrl,
-  saveTabGatewayUrl, isSignedOut, setSignedOut, loadDeviceToken, JS_IDENTITY_KEY,
+  saveTabGatewayUrl, isSignedOut, setSignedOut, loadDeviceToken, storeDeviceToken, JS_IDENTITY_KEY,
 } from './storage.js';
+import { signInWithPasskey, PasskeyError } from './passkeys.js';
 import { authScreen, loginScreen, connectingScreen, pairingScreen, hostOf } from './screens.js';
 import { createApp } from './app.js';
 
@@ -69,6 +70,7 @@ function ctx() {
     onCheckNow: checkPairingNow,
     onRequestAccess: requestAccess,
     onResetIdentity: resetIdentity,
+    onPasskeySignIn: passkeySignIn,
   };
 }
 
@@ -114,6 +116,39 @@ function connectFromForm(urlText, secret) {
   state.pairing = { requestId: null, superseded: false };
   state.client.start();
   return true;
+}
+
+/**
+ * Sign in with a passkey (docs/passkeys.md): the ceremony gives this
+ * browser's own device a device token, saved like any other, and the
+ * client connects with the device identity and that token only. No shared
+ * secret is involved (the tab's typed or saved one is dropped).
+ */
+async function passkeySignIn(onStep) {
+  const url = state.url;
+  const deviceId = state.identity.deviceId;
+  const res = await signInWithPasskey(state.identity, onStep);
+  if (res.deviceId && res.deviceId !== deviceId) {
+    throw new PasskeyError({ message: 'The gateway approved a different device than this browser.' });
+  }
+  if (typeof res.deviceToken !== 'string' || !res.deviceToken) {
+    throw new PasskeyError({ message: 'The gateway sent no device token.' });
+  }
+  const role = res.role || 'operator';
+  const current = loadDeviceToken(url, deviceId, role);
+  storeDeviceToken(url, deviceId, role, res.deviceToken, res.scopes || [], current ? current.token : null);
+  clearTimers();
+  if (url !== state.url || !state.client) newClient(url);
+  saveTabGatewayUrl(url);
+  setSignedOut(url, false);
+  clearSessionToken(url);
+  state.typedSecret = '';
+  state.client.setSecret(null);
+  state.client.requestScopes(null);
+  state.pairing = { requestId: null, superseded: false };
+  const name = res.passkey && res.passkey.label ? ` "${res.passkey.label}"` : '';
+  announce(`Signed in with the passkey${name}. Connecting…`);
+  state.client.start();
 }
 
 function showLoginForm(message) {

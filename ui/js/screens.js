@@ -5,6 +5,8 @@
 import { parseSetupCode, PASTED_AS_TOKEN } from './setup_code.js';
 import { h, commandLine, copyButton } from './dom.js';
 import { entry, commandFrom, fill } from './catalogue.js';
+import { passkeySupport, describePasskeyError, PasskeyError, TLS_COMMAND } from './passkeys.js';
+import { defaultGatewayUrl } from './storage.js';
 
 const TOKEN_CMD = 'clawgate gateway auth-token --show';
 
@@ -287,6 +289,78 @@ function loginForm(ctx, lockedReason) {
   return form;
 }
 
+/**
+ * "Sign in with a passkey" under the login form (docs/passkeys.md):
+ * `button#passkey-signin` and `p#passkey-status`, or, where passkeys cannot
+ * work, `p#passkey-unavailable[data-reason]` saying why (with
+ * `a#passkey-localhost-link` on a loopback IP address).
+ */
+function passkeyBlock(ctx) {
+  const area = h('div', { id: 'passkey-area', class: 'passkey-area' },
+    h('p', { class: 'divider', 'aria-hidden': 'true' }, h('span', null, 'or')));
+  const support = ctx.url === defaultGatewayUrl()
+    ? passkeySupport()
+    : { ok: false, reason: 'other-gateway' };
+  if (!support.ok) {
+    const p = h('p', { id: 'passkey-unavailable', class: 'hint passkey-unavailable', dataset: { reason: support.reason } });
+    const children = [];
+    if (support.reason === 'ip') {
+      children.push(`Passkeys are not available at ${location.host}: browsers refuse IP addresses for passkeys. `,
+        h('a', { id: 'passkey-localhost-link', href: support.localhostUrl }, 'Open this page on localhost'),
+        ' to sign in with a passkey.');
+    } else if (support.reason === 'ip-remote') {
+      children.push(`Passkeys are not available at ${location.host}: browsers refuse IP addresses for passkeys. Open the Control UI by the gateway's host name over HTTPS to use one.`);
+    } else if (support.reason === 'insecure') {
+      children.push('Passkeys need HTTPS, and this page was opened over plain http. To enable TLS, run on the gateway host (then restart the gateway):');
+    } else if (support.reason === 'other-gateway') {
+      children.push(`Passkeys sign in only to the gateway that serves this page (${location.host}).`);
+    } else {
+      children.push('This browser has no passkey support. Use a current browser to sign in with a passkey, or enter the gateway token above.');
+    }
+    p.append(...children.map((c) => (typeof c === 'string' ? document.createTextNode(c) : c)));
+    area.append(p);
+    if (support.reason === 'insecure') area.append(commandLine(TLS_COMMAND, { class: 'passkey-command', id: 'passkey-tls-command' }));
+    return area;
+  }
+  const status = h('p', { id: 'passkey-status', class: 'status-line passkey-status', role: 'status', hidden: true });
+  const next = h('div', { id: 'passkey-next', class: 'next alt', hidden: true });
+  const button = h('button', { type: 'button', id: 'passkey-signin', class: 'secondary passkey-signin' }, 'Sign in with a passkey');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    next.hidden = true;
+    next.replaceChildren();
+    status.hidden = false;
+    status.dataset.state = 'working';
+    status.classList.remove('invalid');
+    status.setAttribute('role', 'status');
+    status.textContent = 'Starting…';
+    try {
+      await ctx.onPasskeySignIn((step) => { status.textContent = step; });
+      status.textContent = 'Signed in with your passkey. Connecting…';
+      status.dataset.state = 'done';
+    } catch (e) {
+      const err = e instanceof PasskeyError ? e : new PasskeyError({ cause: e });
+      const d = describePasskeyError(err);
+      status.textContent = d.text;
+      status.dataset.state = d.cancelled ? 'cancelled' : 'refused';
+      status.dataset.code = err.code;
+      if (err.reason) status.dataset.reason = err.reason;
+      if (!d.cancelled) {
+        status.classList.add('invalid');
+        status.setAttribute('role', 'alert');
+      }
+      if (d.next) {
+        next.append(h('p', { class: 'next-label' }, d.next));
+        if (d.command) next.append(commandLine(d.command, { class: 'passkey-command' }));
+        next.hidden = false;
+      }
+      button.disabled = false;
+    }
+  });
+  area.append(button, status, next);
+  return area;
+}
+
 function actionButton(id, label, onclick, primary) {
   return h('button', { type: 'button', id, class: primary ? 'primary' : 'secondary', onclick }, label);
 }
@@ -317,7 +391,10 @@ export function authScreen(main, ctx, code, err, extra = {}) {
   if (d.resetIdentity) actions.push(actionButton('reset-identity', 'Create a new identity', ctx.onResetIdentity, true));
   if (d.reload) actions.push(actionButton('reload', 'Reload page', () => location.reload(), !d.retry));
   if (d.retry && !d.unreachable) actions.push(actionButton('retry', 'Retry', ctx.onRetry, false));
-  if (screen === 'login') children.push(loginForm(ctx, d.countdown ? 'Wait for the countdown: the gateway refuses sign-ins until then.' : null));
+  if (screen === 'login') {
+    children.push(loginForm(ctx, d.countdown ? 'Wait for the countdown: the gateway refuses sign-ins until then.' : null));
+    children.push(passkeyBlock(ctx));
+  }
   if (actions.length) children.push(h('div', { class: 'actions' }, actions));
   children.push(nextStep(d.label, d.command));
   if (d.alt) {
@@ -337,6 +414,7 @@ export function loginScreen(main, ctx, message) {
     h('h1', { id: 'screen-title', tabindex: '-1' }, 'Connect to a gateway'),
     h('p', { id: 'screen-message' }, message || 'Enter the gateway address and its token or password.'),
     loginForm(ctx),
+    passkeyBlock(ctx),
     nextStep('To print the token, run on the gateway host:', TOKEN_CMD),
     h('div', { class: 'card-bottom' }, rawError(null)),
   ];

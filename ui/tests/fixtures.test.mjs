@@ -32,6 +32,9 @@ async function mountFixture(page, which) {
       'device.pair.list': wire.pairList,
       'audit.list': wire.auditList,
       'system-presence': wire.presence,
+      // The Devices page's Passkeys section (a fixture written before the
+      // server had passkeys has none).
+      'passkey.list': wire.passkeyList ?? { passkeys: [] },
       status: { runtimeVersion: '2026.9.6', gateway: { version: '0.1.0', implementation: 'clawgate' } },
     };
     const app = {
@@ -84,6 +87,12 @@ test('the wire fixture has every field the pages read', () => {
     }
   }
   assert.ok('nextCursor' in WIRE.auditList, 'the UI reads auditList.nextCursor');
+  // ui/js/pages/passkey_panel.js, once the fixture carries a passkey.list
+  // answer (crates/protocol/tests/ui_fixtures.rs).
+  const passkeys = WIRE.passkeyList?.passkeys ?? [];
+  for (const f of ['id', 'label', 'scopes', 'rpId', 'createdAtMs', 'createdBy', 'lastUsedAtMs', 'flaggedAtMs', 'flaggedReason']) {
+    if (passkeys.length) assert.ok(passkeys.some((r) => f in r), `the UI reads passkeyList.passkeys[].${f}, but fixtures/wire.json has no such field`);
+  }
 });
 
 uiTest('devices, audit and overview render the protocol wire fixture', async (env) => {

@@ -140,6 +140,7 @@ export class Gateway {
     this.configPath = join(this.stateDir, 'clawgate.json');
     writeFileSync(this.configPath, JSON.stringify(this.config, null, 2));
     this.port = 0;
+    this.extraOrigins = [];
     this.log = '';
     this.child = null;
   }
@@ -156,6 +157,21 @@ export class Gateway {
   /** The normalised WebSocket URL, the storage keys' suffix. */
   get wsUrl() {
     return `${this.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}`;
+  }
+
+  /** The same gateway by name (`localhost`): WebAuthn refuses IP-address hosts. */
+  get localhostOrigin() {
+    return `${this.tls ? 'https' : 'http'}://localhost:${this.port}`;
+  }
+
+  /** The WebSocket URL a page opened on `localhostOrigin` uses (its storage keys' suffix). */
+  get localhostWsUrl() {
+    return `${this.tls ? 'wss' : 'ws'}://localhost:${this.port}`;
+  }
+
+  /** The page URL for `path` under the base path, on `localhost`. */
+  localhostUrl(path = '') {
+    return this.url(path).replace(this.origin, this.localhostOrigin);
   }
 
   get basePath() {
@@ -444,6 +460,11 @@ export class Env {
       if (gw.port) {
         origins.add(gw.origin);
         origins.add(gw.wsUrl);
+        // The same gateway by its loopback name (passkey tests use it).
+        origins.add(gw.localhostOrigin);
+        origins.add(gw.localhostWsUrl);
+        // Names a test mapped to this gateway (--host-resolver-rules).
+        for (const o of gw.extraOrigins) origins.add(o);
       }
     }
     const outside = this.requests.filter((r) => {
@@ -466,7 +487,8 @@ export class Env {
     for (const r of this.responses) {
       if (!r.url.startsWith('http')) continue;
       if (!origins.has(new URL(r.url).origin)) continue;
-      assertUiHeaders(r.headers, r.url);
+      if (/\/api\/passkeys\/[a-z]+$/.test(new URL(r.url).pathname)) assertApiHeaders(r.headers, r.url);
+      else assertUiHeaders(r.headers, r.url);
     }
   }
 
@@ -515,6 +537,18 @@ export function assertUiHeaders(headers, url) {
   }
   assert.equal(headers['x-content-type-options'], 'nosniff', `X-Content-Type-Options of ${url}`);
   assert.equal(headers['referrer-policy'], 'no-referrer', `Referrer-Policy of ${url}`);
+}
+
+/**
+ * The headers of a JSON answer of the pre-auth API (`<base>api/passkeys/*`):
+ * never rendered as a document, so no CSP is required (one is welcome), but
+ * JSON, `nosniff`, `no-referrer` and never cached.
+ */
+export function assertApiHeaders(headers, url) {
+  assert.match(headers['content-type'] || '', /^application\/json\b/, `Content-Type of ${url}`);
+  assert.equal(headers['x-content-type-options'], 'nosniff', `X-Content-Type-Options of ${url}`);
+  assert.equal(headers['referrer-policy'], 'no-referrer', `Referrer-Policy of ${url}`);
+  assert.match(headers['cache-control'] || '', /no-store/, `Cache-Control of ${url}`);
 }
 
 /**

@@ -12,6 +12,7 @@ const ACTIONS = [
   'device.renamed', 'device.removed', 'token.rotated', 'token.revoked',
   'auth.failure', 'auth.lockout', 'auth.secret_changed', 'auth.attack_started', 'auth.attack_ended',
   'setup_code.created', 'setup_code.redeemed', 'setup_code.rejected', 'setup_code.revoked',
+  'passkey.registered', 'passkey.removed', 'passkey.signin', 'passkey.refused',
   'upstream.admin_call',
 ];
 const PAGE = 50;

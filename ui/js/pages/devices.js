@@ -6,6 +6,7 @@ import { h, replace, copyButton, formatAge, formatTime, shortId, announce } from
 import { RequestError, hasScope } from '../gateway.js';
 import { METHOD_SCOPES } from '../protocol.js';
 import { qrSvg } from '../setup_code.js';
+import { passkeyPanel } from './passkey_panel.js';
 
 const PAIRING = METHOD_SCOPES['device.pair.list'];
 const ADMIN = 'operator.admin';
@@ -61,11 +62,12 @@ export function mount(el, app) {
 
   const setupSection = h('section', { id: 'setup-codes', class: 'panel', 'aria-labelledby': 'setup-title', hidden: true });
   let created = null;
+  const passkeys = passkeyPanel(app);
 
   replace(el,
     h('h1', { class: 'page-title' }, 'Devices'),
     h('p', { class: 'page-lead muted' }, 'Pairing requests waiting for approval, and every device paired with this gateway.'),
-    scopeNote, errorLine, pendingSection, pairedSection, setupSection);
+    scopeNote, errorLine, pendingSection, pairedSection, passkeys.el, setupSection);
 
   function denyReason() {
     return app.can(PAIRING) ? null : `Needs ${PAIRING}: this session can only view devices.`;
@@ -324,6 +326,7 @@ export function mount(el, app) {
     if (!app.can(PAIRING)) {
       data = { pending: [], paired: [] };
       render();
+      passkeys.render();
       replace(pendingSection, h('h2', { id: 'pending-title' }, 'Pending approval'), h('p', { class: 'muted' }, `Needs ${PAIRING} to list devices.`));
       replace(pairedSection, h('h2', { id: 'paired-title' }, 'Paired devices'), h('p', { class: 'muted' }, `Needs ${PAIRING} to list devices.`));
       return;
@@ -333,7 +336,7 @@ export function mount(el, app) {
       const res = await app.client.request('device.pair.list', {});
       data = { pending: res.pending || [], paired: res.paired || [] };
       render();
-      await loadSetup();
+      await Promise.all([loadSetup(), passkeys.load()]);
     } catch (e) {
       showError(e);
     } finally {
@@ -347,9 +350,14 @@ export function mount(el, app) {
   }
 
   app.onEvent((ev) => {
-    if (ev.event.startsWith('device.pair.') || ev.event === 'presence') scheduleRefresh();
+    if (ev.event.startsWith('device.pair.') || ev.event.startsWith('passkey.') || ev.event === 'presence') scheduleRefresh();
   });
-  ageTimer = setInterval(() => { if (!document.querySelector('dialog[open]')) render(); }, 30000);
+  ageTimer = setInterval(() => {
+    if (!document.querySelector('dialog[open]')) {
+      render();
+      passkeys.render();
+    }
+  }, 30000);
   render();
   load();
 
