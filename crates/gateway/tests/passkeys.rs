@@ -396,13 +396,13 @@ async fn roomy_gateway() -> TestGateway {
 async fn register_sign_in_connect_remove() {
     let gw = roomy_gateway().await;
     let mut op = ui_operator(&gw, &["operator.admin"]).await;
-    let mut auth = register(&mut op, &gw, "laptop", Some(&["operator.read"])).await;
+    let mut auth = register(&mut op, &gw, "ui laptop", Some(&["operator.read"])).await;
 
     let listed = op.request("l", "passkey.list", None).await;
     let list = listed["payload"]["passkeys"].as_array().unwrap().clone();
     assert_eq!(list.len(), 1, "{listed}");
     let pk = &list[0];
-    assert_eq!(pk["label"], "laptop");
+    assert_eq!(pk["label"], "ui laptop");
     assert_eq!(pk["scopes"], json!(["operator.read"]));
     assert_eq!(pk["rpId"], "localhost");
     assert_eq!(pk["createdBy"], "shared-secret");
@@ -419,7 +419,7 @@ async fn register_sign_in_connect_remove() {
     assert_eq!(res.body["deviceId"], browser.id.as_str());
     assert_eq!(res.body["role"], "operator");
     assert_eq!(res.body["scopes"], json!(["operator.read"]));
-    assert_eq!(res.body["passkey"]["label"], "laptop");
+    assert_eq!(res.body["passkey"]["label"], "ui laptop");
     let token = res.body["deviceToken"].as_str().unwrap().to_string();
     assert!(!token.contains(TOKEN));
 

@@ -175,6 +175,35 @@ fn presence() -> Vec<PresenceEntry> {
     vec![gateway.into(), browser.into(), node.into()]
 }
 
+fn passkey_list() -> clawgate_protocol::wire::PasskeyList {
+    use clawgate_protocol::wire::{PasskeyInfo, PasskeyList};
+    let key = |id: &str, label: &str, scopes: &[&str]| PasskeyInfo {
+        id: id.into(),
+        label: label.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        rp_id: "localhost".into(),
+        created_at_ms: T0,
+        created_by: Some("shared-secret".into()),
+        last_used_at_ms: None,
+        sign_count: 0,
+        flagged_at_ms: None,
+        flagged_reason: None,
+    };
+    let mut used = key("Zm9vYmFyYmF6", "ui laptop", &["operator.read"]);
+    used.last_used_at_ms = Some(T0 + 60_000);
+    used.sign_count = 3;
+    let mut flagged = key(
+        "cXV4cXV1eA",
+        "old key",
+        &["operator.read", "operator.pairing"],
+    );
+    flagged.flagged_at_ms = Some(T0 + 120_000);
+    flagged.flagged_reason = Some("sign count went backwards".into());
+    PasskeyList {
+        passkeys: vec![used, flagged],
+    }
+}
+
 #[test]
 fn ui_fixture_is_in_sync() {
     let fixture = json!({
@@ -182,6 +211,7 @@ fn ui_fixture_is_in_sync() {
         "pairList": pair_list(),
         "auditList": audit_list(),
         "presence": presence(),
+        "passkeyList": passkey_list(),
         "auditActions": AuditAction::KNOWN.iter().map(AuditAction::as_str).collect::<Vec<_>>(),
     });
     let want = format!("{}\n", serde_json::to_string_pretty(&fixture).unwrap());

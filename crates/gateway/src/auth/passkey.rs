@@ -26,11 +26,12 @@ use webauthn_rp::request::auth::{
     AuthenticationVerificationOptions, AuthenticatorAttachmentEnforcement,
     SignatureCounterEnforcement,
 };
+use webauthn_rp::request::register::CredProtect;
 use webauthn_rp::request::register::{
     Nickname, PublicKeyCredentialUserEntity, RegistrationVerificationOptions, USER_HANDLE_MAX_LEN,
     UserHandle64, Username,
 };
-use webauthn_rp::request::{AsciiDomain, BackupReq, RpId};
+use webauthn_rp::request::{AsciiDomain, BackupReq, ExtensionInfo, RpId};
 use webauthn_rp::response::CredentialId;
 use webauthn_rp::response::auth::error::AuthCeremonyErr;
 use webauthn_rp::response::register::error::RegCeremonyErr;
@@ -193,7 +194,10 @@ pub fn begin_registration(party: &Party, label: &str) -> Result<RegistrationStar
     use webauthn_rp::request::TimedCeremony as _;
     let rp_id = party.rp()?;
     let user_handle = UserHandle64::new();
-    let name = Username::try_from(label).map_err(|_| Refused::Malformed)?;
+    // The WebAuthn user name must be an RFC 8265 user name (no spaces):
+    // a name derived from the label; the label itself is the display name.
+    let account = user_name(label);
+    let name = Username::try_from(account.as_str()).map_err(|_| Refused::Malformed)?;
     let display = Nickname::try_from(label).map_err(|_| Refused::Malformed)?;
     let user = PublicKeyCredentialUserEntity {
         name,
@@ -204,6 +208,11 @@ pub fn begin_registration(party: &Party, label: &str) -> Result<RegistrationStar
     // one on the same authenticator is a separate credential by design.
     let mut creation = PublicKeyCredentialCreationOptions::passkey(&rp_id, user, Vec::new());
     creation.timeout = ttl();
+    // Ask for credProtect where the authenticator has it, but do not make
+    // the browser refuse authenticators without it (CTAP 2.0 keys): user
+    // verification is required at every sign-in anyway.
+    creation.extensions.cred_protect =
+        CredProtect::UserVerificationRequired(ExtensionInfo::AllowDontEnforceValue);
     let (server, client) = creation.start_ceremony().map_err(|_| Refused::Malformed)?;
     let options = serde_json::to_value(&client).map_err(|_| Refused::Malformed)?;
     let challenge = server.sent_challenge().0;
@@ -421,6 +430,29 @@ fn signin_refusal(e: AuthCeremonyErr) -> Refused {
     }
 }
 
+/// The WebAuthn user name for a passkey labelled `label`: `clawgate-`
+/// and the label's letters and digits, other characters as `-` (some
+/// password managers show it beside the display name).
+pub fn user_name(label: &str) -> String {
+    let mut out = String::from("clawgate");
+    let mut dash = false;
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() {
+            if !dash {
+                out.push('-');
+                dash = true;
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            dash = false;
+        }
+        if out.len() >= 64 {
+            break;
+        }
+    }
+    out
+}
+
 /// A passkey label: trimmed, 1 to [`MAX_LABEL_CHARS`] characters, no
 /// control characters.
 pub fn label(raw: &str) -> Option<String> {
@@ -475,6 +507,24 @@ mod tests {
             assert!(parse_assertion_bytes(text).is_err());
         }
         assert!(parse_assertion_bytes(&vec![b' '; MAX_CREDENTIAL_JSON + 1]).is_err());
+    }
+
+    #[test]
+    fn user_names() {
+        assert_eq!(user_name("ui laptop"), "clawgate-ui-laptop");
+        assert_eq!(user_name("Büro PC #2"), "clawgate-b-ro-pc-2");
+        assert_eq!(user_name("   "), "clawgate");
+        assert!(user_name(&"x".repeat(200)).len() <= 65);
+        let party = Party::of_origin("http://localhost:1").unwrap();
+        for label in ["ui laptop", "Büro PC #2", "📱 phone", "a"] {
+            let start = begin_registration(&party, label).unwrap();
+            assert_eq!(start.options["user"]["displayName"], label);
+            assert_eq!(
+                start.options["extensions"]["enforceCredentialProtectionPolicy"], false,
+                "{}",
+                start.options
+            );
+        }
     }
 
     #[test]

@@ -132,8 +132,12 @@ pub fn register_begin(
     };
     let scopes = granted(caller, &params)?;
     let party = party(state, caller, "register.begin")?;
-    let start = passkey::begin_registration(&party, &label)
-        .map_err(|why| refuse(state, caller, why, "register.begin"))?;
+    let start = passkey::begin_registration(&party, &label).map_err(|why| match why {
+        Refused::Malformed => invalid(
+            "this label cannot be used as a passkey name; use letters, digits, spaces and punctuation",
+        ),
+        why => refuse(state, caller, why, "register.begin"),
+    })?;
     let now = now_ms();
     let expires_at_ms = now + passkey::CEREMONY_TTL_MS;
     let ceremony = RegistrationCeremony {
