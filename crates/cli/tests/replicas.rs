@@ -331,6 +331,21 @@ fn pairing_tokens_and_revocation_cross_replicas() {
             Some(4001),
             "a rotation on C closes the session on A"
         );
+        // B learns of the rotation through NOTIFY (milliseconds; longer
+        // on a loaded machine): the rotated-out token is refused there
+        // once B has applied it, and it never comes back.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let (_, res) = with_device_token(b, &x, &token).await;
+            if res["ok"] == false {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the rotated-out token is still accepted on B after 3 s: {res}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let (_, res) = with_device_token(b, &x, &token).await;
         assert_eq!(res["ok"], false, "the rotated-out token on B: {res}");
         let token = paired_token(a, &x).await;
