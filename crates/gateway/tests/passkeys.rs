@@ -413,8 +413,21 @@ async fn register_sign_in_connect_remove() {
     }
 
     // A fresh browser identity signs in; it never sees the shared token.
+    // An operator watching with pairing rights hears of it.
+    let mut watcher = operator(&gw, &["operator.pairing"]).await;
     let browser = TestDevice::new();
     let res = sign_in(&gw, &browser, &mut auth).await;
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let frame = watcher.next().await.expect("socket open");
+            if frame["type"] == "event" && frame["event"] == "device.pair.changed" {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("device.pair.changed after a passkey sign-in");
+    assert_eq!(event["event"], "device.pair.changed");
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.body["deviceId"], browser.id.as_str());
     assert_eq!(res.body["role"], "operator");

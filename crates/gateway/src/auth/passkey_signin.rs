@@ -259,6 +259,8 @@ pub fn signin(
     for request_id in &superseded {
         pairing::broadcast_resolved(state, request_id, &device.device_id, "approved");
     }
+    // Operators' device lists (here and on other replicas) show it at once.
+    state.pairing_event("device.pair.changed", json!({}));
     info!(device = %device.device_id, passkey = %stored.credential_id, "browser signed in with a passkey");
     Ok(SigninOk {
         ok: true,
