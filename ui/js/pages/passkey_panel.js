@@ -86,7 +86,7 @@ export function passkeyPanel(app) {
       if (e instanceof PasskeyError && e.cancelled) {
         status.hidden = false;
         // Browsers also say NotAllowedError when the authenticator cannot
-        // meet what the gateway asks for (a resident key with credProtect).
+        // meet what the gateway asks for (a resident key with user verification).
         status.textContent = 'Registration cancelled: the prompt was closed, or this authenticator cannot create the passkey the gateway asks for (a discoverable credential with user verification).';
       } else if (e instanceof PasskeyError && e.cause && e.cause.name === 'InvalidStateError') {
         showError('This authenticator already holds a passkey for this gateway.');
