@@ -7,6 +7,9 @@
 //! another ~15% (BENCHMARKS.md, issue 21). Neither allocator gave back
 //! the memory of a burst of connections once they had closed; mimalloc
 //! does when each thread collects its heap, which [`on_worker_park`] does.
+//! Built without transparent huge pages (`no_thp`): with them mimalloc
+//! asked for 2 MiB pages and an idle gateway's RSS went from ~14 to ~23 MiB
+//! (~16 MiB without).
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
