@@ -8,7 +8,7 @@
 #   BENCH_REFERENCE=0 scripts/bench.sh        # clawgate only
 #   BENCH_INSTALL_REFERENCE=1 scripts/bench.sh # install openclaw into the cache first
 #   HOLD_K=10000 HOLD_SECS=60 scripts/bench.sh
-#   CLAWGATE_BIN=/path/to/clawgate scripts/bench.sh  # another build (an A/B "before")
+#   CLAWGATE_BIN=/path/to/clawgate BENCH_BUILD=0 scripts/bench.sh  # another build (an A/B "before")
 #
 # Loopback only. Every run is bounded in count and time. Results: one JSON
 # line per run in $OUT (default target/bench/results.jsonl), the summary
@@ -34,7 +34,10 @@ source "$ROOT/scripts/node24.sh" # sets CACHE
 OUT=${OUT:-$ROOT/target/bench/results.jsonl}
 SRC_IPS=127.0.0.1-8
 
-cargo build --release --quiet -p clawgate -p clawgate-bench
+# BENCH_BUILD=0: use the binaries as they are (e.g. with CLAWGATE_BIN).
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+  cargo build --release --quiet -p clawgate -p clawgate-bench
+fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 CLAWGATE=${CLAWGATE_BIN:-$TARGET/release/clawgate}
 BENCH=$TARGET/release/clawgate-bench

@@ -29,7 +29,10 @@ pub fn on_worker_park() {
         static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
     }
     let now = Instant::now();
-    if LAST.get().is_some_and(|t| now.duration_since(t) < COLLECT_EVERY) {
+    if LAST
+        .get()
+        .is_some_and(|t| now.duration_since(t) < COLLECT_EVERY)
+    {
         return;
     }
     LAST.set(Some(now));

@@ -295,9 +295,7 @@ mod tests {
             .unwrap();
         let list = |params: Value| {
             let (_, result) = dispatch(&state, &caller, "audit.list", Some(params));
-            result
-                .map(Reply::into_value)
-                .map_err(|e| format!("{e:?}"))
+            result.map(Reply::into_value).map_err(|e| format!("{e:?}"))
         };
         let entries = |v: Value| v["entries"].as_array().unwrap().len();
         let huge = json!(18446744073709551615u64);

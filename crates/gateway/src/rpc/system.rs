@@ -92,7 +92,11 @@ pub(crate) fn health(state: &GatewayState, _: &Caller, _: Value) -> Result<Reply
 fn health_text(ts: u64, uptime_ms: u64, connections: u64) -> String {
     use std::fmt::Write;
     // Markers no real value takes (and that serialize as themselves).
-    const MARKS: [u64; 3] = [9_007_199_254_740_001, 9_007_199_254_740_002, 9_007_199_254_740_003];
+    const MARKS: [u64; 3] = [
+        9_007_199_254_740_001,
+        9_007_199_254_740_002,
+        9_007_199_254_740_003,
+    ];
     static PIECES: OnceLock<[String; 4]> = OnceLock::new();
     let pieces = PIECES.get_or_init(|| {
         let text = health_result(MARKS[0], MARKS[1], MARKS[2]).to_string();
@@ -340,7 +344,11 @@ mod health_tests {
 
     #[test]
     fn the_health_text_is_the_serialized_health_result() {
-        for (ts, up, conns) in [(0, 0, 0), (1_764_000_000_123, 98_765, 10_001), (u64::MAX, 1, 7)] {
+        for (ts, up, conns) in [
+            (0, 0, 0),
+            (1_764_000_000_123, 98_765, 10_001),
+            (u64::MAX, 1, 7),
+        ] {
             assert_eq!(
                 health_text(ts, up, conns),
                 health_result(ts, up, conns).to_string()

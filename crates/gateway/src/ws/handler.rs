@@ -9,9 +9,9 @@ use clawgate_protocol::frames::{
     ErrorShape, Event, EventTag, FrameError, Request, Response, event_json_with_seq, parse_request,
 };
 use clawgate_protocol::{MAX_UNAUTHORIZED_ROLE_CALLS, catalogue, close_code};
+use futures_util::FutureExt;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
-use futures_util::FutureExt;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{debug, info};
 

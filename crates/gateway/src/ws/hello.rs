@@ -229,7 +229,11 @@ mod tests {
             GatewayConfig::loopback(dir.path(), AuthConfig::new(AuthMode::None, None, None));
         let store = clawgate_store::Store::open(&dir.path().join("db.sqlite")).unwrap();
         let state = GatewayState::new(config, Default::default(), std::sync::Arc::new(store));
-        for scopes in [vec![], vec![scopes::READ.to_string()], vec![scopes::ADMIN.to_string()]] {
+        for scopes in [
+            vec![],
+            vec![scopes::READ.to_string()],
+            vec![scopes::ADMIN.to_string()],
+        ] {
             let auth = Authenticated {
                 method: AuthMethod::Token,
                 role: Role::Operator,
