@@ -8,6 +8,7 @@
 #   BENCH_REFERENCE=0 scripts/bench.sh        # clawgate only
 #   BENCH_INSTALL_REFERENCE=1 scripts/bench.sh # install openclaw into the cache first
 #   HOLD_K=10000 HOLD_SECS=60 scripts/bench.sh
+#   CLAWGATE_BIN=/path/to/clawgate BENCH_BUILD=0 scripts/bench.sh  # another build (an A/B "before")
 #
 # Loopback only. Every run is bounded in count and time. Results: one JSON
 # line per run in $OUT (default target/bench/results.jsonl), the summary
@@ -22,6 +23,9 @@ RPC_R=${RPC_R:-300000}
 HOLD_K=${HOLD_K:-10000}
 HOLD_SECS=${HOLD_SECS:-60}
 BAD_M=${BAD_M:-2000}
+# A burst of connections, closed, then the RSS sampled for BURST_AFTER s.
+BURST_K=${BURST_K:-8000}
+BURST_AFTER=${BURST_AFTER:-30}
 REF_HS_N=${REF_HS_N:-3000}
 REF_RPC_R=${REF_RPC_R:-60000}
 REF_HOLD_K=${REF_HOLD_K:-10000}
@@ -30,9 +34,12 @@ source "$ROOT/scripts/node24.sh" # sets CACHE
 OUT=${OUT:-$ROOT/target/bench/results.jsonl}
 SRC_IPS=127.0.0.1-8
 
-cargo build --release --quiet -p clawgate -p clawgate-bench
+# BENCH_BUILD=0: use the binaries as they are (e.g. with CLAWGATE_BIN).
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+  cargo build --release --quiet -p clawgate -p clawgate-bench
+fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-CLAWGATE=$TARGET/release/clawgate
+CLAWGATE=${CLAWGATE_BIN:-$TARGET/release/clawgate}
 BENCH=$TARGET/release/clawgate-bench
 mkdir -p "$(dirname "$OUT")"
 : >"$OUT"
@@ -81,6 +88,8 @@ run() {
 scenarios() {
   local label=$1 url=$2 token=$3 pid=$4 n=$5 rpc_r=$6 hold_k=$7
   local common=(--url "$url" --token "$token" --server-pid "$pid")
+  # First, on the fresh gateway: does the memory of a closed burst go back?
+  run "$label" "${common[@]}" hold -k "$BURST_K" --secs 1 --after-secs "$BURST_AFTER" --src-ips "$SRC_IPS"
   for i in $(seq 1 "$RUNS"); do
     echo "[$label] run $i/$RUNS" >&2
     run "$label" "${common[@]}" handshake -n "$n" -c "$HS_C" --src-ips "$SRC_IPS" --max-secs 60

@@ -223,8 +223,9 @@ fuzz_target!(|data: &[u8]| {
         }
         let (_, result) = dispatch(&ctx.state, &caller, name, params.clone());
         match result {
-            Ok(payload) => {
+            Ok(reply) => {
                 ctx.dirty |= !READ_ONLY.contains(&name);
+                let payload = reply.into_value();
                 serde_json::to_string(&payload).expect("payload serialises");
                 match scopes::method_access(name) {
                     MethodAccess::Anyone => {}

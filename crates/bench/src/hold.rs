@@ -157,6 +157,10 @@ pub async fn run(ctx: &Ctx, a: HoldArgs) -> Result<(), BenchError> {
     let connected = handles.len() as u64;
     let connect_secs = meter.started().elapsed().as_secs_f64();
     let rss_held = ctx.server_pid.and_then(|p| sys::proc_rss_kb(p).ok());
+    // The server's CPU while the connections only sit there (ticks and
+    // pings), apart from the CPU spent opening them.
+    let idle0 = ctx.server_pid.and_then(|p| sys::proc_sample(p).ok());
+    let idle_started = Instant::now();
 
     if connected > 0 {
         tokio::time::sleep(hold_for).await;
@@ -164,6 +168,10 @@ pub async fn run(ctx: &Ctx, a: HoldArgs) -> Result<(), BenchError> {
     let dropped = held.dropped.load(Ordering::Relaxed);
     let survived = connected - dropped.min(connected);
     let rss_end = ctx.server_pid.and_then(|p| sys::proc_rss_kb(p).ok());
+    let idle_cpu_pct = match (idle0, ctx.server_pid.and_then(|p| sys::proc_sample(p).ok())) {
+        (Some(a), Some(b)) => Some(b.cpu_since(&a) * 100.0 / idle_started.elapsed().as_secs_f64()),
+        _ => None,
+    };
     let m = meter.stop();
 
     // Close everything (not part of the measurement).
@@ -174,6 +182,26 @@ pub async fn run(ctx: &Ctx, a: HoldArgs) -> Result<(), BenchError> {
         }
     })
     .await;
+    // RSS after every connection closed: one sample a second for
+    // --after-secs (the last one is reported, and the first second at which
+    // RSS was within 2x of the RSS before connecting).
+    let mut rss_after_close = None;
+    let mut within_2x_after = None;
+    if let (Some(pid), Some(before)) = (ctx.server_pid, m.server0.as_ref().map(|s| s.rss_kb)) {
+        let closed = Instant::now();
+        let after = Duration::from_secs_f64(a.after_secs.max(0.0));
+        loop {
+            let rss = sys::proc_rss_kb(pid).ok();
+            rss_after_close = rss.or(rss_after_close);
+            if within_2x_after.is_none() && rss.is_some_and(|r| r <= 2 * before) {
+                within_2x_after = Some(round(closed.elapsed().as_secs_f64(), 1));
+            }
+            if closed.elapsed() >= after {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 
     let rss_before = m.server0.as_ref().map(|s| s.rss_kb);
     let per_conn = match (rss_before, rss_held) {
@@ -219,6 +247,13 @@ pub async fn run(ctx: &Ctx, a: HoldArgs) -> Result<(), BenchError> {
         out.insert("server_rss_kb_held".into(), json!(rss_held));
         out.insert("server_rss_kb_end".into(), json!(rss_end));
         out.insert("rss_per_conn_bytes".into(), json!(per_conn));
+        out.insert(
+            "server_idle_cpu_pct".into(),
+            json!(idle_cpu_pct.map(|p| round(p, 2))),
+        );
+        out.insert("after_secs".into(), json!(a.after_secs));
+        out.insert("server_rss_kb_after_close".into(), json!(rss_after_close));
+        out.insert("rss_within_2x_after_secs".into(), json!(within_2x_after));
     }
 
     let mut summary = format!(
@@ -234,6 +269,16 @@ pub async fn run(ctx: &Ctx, a: HoldArgs) -> Result<(), BenchError> {
         summary.push_str(&format!(
             "\nserver RSS {b} KiB before, {h} KiB held, {e} KiB at the end = {} bytes per connection",
             per_conn.map(|p| format!("{p:.0}")).unwrap_or_else(|| "-".into())
+        ));
+    }
+    if let Some(p) = idle_cpu_pct {
+        summary.push_str(&format!("\nserver CPU while held: {p:.2}% of a core"));
+    }
+    if let Some(r) = rss_after_close {
+        summary.push_str(&format!(
+            "\nserver RSS {r} KiB {:.0} s after closing; within 2x of the RSS before: {}",
+            a.after_secs,
+            within_2x_after.map_or_else(|| "no".into(), |s| format!("after {s} s"))
         ));
     }
     if errors.total() > 0 {

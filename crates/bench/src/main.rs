@@ -129,6 +129,10 @@ pub struct HoldArgs {
     /// Stop opening new connections after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub max_secs: f64,
+    /// After closing them, sample the server's RSS for this many seconds
+    /// (once a second): does the memory go back?
+    #[arg(long, default_value_t = 0.0)]
+    pub after_secs: f64,
 }
 
 #[derive(Args, Debug)]

@@ -233,6 +233,7 @@ fn run_gateway(args: RunArgs, paths: &Paths) -> anyhow::Result<u8> {
     options.tick_interval = cfg.tick_interval;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(crate::alloc::on_worker_park)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {

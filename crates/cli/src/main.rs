@@ -1,5 +1,6 @@
 //! The `clawgate` binary: `gateway run` and the operator commands.
 
+mod alloc;
 mod backup_cmd;
 mod config_cmd;
 mod devices_cmd;

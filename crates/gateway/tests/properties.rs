@@ -370,7 +370,7 @@ impl Harness {
 
     fn dispatch(&self, caller: &Caller, method: &str, params: Value) -> Result<Value, String> {
         match rpc::dispatch(&self.state, caller, method, Some(params)).1 {
-            Ok(v) => Ok(v),
+            Ok(v) => Ok(v.into_value()),
             Err(Refusal::Role(e) | Refusal::Other(e)) => Err(e.message),
         }
     }

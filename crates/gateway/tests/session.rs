@@ -393,6 +393,26 @@ async fn a_request_pipelined_right_behind_connect_is_answered() {
     gw.stop().await;
 }
 
+/// Requests that arrive together are answered in batches with one write
+/// each; none is lost at a batch's boundary, and the replies keep the
+/// requests' order.
+#[tokio::test]
+async fn many_pipelined_requests_are_all_answered_in_order() {
+    let gw = TestGateway::start(AuthMode::Token).await;
+    let mut c = operator(&gw, &["operator.read"]).await;
+    for i in 0..300 {
+        let method = if i % 3 == 0 { "status" } else { "health" };
+        c.send_json(&json!({"type": "req", "id": format!("r{i}"), "method": method}))
+            .await;
+    }
+    for i in 0..300 {
+        let res = c.response().await.unwrap();
+        assert_eq!(res["id"], format!("r{i}"));
+        assert_eq!(res["ok"], true, "{res}");
+    }
+    gw.stop().await;
+}
+
 /// The reference's key set in `health` (and so in the hello-ok snapshot):
 /// where clawgate has nothing (agents, sessions, event-loop samples) the
 /// value is null or empty, never invented.

@@ -170,6 +170,16 @@ impl Response {
         serde_json::to_string(self).expect("response frames always serialize")
     }
 
+    /// A success frame for request `id` whose payload is JSON text already
+    /// (`payload_json` must be one JSON value as serde_json writes it): the
+    /// same text as
+    /// `Response::ok(id, from_str(payload_json)).to_json()`, without
+    /// building the value.
+    pub fn ok_text(id: &str, payload_json: &str) -> String {
+        let id = serde_json::to_string(id).expect("strings serialize");
+        format!(r#"{{"type":"res","id":{id},"ok":true,"payload":{payload_json}}}"#)
+    }
+
     /// A success frame for request `id` whose payload is a typed value,
     /// serialized in one pass (no intermediate `Value`): the same text as
     /// `Response::ok(id, to_value(payload)).to_json()`.
@@ -313,6 +323,19 @@ pub enum ServerFrame {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_text_payload_frames_like_a_value_payload() {
+        // As serde_json writes it (the text is passed through unchanged).
+        let payload = r#"{"ok":true,"b":[1,{"c":null}],"a":"é\"","d":-1.5}"#;
+        for id in ["1", "a\"b\\c\u{1}"] {
+            let value: Value = serde_json::from_str(payload).unwrap();
+            assert_eq!(
+                Response::ok_text(id, payload),
+                Response::ok(id, value).to_json()
+            );
+        }
+    }
 
     #[test]
     fn parses_a_request() {

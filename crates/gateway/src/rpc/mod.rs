@@ -32,7 +32,40 @@ use serde_json::{Value, json};
 pub use crate::session::Caller;
 use crate::state::GatewayState;
 
-type Handler = fn(&GatewayState, &Caller, Value) -> Result<Value, ErrorShape>;
+/// A method's implementation.
+pub enum Handler {
+    /// Returns its result as a JSON value.
+    Value(fn(&GatewayState, &Caller, Value) -> Result<Value, ErrorShape>),
+    /// Returns its result serialized already (a hot method that writes
+    /// its text without building a value).
+    Reply(fn(&GatewayState, &Caller, Value) -> Result<Reply, ErrorShape>),
+}
+
+/// A method's result.
+#[derive(Debug)]
+pub enum Reply {
+    Value(Value),
+    /// One JSON value as serde_json writes it.
+    Json(String),
+}
+
+impl Reply {
+    /// The response frame to request `id`.
+    pub fn response_json(self, id: &str) -> String {
+        match self {
+            Reply::Value(v) => clawgate_protocol::frames::Response::ok(id, v).to_json(),
+            Reply::Json(text) => clawgate_protocol::frames::Response::ok_text(id, &text),
+        }
+    }
+
+    /// The result as a JSON value.
+    pub fn into_value(self) -> Value {
+        match self {
+            Reply::Value(v) => v,
+            Reply::Json(text) => serde_json::from_str(&text).expect("replies are JSON"),
+        }
+    }
+}
 
 /// A locally served method.
 pub struct Method {
@@ -46,97 +79,97 @@ pub const METHODS: &[Method] = &[
     Method {
         name: "health",
         params: &schema::Schema::Any,
-        handler: system::health,
+        handler: Handler::Reply(system::health),
     },
     Method {
         name: "status",
         params: &schema::Schema::Any,
-        handler: system::status,
+        handler: Handler::Value(system::status),
     },
     Method {
         name: "last-heartbeat",
         params: &schema::Schema::Any,
-        handler: system::last_heartbeat,
+        handler: Handler::Value(system::last_heartbeat),
     },
     Method {
         name: "system-presence",
         params: &schema::Schema::Any,
-        handler: system::system_presence,
+        handler: Handler::Value(system::system_presence),
     },
     Method {
         name: "device.pair.list",
         params: &EMPTY_OBJECT,
-        handler: devices::pair_list,
+        handler: Handler::Value(devices::pair_list),
     },
     Method {
         name: "device.pair.approve",
         params: &clawgate_protocol::wire::PAIR_DECISION_SCHEMA,
-        handler: devices::pair_approve,
+        handler: Handler::Value(devices::pair_approve),
     },
     Method {
         name: "device.pair.reject",
         params: &clawgate_protocol::wire::PAIR_DECISION_SCHEMA,
-        handler: devices::pair_reject,
+        handler: Handler::Value(devices::pair_reject),
     },
     Method {
         name: "device.pair.remove",
         params: &devices::DEVICE_ID_PARAMS,
-        handler: devices::pair_remove,
+        handler: Handler::Value(devices::pair_remove),
     },
     Method {
         name: "device.pair.rename",
         params: &devices::RENAME_PARAMS,
-        handler: devices::pair_rename,
+        handler: Handler::Value(devices::pair_rename),
     },
     Method {
         name: "device.token.rotate",
         params: &tokens::ROTATE_PARAMS,
-        handler: tokens::token_rotate,
+        handler: Handler::Value(tokens::token_rotate),
     },
     Method {
         name: "device.token.revoke",
         params: &tokens::REVOKE_PARAMS,
-        handler: tokens::token_revoke,
+        handler: Handler::Value(tokens::token_revoke),
     },
     Method {
         name: "device.setup.create",
         params: &setup_codes::CREATE_PARAMS,
-        handler: setup_codes::setup_create,
+        handler: Handler::Value(setup_codes::setup_create),
     },
     Method {
         name: "device.setup.list",
         params: &EMPTY_OBJECT,
-        handler: setup_codes::setup_list,
+        handler: Handler::Value(setup_codes::setup_list),
     },
     Method {
         name: "device.setup.revoke",
         params: &setup_codes::REVOKE_PARAMS,
-        handler: setup_codes::setup_revoke,
+        handler: Handler::Value(setup_codes::setup_revoke),
     },
     Method {
         name: "passkey.register.begin",
         params: &passkeys::BEGIN_PARAMS,
-        handler: passkeys::register_begin,
+        handler: Handler::Value(passkeys::register_begin),
     },
     Method {
         name: "passkey.register.finish",
         params: &passkeys::FINISH_PARAMS,
-        handler: passkeys::register_finish,
+        handler: Handler::Value(passkeys::register_finish),
     },
     Method {
         name: "passkey.list",
         params: &EMPTY_OBJECT,
-        handler: passkeys::list,
+        handler: Handler::Value(passkeys::list),
     },
     Method {
         name: "passkey.remove",
         params: &passkeys::REMOVE_PARAMS,
-        handler: passkeys::remove,
+        handler: Handler::Value(passkeys::remove),
     },
     Method {
         name: "audit.list",
         params: &audit::AUDIT_LIST_PARAMS,
-        handler: audit::audit_list,
+        handler: Handler::Value(audit::audit_list),
     },
 ];
 
@@ -181,7 +214,7 @@ pub fn dispatch(
     caller: &Caller,
     method: &str,
     params: Option<Value>,
-) -> (&'static str, Result<Value, Refusal>) {
+) -> (&'static str, Result<Reply, Refusal>) {
     let started = Instant::now();
     let found = lookup(method);
     let (index, label) = found.map_or((METHODS.len(), "unknown"), |(i, m)| (i, m.name));
@@ -214,7 +247,11 @@ pub fn dispatch(
         {
             let _ = state.store.refresh();
         }
-        (m.handler)(state, caller, params).map_err(Refusal::Other)
+        match m.handler {
+            Handler::Value(f) => f(state, caller, params).map(Reply::Value),
+            Handler::Reply(f) => f(state, caller, params),
+        }
+        .map_err(Refusal::Other)
     });
     state
         .metrics
@@ -284,7 +321,7 @@ mod tests {
             .unwrap();
         let list = |params: Value| {
             let (_, result) = dispatch(&state, &caller, "audit.list", Some(params));
-            result.map_err(|e| format!("{e:?}"))
+            result.map(Reply::into_value).map_err(|e| format!("{e:?}"))
         };
         let entries = |v: Value| v["entries"].as_array().unwrap().len();
         let huge = json!(18446744073709551615u64);

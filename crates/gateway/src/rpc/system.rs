@@ -3,19 +3,37 @@
 //! belongs to a part of OpenClaw clawgate does not have (agents, channels,
 //! sessions, models) it is present and empty.
 
+use std::sync::OnceLock;
+
 use clawgate_protocol::frames::ErrorShape;
 use clawgate_protocol::wire::{GatewayPresence, PresenceEntry};
 use serde_json::{Value, json};
 
+use crate::rpc::Reply;
 use crate::session::{Caller, now_ms};
 use crate::state::GatewayState;
 use crate::views;
 
 /// The health summary; also part of the `hello-ok` snapshot.
 pub fn health_summary(state: &GatewayState) -> Value {
+    let (ts, uptime, connections) = health_numbers(state);
+    health_value(ts, uptime, connections)
+}
+
+/// What varies in the health summary: `ts`, `gateway.uptimeMs` and
+/// `gateway.connections`.
+fn health_numbers(state: &GatewayState) -> (u64, u64, u64) {
+    (
+        now_ms(),
+        state.uptime_ms(),
+        state.metrics.connections_open() as u64,
+    )
+}
+
+fn health_value(ts: u64, uptime_ms: u64, connections: u64) -> Value {
     json!({
         "ok": true,
-        "ts": now_ms(),
+        "ts": ts,
         "durationMs": 0,
         "plugins": {"loaded": [], "errors": [], "unavailable": []},
         "configReload": {"hotReloadStatus": "active"},
@@ -29,15 +47,12 @@ pub fn health_summary(state: &GatewayState) -> Value {
         "sessions": {"path": null, "count": 0, "recent": []},
         "eventLoop": event_loop(),
         "gateway": {
-            "uptimeMs": state.uptime_ms(),
-            "connections": state.metrics.connections_open(),
+            "uptimeMs": uptime_ms,
+            "connections": connections,
         },
     })
 }
 
-/// `eventLoop` of `health` and `status`: the reference's keys, with null
-/// for the samples clawgate does not take (it has no JavaScript event loop
-/// to measure).
 fn event_loop() -> Value {
     json!({
         "degraded": false,
@@ -57,11 +72,53 @@ fn model_runtime() -> Value {
     json!({"degraded": false, "pendingAgents": []})
 }
 
-pub(crate) fn health(state: &GatewayState, _: &Caller, _: Value) -> Result<Value, ErrorShape> {
+/// The `health` method's result: the summary and `modelRuntime`.
+fn health_result(ts: u64, uptime_ms: u64, connections: u64) -> Value {
     // The method's result has `modelRuntime`; the hello-ok snapshot's health does not.
-    let mut summary = health_summary(state);
+    let mut summary = health_value(ts, uptime_ms, connections);
     summary["modelRuntime"] = model_runtime();
-    Ok(summary)
+    summary
+}
+
+/// `health`, serialized: only three numbers change between calls, so the
+/// text around them is made once (from [`health_result`], with marker
+/// numbers) and each call writes the pieces and the numbers, without
+/// building a JSON value (health is the method clients poll).
+pub(crate) fn health(state: &GatewayState, _: &Caller, _: Value) -> Result<Reply, ErrorShape> {
+    let (ts, uptime, connections) = health_numbers(state);
+    Ok(Reply::Json(health_text(ts, uptime, connections)))
+}
+
+fn health_text(ts: u64, uptime_ms: u64, connections: u64) -> String {
+    use std::fmt::Write;
+    // Markers no real value takes (and that serialize as themselves).
+    const MARKS: [u64; 3] = [
+        9_007_199_254_740_001,
+        9_007_199_254_740_002,
+        9_007_199_254_740_003,
+    ];
+    static PIECES: OnceLock<[String; 4]> = OnceLock::new();
+    let pieces = PIECES.get_or_init(|| {
+        let text = health_result(MARKS[0], MARKS[1], MARKS[2]).to_string();
+        let mut pieces: [String; 4] = Default::default();
+        let mut rest = text.as_str();
+        for (i, mark) in MARKS.iter().enumerate() {
+            let (head, tail) = rest
+                .split_once(&mark.to_string())
+                .expect("each marker appears once, in order");
+            pieces[i] = head.to_string();
+            rest = tail;
+        }
+        pieces[3] = rest.to_string();
+        pieces
+    });
+    let mut out = String::with_capacity(pieces.iter().map(String::len).sum::<usize>() + 60);
+    for (piece, n) in pieces.iter().zip([ts, uptime_ms, connections]) {
+        out.push_str(piece);
+        let _ = write!(out, "{n}");
+    }
+    out.push_str(&pieces[3]);
+    out
 }
 
 fn process_memory() -> Value {
@@ -279,4 +336,23 @@ pub(crate) fn hostname() -> &'static str {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "localhost".into())
     })
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn the_health_text_is_the_serialized_health_result() {
+        for (ts, up, conns) in [
+            (0, 0, 0),
+            (1_764_000_000_123, 98_765, 10_001),
+            (u64::MAX, 1, 7),
+        ] {
+            assert_eq!(
+                health_text(ts, up, conns),
+                health_result(ts, up, conns).to_string()
+            );
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! counts the bytes waiting in it and cuts off a connection whose backlog
 //! passes `maxBufferedBytes` ("slow consumer") instead of letting memory grow.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -235,6 +235,11 @@ pub struct Hub {
     /// Boxed records: the table's slots stay small (it is sized for the
     /// peak number of sessions, and keeps that size).
     conns: Mutex<HashMap<u64, Box<Registered>>>,
+    /// The presence entries of the sessions that show in presence, by key
+    /// (connect order): built once at registration, so listing presence
+    /// costs nothing per hidden session (CLI calls, probes) and a connect
+    /// or disconnect does no work per other session.
+    visible: Mutex<BTreeMap<u64, PresenceEntry>>,
     next_key: AtomicU64,
     presence_version: AtomicU64,
 }
@@ -243,12 +248,13 @@ impl Hub {
     /// Adds an authenticated connection; returns its registry key.
     pub fn register(&self, info: ConnInfo, sender: ConnSender) -> u64 {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let visible = info.in_presence();
+        let entry = info.in_presence().then(|| info.presence_entry());
         self.conns
             .lock()
             .expect("hub lock")
             .insert(key, Box::new(Registered { info, sender }));
-        if visible {
+        if let Some(entry) = entry {
+            self.visible.lock().expect("hub lock").insert(key, entry);
             self.presence_changed();
         }
         key
@@ -257,6 +263,7 @@ impl Hub {
     pub fn unregister(&self, key: u64) {
         let removed = self.conns.lock().expect("hub lock").remove(&key);
         if removed.is_some_and(|r| r.info.in_presence()) {
+            self.visible.lock().expect("hub lock").remove(&key);
             self.presence_changed();
         }
     }
@@ -344,14 +351,12 @@ impl Hub {
 
     /// The presence entries of connected clients.
     pub fn presence(&self) -> Vec<PresenceEntry> {
-        let conns = self.conns.lock().expect("hub lock");
-        let mut entries: Vec<(u64, PresenceEntry)> = conns
-            .iter()
-            .filter(|(_, r)| r.info.in_presence())
-            .map(|(k, r)| (*k, r.info.presence_entry()))
-            .collect();
-        entries.sort_by_key(|(k, _)| *k);
-        entries.into_iter().map(|(_, v)| v).collect()
+        self.visible
+            .lock()
+            .expect("hub lock")
+            .values()
+            .cloned()
+            .collect()
     }
 }
 

@@ -79,6 +79,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.ws.send(Message::Text(text.into())).await
     }
 
+    /// Queues one text frame without flushing (a reply of a batch).
+    pub async fn feed_text(&mut self, text: String) -> Result<(), WsError> {
+        self.ws.feed(Message::Text(text.into())).await
+    }
+
     /// Queues one message as it is (a relayed frame, without a copy),
     /// without flushing; an error when the socket is gone.
     pub async fn feed_message(&mut self, message: Message) -> Result<(), WsError> {

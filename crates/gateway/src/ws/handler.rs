@@ -9,9 +9,10 @@ use clawgate_protocol::frames::{
     ErrorShape, Event, EventTag, FrameError, Request, Response, event_json_with_seq, parse_request,
 };
 use clawgate_protocol::{MAX_UNAUTHORIZED_ROLE_CALLS, catalogue, close_code};
+use futures_util::FutureExt;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{debug, info};
 
 use crate::auth::{self, Authenticated, Rejection};
@@ -25,6 +26,9 @@ use crate::upstream::link::{self, LinkParams};
 use crate::ws::connection::{Connection, is_oversize};
 use crate::ws::hello::{hello_ok, relayed_hello_ok};
 use crate::ws::relay::Relay;
+
+/// The most requests answered before their replies are flushed.
+const REQUEST_BATCH: usize = 64;
 
 /// Serves one upgraded connection to the end, holding `slot` (an
 /// unauthenticated-socket slot) until it authenticates or closes.
@@ -559,24 +563,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                 }
                 incoming = self.conn.next() => {
                     awaiting_pong = false;
-                    let message = match incoming {
-                        None | Some(Ok(Message::Close(_))) => break,
-                        Some(Err(err)) => {
-                            if is_oversize(&err) {
-                                self.conn.close(close_code::MESSAGE_TOO_BIG, "").await;
-                            }
-                            break;
-                        }
-                        Some(Ok(m)) => m,
-                    };
-                    let Some(reply) = self.answer(&caller, &message, &mut role_streak) else {
-                        continue;
-                    };
-                    if self.conn.send_text(reply.to_json()).await.is_err() {
-                        break;
-                    }
-                    if role_streak > MAX_UNAUTHORIZED_ROLE_CALLS {
-                        self.conn.close(close_code::POLICY_VIOLATION, "repeated unauthorized calls").await;
+                    if !self.requests(&caller, incoming, &mut role_streak).await {
                         break;
                     }
                 }
@@ -585,14 +572,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
         self.state.hub.unregister(key);
     }
 
-    /// The response to one frame of an authenticated session (`None`: the
-    /// frame is dropped). Counts consecutive calls refused for the role.
-    fn answer(
-        &self,
+    /// Answers `first` and whatever other requests have already arrived
+    /// (up to [`REQUEST_BATCH`]), then writes the replies out in one flush:
+    /// pipelined requests cost one write, not one each. False when the
+    /// session ends.
+    async fn requests(
+        &mut self,
         caller: &Caller,
-        message: &Message,
+        first: Option<Result<Message, WsError>>,
         role_streak: &mut u32,
-    ) -> Option<Response> {
+    ) -> bool {
+        let mut incoming = first;
+        let mut open = true;
+        for i in 0..REQUEST_BATCH {
+            let message = match incoming {
+                None | Some(Ok(Message::Close(_))) => {
+                    open = false;
+                    break;
+                }
+                Some(Err(err)) => {
+                    if is_oversize(&err) {
+                        self.conn.close(close_code::MESSAGE_TOO_BIG, "").await;
+                    }
+                    open = false;
+                    break;
+                }
+                Some(Ok(m)) => m,
+            };
+            if let Some(reply) = self.answer(caller, &message, role_streak) {
+                if self.conn.feed_text(reply).await.is_err() {
+                    return false;
+                }
+                if *role_streak > MAX_UNAUTHORIZED_ROLE_CALLS {
+                    self.conn
+                        .close(close_code::POLICY_VIOLATION, "repeated unauthorized calls")
+                        .await;
+                    return false;
+                }
+            }
+            // The last of a batch: what else has arrived waits for the next
+            // batch (taking it here would drop it).
+            if i + 1 == REQUEST_BATCH {
+                break;
+            }
+            match self.conn.next().now_or_never() {
+                Some(next) => incoming = next,
+                None => break,
+            }
+        }
+        // Replies queued before the end still go out (a close flushes too).
+        self.conn.flush().await.is_ok() && open
+    }
+
+    /// The response to one frame of an authenticated session, serialized
+    /// (`None`: the frame is dropped). Counts consecutive calls refused for
+    /// the role.
+    fn answer(&self, caller: &Caller, message: &Message, role_streak: &mut u32) -> Option<String> {
         // Parsed in place: no copy of the frame per request.
         let text = match message {
             Message::Text(t) => t.as_str(),
@@ -605,26 +640,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                 return None;
             }
             Err(FrameError::Invalid { id, problems }) => {
-                return Some(Response::err(
-                    id.unwrap_or_else(|| "invalid".into()),
-                    ErrorShape::invalid_request(format!("invalid request frame: {problems}")),
-                ));
+                return Some(
+                    Response::err(
+                        id.unwrap_or_else(|| "invalid".into()),
+                        ErrorShape::invalid_request(format!("invalid request frame: {problems}")),
+                    )
+                    .to_json(),
+                );
             }
             Ok(request) => request,
         };
         let (_, result) = rpc::dispatch(&self.state, caller, &request.method, request.params);
         Some(match result {
-            Ok(payload) => {
+            Ok(reply) => {
                 *role_streak = 0;
-                Response::ok(request.id, payload)
+                reply.response_json(&request.id)
             }
             Err(Refusal::Role(e)) => {
                 *role_streak += 1;
-                Response::err(request.id, e)
+                Response::err(request.id, e).to_json()
             }
             Err(Refusal::Other(e)) => {
                 *role_streak = 0;
-                Response::err(request.id, e)
+                Response::err(request.id, e).to_json()
             }
         })
     }

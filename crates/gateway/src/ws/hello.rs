@@ -107,14 +107,53 @@ fn snapshot(state: &GatewayState, auth: &Authenticated) -> HelloSnapshot {
     snapshot
 }
 
+/// `hello-ok.features` serialized: the same for every connection of this
+/// process (the method and event lists are fixed at build time).
+fn features_json() -> &'static str {
+    static FEATURES: OnceLock<String> = OnceLock::new();
+    FEATURES.get_or_init(|| {
+        let features = HelloFeatures {
+            methods: rpc::method_names().into_iter().map(String::from).collect(),
+            events: crate::EVENTS.iter().map(|e| e.to_string()).collect(),
+            capabilities: Vec::new(),
+        };
+        serde_json::to_string(&features).expect("features serialize")
+    })
+}
+
+/// `"features":` with empty lists, as [`HelloFeatures::default`]
+/// serializes: the place in a serialized `hello-ok` where the cached
+/// [`features_json`] goes. Inside a JSON string every quote is escaped, so
+/// these bytes can only be the `features` member itself.
+const EMPTY_FEATURES: &str = r#""features":{"methods":[],"events":[],"capabilities":[]}"#;
+
 /// The `hello-ok` response to connect request `request`, serialized.
+/// Everything that varies per connection is serialized per connection; the
+/// feature lists (the same for all) are spliced in from [`features_json`].
 pub(crate) fn hello_ok(
     state: &GatewayState,
     request: &Request,
     auth: &Authenticated,
     conn_id: &str,
 ) -> String {
-    let hello = HelloOk {
+    with_features(&request.id, &hello_ok_payload(state, auth, conn_id))
+}
+
+/// The response to request `id` with `hello` (whose features are empty) and
+/// the cached features in their place.
+fn with_features(id: &str, hello: &HelloOk) -> String {
+    let mut text = Response::ok_json(id, hello);
+    let at = text
+        .find(EMPTY_FEATURES)
+        .expect("hello-ok has a features member");
+    let start = at + r#""features":"#.len();
+    text.replace_range(start..at + EMPTY_FEATURES.len(), features_json());
+    text
+}
+
+/// The `hello-ok` payload with empty `features` (see [`hello_ok`]).
+fn hello_ok_payload(state: &GatewayState, auth: &Authenticated, conn_id: &str) -> HelloOk {
+    HelloOk {
         kind: HelloOkType::HelloOk,
         protocol: PROTOCOL_VERSION,
         server: HelloServer {
@@ -127,17 +166,12 @@ pub(crate) fn hello_ok(
             control_ui_build_source: state.config.control_ui.enabled.then(|| "bundled".into()),
             extra: Extra::new(),
         },
-        features: HelloFeatures {
-            methods: rpc::method_names().into_iter().map(String::from).collect(),
-            events: crate::EVENTS.iter().map(|e| e.to_string()).collect(),
-            capabilities: Vec::new(),
-        },
+        features: HelloFeatures::default(),
         snapshot: snapshot(state, auth),
         auth: hello_auth(auth),
         policy: HelloPolicy::with_tick_interval(state.options.tick_interval.as_millis() as u64),
         extra: plugin_fields(),
-    };
-    Response::ok_json(&request.id, &hello)
+    }
 }
 
 /// The `hello-ok` of a relayed session (fronting mode): the upstream's
@@ -179,4 +213,45 @@ pub(crate) fn relayed_hello_ok(
         },
     )?;
     Some(Response::ok_json(&request.id, &merged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthConfig, AuthMode, GatewayConfig};
+    use clawgate_protocol::wire::AuthMethod;
+
+    /// The spliced `hello-ok` is byte for byte the one serialized whole.
+    #[test]
+    fn spliced_features_are_the_serialized_features() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            GatewayConfig::loopback(dir.path(), AuthConfig::new(AuthMode::None, None, None));
+        let store = clawgate_store::Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let state = GatewayState::new(config, Default::default(), std::sync::Arc::new(store));
+        for scopes in [
+            vec![],
+            vec![scopes::READ.to_string()],
+            vec![scopes::ADMIN.to_string()],
+        ] {
+            let auth = Authenticated {
+                method: AuthMethod::Token,
+                role: Role::Operator,
+                scopes,
+                shared_generation: Some(3),
+                device_id: Some("dev\"features\":{}".into()),
+                device_token_auth: false,
+                issued_token: None,
+                handoff: Vec::new(),
+            };
+            let empty = hello_ok_payload(&state, &auth, "conn-1");
+            let mut whole = empty.clone();
+            whole.features = serde_json::from_str(features_json()).unwrap();
+            assert!(!whole.features.methods.is_empty());
+            assert_eq!(
+                with_features("req\"features\":", &empty),
+                Response::ok_json("req\"features\":", &whole)
+            );
+        }
+    }
 }

@@ -158,7 +158,7 @@ impl Relay<'_> {
     ) -> Option<End> {
         let mut next = first;
         let mut end = None;
-        for _ in 0..BATCH {
+        for i in 0..BATCH {
             let message = match next {
                 None | Some(Ok(Message::Close(_))) => {
                     end = Some(None);
@@ -175,6 +175,11 @@ impl Relay<'_> {
             };
             if let Step::Stop = self.client_frame(conn, message).await {
                 end = Some(None);
+                break;
+            }
+            // The last of a batch: what else has arrived waits for the next
+            // batch (taking it here would drop it).
+            if i + 1 == BATCH {
                 break;
             }
             match conn.next().now_or_never() {
@@ -202,7 +207,7 @@ impl Relay<'_> {
     ) -> Option<End> {
         let mut next = first;
         let mut end = None;
-        for _ in 0..BATCH {
+        for i in 0..BATCH {
             let message = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
@@ -253,6 +258,9 @@ impl Relay<'_> {
                     break;
                 }
                 _ => {}
+            }
+            if i + 1 == BATCH {
+                break;
             }
             match self.upstream.next().now_or_never() {
                 Some(m) => next = m,
@@ -344,17 +352,20 @@ impl Relay<'_> {
             Err(clawgate_protocol::frames::FrameError::Invalid { id, problems }) => Response::err(
                 id.unwrap_or_else(|| "invalid".into()),
                 ErrorShape::invalid_request(format!("invalid request frame: {problems}")),
-            ),
+            )
+            .to_json(),
             Ok(request) => {
                 let (_, result) =
                     rpc::dispatch(self.state, self.caller, &request.method, request.params);
                 match result {
-                    Ok(payload) => Response::ok(request.id, payload),
-                    Err(Refusal::Role(e)) | Err(Refusal::Other(e)) => Response::err(request.id, e),
+                    Ok(payload) => payload.response_json(&request.id),
+                    Err(Refusal::Role(e)) | Err(Refusal::Other(e)) => {
+                        Response::err(request.id, e).to_json()
+                    }
                 }
             }
         };
-        match conn.send_text(reply.to_json()).await {
+        match conn.send_text(reply).await {
             Ok(()) => Step::Continue,
             Err(_) => Step::Stop,
         }
