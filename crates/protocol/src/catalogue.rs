@@ -1104,6 +1104,8 @@ mod tests {
         ("config unset", &[]),
         ("health", &[]),
         ("status", &[]),
+        ("passkeys list", &[]),
+        ("passkeys remove", &[]),
         ("upstream pair", &["--wait"]),
         ("upstream status", &[]),
     ];
