@@ -929,6 +929,7 @@ fn a_schema_1_database_is_migrated_and_keeps_its_pending_requests() {
         "DROP INDEX pending_requests_by_code;
          ALTER TABLE pending_requests DROP COLUMN pairing_code;
          DROP TABLE setup_codes;
+         DROP TABLE passkeys;
          INSERT INTO pending_requests (request_id, device_id, public_key, role, roles_json,
              scopes_json, reason, silent, is_repair, ts, refreshed_at_ms)
          VALUES ('old-req', printf('%064d', 7), 'key', 'operator', '[\"operator\"]', '[]',
