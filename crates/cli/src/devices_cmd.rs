@@ -429,7 +429,8 @@ fn requested_text(roles: &[String], scopes: &[String]) -> String {
     format!("roles: {}; scopes: {}", list_text(roles), list_text(scopes))
 }
 
-fn age(ts: u64) -> String {
+/// How long ago `ts` (ms since the epoch) was: "just now", "5m ago"...
+pub(crate) fn age(ts: u64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

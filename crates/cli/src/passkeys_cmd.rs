@@ -61,20 +61,7 @@ async fn execute(command: PasskeysCommand, target: &Target, paths: &Paths) -> Re
 }
 
 fn when(ts: Option<u64>) -> String {
-    let Some(ts) = ts else {
-        return "never".into();
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let secs = now.saturating_sub(ts) / 1000;
-    match secs {
-        0..=59 => "just now".into(),
-        60..=3599 => format!("{}m ago", secs / 60),
-        3600..=86_399 => format!("{}h ago", secs / 3600),
-        _ => format!("{}d ago", secs / 86_400),
-    }
+    ts.map_or_else(|| "never".into(), crate::devices_cmd::age)
 }
 
 fn print_list(list: &PasskeyList) {

@@ -102,17 +102,15 @@ pub enum PasskeyParse {
 /// `https://fuzz.example`, and an assertion against a fresh sign-in: an
 /// input cannot know those challenges, so verification must refuse
 /// (`Err` here means the gateway would have approved something it must
-/// not). Refusals are `passkey_*` reasons.
+/// not). An accepted origin gives a non-empty RP id taken from its host.
 pub fn passkey(data: &[u8]) -> Result<PasskeyParse, String> {
     use crate::auth::passkey::{self as pk, Party};
     use clawgate_protocol::wire::{SigninOptionsRequest, SigninRequest};
-    if let Ok(text) = std::str::from_utf8(data) {
-        match Party::of_origin(text) {
-            Ok(p) if p.rp_id.is_empty() => return Err("empty rp id".into()),
-            Ok(_) => {}
-            Err(r) if !r.reason().starts_with("passkey_") => return Err(r.reason().into()),
-            Err(_) => {}
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(p) = Party::of_origin(text)
+        && (p.rp_id.is_empty() || !p.origin.contains(p.rp_id.as_str()))
+    {
+        return Err(format!("origin {text:?} gave RP id {:?}", p.rp_id));
     }
     let party = Party::of_origin("https://fuzz.example").expect("a fixed valid origin");
     if let Ok((reg, _)) = pk::parse_registration_bytes(data) {

@@ -199,23 +199,8 @@ fn adopt(state: &GatewayState, effect: &Value) {
     }
 }
 
-fn scope_name(s: LimitScope) -> &'static str {
-    match s {
-        LimitScope::SharedSecret => "shared-secret",
-        LimitScope::DeviceToken => "device-token",
-        LimitScope::BootstrapToken => "bootstrap-token",
-        LimitScope::Passkey => "passkey",
-    }
-}
-
 fn parse_key(v: &Value) -> Option<LimitKey> {
-    let scope = match v.get("scope")?.as_str()? {
-        "shared-secret" => LimitScope::SharedSecret,
-        "device-token" => LimitScope::DeviceToken,
-        "bootstrap-token" => LimitScope::BootstrapToken,
-        "passkey" => LimitScope::Passkey,
-        _ => return None,
-    };
+    let scope = LimitScope::parse(v.get("scope")?.as_str()?)?;
     let class = match v.get("class")?.as_str()? {
         "local" => PeerClass::Local,
         "browser" => PeerClass::Browser,
@@ -277,7 +262,7 @@ pub async fn lockouts(state: Arc<GatewayState>) {
             .map(|(key, lockout)| {
                 json!({
                     "kind": "lockout",
-                    "scope": scope_name(key.scope),
+                    "scope": key.scope.as_str(),
                     "class": key.class.as_str(),
                     "peer": key.peer.to_string(),
                     "untilMs": now + u64::try_from(lockout.as_millis()).unwrap_or(u64::MAX),

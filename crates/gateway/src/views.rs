@@ -1,13 +1,32 @@
 //! Store records as clients see them on the wire, built as the protocol's
 //! typed payloads (`clawgate_protocol::wire`): a pending pairing request
 //! (`device.pair.requested`, `device.pair.list`), a paired device with its
-//! token entries (no token material), an audit entry. The only place the
+//! token entries (no token material), an audit entry, a passkey (no key
+//! material). The only place the
 //! gateway turns a store model into a wire shape.
 
-use clawgate_protocol::wire::{AuditAction, AuditEntry, PairedDevice, PendingPairing, TokenInfo};
-use clawgate_store::{AuditRow, Device, PendingRequest, Store};
+use clawgate_protocol::wire::{
+    AuditAction, AuditEntry, PairedDevice, PasskeyInfo, PendingPairing, TokenInfo,
+};
+use clawgate_store::{AuditRow, Device, Passkey, PendingRequest, Store};
 use serde::Serialize;
 use serde_json::Value;
+
+/// A passkey as lists show it.
+pub fn passkey(p: &Passkey) -> PasskeyInfo {
+    PasskeyInfo {
+        id: p.credential_id.clone(),
+        label: p.label.clone(),
+        scopes: p.scopes.clone(),
+        rp_id: p.rp_id.clone(),
+        created_at_ms: p.created_at_ms,
+        created_by: p.created_by.clone(),
+        last_used_at_ms: p.last_used_at_ms,
+        sign_count: p.sign_count,
+        flagged_at_ms: p.flagged_at_ms,
+        flagged_reason: p.flagged_reason.clone(),
+    }
+}
 
 /// A pending request.
 pub fn pending(p: &PendingRequest) -> PendingPairing {

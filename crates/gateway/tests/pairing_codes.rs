@@ -49,14 +49,10 @@ async fn pending(admin: &mut Client) -> Vec<Value> {
 }
 
 async fn audit_actions(admin: &mut Client) -> Vec<String> {
-    let res = admin
-        .request("a", "audit.list", Some(json!({"limit": 500})))
-        .await;
-    res["payload"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_string())
+    common::audit_actions(admin)
+        .await
+        .into_iter()
+        .map(|(action, _)| action)
         .collect()
 }
 

@@ -346,23 +346,6 @@ fn assert_refused(res: &Http, status: u16, why: &str) {
     assert_eq!(reason(res), why, "{}", res.body);
 }
 
-async fn audit_actions(op: &mut Client) -> Vec<(String, Value)> {
-    let res = op
-        .request("a", "audit.list", Some(json!({"limit": 1000})))
-        .await;
-    res["payload"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_string(),
-                e["details"].clone(),
-            )
-        })
-        .collect()
-}
-
 /// Connects `device` with only its device token (no shared secret).
 async fn connect_with_device_token(
     gw: &TestGateway,

@@ -81,23 +81,6 @@ async fn paired(admin: &mut Client) -> Vec<Value> {
     res["payload"]["paired"].as_array().unwrap().clone()
 }
 
-async fn audit_actions(admin: &mut Client) -> Vec<(String, Value)> {
-    let res = admin
-        .request("a", "audit.list", Some(json!({"limit": 1000})))
-        .await;
-    res["payload"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_string(),
-                e["details"].clone(),
-            )
-        })
-        .collect()
-}
-
 fn assert_invalid(res: &Value) {
     assert_eq!(res["ok"], false, "{res}");
     assert_eq!(code(res), "AUTH_BOOTSTRAP_TOKEN_INVALID", "{res}");

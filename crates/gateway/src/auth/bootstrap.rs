@@ -25,7 +25,7 @@ use clawgate_protocol::wire::{AuditAction, AuthMethod, HandoffToken};
 use clawgate_protocol::{Secret, scopes};
 use clawgate_store::{Device, PendingRequest, SetupCode, StoreError, hash_token};
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::auth::connect::{Authenticated, Rejection};
 use crate::auth::device_proof::VerifiedDevice;
@@ -108,20 +108,10 @@ pub(crate) fn redeem(state: &GatewayState, r: &Redeem<'_>) -> Result<Authenticat
             Ok(authenticated(state, r, done))
         }
         Err(why) => {
-            let failed = state.limiter.record_failure(&key, Instant::now());
-            if failed.locked_now {
-                state.metrics.lockout();
-                warn!(peer = %r.peer.ip, "failed-auth lockout started (setup codes)");
-                state.deferred.audit(audit::record(
-                    AuditAction::AuthLockout,
-                    audit::peer_actor(r.peer),
-                    None,
-                    json!({"scope": "bootstrap-token", "peerClass": key.class.as_str()}),
-                ));
-            }
+            let delay = crate::auth::shared::record_failure(state, &key, r.peer);
             info!(peer = %r.peer.ip, device = %r.verified.device_id, reason = why.as_str(), "setup code refused");
             Err(Rejection {
-                delay: failed.delay,
+                delay,
                 ..Rejection::now(catalogue::auth_failure(
                     AuthFailure::BootstrapTokenInvalid,
                     r.audience,

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use crate::auth::device_proof::{self, VerifiedDevice};
 use crate::auth::shared::{
     PasswordVerdict, SecretKind, SharedCheck, SharedOutcome, Signer, check_shared, non_empty,
-    record_shared_failure,
+    record_failure,
 };
 use crate::auth::{bootstrap, issue, pairing, tokens, trusted_proxy};
 use crate::config::AuthMode;
@@ -188,7 +188,7 @@ fn decide(
         }
         if candidate.token.is_some() || non_empty(&params.auth.bootstrap_token).is_some() {
             let delay = if shared.outcome == SharedOutcome::Mismatch {
-                record_shared_failure(state, &shared.key, peer)
+                record_failure(state, &shared.key, peer)
             } else {
                 Duration::ZERO
             };
@@ -401,7 +401,7 @@ fn check_device_token(
         None => None,
     };
     let delay = if shared.outcome == SharedOutcome::Mismatch {
-        record_shared_failure(state, &shared.key, ctx.peer)
+        record_failure(state, &shared.key, ctx.peer)
     } else {
         Duration::ZERO
     };
@@ -490,7 +490,7 @@ fn authenticate_device_less(
             false,
         ))),
         SharedOutcome::Mismatch => {
-            let delay = record_shared_failure(state, &shared.key, peer);
+            let delay = record_failure(state, &shared.key, peer);
             Err(Rejection {
                 delay,
                 ..Rejection::now(catalogue::auth_failure(shared.failure, audience, false))

@@ -32,7 +32,7 @@ use crate::auth::device_proof::{
     SIGNATURE_SKEW_MS, decode_base64_lenient, device_id_for, raw_public_key,
 };
 use crate::auth::passkey::{self, Party, Refused, StoredCredential, b64};
-use crate::auth::shared::peer_class;
+use crate::auth::shared::{peer_class, record_failure};
 use crate::auth::{pairing, tokens};
 use crate::session::{PeerContext, now_ms};
 use crate::state::limiter::{Admission, LimitKey, LimitScope};
@@ -86,23 +86,12 @@ fn admit(state: &GatewayState, peer: &PeerContext) -> Result<(), SigninRefusal> 
 
 /// Counts the failure, audits it, and shapes the answer.
 fn refuse(state: &GatewayState, peer: &PeerContext, why: Refused, details: Value) -> SigninRefusal {
-    let k = key(peer);
-    let failed = state.limiter.record_failure(&k, Instant::now());
-    if failed.locked_now {
-        state.metrics.lockout();
-        warn!(peer = %peer.ip, "failed-auth lockout started (passkeys)");
-        state.deferred.audit(audit::record(
-            AuditAction::AuthLockout,
-            audit::peer_actor(peer),
-            None,
-            json!({"scope": "passkey", "peerClass": k.class.as_str()}),
-        ));
-    }
+    let delay = record_failure(state, &key(peer), peer);
     info!(peer = %peer.ip, reason = why.reason(), "passkey sign-in refused");
     state.audit_passkey_refusal(why.reason(), audit::peer_actor(peer), details);
     SigninRefusal {
         error: why.error(),
-        delay: failed.delay,
+        delay,
         status: if why == Refused::Malformed { 400 } else { 401 },
     }
 }

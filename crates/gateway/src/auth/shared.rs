@@ -298,16 +298,13 @@ pub(crate) fn peer_class(peer: &PeerContext) -> PeerClass {
     }
 }
 
-/// Records a shared-secret failure and returns the delay to apply.
-pub(crate) fn record_shared_failure(
-    state: &GatewayState,
-    key: &LimitKey,
-    peer: &PeerContext,
-) -> Duration {
+/// Records a failed credential under `key` (any limiter scope) and returns
+/// the delay to apply; a lockout it starts is counted, logged and audited.
+pub(crate) fn record_failure(state: &GatewayState, key: &LimitKey, peer: &PeerContext) -> Duration {
     let outcome = state.limiter.record_failure(key, Instant::now());
     if outcome.locked_now {
         state.metrics.lockout();
-        warn!(peer = %peer.ip, class = key.class.as_str(), "failed-auth lockout started");
+        warn!(peer = %peer.ip, class = key.class.as_str(), scope = key.scope.as_str(), "failed-auth lockout started");
         // Queued for the once-a-second flush (every lockout is kept): a
         // synchronous write here would block a runtime worker once per
         // locked key while a distributed guesser is locking many.
@@ -315,7 +312,7 @@ pub(crate) fn record_shared_failure(
             AuditAction::AuthLockout,
             audit::peer_actor(peer),
             None,
-            json!({"scope": "shared-secret", "peerClass": key.class.as_str()}),
+            json!({"scope": key.scope.as_str(), "peerClass": key.class.as_str()}),
         ));
     }
     outcome.delay

@@ -20,9 +20,9 @@ use clawgate_protocol::wire::{SigninOptionsRequest, SigninRequest};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::auth;
 use crate::auth::passkey::Refused;
 use crate::auth::passkey_signin::{self, SigninRefusal};
-use crate::auth::{self};
 use crate::http::headers::{forwarded_client, has_forwarding_headers, header_str, json_response};
 use crate::session::{PeerContext, ProxyAuth, is_loopback};
 use crate::state::GatewayState;

@@ -59,6 +59,19 @@ pub(crate) fn str_param<'a>(params: &'a Value, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// The `scopes` array param, trimmed and deduplicated in order; `None`
+/// when absent (the schema has checked the items are strings).
+pub(crate) fn asked_scopes(params: &Value) -> Option<Vec<String>> {
+    let items = params.get("scopes")?.as_array()?;
+    let mut out: Vec<String> = Vec::new();
+    for s in items.iter().filter_map(Value::as_str).map(str::trim) {
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    Some(out)
+}
+
 /// A non-admin device-token session acting on another device.
 pub(crate) fn denies_cross_device(caller: &Caller, target: &str) -> bool {
     caller

@@ -11,16 +11,17 @@
 use clawgate_protocol::frames::{ErrorShape, error_code};
 use clawgate_protocol::schema::{NON_EMPTY, Prop, Schema};
 use clawgate_protocol::scopes;
-use clawgate_protocol::wire::{AuditAction, PasskeyInfo, PasskeyList, PasskeyRemoved};
+use clawgate_protocol::wire::{AuditAction, PasskeyList, PasskeyRemoved};
 use clawgate_store::Passkey;
 use serde_json::{Value, json};
 use tracing::info;
 
 use crate::auth::passkey::{self, MAX_LABEL_CHARS, Party, Refused};
-use crate::rpc::common::{invalid, store_error, str_param};
+use crate::rpc::common::{asked_scopes, invalid, store_error, str_param};
 use crate::session::{Caller, now_ms};
 use crate::state::passkeys::{Full, RegistrationCeremony};
 use crate::state::{GatewayState, audit};
+use crate::views;
 
 pub static BEGIN_PARAMS: Schema = Schema::Object(&[
     Prop::required(
@@ -42,22 +43,6 @@ pub static REMOVE_PARAMS: Schema = Schema::Object(&[Prop::required(
     },
 )]);
 
-/// A passkey as lists show it.
-pub fn info(p: &Passkey) -> PasskeyInfo {
-    PasskeyInfo {
-        id: p.credential_id.clone(),
-        label: p.label.clone(),
-        scopes: p.scopes.clone(),
-        rp_id: p.rp_id.clone(),
-        created_at_ms: p.created_at_ms,
-        created_by: p.created_by.clone(),
-        last_used_at_ms: p.last_used_at_ms,
-        sign_count: p.sign_count,
-        flagged_at_ms: p.flagged_at_ms,
-        flagged_reason: p.flagged_reason.clone(),
-    }
-}
-
 /// The relying party of the caller's browser, or why there is none.
 fn party(state: &GatewayState, caller: &Caller, stage: &str) -> Result<Party, ErrorShape> {
     let Some(origin) = &caller.origin else {
@@ -71,16 +56,7 @@ fn party(state: &GatewayState, caller: &Caller, stage: &str) -> Result<Party, Er
 /// The scopes a new passkey grants: the asked ones (deduplicated), or the
 /// caller's own operator scopes; never beyond the caller's.
 fn granted(caller: &Caller, params: &Value) -> Result<Vec<String>, ErrorShape> {
-    let asked: Option<Vec<String>> = params.get("scopes").and_then(Value::as_array).map(|a| {
-        let mut out: Vec<String> = Vec::new();
-        for s in a.iter().filter_map(Value::as_str).map(str::trim) {
-            if !out.iter().any(|o| o == s) {
-                out.push(s.to_string());
-            }
-        }
-        out
-    });
-    let scopes = match asked {
+    let scopes = match asked_scopes(params) {
         Some(s) => s,
         None => caller
             .scopes
@@ -239,15 +215,15 @@ pub fn register_finish(
         return Err(invalid("this passkey is already registered"));
     }
     info!(passkey = %record.credential_id, label = %record.label, "passkey registered");
-    Ok(json!({"passkey": info(&record)}))
+    Ok(json!({"passkey": views::passkey(&record)}))
 }
 
 pub fn list(state: &GatewayState, _caller: &Caller, _params: Value) -> Result<Value, ErrorShape> {
     let passkeys = state.store.passkeys().map_err(store_error)?;
     let list = PasskeyList {
-        passkeys: passkeys.iter().map(info).collect(),
+        passkeys: passkeys.iter().map(views::passkey).collect(),
     };
-    serde_json::to_value(list).map_err(|_| clawgate_protocol::catalogue::store_unavailable())
+    Ok(views::json(&list))
 }
 
 pub fn remove(state: &GatewayState, caller: &Caller, params: Value) -> Result<Value, ErrorShape> {
@@ -274,6 +250,5 @@ pub fn remove(state: &GatewayState, caller: &Caller, params: Value) -> Result<Va
         )));
     }
     info!(passkey = %id, "passkey removed");
-    serde_json::to_value(PasskeyRemoved { removed: true, id })
-        .map_err(|_| clawgate_protocol::catalogue::store_unavailable())
+    Ok(views::json(&PasskeyRemoved { removed: true, id }))
 }

@@ -19,7 +19,7 @@ use clawgate_store::{SetupCode, hash_token};
 use serde_json::{Value, json};
 use tracing::info;
 
-use crate::rpc::common::{invalid, store_error, str_param};
+use crate::rpc::common::{asked_scopes, invalid, store_error, str_param};
 use crate::session::{Caller, now_ms};
 use crate::state::{GatewayState, audit};
 
@@ -54,23 +54,7 @@ pub static REVOKE_PARAMS: Schema = Schema::Object(&[Prop::required("setupId", NO
 
 /// The scopes a code may bind for `role`, deduplicated, or why not.
 fn bound_scopes(caller: &Caller, role: &str, params: &Value) -> Result<Vec<String>, ErrorShape> {
-    let asked: Vec<String> = params
-        .get("scopes")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::trim)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out: Vec<String> = Vec::new();
-    for s in asked {
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
+    let out = asked_scopes(params).unwrap_or_default();
     if role != "operator" {
         if !out.is_empty() {
             return Err(invalid("a node setup code binds no scopes (omit scopes)"));

@@ -52,6 +52,29 @@ pub enum LimitScope {
     Passkey,
 }
 
+impl LimitScope {
+    /// The name in audit rows and in the lockouts replicas share.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitScope::SharedSecret => "shared-secret",
+            LimitScope::DeviceToken => "device-token",
+            LimitScope::BootstrapToken => "bootstrap-token",
+            LimitScope::Passkey => "passkey",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LimitScope> {
+        [
+            LimitScope::SharedSecret,
+            LimitScope::DeviceToken,
+            LimitScope::BootstrapToken,
+            LimitScope::Passkey,
+        ]
+        .into_iter()
+        .find(|scope| scope.as_str() == s)
+    }
+}
+
 /// What kind of peer a failure is counted for. Only [`PeerClass::Local`]
 /// may be loopback-exempt (delays instead of lockouts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -395,6 +395,24 @@ impl GatewayState {
         actor: serde_json::Value,
         mut details: serde_json::Value,
     ) {
+        self.budgeted_audit(AuditAction::PasskeyRefused, actor, None, |suppressed| {
+            details["reason"] = serde_json::json!(reason);
+            if suppressed > 0 {
+                details["suppressedBefore"] = serde_json::json!(suppressed);
+            }
+            details
+        });
+    }
+
+    /// Queues a refusal's audit row within [`FAILURE_AUDIT_PER_SECOND`]
+    /// rows a second; `details` gets how many were left out before it.
+    fn budgeted_audit(
+        &self,
+        action: AuditAction,
+        actor: serde_json::Value,
+        device: Option<&str>,
+        details: impl FnOnce(u64) -> serde_json::Value,
+    ) {
         let Some(suppressed) = per_second(
             &self.failure_audit,
             FAILURE_AUDIT_PER_SECOND,
@@ -402,16 +420,8 @@ impl GatewayState {
         ) else {
             return;
         };
-        details["reason"] = serde_json::json!(reason);
-        if suppressed > 0 {
-            details["suppressedBefore"] = serde_json::json!(suppressed);
-        }
-        self.deferred.audit(audit::record(
-            AuditAction::PasskeyRefused,
-            actor,
-            None,
-            details,
-        ));
+        self.deferred
+            .audit(audit::record(action, actor, device, details(suppressed)));
     }
 
     /// [`GatewayState::audit_auth_failure`] with the refusal's
@@ -424,32 +434,28 @@ impl GatewayState {
         peer: &PeerContext,
         claimed_device: Option<&str>,
     ) {
-        let Some(suppressed) = per_second(
-            &self.failure_audit,
-            FAILURE_AUDIT_PER_SECOND,
-            now_ms() / 1000,
-        ) else {
-            return;
-        };
-        let mut details = serde_json::json!({"code": code});
-        if let Some(reason) = reason {
-            details["authReason"] = serde_json::json!(reason);
-        }
-        if let crate::session::ProxyAuth::Verified { user, .. } = &peer.proxy {
-            details["proxyUser"] = serde_json::json!(user);
-        }
-        if suppressed > 0 {
-            details["suppressedBefore"] = serde_json::json!(suppressed);
-        }
-        if let Some(origin) = &peer.origin {
-            details["origin"] = serde_json::json!(origin);
-        }
-        self.deferred.audit(audit::record(
+        let actor = audit::peer_actor(peer);
+        self.budgeted_audit(
             AuditAction::AuthFailure,
-            audit::peer_actor(peer),
+            actor,
             claimed_device,
-            details,
-        ));
+            |suppressed| {
+                let mut details = serde_json::json!({"code": code});
+                if let Some(reason) = reason {
+                    details["authReason"] = serde_json::json!(reason);
+                }
+                if let crate::session::ProxyAuth::Verified { user, .. } = &peer.proxy {
+                    details["proxyUser"] = serde_json::json!(user);
+                }
+                if suppressed > 0 {
+                    details["suppressedBefore"] = serde_json::json!(suppressed);
+                }
+                if let Some(origin) = &peer.origin {
+                    details["origin"] = serde_json::json!(origin);
+                }
+                details
+            },
+        );
     }
 
     pub fn uptime_ms(&self) -> u64 {

@@ -422,3 +422,21 @@ impl Client {
         self.connect_with(params).await
     }
 }
+
+/// Every audit entry as (action, details), oldest first (up to 1000).
+pub async fn audit_actions(op: &mut Client) -> Vec<(String, Value)> {
+    let res = op
+        .request("a", "audit.list", Some(json!({"limit": 1000})))
+        .await;
+    res["payload"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["details"].clone(),
+            )
+        })
+        .collect()
+}
