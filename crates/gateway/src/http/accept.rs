@@ -1,7 +1,9 @@
 //! The accept loop: a deep listen queue, TCP_NODELAY, a counted slot and
-//! a request-head deadline for every connection still in the HTTP phase,
-//! then hyper with the router (`routes.rs`). With `gateway.tls` on, the
-//! TLS handshake runs first, within the same deadline and slot.
+//! a request-head deadline for every connection still in the HTTP phase;
+//! the first request head read here, a WebSocket upgrade taken in the same
+//! task (`upgrade.rs`), anything else to hyper with the router
+//! (`routes.rs`). With `gateway.tls` on, the TLS handshake runs first,
+//! within the same deadline and slot.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,8 +22,10 @@ use tracing::debug;
 
 use crate::http::control_ui::ControlUi;
 use crate::http::routes::router;
+use crate::http::upgrade::{self, FirstRequest, Prefixed};
 use crate::state::GatewayState;
 use crate::state::slots::{SlotRefusal, UnauthSlot};
+use crate::ws;
 
 /// The answer to a connection refused at accept time (written without
 /// reading the request; the client may see a reset instead).
@@ -196,9 +200,75 @@ async fn serve_tls_connection(
     serve_connection(state, app, stream, addr, slot, close, deadline).await
 }
 
-/// hyper over `io` (TCP, or TLS over TCP) until the connection ends, is
-/// evicted, or sends no complete first request head by `deadline`.
+/// One connection in the HTTP phase: its first request head read here
+/// (`upgrade.rs`); an upgrade that passes every check becomes a WebSocket
+/// in this task, anything else goes to hyper with the bytes read so far.
+/// All of it by `deadline`, ended early by eviction or shutdown.
 async fn serve_connection<S>(
+    state: Arc<GatewayState>,
+    app: Router,
+    mut io: S,
+    addr: SocketAddr,
+    slot: UnauthSlot,
+    mut close: tokio::sync::watch::Receiver<bool>,
+    deadline: Instant,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let first = {
+        let evicted = slot.evicted();
+        tokio::select! {
+            read = tokio::time::timeout_at(deadline, upgrade::first_request(&state, addr, &mut io)) => match read {
+                Ok(Ok(first)) => first,
+                Ok(Err(err)) => {
+                    debug!(peer = %addr.ip(), %err, "HTTP connection ended");
+                    return;
+                }
+                Err(_) => {
+                    state.metrics.upgrade_refused("http_request_timeout");
+                    debug!(peer = %addr.ip(), "no complete HTTP request in time");
+                    return;
+                }
+            },
+            _ = evicted => {
+                debug!(peer = %addr.ip(), "pending HTTP connection evicted for a newer one");
+                return;
+            }
+            _ = close.changed() => return,
+        }
+    };
+    match first {
+        FirstRequest::Upgrade {
+            slot: ws_slot,
+            peer,
+            response,
+            rest,
+        } => {
+            drop((slot, app, close));
+            ws::serve(state, Prefixed::new(rest, io), peer, ws_slot, response).await;
+        }
+        FirstRequest::Hyper(read) => {
+            // Boxed: an idle WebSocket's task is not sized for hyper's
+            // connection state.
+            Box::pin(serve_hyper(
+                state,
+                app,
+                Prefixed::new(read, io),
+                addr,
+                slot,
+                close,
+                deadline,
+            ))
+            .await;
+        }
+        FirstRequest::Closed => {}
+    }
+}
+
+/// hyper over `io` (TCP, or TLS over TCP, with the bytes already read in
+/// front) until the connection ends, is evicted, or sends no complete
+/// first request head by `deadline`.
+async fn serve_hyper<S>(
     state: Arc<GatewayState>,
     app: Router,
     io: S,

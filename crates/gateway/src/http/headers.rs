@@ -58,6 +58,12 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The `Host` header: a value that is not visible ASCII reads as an empty
+/// name (refused by the Host rule), not as a missing header (answered).
+pub(crate) fn host_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::HOST).map(|v| v.to_str().unwrap_or(""))
+}
+
 /// `Upgrade: websocket` with `Connection: upgrade`.
 pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let upgrade =

@@ -22,21 +22,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
 use crate::auth;
 use crate::http::control_ui::{ControlUi, FRONTING_BASE};
 use crate::http::headers::{
-    forwarded_client, has_forwarding_headers, header_str, is_websocket_upgrade, json_response,
-    refuse, with_security_headers,
+    header_str, host_header, is_websocket_upgrade, json_response, refuse, with_security_headers,
 };
 use crate::http::jwks::{self, JwksCache};
 use crate::http::passkeys;
 use crate::http::proxy::UpstreamProxy;
-use crate::session::{PeerContext, ProxyAuth, is_loopback};
+use crate::http::upgrade;
 use crate::state::GatewayState;
-use crate::state::slots::SlotRefusal;
 use crate::ws;
 
 /// What every route sees.
@@ -87,13 +84,7 @@ async fn host_guard(
     req: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response {
-    // A Host that is present but not visible ASCII is checked as an empty
-    // name (refused), not as a missing header (answered).
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .map(|v| v.to_str().unwrap_or(""));
-    if auth::host_allowed(&state.config, host) {
+    if auth::host_allowed(&state.config, host_header(req.headers())) {
         return next.run(req).await;
     }
     if is_websocket_upgrade(req.headers()) {
@@ -232,80 +223,23 @@ async fn upgrade_or_ui(
             None => refuse(StatusCode::NOT_FOUND, "not found"),
         };
     }
-    // RFC 6455: the opening handshake is a GET.
-    if req.method() != axum::http::Method::GET {
-        state.metrics.upgrade_refused("method_not_get");
-        let mut resp = refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "a WebSocket upgrade must be a GET request",
-        );
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return resp;
-    }
-    let forwarded = has_forwarding_headers(headers);
-    if forwarded && !state.is_trusted_proxy(addr.ip()) {
-        state.metrics.upgrade_refused("untrusted_forwarding");
-        warn!(peer = %addr.ip(), "upgrade refused: forwarding headers from a peer not in gateway.trustedProxies");
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "proxy_attribution_required: forwarding headers are only accepted from gateway.trustedProxies",
-        );
-    }
-    if state.is_shutting_down() {
-        state.metrics.upgrade_refused("shutting_down");
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "gateway is shutting down");
-    }
-    let client_ip = if forwarded {
-        forwarded_client(&state, headers, addr.ip())
-    } else {
-        addr.ip()
-    };
-    if header_str(headers, "sec-websocket-version") != Some("13") {
-        return refuse(StatusCode::BAD_REQUEST, "unsupported websocket version");
-    }
-    let Some(key) = headers.get("sec-websocket-key") else {
-        return refuse(StatusCode::BAD_REQUEST, "missing sec-websocket-key");
-    };
-    let accept = derive_accept_key(key.as_bytes());
-    let slot = match state.acquire_unauth(client_ip) {
-        Ok(slot) => slot,
-        Err(which) => {
-            state.metrics.upgrade_refused(match which {
-                SlotRefusal::Global => "unauth_global_cap",
-                SlotRefusal::PerIp => "unauth_per_ip_cap",
-            });
-            debug!(peer = %client_ip, ?which, "upgrade refused: too many unauthenticated sockets");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many unauthenticated connections; retry shortly",
-            );
-        }
+    let (checked, slot) = match upgrade::check(&state, addr, req.method(), headers)
+        .and_then(|checked| upgrade::acquire(&state, &checked).map(|slot| (checked, slot)))
+    {
+        Ok(ok) => ok,
+        Err(refused) => return refused_upgrade(&state, addr, refused),
     };
     // Trusted-proxy mode: the identity headers (and the proxy's signed
     // assertion) are only here; the connect decision reads the verdict.
     let proxy_auth = jwks::proxy_verdict(&state, &jwks, addr.ip(), req.headers()).await;
-    let headers = req.headers();
-    // A user a proxy vouched for is not a local caller, even from a
-    // loopback proxy that sends no forwarding headers (no silent pairing,
-    // no local password path, no loopback limiter exemption).
-    let vouched = matches!(proxy_auth, ProxyAuth::Verified { .. });
-    let peer = PeerContext {
-        proxy: proxy_auth,
-        ip: client_ip,
-        // Dual-stack listeners report an IPv4 loopback peer as
-        // `::ffff:127.0.0.1`: that is loopback too.
-        direct_local: is_loopback(addr.ip()) && !forwarded && !vouched,
-        origin: header_str(headers, "origin").map(str::to_owned),
-        host: header_str(headers, "host").map(str::to_owned),
-    };
+    let peer = upgrade::peer_context(&checked, addr, req.headers(), proxy_auth);
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
     };
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                ws::serve(state, TokioIo::new(upgraded), peer, slot).await;
+                ws::serve(state, TokioIo::new(upgraded), peer, slot, Vec::new()).await;
             }
             Err(err) => debug!(%err, "upgrade failed"),
         }
@@ -317,7 +251,29 @@ async fn upgrade_or_ui(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(
         "sec-websocket-accept",
-        HeaderValue::from_str(&accept).expect("accept key is ASCII"),
+        HeaderValue::from_str(&checked.accept).expect("accept key is ASCII"),
     );
+    resp
+}
+
+/// Answers a refused upgrade, counting it.
+fn refused_upgrade(state: &GatewayState, addr: SocketAddr, refused: upgrade::Refused) -> Response {
+    if let Some(label) = refused.metric {
+        state.metrics.upgrade_refused(label);
+    }
+    match refused.metric {
+        Some("untrusted_forwarding") => {
+            warn!(peer = %addr.ip(), "upgrade refused: forwarding headers from a peer not in gateway.trustedProxies");
+        }
+        Some(label @ ("unauth_global_cap" | "unauth_per_ip_cap")) => {
+            debug!(peer = %addr.ip(), label, "upgrade refused: too many unauthenticated sockets");
+        }
+        _ => {}
+    }
+    let mut resp = refuse(refused.status, refused.message);
+    if refused.status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    }
     resp
 }

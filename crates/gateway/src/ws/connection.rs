@@ -3,6 +3,7 @@
 //! (a text frame, an unbuffered large frame, an error reply then a close).
 //! Hides the codec from the handler, as mini-redis's `Connection` does.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,8 +13,7 @@ use clawgate_protocol::{MAX_PAYLOAD_BYTES, MAX_PREAUTH_PAYLOAD_BYTES, truncate_c
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 
@@ -101,17 +101,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let _ = self.ws.feed(message).await;
     }
 
-    /// Writes one text frame straight to the socket instead of through
-    /// tungstenite's write buffer, which keeps the capacity of the largest
-    /// frame it ever held for the life of the connection. `hello-ok` is the
-    /// largest frame most connections ever get, so an idle connection stays
-    /// ~2 KB smaller. Safe because everything written before was flushed.
-    pub async fn send_unbuffered(&mut self, text: String) -> std::io::Result<()> {
-        let frame = Frame::message(text, OpCode::Data(Data::Text), true);
-        let mut bytes = Vec::with_capacity(frame.len());
-        frame.format(&mut bytes).map_err(std::io::Error::other)?;
+    /// Writes one text frame, given as `parts` in order, straight to the
+    /// socket instead of through tungstenite's write buffer, which keeps
+    /// the capacity of the largest frame it ever held for the life of the
+    /// connection. `hello-ok` is the largest frame most connections ever
+    /// get (~15 KB, most of it the features list the caller passes as a
+    /// part of its own, uncopied), so an idle connection stays smaller.
+    /// Safe because everything written before was flushed.
+    pub async fn send_unbuffered(&mut self, parts: &[&str]) -> std::io::Result<()> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let (header, n) = frame_header(len);
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 1);
+        slices.push(IoSlice::new(&header[..n]));
+        slices.extend(
+            parts
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| IoSlice::new(p.as_bytes())),
+        );
         let io = self.ws.get_mut();
-        io.write_all(&bytes).await?;
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            let written = io.write_vectored(slices).await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut slices, written);
+        }
+        io.flush().await
+    }
+
+    /// Writes `preamble` (the upgrade's `101`, or nothing) and the text
+    /// frame `text` in one write: the first thing the socket sends.
+    pub async fn send_first(&mut self, mut preamble: Vec<u8>, text: &str) -> std::io::Result<()> {
+        let (header, n) = frame_header(text.len());
+        preamble.reserve_exact(n + text.len());
+        preamble.extend_from_slice(&header[..n]);
+        preamble.extend_from_slice(text.as_bytes());
+        let io = self.ws.get_mut();
+        io.write_all(&preamble).await?;
         io.flush().await
     }
 
@@ -139,6 +167,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
+/// The header of an unmasked (server-to-client), final text frame with a
+/// payload of `len` bytes (RFC 6455 5.2): the bytes and how many are used.
+fn frame_header(len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x81;
+    if len < 126 {
+        h[1] = len as u8;
+        (h, 2)
+    } else if let Ok(short) = u16::try_from(len) {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&short.to_be_bytes());
+        (h, 4)
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
+    }
+}
+
 /// Whether a read failed because a frame was over the size limit (the
 /// pre-auth cap under the codec, or the codec's own).
 pub(crate) fn is_oversize(err: &WsError) -> bool {
@@ -146,5 +193,27 @@ pub(crate) fn is_oversize(err: &WsError) -> bool {
         WsError::Io(e) => is_preauth_too_large(e),
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    /// The hand-made header is the one tungstenite formats, at every
+    /// length class.
+    #[test]
+    fn frame_header_matches_tungstenite() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let frame = Frame::message(text, OpCode::Data(Data::Text), true);
+            let mut bytes = Vec::new();
+            frame.format(&mut bytes).unwrap();
+            let (h, n) = frame_header(len);
+            assert_eq!(&bytes[..n], &h[..n], "len {len}");
+            assert_eq!(bytes.len(), n + len, "len {len}");
+        }
     }
 }

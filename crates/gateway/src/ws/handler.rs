@@ -24,7 +24,7 @@ use crate::state::slots::UnauthSlot;
 use crate::upstream::Upstream;
 use crate::upstream::link::{self, LinkParams};
 use crate::ws::connection::{Connection, is_oversize};
-use crate::ws::hello::{hello_ok, relayed_hello_ok};
+use crate::ws::hello::{HelloFrame, hello_ok, relayed_hello_ok};
 use crate::ws::relay::Relay;
 
 /// The most requests answered before their replies are flushed.
@@ -32,8 +32,16 @@ const REQUEST_BATCH: usize = 64;
 
 /// Serves one upgraded connection to the end, holding `slot` (an
 /// unauthenticated-socket slot) until it authenticates or closes.
-pub async fn serve<S>(state: Arc<GatewayState>, io: S, peer: PeerContext, slot: UnauthSlot)
-where
+/// `preamble` is what the upgrade still has to send (its `101`, when the
+/// accept loop took the upgrade itself): it goes out in the same write as
+/// the challenge.
+pub async fn serve<S>(
+    state: Arc<GatewayState>,
+    io: S,
+    peer: PeerContext,
+    slot: UnauthSlot,
+    preamble: Vec<u8>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Connection::new(io).await;
@@ -47,7 +55,7 @@ where
     let mut slot = Some(slot);
     // Each phase is boxed: the task itself stays small, and the larger
     // pre-auth state is freed once the connection is authenticated.
-    let outcome = Box::pin(handler.preauth(&mut slot)).await;
+    let outcome = Box::pin(handler.preauth(&mut slot, preamble)).await;
     drop(slot);
     let Some(session) = outcome else {
         handler.state.metrics.connection_closed(false);
@@ -84,7 +92,11 @@ struct Session {
 impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
     /// Sends the challenge and waits for the first frame until the
     /// handshake deadline, shutdown, or eviction at the global cap.
-    async fn preauth(&mut self, slot: &mut Option<UnauthSlot>) -> Option<Session> {
+    async fn preauth(
+        &mut self,
+        slot: &mut Option<UnauthSlot>,
+        preamble: Vec<u8>,
+    ) -> Option<Session> {
         let nonce = uuid::Uuid::new_v4().to_string();
         let challenge = Event {
             kind: EventTag::Event,
@@ -92,7 +104,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             payload: Some(json!({"nonce": nonce, "ts": now_ms(), "capabilities": []})),
             seq: None,
         };
-        self.conn.send_text(challenge.to_json()).await.ok()?;
+        self.conn
+            .send_first(preamble, &challenge.to_json())
+            .await
+            .ok()?;
         let mut shutdown = self.state.shutdown_signal();
         let deadline = tokio::time::Instant::now() + self.state.options.handshake_timeout;
         // At the global cap of unauthenticated sockets the oldest is evicted
@@ -283,7 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                     .link(&up, request, params, role, &authenticated, key)
                     .await
                 {
-                    Ok((hello, ws)) => (hello, Some(ws)),
+                    Ok((hello, ws)) => (HelloFrame::whole(hello), Some(ws)),
                     Err((error, label, code)) => {
                         self.state.hub.unregister(key);
                         up.caps.revoke_session(key);
@@ -294,7 +309,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                 }
             }
         };
-        if self.conn.send_unbuffered(hello).await.is_err() {
+        if self.conn.send_unbuffered(&hello.parts()).await.is_err() {
             self.state.hub.unregister(key);
             if let Some(up) = &self.state.upstream {
                 up.caps.revoke_session(key);
