@@ -61,6 +61,13 @@ pub async fn run(ctx: &Ctx, a: BadauthArgs) -> Result<(), BenchError> {
         target.src_ips().iter().copied().map(Some).collect()
     };
 
+    let idle = match ctx.server_pid {
+        Some(pid) if a.idle_secs != 0.0 => {
+            let secs = check_secs("--idle-secs", a.idle_secs)?;
+            Some(report::idle_cpu_per_sec(pid, secs).await?)
+        }
+        _ => None,
+    };
     let meter = Meter::start(ctx)?;
     let deadline = meter.started() + max;
     let next = Arc::new(AtomicU64::new(0));
@@ -155,6 +162,9 @@ pub async fn run(ctx: &Ctx, a: BadauthArgs) -> Result<(), BenchError> {
     out.insert("secs".into(), json!(report::round(m.secs, 3)));
     lat.add_fields(&mut out, &[50, 99]);
     m.add_cpu(&mut out, done);
+    if let Some(idle) = idle {
+        m.add_net_cpu(&mut out, done, idle);
+    }
 
     let mut summary = format!(
         "{}: {done}/{} wrong-token connects in {:.2} s{}; outcomes: {}; {}\n{}",
@@ -170,6 +180,14 @@ pub async fn run(ctx: &Ctx, a: BadauthArgs) -> Result<(), BenchError> {
         lat.summary(),
         m.cpu_summary(done)
     );
+    if let Some(idle) = idle
+        && let Some(net) = m.net_cpu_us_per_op(done, idle)
+    {
+        summary.push_str(&format!(
+            "\nserver idle CPU {:.2}% before the run; without it: {net:.1} us/rejection",
+            idle * 100.0
+        ));
+    }
     if accepted > 0 {
         summary.push_str(&format!(
             "\n!!!!!!!! WARNING: the gateway ACCEPTED {accepted} connect(s) with a WRONG token !!!!!!!!"

@@ -165,6 +165,12 @@ pub struct BadauthArgs {
     /// Stop after this many seconds and report what was done.
     #[arg(long, default_value_t = 60.0)]
     pub max_secs: f64,
+    /// With --server-pid: first measure the server's idle CPU over this
+    /// many seconds, and also report the CPU per rejection without it
+    /// (`server_cpu_us_per_op_net`): the loopback delays stretch a run
+    /// over seconds in which the server's own timers also run. 0: skip.
+    #[arg(long, default_value_t = 5.0)]
+    pub idle_secs: f64,
 }
 
 #[derive(Args, Debug)]

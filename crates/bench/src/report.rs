@@ -172,6 +172,16 @@ impl Meter {
     }
 }
 
+/// The server's CPU seconds per wall second while nothing is sent to it,
+/// over `secs` (sampled from /proc in 10 ms ticks, so coarse).
+pub async fn idle_cpu_per_sec(pid: u32, secs: std::time::Duration) -> Result<f64, BenchError> {
+    let a = server_sample(pid)?;
+    let t0 = Instant::now();
+    tokio::time::sleep(secs).await;
+    let b = server_sample(pid)?;
+    Ok(b.cpu_since(&a) / t0.elapsed().as_secs_f64())
+}
+
 /// A sample of the server process, or a usage error naming the pid.
 pub fn server_sample(pid: u32) -> Result<ProcSample, BenchError> {
     sys::proc_sample(pid)
@@ -238,6 +248,22 @@ impl Metered {
         out.insert(
             "server_rss_kb_after".into(),
             json!(self.server1.as_ref().map(|s| s.rss_kb)),
+        );
+    }
+
+    /// The server's CPU per op less what it spends idle (`idle` CPU
+    /// seconds per second, over this run's duration).
+    pub fn net_cpu_us_per_op(&self, ops: u64, idle: f64) -> Option<f64> {
+        let cpu = self.server_cpu_secs()?;
+        (ops > 0).then(|| (cpu - idle * self.secs).max(0.0) * 1e6 / ops as f64)
+    }
+
+    /// `server_idle_cpu_pct` (before the run) and `server_cpu_us_per_op_net`.
+    pub fn add_net_cpu(&self, out: &mut Map<String, Value>, ops: u64, idle: f64) {
+        out.insert("server_idle_cpu_pct".into(), json!(round(idle * 100.0, 3)));
+        out.insert(
+            "server_cpu_us_per_op_net".into(),
+            json!(self.net_cpu_us_per_op(ops, idle).map(|p| round(p, 2))),
         );
     }
 

@@ -244,8 +244,16 @@ async fn serve_connection<S>(
             response,
             rest,
         } => {
-            drop((slot, app, close));
-            ws::serve(state, Prefixed::new(rest, io), peer, ws_slot, response).await;
+            drop(slot);
+            // A task of its own: the accept phase's state (this future)
+            // is freed, and an idle WebSocket's task is only its own.
+            tokio::spawn(ws::serve(
+                state,
+                Prefixed::new(rest, io),
+                peer,
+                ws_slot,
+                response,
+            ));
         }
         FirstRequest::Hyper(read) => {
             // Boxed: an idle WebSocket's task is not sized for hyper's

@@ -395,13 +395,18 @@ impl GatewayState {
         actor: serde_json::Value,
         mut details: serde_json::Value,
     ) {
-        self.budgeted_audit(AuditAction::PasskeyRefused, actor, None, |suppressed| {
-            details["reason"] = serde_json::json!(reason);
-            if suppressed > 0 {
-                details["suppressedBefore"] = serde_json::json!(suppressed);
-            }
-            details
-        });
+        self.budgeted_audit(
+            AuditAction::PasskeyRefused,
+            || actor,
+            None,
+            |suppressed| {
+                details["reason"] = serde_json::json!(reason);
+                if suppressed > 0 {
+                    details["suppressedBefore"] = serde_json::json!(suppressed);
+                }
+                details
+            },
+        );
     }
 
     /// Queues a refusal's audit row within [`FAILURE_AUDIT_PER_SECOND`]
@@ -409,7 +414,7 @@ impl GatewayState {
     fn budgeted_audit(
         &self,
         action: AuditAction,
-        actor: serde_json::Value,
+        actor: impl FnOnce() -> serde_json::Value,
         device: Option<&str>,
         details: impl FnOnce(u64) -> serde_json::Value,
     ) {
@@ -421,7 +426,7 @@ impl GatewayState {
             return;
         };
         self.deferred
-            .audit(audit::record(action, actor, device, details(suppressed)));
+            .audit(audit::record(action, actor(), device, details(suppressed)));
     }
 
     /// [`GatewayState::audit_auth_failure`] with the refusal's
@@ -434,10 +439,10 @@ impl GatewayState {
         peer: &PeerContext,
         claimed_device: Option<&str>,
     ) {
-        let actor = audit::peer_actor(peer);
+        // Nothing is built for a row the budget leaves out.
         self.budgeted_audit(
             AuditAction::AuthFailure,
-            actor,
+            || audit::peer_actor(peer),
             claimed_device,
             |suppressed| {
                 let mut details = serde_json::json!({"code": code});

@@ -44,20 +44,16 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = Connection::new(io).await;
     state.metrics.connection_opened();
     let mut handler = Handler {
+        conn: Box::pin(Connection::new(io)).await,
         state,
-        conn,
         peer,
         conn_id: uuid::Uuid::new_v4().to_string(),
     };
-    let mut slot = Some(slot);
     // Each phase is boxed: the task itself stays small, and the larger
     // pre-auth state is freed once the connection is authenticated.
-    let outcome = Box::pin(handler.preauth(&mut slot, preamble)).await;
-    drop(slot);
-    let Some(session) = outcome else {
+    let Some(session) = Box::pin(handler.preauth(slot, preamble)).await else {
         handler.state.metrics.connection_closed(false);
         return;
     };
@@ -86,17 +82,15 @@ struct Session {
     /// What the hub queued for this connection.
     receiver: ConnReceiver,
     /// Fronting mode: the client's own upstream socket.
-    upstream: Option<crate::upstream::link::UpstreamWs>,
+    upstream: Option<Box<crate::upstream::link::UpstreamWs>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
     /// Sends the challenge and waits for the first frame until the
     /// handshake deadline, shutdown, or eviction at the global cap.
-    async fn preauth(
-        &mut self,
-        slot: &mut Option<UnauthSlot>,
-        preamble: Vec<u8>,
-    ) -> Option<Session> {
+    async fn preauth(&mut self, slot: UnauthSlot, preamble: Vec<u8>) -> Option<Session> {
+        let mut slot = Some(slot);
+        let slot = &mut slot;
         let nonce = uuid::Uuid::new_v4().to_string();
         let challenge = Event {
             kind: EventTag::Event,
@@ -322,7 +316,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
             auth: authenticated,
             key,
             receiver,
-            upstream,
+            upstream: upstream.map(Box::new),
         })
     }
 
@@ -520,7 +514,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                 caller: &caller,
                 device_id: auth.device_id.as_deref(),
                 receiver: &mut receiver,
-                upstream,
+                upstream: *upstream,
                 upstream_origin: self
                     .state
                     .upstream()
@@ -529,7 +523,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                 public_origin: self.public_origin(),
                 key,
             };
-            relay.run(&mut self.conn).await;
+            // Boxed: the relay's state (the upstream socket, its codec) is
+            // not part of every standalone session's future.
+            Box::pin(relay.run(&mut self.conn)).await;
             self.state.hub.unregister(key);
             if let Some(up) = &self.state.upstream {
                 up.caps.revoke_session(key);
@@ -578,7 +574,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
                 }
                 incoming = self.conn.next() => {
                     awaiting_pong = false;
-                    if !self.requests(&caller, incoming, &mut role_streak).await {
+                    // Boxed, per batch: answering (the RPC handlers'
+                    // futures) is most of this loop's state, and an idle
+                    // session should not carry it.
+                    if !Box::pin(self.requests(&caller, incoming, &mut role_streak)).await {
                         break;
                     }
                 }

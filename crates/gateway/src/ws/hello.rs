@@ -22,7 +22,9 @@ use crate::state::GatewayState;
 /// `hello-ok.auth.recoveryScope`: an opaque handle a client can use to tell
 /// whether two sessions share the same recovery boundary.
 fn recovery_scope(generation: u64, device_id: Option<&str>) -> String {
-    let material = json!(["shared-auth", generation, device_id.unwrap_or("")]).to_string();
+    // The same text as `json!(["shared-auth", generation, device])`.
+    let material = serde_json::to_string(&("shared-auth", generation, device_id.unwrap_or("")))
+        .expect("strings and numbers serialize");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(material.as_bytes()))
 }
 
@@ -249,6 +251,18 @@ mod tests {
     use super::*;
     use crate::config::{AuthConfig, AuthMode, GatewayConfig};
     use clawgate_protocol::wire::AuthMethod;
+
+    /// The recovery scope hashes the same text it always did (a client
+    /// compares scopes across gateway versions).
+    #[test]
+    fn recovery_scope_material_is_unchanged() {
+        for (generation, device) in [(0, None), (7, Some("dev\"1"))] {
+            let old = json!(["shared-auth", generation, device.unwrap_or("")]).to_string();
+            let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(old.as_bytes()));
+            assert_eq!(recovery_scope(generation, device), expected);
+        }
+    }
 
     /// The spliced `hello-ok` is byte for byte the one serialized whole.
     #[test]
