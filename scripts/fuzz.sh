@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 MODE=${1:-short}
-ALL_TARGETS="frame connect_params device_signature config rpc_params proxy_jwt passkey"
+ALL_TARGETS="frame upgrade_head connect_params device_signature config rpc_params proxy_jwt passkey"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 RUNS=${FUZZ_RUNS:-50000}
 OUT=${FUZZ_OUT:-/tmp/clawgate-fuzz}

@@ -95,6 +95,11 @@ impl MemIo {
             written: 0,
         }
     }
+
+    /// The input bytes handed out by reads so far.
+    pub fn consumed(&self) -> usize {
+        self.pos
+    }
 }
 
 impl AsyncRead for MemIo {

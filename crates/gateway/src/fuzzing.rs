@@ -10,6 +10,34 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::session::PeerContext;
 use crate::state::GatewayState;
 
+/// What the accept loop made of a connection's first bytes (see
+/// [`first_request`]).
+#[derive(Debug)]
+pub enum FirstRequest {
+    /// An upgrade taken without hyper: the `101` it sends and the bytes
+    /// read after the head.
+    Upgrade { response: Vec<u8>, rest: Vec<u8> },
+    /// Left to hyper, with every byte read so far.
+    Hyper(Vec<u8>),
+    /// The stream ended before a whole head.
+    Closed,
+    /// A read failed.
+    Error,
+}
+
+/// The first request head read off `io` by the accept loop's own reader
+/// (`http/upgrade.rs`), for a loopback peer.
+pub async fn first_request<S: AsyncRead + Unpin>(state: &GatewayState, io: &mut S) -> FirstRequest {
+    use crate::http::upgrade::{self, FirstRequest as Read};
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+    match upgrade::first_request(state, peer, io).await {
+        Ok(Read::Upgrade { response, rest, .. }) => FirstRequest::Upgrade { response, rest },
+        Ok(Read::Hyper(read)) => FirstRequest::Hyper(read),
+        Ok(Read::Closed) => FirstRequest::Closed,
+        Err(_) => FirstRequest::Error,
+    }
+}
+
 /// Serves one already-upgraded connection over `io` with the real
 /// connection code (challenge, pre-auth frame cap, first-frame rules,
 /// `auth::authenticate`, `hello-ok`, the request loop) until the stream
@@ -22,7 +50,7 @@ where
     let Ok(slot) = state.acquire_unauth(peer.ip) else {
         return false;
     };
-    crate::ws::serve(state, io, peer, slot).await;
+    crate::ws::serve(state, io, peer, slot, Vec::new()).await;
     true
 }
 

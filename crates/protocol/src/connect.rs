@@ -194,7 +194,8 @@ pub fn parse_connect_params(params: Option<&Value>) -> Result<ConnectParams, Str
     if let Some(problems) = schema::validate(params, &CONNECT_PARAMS) {
         return Err(format!("invalid connect params: {problems}"));
     }
-    serde_json::from_value(params.clone()).map_err(|e| format!("invalid connect params: {e}"))
+    // Deserialized from the borrowed value: no copy of the whole tree.
+    ConnectParams::deserialize(params).map_err(|e| format!("invalid connect params: {e}"))
 }
 
 /// A client role. Serialises as `"operator"` / `"node"`.

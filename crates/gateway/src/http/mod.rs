@@ -19,6 +19,6 @@ mod local_addrs;
 mod passkeys;
 mod proxy;
 mod routes;
-mod upgrade;
+pub(crate) mod upgrade;
 
 pub use accept::{LISTEN_BACKLOG, bind, serve_http};

@@ -190,6 +190,10 @@ pub(crate) async fn first_request<S: AsyncRead + Unpin>(
     io: &mut S,
 ) -> io::Result<FirstRequest> {
     let mut buf = Vec::with_capacity(1024);
+    // Parsed again only when a line has ended since the last parse: a head
+    // dribbled a byte per read costs a parse per line, not per byte (and a
+    // malformed line is still answered at once).
+    let mut scanned = 0;
     loop {
         if buf.len() == buf.capacity() {
             if buf.len() >= MAX_HEAD {
@@ -204,6 +208,11 @@ pub(crate) async fn first_request<S: AsyncRead + Unpin>(
                 FirstRequest::Hyper(buf)
             });
         }
+        if !buf[scanned..].contains(&b'\n') {
+            scanned = buf.len();
+            continue;
+        }
+        scanned = buf.len();
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {

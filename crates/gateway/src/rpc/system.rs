@@ -90,6 +90,30 @@ pub(crate) fn health(state: &GatewayState, _: &Caller, _: Value) -> Result<Reply
 }
 
 fn health_text(ts: u64, uptime_ms: u64, connections: u64) -> String {
+    static PIECES: OnceLock<[String; 4]> = OnceLock::new();
+    spliced(&PIECES, health_result, [ts, uptime_ms, connections])
+}
+
+/// The health summary (`hello-ok.snapshot.health`), serialized the same
+/// way as [`health_text`]: the same text as [`health_summary`]'s value.
+pub fn health_summary_text(state: &GatewayState) -> String {
+    let (ts, uptime, connections) = health_numbers(state);
+    summary_text(ts, uptime, connections)
+}
+
+fn summary_text(ts: u64, uptime_ms: u64, connections: u64) -> String {
+    static PIECES: OnceLock<[String; 4]> = OnceLock::new();
+    spliced(&PIECES, health_value, [ts, uptime_ms, connections])
+}
+
+/// `make(ts, uptimeMs, connections)` serialized, from pieces made once
+/// (the value made with marker numbers, cut at the markers) and the three
+/// numbers written between them.
+fn spliced(
+    pieces: &OnceLock<[String; 4]>,
+    make: fn(u64, u64, u64) -> Value,
+    numbers: [u64; 3],
+) -> String {
     use std::fmt::Write;
     // Markers no real value takes (and that serialize as themselves).
     const MARKS: [u64; 3] = [
@@ -97,9 +121,8 @@ fn health_text(ts: u64, uptime_ms: u64, connections: u64) -> String {
         9_007_199_254_740_002,
         9_007_199_254_740_003,
     ];
-    static PIECES: OnceLock<[String; 4]> = OnceLock::new();
-    let pieces = PIECES.get_or_init(|| {
-        let text = health_result(MARKS[0], MARKS[1], MARKS[2]).to_string();
+    let pieces = pieces.get_or_init(|| {
+        let text = make(MARKS[0], MARKS[1], MARKS[2]).to_string();
         let mut pieces: [String; 4] = Default::default();
         let mut rest = text.as_str();
         for (i, mark) in MARKS.iter().enumerate() {
@@ -113,7 +136,7 @@ fn health_text(ts: u64, uptime_ms: u64, connections: u64) -> String {
         pieces
     });
     let mut out = String::with_capacity(pieces.iter().map(String::len).sum::<usize>() + 60);
-    for (piece, n) in pieces.iter().zip([ts, uptime_ms, connections]) {
+    for (piece, n) in pieces.iter().zip(numbers) {
         out.push_str(piece);
         let _ = write!(out, "{n}");
     }
@@ -352,6 +375,10 @@ mod health_tests {
             assert_eq!(
                 health_text(ts, up, conns),
                 health_result(ts, up, conns).to_string()
+            );
+            assert_eq!(
+                summary_text(ts, up, conns),
+                health_value(ts, up, conns).to_string()
             );
         }
     }

@@ -12,7 +12,8 @@ use clawgate_protocol::wire::{
     Extra, HelloAuth, HelloFeatures, HelloOk, HelloPolicy, HelloServer, HelloSnapshot,
 };
 use clawgate_protocol::{PROTOCOL_VERSION, scopes};
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Authenticated;
@@ -28,23 +29,23 @@ fn recovery_scope(generation: u64, device_id: Option<&str>) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(material.as_bytes()))
 }
 
-/// `snapshot.sessionDefaults`: the same for every session (clawgate has no
-/// sessions or models of its own; the reference requires the keys).
-fn session_defaults() -> Value {
-    static DEFAULTS: OnceLock<Value> = OnceLock::new();
-    DEFAULTS
-        .get_or_init(|| {
-            json!({
-                "defaultAgentId": "main",
-                "mainKey": "main",
-                "mainSessionKey": "agent:main:main",
-                "scope": "per-sender",
-                "modelConfigured": false,
-                "selectionRequired": false,
-                "ownership": "sole",
-            })
-        })
-        .clone()
+/// `snapshot.sessionDefaults`, serialized once: the same for every session
+/// (clawgate has no sessions or models of its own; the reference requires
+/// the keys).
+fn session_defaults() -> &'static RawValue {
+    static DEFAULTS: OnceLock<Box<RawValue>> = OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        serde_json::value::to_raw_value(&json!({
+            "defaultAgentId": "main",
+            "mainKey": "main",
+            "mainSessionKey": "agent:main:main",
+            "scope": "per-sender",
+            "modelConfigured": false,
+            "selectionRequired": false,
+            "ownership": "sole",
+        }))
+        .expect("a JSON value serializes")
+    })
 }
 
 /// Fields of the reference's hello-ok that belong to its plugins (widgets,
@@ -75,9 +76,13 @@ pub(crate) fn hello_auth(auth: &Authenticated) -> HelloAuth {
     out
 }
 
-/// `hello-ok.snapshot`: presence only with `operator.read`; the auth mode
+/// `hello-ok.snapshot` with `health` (serialized): presence only with `operator.read`; the auth mode
 /// and paths only for admins, as in the reference.
-fn snapshot(state: &GatewayState, auth: &Authenticated) -> HelloSnapshot {
+fn snapshot<'a>(
+    state: &GatewayState,
+    auth: &Authenticated,
+    health: &'a RawValue,
+) -> HelloSnapshot<&'a RawValue> {
     let can_read = scopes::satisfies(&auth.scopes, scopes::READ);
     let mut snapshot = HelloSnapshot {
         suspension: Suspension::default(),
@@ -86,7 +91,7 @@ fn snapshot(state: &GatewayState, auth: &Authenticated) -> HelloSnapshot {
         } else {
             Vec::new()
         },
-        health: system::health_summary(state),
+        health,
         state_version: StateVersion {
             presence: state.hub.presence_version(),
             health: 1,
@@ -165,12 +170,19 @@ pub(crate) fn hello_ok(
     auth: &Authenticated,
     conn_id: &str,
 ) -> HelloFrame {
-    with_features(&request.id, &hello_ok_payload(state, auth, conn_id))
+    // The snapshot's JSON blobs go in as text: `health` from its
+    // template (checked as JSON once more here), `sessionDefaults` cached.
+    let health = RawValue::from_string(system::health_summary_text(state))
+        .expect("the health template is JSON");
+    with_features(
+        &request.id,
+        &hello_ok_payload(state, auth, conn_id, &health),
+    )
 }
 
 /// The response to request `id` with `hello` (whose features are empty),
 /// marked where the cached features go.
-fn with_features(id: &str, hello: &HelloOk) -> HelloFrame {
+fn with_features(id: &str, hello: &HelloOk<&RawValue>) -> HelloFrame {
     let text = Response::ok_json(id, hello);
     let at = text
         .find(EMPTY_FEATURES)
@@ -183,7 +195,12 @@ fn with_features(id: &str, hello: &HelloOk) -> HelloFrame {
 }
 
 /// The `hello-ok` payload with empty `features` (see [`hello_ok`]).
-fn hello_ok_payload(state: &GatewayState, auth: &Authenticated, conn_id: &str) -> HelloOk {
+fn hello_ok_payload<'a>(
+    state: &GatewayState,
+    auth: &Authenticated,
+    conn_id: &str,
+    health: &'a RawValue,
+) -> HelloOk<&'a RawValue> {
     HelloOk {
         kind: HelloOkType::HelloOk,
         protocol: PROTOCOL_VERSION,
@@ -198,7 +215,7 @@ fn hello_ok_payload(state: &GatewayState, auth: &Authenticated, conn_id: &str) -
             extra: Extra::new(),
         },
         features: HelloFeatures::default(),
-        snapshot: snapshot(state, auth),
+        snapshot: snapshot(state, auth, health),
         auth: hello_auth(auth),
         policy: HelloPolicy::with_tick_interval(state.options.tick_interval.as_millis() as u64),
         extra: plugin_fields(),
@@ -287,7 +304,8 @@ mod tests {
                 issued_token: None,
                 handoff: Vec::new(),
             };
-            let empty = hello_ok_payload(&state, &auth, "conn-1");
+            let health = RawValue::from_string(system::health_summary_text(&state)).unwrap();
+            let empty = hello_ok_payload(&state, &auth, "conn-1", &health);
             let mut whole = empty.clone();
             whole.features = serde_json::from_str(features_json()).unwrap();
             assert!(!whole.features.methods.is_empty());

@@ -69,10 +69,16 @@ pub enum HelloOkType {
     HelloOk,
 }
 
-/// `hello-ok`.
+/// `hello-ok`. `J` holds the snapshot's reference-shaped JSON blobs (see
+/// [`HelloSnapshot`]): a `Value` for whoever reads one, pre-serialized
+/// text (`&RawValue`) for a gateway writing one per connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HelloOk {
+#[serde(bound(
+    serialize = "J: Serialize",
+    deserialize = "J: Deserialize<'de> + Default"
+))]
+pub struct HelloOk<J = Value> {
     #[serde(rename = "type", default)]
     pub kind: HelloOkType,
     /// Always [`crate::PROTOCOL_VERSION`], even for a v3 node.
@@ -81,7 +87,7 @@ pub struct HelloOk {
     #[serde(default)]
     pub features: HelloFeatures,
     #[serde(default)]
-    pub snapshot: HelloSnapshot,
+    pub snapshot: HelloSnapshot<J>,
     pub auth: HelloAuth,
     #[serde(default)]
     pub policy: HelloPolicy,
@@ -147,24 +153,28 @@ pub struct StateVersion {
 }
 
 /// `hello-ok.snapshot`. `health` and `sessionDefaults` are reference-shaped
-/// blobs and stay JSON; `authMode`, `configPath` and `stateDir` are for
+/// blobs and stay JSON (`J`: a `Value`, or pre-serialized `&RawValue`); `authMode`, `configPath` and `stateDir` are for
 /// admin sessions only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HelloSnapshot {
+#[serde(bound(
+    serialize = "J: Serialize",
+    deserialize = "J: Deserialize<'de> + Default"
+))]
+pub struct HelloSnapshot<J = Value> {
     #[serde(default)]
     pub suspension: Suspension,
     /// Empty without `operator.read`.
     #[serde(default)]
     pub presence: Vec<PresenceEntry>,
     #[serde(default)]
-    pub health: Value,
+    pub health: J,
     #[serde(default)]
     pub state_version: StateVersion,
     #[serde(default)]
     pub uptime_ms: u64,
     #[serde(default)]
-    pub session_defaults: Value,
+    pub session_defaults: J,
     /// The hash of the config revision in force; clawgate keeps none, so
     /// `null` (the reference's schema allows it).
     #[serde(default)]
