@@ -24,10 +24,11 @@ use crate::ws::preauth_io::{PreauthGuardedIo, is_preauth_too_large};
 /// size limit; the pre-auth limit is enforced under the codec.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        // Also the most read per syscall: 2 KiB keeps an idle session small
-        // (4 KiB would add ~2 KB each) while a window of pipelined requests
-        // still arrives in one or two reads (512 bytes cost ~25% RPC rate).
-        .read_buffer_size(2048)
+        // Also the most read per syscall. The codec keeps this buffer for
+        // the connection's life: 1 KiB is ~1 KB less per idle session than
+        // 2 KiB at no measured cost in pipelined RPC CPU (2.74 µs either
+        // way, BENCHMARKS.md); 512 bytes cost ~25% of the RPC rate.
+        .read_buffer_size(1024)
         // Frames fed without a flush (an error response before its close
         // frame, a ping before a tick) go out in one write.
         .write_buffer_size(4096)
