@@ -174,30 +174,61 @@ async fn serve_tls_connection(
         }
         acceptor.accept(tcp).await
     };
-    let stream = {
-        let evicted = slot.evicted();
-        tokio::select! {
-            done = tokio::time::timeout_at(deadline, handshake) => match done {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    state.metrics.upgrade_refused("tls_handshake_failed");
-                    debug!(peer = %addr.ip(), %err, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    state.metrics.upgrade_refused("tls_handshake_timeout");
-                    debug!(peer = %addr.ip(), "no TLS handshake in time");
-                    return;
-                }
-            },
-            _ = evicted => {
-                debug!(peer = %addr.ip(), "pending TLS connection evicted for a newer one");
-                return;
-            }
-            _ = close.changed() => return,
-        }
+    let tls = Phase {
+        failed: Some("tls_handshake_failed"),
+        timeout: "tls_handshake_timeout",
+        name: "TLS",
+    };
+    let Some(stream) =
+        before_deadline(&state, addr, &slot, &mut close, deadline, tls, handshake).await
+    else {
+        return;
     };
     serve_connection(state, app, stream, addr, slot, close, deadline).await
+}
+
+/// A step of the HTTP phase (the TLS handshake, reading the first head):
+/// its metric labels for a failure and a timeout, and its name in logs.
+struct Phase {
+    failed: Option<&'static str>,
+    timeout: &'static str,
+    name: &'static str,
+}
+
+/// `step` by `deadline`; `None` (counted and logged) when it fails, times
+/// out, the slot is evicted for a newer connection, or the gateway closes.
+async fn before_deadline<T, E: std::fmt::Display>(
+    state: &GatewayState,
+    addr: SocketAddr,
+    slot: &UnauthSlot,
+    close: &mut tokio::sync::watch::Receiver<bool>,
+    deadline: Instant,
+    phase: Phase,
+    step: impl Future<Output = Result<T, E>>,
+) -> Option<T> {
+    let name = phase.name;
+    tokio::select! {
+        done = tokio::time::timeout_at(deadline, step) => match done {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(err)) => {
+                if let Some(label) = phase.failed {
+                    state.metrics.upgrade_refused(label);
+                }
+                debug!(peer = %addr.ip(), %err, "{name} connection ended");
+                None
+            }
+            Err(_) => {
+                state.metrics.upgrade_refused(phase.timeout);
+                debug!(peer = %addr.ip(), "{name}: nothing complete in time");
+                None
+            }
+        },
+        _ = slot.evicted() => {
+            debug!(peer = %addr.ip(), "pending {name} connection evicted for a newer one");
+            None
+        }
+        _ = close.changed() => None,
+    }
 }
 
 /// One connection in the HTTP phase: its first request head read here
@@ -215,27 +246,15 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let first = {
-        let evicted = slot.evicted();
-        tokio::select! {
-            read = tokio::time::timeout_at(deadline, upgrade::first_request(&state, addr, &mut io)) => match read {
-                Ok(Ok(first)) => first,
-                Ok(Err(err)) => {
-                    debug!(peer = %addr.ip(), %err, "HTTP connection ended");
-                    return;
-                }
-                Err(_) => {
-                    state.metrics.upgrade_refused("http_request_timeout");
-                    debug!(peer = %addr.ip(), "no complete HTTP request in time");
-                    return;
-                }
-            },
-            _ = evicted => {
-                debug!(peer = %addr.ip(), "pending HTTP connection evicted for a newer one");
-                return;
-            }
-            _ = close.changed() => return,
-        }
+    let head = Phase {
+        failed: None,
+        timeout: "http_request_timeout",
+        name: "HTTP",
+    };
+    let read = upgrade::first_request(&state, addr, &mut io);
+    let Some(first) = before_deadline(&state, addr, &slot, &mut close, deadline, head, read).await
+    else {
+        return;
     };
     match first {
         FirstRequest::Upgrade {

@@ -14,12 +14,6 @@ use crate::session::{Caller, now_ms};
 use crate::state::GatewayState;
 use crate::views;
 
-/// The health summary; also part of the `hello-ok` snapshot.
-pub fn health_summary(state: &GatewayState) -> Value {
-    let (ts, uptime, connections) = health_numbers(state);
-    health_value(ts, uptime, connections)
-}
-
 /// What varies in the health summary: `ts`, `gateway.uptimeMs` and
 /// `gateway.connections`.
 fn health_numbers(state: &GatewayState) -> (u64, u64, u64) {
@@ -95,7 +89,7 @@ fn health_text(ts: u64, uptime_ms: u64, connections: u64) -> String {
 }
 
 /// The health summary (`hello-ok.snapshot.health`), serialized the same
-/// way as [`health_text`]: the same text as [`health_summary`]'s value.
+/// way as [`health_text`]: the same text as [`health_value`] serialized.
 pub fn health_summary_text(state: &GatewayState) -> String {
     let (ts, uptime, connections) = health_numbers(state);
     summary_text(ts, uptime, connections)

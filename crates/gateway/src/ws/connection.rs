@@ -110,15 +110,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// part of its own, uncopied), so an idle connection stays smaller.
     /// Safe because everything written before was flushed.
     pub async fn send_unbuffered(&mut self, parts: &[&str]) -> std::io::Result<()> {
+        self.write_text_frame(&[], parts).await
+    }
+
+    /// Writes `preamble` (the upgrade's `101`, or nothing) and the text
+    /// frame `text` in one write: the first thing the socket sends.
+    pub async fn send_first(&mut self, preamble: Vec<u8>, text: &str) -> std::io::Result<()> {
+        self.write_text_frame(&preamble, &[text]).await
+    }
+
+    /// `preamble`, then one text frame of `parts`, with vectored writes
+    /// straight to the socket, then a flush.
+    async fn write_text_frame(&mut self, preamble: &[u8], parts: &[&str]) -> std::io::Result<()> {
         let len = parts.iter().map(|p| p.len()).sum();
         let (header, n) = frame_header(len);
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 1);
-        slices.push(IoSlice::new(&header[..n]));
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 2);
         slices.extend(
-            parts
-                .iter()
-                .filter(|p| !p.is_empty())
-                .map(|p| IoSlice::new(p.as_bytes())),
+            std::iter::once(preamble)
+                .chain(std::iter::once(&header[..n]))
+                .chain(parts.iter().map(|p| p.as_bytes()))
+                .filter(|b| !b.is_empty())
+                .map(IoSlice::new),
         );
         let io = self.ws.get_mut();
         let mut slices = &mut slices[..];
@@ -129,18 +141,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             IoSlice::advance_slices(&mut slices, written);
         }
-        io.flush().await
-    }
-
-    /// Writes `preamble` (the upgrade's `101`, or nothing) and the text
-    /// frame `text` in one write: the first thing the socket sends.
-    pub async fn send_first(&mut self, mut preamble: Vec<u8>, text: &str) -> std::io::Result<()> {
-        let (header, n) = frame_header(text.len());
-        preamble.reserve_exact(n + text.len());
-        preamble.extend_from_slice(&header[..n]);
-        preamble.extend_from_slice(text.as_bytes());
-        let io = self.ws.get_mut();
-        io.write_all(&preamble).await?;
         io.flush().await
     }
 
