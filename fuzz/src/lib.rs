@@ -119,6 +119,10 @@ impl AsyncRead for MemIo {
     }
 }
 
+/// Says nothing of readiness: the connection keeps its codec (a `MemIo`
+/// is always ready anyway).
+impl clawgate_gateway::fuzzing::ReadReady for MemIo {}
+
 impl AsyncWrite for MemIo {
     fn poll_write(
         self: Pin<&mut Self>,

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::session::PeerContext;
 use crate::state::GatewayState;
+pub use crate::ws::ReadReady;
 
 /// What the accept loop made of a connection's first bytes (see
 /// [`first_request`]).
@@ -45,7 +46,7 @@ pub async fn first_request<S: AsyncRead + Unpin>(state: &GatewayState, io: &mut 
 /// Returns `false` when the per-IP or global slot cap refused the socket.
 pub async fn serve_connection<S>(state: Arc<GatewayState>, io: S, peer: PeerContext) -> bool
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + crate::ws::ReadReady + Unpin + Send + 'static,
 {
     let Ok(slot) = state.acquire_unauth(peer.ip) else {
         return false;

@@ -244,7 +244,7 @@ async fn serve_connection<S>(
     mut close: tokio::sync::watch::Receiver<bool>,
     deadline: Instant,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + ws::ReadReady + Unpin + Send + 'static,
 {
     let head = Phase {
         failed: None,

@@ -34,6 +34,7 @@ use crate::http::headers::{
 use crate::session::{PeerContext, ProxyAuth, is_loopback};
 use crate::state::GatewayState;
 use crate::state::slots::{SlotRefusal, UnauthSlot};
+use crate::ws::ReadReady;
 
 /// The largest first request head read here; a larger one goes to hyper
 /// (which has its own limit).
@@ -307,6 +308,19 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: ReadReady> ReadReady for Prefixed<S> {
+    fn can_wait_readable(&self) -> bool {
+        self.io.can_wait_readable()
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.at < self.prefix.len() {
+            return Poll::Ready(Ok(()));
+        }
+        self.io.poll_read_ready(cx)
     }
 }
 

@@ -23,7 +23,7 @@ use crate::state::hub::{ConnInfo, ConnReceiver, Outbound, conn_channel};
 use crate::state::slots::UnauthSlot;
 use crate::upstream::Upstream;
 use crate::upstream::link::{self, LinkParams};
-use crate::ws::connection::{Connection, is_oversize};
+use crate::ws::connection::{Connection, ReadReady, is_oversize};
 use crate::ws::hello::{HelloFrame, hello_ok, relayed_hello_ok};
 use crate::ws::relay::Relay;
 
@@ -42,11 +42,11 @@ pub async fn serve<S>(
     slot: UnauthSlot,
     preamble: Vec<u8>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static,
 {
     state.metrics.connection_opened();
     let mut handler = Handler {
-        conn: Box::pin(Connection::new(io)).await,
+        conn: Connection::new(io),
         state,
         peer,
         conn_id: uuid::Uuid::new_v4().to_string(),
@@ -57,10 +57,7 @@ pub async fn serve<S>(
         handler.state.metrics.connection_closed(false);
         return;
     };
-    // Boxed too: inline, this future (which holds the socket while it
-    // swaps the codec) would add a second socket's worth of bytes to every
-    // connection's task for its whole life.
-    handler.conn = Box::pin(handler.conn.authenticated()).await;
+    handler.conn.authenticated();
     Box::pin(handler.run(session)).await;
     handler.state.metrics.connection_closed(true);
 }

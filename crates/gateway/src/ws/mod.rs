@@ -15,4 +15,5 @@ mod hello;
 pub mod preauth_io;
 mod relay;
 
+pub use connection::ReadReady;
 pub use handler::serve;

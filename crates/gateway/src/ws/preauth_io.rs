@@ -6,8 +6,10 @@
 //! is disarmed, follows the frame headers in the inbound bytes: as soon as a
 //! header announces a data message over the pre-auth cap it fails the read
 //! with [`PreauthTooLarge`], before any payload is buffered, and the
-//! connection closes with 1009. After authentication it is a plain
-//! pass-through.
+//! connection closes with 1009. After authentication it still follows the
+//! frame boundaries (a few header bytes per frame), so the connection
+//! knows when its codec holds nothing unread and may be dropped while
+//! idle (`connection.rs`).
 
 use std::io;
 use std::pin::Pin;
@@ -43,11 +45,15 @@ struct FrameTracker {
     message_len: u64,
     /// Frame headers seen so far.
     frames: u64,
+    /// A data frame without FIN was seen and its message's last frame not
+    /// yet: the codec holds a half-assembled message.
+    in_message: bool,
 }
 
 impl FrameTracker {
-    /// Feeds inbound bytes; returns false when the cap is exceeded.
-    fn feed(&mut self, mut bytes: &[u8], cap: u64) -> bool {
+    /// Feeds inbound bytes; returns false when `cap` (while armed) is
+    /// exceeded.
+    fn feed(&mut self, mut bytes: &[u8], cap: Option<u64>) -> bool {
         while !bytes.is_empty() {
             if self.payload_left > 0 {
                 let skip = (self.payload_left as usize).min(bytes.len());
@@ -81,9 +87,10 @@ impl FrameTracker {
             let control = self.header[0] & 0x08 != 0;
             if !control {
                 self.message_len = self.message_len.saturating_add(len);
-                if self.message_len > cap {
+                if cap.is_some_and(|cap| self.message_len > cap) {
                     return false;
                 }
+                self.in_message = !fin;
                 if fin {
                     self.message_len = 0;
                 }
@@ -103,9 +110,25 @@ pub struct PreauthGuardedIo<S> {
     armed: Arc<AtomicBool>,
     cap: u64,
     tracker: FrameTracker,
+    /// A write returned `Pending` and no flush has completed since: the
+    /// codec may hold bytes it still has to write (an automatic pong).
+    write_blocked: bool,
 }
 
 impl<S> PreauthGuardedIo<S> {
+    /// Whether every byte read so far belongs to a whole frame, no message
+    /// is half assembled and no write is waiting for the socket: a codec
+    /// that has returned everything it could holds no state worth keeping.
+    pub fn at_rest(&self) -> bool {
+        let t = &self.tracker;
+        t.payload_left == 0 && t.header_len == 0 && !t.in_message && !self.write_blocked
+    }
+
+    /// The stream under the guard.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// Whether exactly one whole frame has been read from the socket and
     /// nothing after it: then a codec that returned that frame holds no
     /// unread bytes and can be replaced by a fresh one.
@@ -122,6 +145,7 @@ impl<S> PreauthGuardedIo<S> {
                 armed: armed.clone(),
                 cap: cap as u64,
                 tracker: FrameTracker::default(),
+                write_blocked: false,
             },
             armed,
         )
@@ -137,11 +161,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for PreauthGuardedIo<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &res
-            && this.armed.load(Ordering::Relaxed)
-        {
+        if let Poll::Ready(Ok(())) = &res {
             let fresh = &buf.filled()[before..];
-            if !this.tracker.feed(fresh, this.cap) {
+            let cap = this.armed.load(Ordering::Relaxed).then_some(this.cap);
+            if !this.tracker.feed(fresh, cap) {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     PreauthTooLarge,
@@ -152,16 +175,35 @@ impl<S: AsyncRead + Unpin> AsyncRead for PreauthGuardedIo<S> {
     }
 }
 
+/// Notes a write that could not proceed.
+fn blocked<T>(flag: &mut bool, res: Poll<T>) -> Poll<T> {
+    if res.is_pending() {
+        *flag = true;
+    }
+    res
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for PreauthGuardedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        blocked(
+            &mut this.write_blocked,
+            Pin::new(&mut this.inner).poll_write(cx, buf),
+        )
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_flush(cx);
+        match res {
+            Poll::Ready(Ok(())) => this.write_blocked = false,
+            Poll::Pending => this.write_blocked = true,
+            Poll::Ready(Err(_)) => {}
+        }
+        res
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
@@ -171,7 +213,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PreauthGuardedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        blocked(
+            &mut this.write_blocked,
+            Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        )
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -205,17 +251,17 @@ mod tests {
         bytes.extend(frame(true, 9, 4)); // ping
         bytes.extend(frame(true, 1, 65536));
         for chunk in bytes.chunks(7) {
-            assert!(t.feed(chunk, 65536));
+            assert!(t.feed(chunk, Some(65536)));
         }
         let mut t = FrameTracker::default();
-        assert!(!t.feed(&frame(true, 1, 65537)[..14], 65536));
+        assert!(!t.feed(&frame(true, 1, 65537)[..14], Some(65536)));
     }
 
     #[test]
     fn counts_fragmented_messages() {
         let mut t = FrameTracker::default();
-        assert!(t.feed(&frame(false, 1, 40000), 65536));
-        assert!(!t.feed(&frame(true, 0, 40000), 65536));
+        assert!(t.feed(&frame(false, 1, 40000), Some(65536)));
+        assert!(!t.feed(&frame(true, 0, 40000), Some(65536)));
     }
 
     #[test]
@@ -225,24 +271,25 @@ mod tests {
             armed: Arc::new(AtomicBool::new(true)),
             cap: 65536,
             tracker: t,
+            write_blocked: false,
         };
         let one = frame(true, 1, 700);
         let mut t = FrameTracker::default();
-        assert!(t.feed(&one[..300], 65536));
+        assert!(t.feed(&one[..300], Some(65536)));
         assert!(!io(t).read_exactly_one_frame(), "mid-frame");
         let mut t = FrameTracker::default();
         for chunk in one.chunks(64) {
-            t.feed(chunk, 65536);
+            t.feed(chunk, Some(65536));
         }
         assert!(io(t).read_exactly_one_frame());
         // A pipelined second frame (even its first header byte) rules it out.
         let mut two = one.clone();
         two.extend(frame(true, 1, 10));
         let mut t = FrameTracker::default();
-        t.feed(&two[..one.len() + 1], 65536);
+        t.feed(&two[..one.len() + 1], Some(65536));
         assert!(!io(t).read_exactly_one_frame());
         let mut t = FrameTracker::default();
-        t.feed(&two, 65536);
+        t.feed(&two, Some(65536));
         assert!(!io(t).read_exactly_one_frame());
     }
 }
