@@ -85,11 +85,13 @@ fn codec<S: AsyncRead + AsyncWrite + Unpin>(io: PreauthGuardedIo<S>) -> Codec<S>
     let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(ws_config()))
         .now_or_never()
         .expect("a codec over a raw socket is ready at once");
-    Codec::Active(ws)
+    Codec::Active(Box::new(ws))
 }
 
 enum Codec<S> {
-    Active(WebSocketStream<PreauthGuardedIo<S>>),
+    /// Boxed: the codec's ~340 bytes are not carried inline by an idle
+    /// connection's task.
+    Active(Box<WebSocketStream<PreauthGuardedIo<S>>>),
     /// Idle: the socket alone, nothing read and nothing queued.
     Parked(PreauthGuardedIo<S>),
     /// Only while switching between the two.
@@ -140,7 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             && !self.queued
             && let Codec::Active(ws) = std::mem::replace(&mut self.ws, Codec::Switching)
         {
-            self.ws = codec(ws.into_inner());
+            self.ws = codec((*ws).into_inner());
         }
         self.preauth_armed.store(false, Ordering::Relaxed);
     }
@@ -190,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let Codec::Active(ws) = std::mem::replace(&mut self.ws, Codec::Switching) else {
             unreachable!("checked above")
         };
-        self.ws = Codec::Parked(ws.into_inner());
+        self.ws = Codec::Parked((*ws).into_inner());
         true
     }
 

@@ -35,13 +35,14 @@ const REQUEST_BATCH: usize = 64;
 /// `preamble` is what the upgrade still has to send (its `101`, when the
 /// accept loop took the upgrade itself): it goes out in the same write as
 /// the challenge.
-pub async fn serve<S>(
+pub fn serve<S>(
     state: Arc<GatewayState>,
     io: S,
     peer: PeerContext,
     slot: UnauthSlot,
     preamble: Vec<u8>,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     S: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static,
 {
     state.metrics.connection_opened();
@@ -51,15 +52,21 @@ pub async fn serve<S>(
         peer,
         conn_id: uuid::Uuid::new_v4().to_string(),
     };
-    // Each phase is boxed: the task itself stays small, and the larger
-    // pre-auth state is freed once the connection is authenticated.
-    let Some(session) = Box::pin(handler.preauth(slot, preamble)).await else {
-        handler.state.metrics.connection_closed(false);
-        return;
-    };
-    handler.conn.authenticated();
-    Box::pin(handler.run(session)).await;
-    handler.state.metrics.connection_closed(true);
+    // Not an `async fn`: its arguments would stay in the future for its
+    // whole life beside the handler built from them, so every connection's
+    // task would carry the socket and the peer twice. The block uses the
+    // handler where it was captured.
+    async move {
+        // Each phase is boxed: the task itself stays small, and the larger
+        // pre-auth state is freed once the connection is authenticated.
+        let Some(session) = Box::pin(handler.preauth(slot, preamble)).await else {
+            handler.state.metrics.connection_closed(false);
+            return;
+        };
+        handler.conn.authenticated();
+        Box::pin(handler.run(session)).await;
+        handler.state.metrics.connection_closed(true);
+    }
 }
 
 /// The per-connection state: the socket, the gateway, who the peer is.
@@ -490,97 +497,109 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handler<S> {
 
     /// The authenticated loop: one task selecting over the session's
     /// outbound queue (responses, events, closes), shutdown and the socket.
-    async fn run(&mut self, session: Session) {
+    ///
+    /// Not an `async fn`: its argument would stay in the future beside the
+    /// caller and queue taken from it, in every idle session. The block
+    /// keeps only what it uses, where it was captured.
+    fn run(&mut self, session: Session) -> impl Future<Output = ()> + Send + '_
+    where
+        S: Send,
+    {
         let Session {
             auth,
             key,
             mut receiver,
             upstream,
         } = session;
+        let device_id = auth.device_id;
         let caller = Caller {
             role: auth.role,
             scopes: auth.scopes,
-            device_id: auth.device_id.clone().filter(|_| auth.device_token_auth),
+            device_id: device_id.clone().filter(|_| auth.device_token_auth),
             conn_id: self.conn_id.clone(),
             ip: self.peer.ip,
             origin: self.peer.origin.clone(),
         };
-        if let Some(upstream) = upstream {
-            let relay = Relay {
-                state: &self.state,
-                caller: &caller,
-                device_id: auth.device_id.as_deref(),
-                receiver: &mut receiver,
-                upstream: *upstream,
-                upstream_origin: self
-                    .state
-                    .upstream()
-                    .map(|up| up.http_origin())
-                    .unwrap_or_default(),
-                public_origin: self.public_origin(),
-                key,
-            };
-            // Boxed: the relay's state (the upstream socket, its codec) is
-            // not part of every standalone session's future.
-            Box::pin(relay.run(&mut self.conn)).await;
-            self.state.hub.unregister(key);
-            if let Some(up) = &self.state.upstream {
-                up.caps.revoke_session(key);
+        async move {
+            if let Some(upstream) = upstream {
+                let relay = Relay {
+                    state: &self.state,
+                    caller: &caller,
+                    device_id: device_id.as_deref(),
+                    receiver: &mut receiver,
+                    upstream: *upstream,
+                    upstream_origin: self
+                        .state
+                        .upstream()
+                        .map(|up| up.http_origin())
+                        .unwrap_or_default(),
+                    public_origin: self.public_origin(),
+                    key,
+                };
+                // Boxed: the relay's state (the upstream socket, its codec) is
+                // not part of every standalone session's future.
+                Box::pin(relay.run(&mut self.conn)).await;
+                self.state.hub.unregister(key);
+                if let Some(up) = &self.state.upstream {
+                    up.caps.revoke_session(key);
+                }
+                return;
             }
-            return;
-        }
-        let mut seq: u64 = 0;
-        let mut role_streak: u32 = 0;
-        let mut awaiting_pong = false;
-        let mut shutdown = self.state.shutdown_signal();
-        loop {
-            tokio::select! {
-                biased;
-                out = receiver.recv() => {
-                    let Some(out) = out else { break };
-                    receiver.written(&out);
-                    let sent = match out {
-                        Outbound::Frame(text) => self.conn.send_text(text).await,
-                        Outbound::Event { name, payload } => {
-                            if &*name == "tick" {
-                                // Keepalive rides on the tick: a peer that has
-                                // not answered the previous tick's ping (or
-                                // sent anything) within one interval is gone.
-                                if awaiting_pong {
-                                    debug!(peer = %self.peer.ip, "no pong within a tick interval; dropping the connection");
-                                    break;
+            let mut seq: u64 = 0;
+            let mut role_streak: u32 = 0;
+            let mut awaiting_pong = false;
+            let mut shutdown = self.state.shutdown_signal();
+            loop {
+                tokio::select! {
+                    biased;
+                    out = receiver.recv() => {
+                        let Some(out) = out else { break };
+                        receiver.written(&out);
+                        let sent = match out {
+                            Outbound::Frame(text) => self.conn.send_text(text).await,
+                            Outbound::Event { name, payload } => {
+                                if &*name == "tick" {
+                                    // Keepalive rides on the tick: a peer that has
+                                    // not answered the previous tick's ping (or
+                                    // sent anything) within one interval is gone.
+                                    if awaiting_pong {
+                                        debug!(peer = %self.peer.ip, "no pong within a tick interval; dropping the connection");
+                                        break;
+                                    }
+                                    awaiting_pong = true;
+                                    self.conn.feed(Message::Ping(Default::default())).await;
                                 }
-                                awaiting_pong = true;
-                                self.conn.feed(Message::Ping(Default::default())).await;
+                                seq += 1;
+                                self.conn.send_text(event_json_with_seq(&name, &payload, seq)).await
                             }
-                            seq += 1;
-                            self.conn.send_text(event_json_with_seq(&name, &payload, seq)).await
-                        }
-                        Outbound::Close { code, reason } => {
-                            self.conn.close(code, &reason).await;
+                            Outbound::Close { code, reason } => {
+                                // Closes are boxed: the close handshake's
+                                // timers are not carried by an idle session.
+                                Box::pin(self.conn.close(code, &reason)).await;
+                                break;
+                            }
+                        };
+                        if sent.is_err() {
                             break;
                         }
-                    };
-                    if sent.is_err() {
+                    }
+                    _ = shutdown.changed() => {
+                        Box::pin(self.conn.close(close_code::SERVICE_RESTART, "service restart")).await;
                         break;
                     }
-                }
-                _ = shutdown.changed() => {
-                    self.conn.close(close_code::SERVICE_RESTART, "service restart").await;
-                    break;
-                }
-                incoming = self.conn.next() => {
-                    awaiting_pong = false;
-                    // Boxed, per batch: answering (the RPC handlers'
-                    // futures) is most of this loop's state, and an idle
-                    // session should not carry it.
-                    if !Box::pin(self.requests(&caller, incoming, &mut role_streak)).await {
-                        break;
+                    incoming = self.conn.next() => {
+                        awaiting_pong = false;
+                        // Boxed, per batch: answering (the RPC handlers'
+                        // futures) is most of this loop's state, and an idle
+                        // session should not carry it.
+                        if !Box::pin(self.requests(&caller, incoming, &mut role_streak)).await {
+                            break;
+                        }
                     }
                 }
             }
+            self.state.hub.unregister(key);
         }
-        self.state.hub.unregister(key);
     }
 
     /// Answers `first` and whatever other requests have already arrived
