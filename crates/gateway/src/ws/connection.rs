@@ -3,14 +3,17 @@
 //! (a text frame, an unbuffered large frame, an error reply then a close).
 //! Hides the codec from the handler, as mini-redis's `Connection` does.
 //!
-//! While a connection waits for its peer with nothing read and nothing
-//! queued, the codec is dropped ("parked") and only the socket is kept:
+//! While an authenticated connection waits for its peer with nothing read
+//! and nothing queued, the codec is dropped ("parked") and only the socket
+//! is kept:
 //! the codec's read buffer, wakers and write buffer go back to the
 //! allocator, which is most of what an idle connection costs beyond its
 //! task. The socket's readiness, or anything to write, brings a fresh
 //! codec back. Only sockets that can report readiness without a read
 //! ([`ReadReady`]: plain TCP) park; TLS and hyper's upgraded stream keep
-//! their codec.
+//! their codec. Before authentication a connection never parks: that
+//! phase lasts a handshake timeout at most, and a refusal or a handshake
+//! would only pay for dropping and rebuilding the codec.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -107,8 +110,11 @@ pub(crate) struct Connection<S> {
     /// Cleared once the session is authenticated: the pre-auth frame cap
     /// stops applying.
     preauth_armed: Arc<AtomicBool>,
-    /// `Some` when the socket can report readiness: the codec may park.
+    /// `Some` when the socket can report readiness.
     poll_ready: Option<PollReady<S>>,
+    /// Authenticated, over a socket that reports readiness: the codec may
+    /// park.
+    may_park: bool,
     /// Frames were queued in the codec and not yet flushed.
     queued: bool,
 }
@@ -124,19 +130,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + ReadReady> Connection<S> {
             ws: codec(io),
             preauth_armed,
             poll_ready,
+            may_park: false,
             queued: false,
         }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    /// The session is authenticated: lifts the pre-auth frame cap.
+    /// The session is authenticated: lifts the pre-auth frame cap, and
+    /// lets the codec park from now on (at once when it is at rest).
     ///
-    /// The codec's read buffer grew to the size of the connect frame and
-    /// would keep that capacity while the codec lives. When nothing but
-    /// that frame has been read (no pipelined bytes to lose), the session
-    /// starts with a fresh codec instead (a parked connection has none).
+    /// Otherwise the codec's read buffer, grown to the size of the connect
+    /// frame, would keep that capacity while the codec lives: when nothing
+    /// but that frame has been read (no pipelined bytes to lose), the
+    /// session starts with a fresh codec instead.
     pub fn authenticated(&mut self) {
+        self.preauth_armed.store(false, Ordering::Relaxed);
+        self.may_park = self.poll_ready.is_some();
+        if self.park_if_idle() {
+            return;
+        }
         if let Codec::Active(ws) = &self.ws
             && ws.get_ref().read_exactly_one_frame()
             && !self.queued
@@ -144,7 +157,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         {
             self.ws = codec((*ws).into_inner());
         }
-        self.preauth_armed.store(false, Ordering::Relaxed);
     }
 
     /// The codec, brought back first when the connection is parked.
@@ -175,12 +187,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         matches!(self.ws, Codec::Parked(_))
     }
 
-    /// Drops the codec when the socket can report readiness, nothing
-    /// unread is in the codec (every byte read belongs to a frame it has
+    /// Drops the codec when it may park (authenticated, and the socket can
+    /// report readiness), nothing unread is in the codec (every byte read belongs to a frame it has
     /// returned, no fragmented message is half assembled) and nothing is
     /// queued or waiting to be written (an automatic pong included).
     fn park_if_idle(&mut self) -> bool {
-        if self.poll_ready.is_none() || self.queued {
+        if !self.may_park || self.queued {
             return false;
         }
         let Codec::Active(ws) = &self.ws else {
@@ -419,7 +431,14 @@ mod tests {
     async fn an_idle_connection_parks_and_wakes() {
         let (mut conn, mut client) = pair().await;
         assert!(poll_once(&mut conn).is_none());
-        assert!(conn.is_parked(), "nothing read: parked");
+        assert!(!conn.is_parked(), "not authenticated: never parked");
+        conn.authenticated();
+        assert!(
+            conn.is_parked(),
+            "authenticated with nothing read: parked at once"
+        );
+        assert!(poll_once(&mut conn).is_none());
+        assert!(conn.is_parked());
 
         client
             .write_all(&client_frame(true, 1, b"one"))
@@ -459,6 +478,7 @@ mod tests {
     #[tokio::test]
     async fn never_parks_with_state_in_the_codec() {
         let (mut conn, mut client) = pair().await;
+        conn.authenticated();
         let frame = client_frame(true, 1, b"hello");
         client.write_all(&frame[..4]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
