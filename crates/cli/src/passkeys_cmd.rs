@@ -19,7 +19,9 @@ pub enum PasskeysCommand {
     /// Remove a passkey: browsers can no longer sign in with it (devices it
     /// already approved stay paired; remove those with clawgate devices remove).
     Remove {
-        /// The passkey's id, as `clawgate passkeys list` prints it.
+        /// The passkey's id, as `clawgate passkeys list` prints it. Ids are
+        /// base64url and may begin with `-`; they are taken as they are.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
 }

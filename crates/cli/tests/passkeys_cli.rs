@@ -56,12 +56,15 @@ fn list_and_remove() {
 
     insert(state, "cred-laptop", "laptop", false);
     insert(state, "cred-clone", "old key", true);
+    // Credential ids are base64url: about one in 64 begins with '-', which
+    // must not be read as an option.
+    insert(state, "-zNkl_dash-first", "dash key", false);
 
     let (code, out, err) = clawgate(state, &["passkeys", "list", "--json"]);
     assert_eq!(code, 0, "{out}{err}");
     let list: Value = serde_json::from_str(&out).unwrap();
     let keys = list["passkeys"].as_array().unwrap();
-    assert_eq!(keys.len(), 2, "{list}");
+    assert_eq!(keys.len(), 3, "{list}");
     let laptop = keys.iter().find(|k| k["id"] == "cred-laptop").unwrap();
     assert_eq!(laptop["label"], "laptop");
     assert_eq!(laptop["scopes"], json!(["operator.read"]));
@@ -86,6 +89,9 @@ fn list_and_remove() {
     let (code, out, err) = clawgate(state, &["passkeys", "remove", "cred-laptop"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("clawgate passkeys list"), "{err}");
+    let (code, out, err) = clawgate(state, &["passkeys", "remove", "-zNkl_dash-first"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Removed passkey -zNkl_dash-first"), "{out}");
 
     let (code, out, _) = clawgate(state, &["passkeys", "list", "--json"]);
     assert_eq!(code, 0);
@@ -101,6 +107,6 @@ fn list_and_remove() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
     stop(r);
 }
