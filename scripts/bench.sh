@@ -9,6 +9,7 @@
 #   BENCH_INSTALL_REFERENCE=1 scripts/bench.sh # install openclaw into the cache first
 #   HOLD_K=10000 HOLD_SECS=60 scripts/bench.sh
 #   CLAWGATE_BIN=/path/to/clawgate BENCH_BUILD=0 scripts/bench.sh  # another build (an A/B "before")
+#   BENCH_FLOOR=0 scripts/bench.sh            # skip the cost floor (clawgate-bench floor)
 #
 # Loopback only. Every run is bounded in count and time. Results: one JSON
 # line per run in $OUT (default target/bench/results.jsonl), the summary
@@ -118,6 +119,27 @@ echo "{\"bench\":\"idle\",\"label\":\"clawgate\",\"rss_kb\":$(rss_kb "$CG_PID")}
 scenarios clawgate "ws://127.0.0.1:$CG_PORT" "$TOKEN" "$CG_PID" "$HS_N" "$RPC_R" "$HOLD_K"
 kill "$CG_PID" 2>/dev/null || true; wait "$CG_PID" 2>/dev/null || true
 echo "{\"bench\":\"binary\",\"label\":\"clawgate\",\"bytes\":$(stat -c %s "$CLAWGATE")}" >>"$OUT"
+
+# --- the floor ---------------------------------------------------------------
+# `clawgate-bench floor` serves the same handshakes and refusals doing only
+# the socket work (and, for v3, one Ed25519 key decode and verify): its
+# server CPU per operation is what no gateway code can take away.
+if [ "${BENCH_FLOOR:-1}" = 1 ]; then
+  FL_PORT=$(free_port)
+  setsid "$BENCH" --token "$TOKEN" floor --port "$FL_PORT" --verify-ed25519 --secs 3600 \
+    >"$WORK/floor.out" 2>"$WORK/floor.err" &
+  FL_PID=$!
+  PIDS+=("$FL_PID")
+  wait_port "$FL_PORT" || { echo "the floor server did not start"; cat "$WORK/floor.err"; exit 1; }
+  fl=(--url "ws://127.0.0.1:$FL_PORT" --token "$TOKEN" --server-pid "$FL_PID")
+  for i in $(seq 1 "$RUNS"); do
+    echo "[floor] run $i/$RUNS" >&2
+    run floor "${fl[@]}" handshake -n "$HS_N" -c "$HS_C" --src-ips "$SRC_IPS" --max-secs 60
+    run floor "${fl[@]}" handshake -n "$HS_N" -c "$HS_C" --device v3 --device-pool 64 --src-ips "$SRC_IPS" --max-secs 60
+  done
+  run floor "${fl[@]}" badauth -m "$BAD_M" --src-ips 127.0.0.9-250 --max-secs 20
+  kill -TERM -- "-$FL_PID" 2>/dev/null || true
+fi
 
 # --- reference ----------------------------------------------------------------
 OPENCLAW=$CACHE/node_modules/.bin/openclaw

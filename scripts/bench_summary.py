@@ -66,8 +66,12 @@ def fmt(v):
     return f"{v:.2f}"
 
 
-print("| measure | target | clawgate (median) | reference (median) | ratio |")
-print("|---|---|---|---|---|")
+# The floor (clawgate-bench floor: the socket work alone) is measured only
+# for the CPU figures; a column appears when a run has it.
+has_floor = any(r.get("label") == "floor" for r in rows)
+floor_head = " floor: socket work only (median) |" if has_floor else ""
+print(f"| measure | target | clawgate (median) | reference (median) | ratio |{floor_head}")
+print("|---|---|---|---|---|" + ("---|" if has_floor else ""))
 for title, bench, field, match, unit, target, higher in MEASURES:
     cg_vals = pick("clawgate", bench, field, **match)
     ref_vals = pick("openclaw", bench, field, **match)
@@ -76,4 +80,8 @@ for title, bench, field, match, unit, target, higher in MEASURES:
     if cg and ref:
         ratio = f"{(cg / ref) if higher else (ref / cg):.1f}x"
     runs = f" ({len(cg_vals)} runs)" if len(cg_vals) > 1 else ""
-    print(f"| {title} | {target} {unit} | {fmt(cg)} {unit}{runs} | {fmt(ref)} {unit} | {ratio} |")
+    floor = ""
+    if has_floor:
+        fl = median(pick("floor", bench, field, **match)) if field.startswith("server_cpu_us") else None
+        floor = f" {fmt(fl)} {unit if fl is not None else ''} |"
+    print(f"| {title} | {target} {unit} | {fmt(cg)} {unit}{runs} | {fmt(ref)} {unit} | {ratio} |{floor}")

@@ -7,6 +7,7 @@
 mod attack;
 mod badauth;
 mod conn;
+mod floor;
 mod handshake;
 mod hold;
 mod replicas;
@@ -83,6 +84,8 @@ enum Cmd {
     Soak(soak::SoakArgs),
     /// Replicas on one PostgreSQL registry: revocation/approval propagation, handshake CPU with PostgreSQL CPU.
     Replicas(replicas::ReplicasArgs),
+    /// Serve handshakes doing only the socket work (the cost floor); measure it with the other subcommands.
+    Floor(floor::FloorArgs),
 }
 
 #[derive(Args, Debug)]
@@ -269,6 +272,7 @@ fn main() -> ExitCode {
             Cmd::Attack(a) => attack::run(&ctx, a).await,
             Cmd::Soak(a) => soak::run(&ctx, a).await,
             Cmd::Replicas(a) => replicas::run(&ctx, a).await,
+            Cmd::Floor(a) => floor::run(&ctx, a).await,
         }
     });
     // Sockets still closing in the background must not delay the exit.

@@ -463,3 +463,90 @@ fn child_gateway() {
         std::future::pending::<()>().await;
     });
 }
+
+/// `clawgate-bench floor`: the bench's own clients complete handshakes
+/// against it (token, signed device) and its refusals look like a
+/// gateway's, with the loopback delay; its CPU is sampled like a server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_serves_handshakes_and_refusals() {
+    use std::io::{BufRead, BufReader};
+    let mut floor = Command::new(env!("CARGO_BIN_EXE_clawgate-bench"))
+        .args([
+            "--token",
+            TOKEN,
+            "floor",
+            "--port",
+            "0",
+            "--verify-ed25519",
+            "--secs",
+            "60",
+        ])
+        .env_remove("CLAWGATE_BENCH_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the floor server");
+    let mut line = String::new();
+    BufReader::new(floor.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line.trim().parse().expect("the floor prints its address");
+    assert!(addr.ip().is_loopback(), "{addr}");
+    let url = format!("ws://{addr}");
+    let pid = floor.id().to_string();
+    let with_pid = |rest: &[&str]| {
+        let mut v = args(&url, rest);
+        let at = v.iter().position(|a| a == "--server-pid").unwrap();
+        v[at + 1] = pid.clone();
+        v
+    };
+
+    let r = bench(with_pid(&["handshake", "-n", "40", "-c", "4"]), vec![]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_common(&r.json, "handshake");
+    assert_eq!(r.json["ok"], 40, "{}", r.json);
+    assert!(
+        r.json["server_cpu_us_per_op"].as_f64().unwrap() > 0.0,
+        "{}",
+        r.json
+    );
+
+    let r = bench(
+        with_pid(&[
+            "handshake",
+            "-n",
+            "20",
+            "-c",
+            "4",
+            "--device",
+            "v3",
+            "--device-pool",
+            "4",
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json["ok"], 20, "{}", r.json);
+
+    let r = bench(
+        with_pid(&[
+            "badauth",
+            "-m",
+            "4",
+            "--src-ips",
+            "127.0.0.41-42",
+            "--idle-secs",
+            "0",
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json["done"], 4, "{}", r.json);
+    assert_eq!(r.json["outcomes"]["AUTH_TOKEN_MISMATCH"], 4, "{}", r.json);
+    // Two per address: 250 ms, then 500 ms.
+    assert!(r.json["max_ms"].as_f64().unwrap() >= 450.0, "{}", r.json);
+    let _ = floor.kill();
+    let _ = floor.wait();
+}
