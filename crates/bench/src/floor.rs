@@ -271,26 +271,34 @@ fn cut<'a>(text: &'a str, start: &str) -> Option<&'a str> {
 /// One client frame (masked), unmasked into `payload`; returns its opcode.
 async fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>, payload: &mut Vec<u8>) -> io::Result<u8> {
     loop {
-        if let Some((op, at, len, mask)) = frame_header(buf)? {
-            if buf.len() >= at + len {
-                payload.clear();
-                payload.extend(
-                    buf[at..at + len]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| b ^ mask[i % 4]),
-                );
-                buf.drain(..at + len);
-                return Ok(op);
-            }
+        if let Some(h) = frame_header(buf)?
+            && buf.len() >= h.at + h.len
+        {
+            payload.clear();
+            payload.extend(
+                buf[h.at..h.at + h.len]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ h.mask[i % 4]),
+            );
+            buf.drain(..h.at + h.len);
+            return Ok(h.op);
         }
         read_more(s, buf).await?;
     }
 }
 
-/// Opcode, header length, payload length and mask of the frame at the
-/// start of `b`, when its header is complete.
-fn frame_header(b: &[u8]) -> io::Result<Option<(u8, usize, usize, [u8; 4])>> {
+/// A frame's header: opcode, header length, payload length, mask.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    op: u8,
+    at: usize,
+    len: usize,
+    mask: [u8; 4],
+}
+
+/// The header of the frame at the start of `b`, when it is complete.
+fn frame_header(b: &[u8]) -> io::Result<Option<Header>> {
     if b.len() < 2 {
         return Ok(None);
     }
@@ -320,7 +328,7 @@ fn frame_header(b: &[u8]) -> io::Result<Option<(u8, usize, usize, [u8; 4])>> {
         mask.copy_from_slice(&b[at..at + 4]);
         at += 4;
     }
-    Ok(Some((op, at, len, mask)))
+    Ok(Some(Header { op, at, len, mask }))
 }
 
 /// A server frame (unmasked, final).
@@ -349,11 +357,11 @@ mod tests {
         for len in [0usize, 125, 126, 300, 70_000 - 10_000] {
             let mut out = Vec::new();
             push_frame(&mut out, OP_TEXT, &vec![b'a'; len]);
-            let (op, at, n, mask) = frame_header(&out).unwrap().unwrap();
-            assert_eq!((op, n, mask), (OP_TEXT, len, [0; 4]));
-            assert_eq!(out.len(), at + len);
+            let h = frame_header(&out).unwrap().unwrap();
+            assert_eq!((h.op, h.len, h.mask), (OP_TEXT, len, [0; 4]));
+            assert_eq!(out.len(), h.at + len);
             // Any prefix shorter than the header is "not yet".
-            assert!(frame_header(&out[..at - 1]).unwrap().is_none());
+            assert!(frame_header(&out[..h.at - 1]).unwrap().is_none());
         }
         assert!(frame_header(&[0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0]).is_err());
     }
