@@ -5,9 +5,12 @@
 //! `connect.challenge` in the same write, read the `connect` frame, answer
 //! with a `hello-ok` of a given size (or, for a wrong token, an error and a
 //! close frame after the same per-address loopback delay a gateway uses),
-//! read the client's close, answer it and close the socket. No JSON parser,
-//! no auth state, no presence, no audit, no allocator tuning: the token is
-//! found by a substring search, the request id cut out of the text. With
+//! read the client's close, answer it and close the socket. The frames are
+//! the protocol crate's (the challenge event, the response, the catalogue's
+//! refusal), the framing tungstenite's and the upgrade head httparse's. No
+//! auth state, no presence, no audit, no allocator tuning: the token is
+//! found by a substring search and only the request id is read out of the
+//! `connect` frame (`FrameHead`). With
 //! `--verify-ed25519` a connect that carries a device also costs decoding
 //! one Ed25519 public key and one `verify_strict`, the work a
 //! signed-device handshake cannot skip.
@@ -25,10 +28,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use clawgate_protocol::catalogue::{self, Audience, AuthFailure};
+use clawgate_protocol::close_code;
+use clawgate_protocol::connect::ClientKind;
+use clawgate_protocol::frames::{ErrorShape, Event, FrameHead, Response};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use crate::conn::Auth;
 use crate::{BenchError, Ctx, check_secs};
@@ -57,20 +67,20 @@ const DELAY_BASE_MS: u64 = 250;
 const DELAY_MAX_MS: u64 = 5_000;
 /// Largest request head or frame this server reads.
 const MAX_READ: usize = 64 * 1024;
+/// Request head headers parsed at most.
+const MAX_HEADERS: usize = 32;
 
-const OP_TEXT: u8 = 1;
-const OP_CLOSE: u8 = 8;
-const OP_PING: u8 = 9;
-const OP_PONG: u8 = 10;
-
-/// The refusal a wrong token gets: the same text a gateway sends.
-const REFUSAL: &str = r#"","ok":false,"error":{"code":"INVALID_REQUEST","message":"unauthorized: gateway token mismatch (use this gateway's gateway.auth.token or pair the device)","details":{"code":"AUTH_TOKEN_MISMATCH","authReason":"token_mismatch","canRetryWithDeviceToken":false,"recommendedNextStep":"update_auth_configuration"}}}"#;
-const REFUSAL_REASON: &str = "unauthorized: gateway token mismatch";
+const TEXT: OpCode = OpCode::Data(Data::Text);
+const CLOSE: OpCode = OpCode::Control(Control::Close);
 
 struct Shared {
     /// `"token":"<T>"` as it appears in a right `connect`; None: any.
     needle: Option<String>,
-    hello_bytes: usize,
+    /// The `hello-ok` payload, padded so the frame is `--hello-bytes` long
+    /// for the bench's request ids: built once.
+    hello_payload: String,
+    /// What a wrong token gets: the gateway's own refusal for a local CLI.
+    refusal: ErrorShape,
     /// A public key's bytes, a message and its signature: decoded and
     /// verified once per device connect, as a gateway must.
     verify: Option<([u8; 32], Vec<u8>, Signature)>,
@@ -111,7 +121,15 @@ pub async fn run(ctx: &Ctx, a: FloorArgs) -> Result<(), BenchError> {
     });
     let shared = Arc::new(Shared {
         needle,
-        hello_bytes: a.hello_bytes,
+        hello_payload: hello_payload(a.hello_bytes),
+        refusal: catalogue::auth_failure(
+            AuthFailure::TokenMismatch,
+            Audience {
+                kind: ClientKind::Cli,
+                local: true,
+            },
+            false,
+        ),
         verify,
         failures: Mutex::new(HashMap::new()),
     });
@@ -141,15 +159,31 @@ pub async fn run(ctx: &Ctx, a: FloorArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// A `hello-ok` payload whose response frame, for a request id as long as
+/// the bench's (`1:` and a UUID), is `total` bytes long.
+fn hello_payload(total: usize) -> String {
+    let sample_id = format!("1:{}", uuid::Uuid::nil());
+    let bare =
+        json!({"type": "hello-ok", "protocol": clawgate_protocol::PROTOCOL_VERSION, "pad": ""});
+    let pad = total.saturating_sub(Response::ok_text(&sample_id, &bare.to_string()).len());
+    json!({"type": "hello-ok", "protocol": clawgate_protocol::PROTOCOL_VERSION, "pad": "x".repeat(pad)})
+        .to_string()
+}
+
 async fn serve(mut s: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<()> {
     s.set_nodelay(true)?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let key = loop {
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let key = header(&buf[..end], "sec-websocket-key")
-                .ok_or_else(|| invalid("no Sec-WebSocket-Key"))?
-                .to_owned();
-            buf.drain(..end + 4);
+    let accept_key = loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        if let httparse::Status::Complete(len) = req.parse(&buf).map_err(invalid)? {
+            let key = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
+                .map(|h| derive_accept_key(h.value))
+                .ok_or_else(|| invalid("no Sec-WebSocket-Key"))?;
+            buf.drain(..len);
             break key;
         }
         read_more(&mut s, &mut buf).await?;
@@ -158,25 +192,27 @@ async fn serve(mut s: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Resul
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
-    out.extend_from_slice(derive_accept_key(key.as_bytes()).as_bytes());
+    out.extend_from_slice(accept_key.as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
-    let challenge = format!(
-        r#"{{"type":"event","event":"connect.challenge","payload":{{"nonce":"{}","ts":{},"capabilities":[]}}}}"#,
-        uuid::Uuid::new_v4(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0)
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let challenge = Event::new(
+        "connect.challenge",
+        json!({"nonce": uuid::Uuid::new_v4().to_string(), "ts": ts, "capabilities": []}),
+        None,
     );
-    push_frame(&mut out, OP_TEXT, challenge.as_bytes());
+    push_frame(&mut out, TEXT, challenge.to_json().as_bytes());
     s.write_all(&out).await?;
 
     let mut payload = Vec::new();
-    if read_frame(&mut s, &mut buf, &mut payload).await? != OP_TEXT {
+    if read_frame(&mut s, &mut buf, &mut payload).await? != TEXT {
         return Ok(());
     }
-    let text = std::str::from_utf8(&payload).map_err(|_| invalid("not UTF-8"))?;
-    let id = cut(text, r#""id":""#).ok_or_else(|| invalid("no request id"))?;
+    let text = std::str::from_utf8(&payload).map_err(invalid)?;
+    let head = FrameHead::parse(text).ok_or_else(|| invalid("not a JSON object"))?;
+    let id = head.id.ok_or_else(|| invalid("no request id"))?;
     let authorized = shared
         .needle
         .as_deref()
@@ -188,31 +224,24 @@ async fn serve(mut s: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Resul
         {
             VerifyingKey::from_bytes(key)
                 .and_then(|key| key.verify_strict(msg, sig))
-                .map_err(|_| invalid("signature"))?;
+                .map_err(invalid)?;
         }
-        let head = format!(
-            r#"{{"type":"res","id":"{id}","ok":true,"payload":{{"type":"hello-ok","protocol":4,"pad":""#
-        );
-        let mut body = String::with_capacity(shared.hello_bytes.max(head.len() + 3));
-        body.push_str(&head);
-        let pad = shared.hello_bytes.saturating_sub(head.len() + 3);
-        body.extend(std::iter::repeat_n('x', pad));
-        body.push_str("\"}}");
-        push_frame(&mut out, OP_TEXT, body.as_bytes());
+        let hello = Response::ok_text(&id, &shared.hello_payload);
+        push_frame(&mut out, TEXT, hello.as_bytes());
         s.write_all(&out).await?;
         // The client closes; answer its close frame, then close the socket.
         loop {
             match read_frame(&mut s, &mut buf, &mut payload).await? {
-                OP_CLOSE => {
+                CLOSE => {
                     out.clear();
                     let code = &payload[..payload.len().min(2)];
-                    push_frame(&mut out, OP_CLOSE, code);
+                    push_frame(&mut out, CLOSE, code);
                     s.write_all(&out).await?;
                     return Ok(());
                 }
-                OP_PING => {
+                OpCode::Control(Control::Ping) => {
                     out.clear();
-                    push_frame(&mut out, OP_PONG, &payload);
+                    push_frame(&mut out, OpCode::Control(Control::Pong), &payload);
                     s.write_all(&out).await?;
                 }
                 _ => {}
@@ -220,23 +249,20 @@ async fn serve(mut s: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Resul
         }
     } else {
         tokio::time::sleep(shared.delay(peer.ip())).await;
-        let mut body = String::with_capacity(REFUSAL.len() + 64);
-        body.push_str(r#"{"type":"res","id":""#);
-        body.push_str(id);
-        body.push_str(REFUSAL);
-        push_frame(&mut out, OP_TEXT, body.as_bytes());
-        let mut close = 1008u16.to_be_bytes().to_vec();
-        close.extend_from_slice(REFUSAL_REASON.as_bytes());
-        push_frame(&mut out, OP_CLOSE, &close);
+        let refusal = Response::err(id.as_ref(), shared.refusal.clone());
+        push_frame(&mut out, TEXT, refusal.to_json().as_bytes());
+        let mut close = close_code::POLICY_VIOLATION.to_be_bytes().to_vec();
+        close.extend_from_slice(shared.refusal.message.as_bytes());
+        push_frame(&mut out, CLOSE, &close);
         s.write_all(&out).await?;
         // Wait for the client's close reply (or its EOF), then close.
-        while read_frame(&mut s, &mut buf, &mut payload).await? != OP_CLOSE {}
+        while read_frame(&mut s, &mut buf, &mut payload).await? != CLOSE {}
         Ok(())
     }
 }
 
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
 async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
@@ -249,102 +275,55 @@ async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The value of a header in a request head (name compared without case).
-fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
-    let head = std::str::from_utf8(head).ok()?;
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// The text after `start` up to the next `"`.
-fn cut<'a>(text: &'a str, start: &str) -> Option<&'a str> {
-    let rest = &text[text.find(start)? + start.len()..];
-    Some(&rest[..rest.find('"')?])
-}
-
-/// One client frame (masked), unmasked into `payload`; returns its opcode.
-async fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>, payload: &mut Vec<u8>) -> io::Result<u8> {
+/// One client frame, unmasked into `payload`; returns its opcode.
+async fn read_frame(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    payload: &mut Vec<u8>,
+) -> io::Result<OpCode> {
     loop {
-        if let Some(h) = frame_header(buf)?
-            && buf.len() >= h.at + h.len
-        {
-            payload.clear();
-            payload.extend(
-                buf[h.at..h.at + h.len]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| b ^ h.mask[i % 4]),
-            );
-            buf.drain(..h.at + h.len);
-            return Ok(h.op);
+        if let Some(op) = take_frame(buf, payload)? {
+            return Ok(op);
         }
         read_more(s, buf).await?;
     }
 }
 
-/// A frame's header: opcode, header length, payload length, mask.
-#[derive(Debug, PartialEq, Eq)]
-struct Header {
-    op: u8,
-    at: usize,
-    len: usize,
-    mask: [u8; 4],
-}
-
-/// The header of the frame at the start of `b`, when it is complete.
-fn frame_header(b: &[u8]) -> io::Result<Option<Header>> {
-    if b.len() < 2 {
+/// The frame at the start of `buf`, when it is whole: removed from `buf`,
+/// its payload unmasked into `payload`.
+fn take_frame(buf: &mut Vec<u8>, payload: &mut Vec<u8>) -> io::Result<Option<OpCode>> {
+    let mut cursor = io::Cursor::new(&buf[..]);
+    let Some((header, len)) = FrameHeader::parse(&mut cursor).map_err(invalid)? else {
+        return Ok(None);
+    };
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&n| n <= MAX_READ)
+        .ok_or_else(|| invalid("frame too large"))?;
+    let at = cursor.position() as usize;
+    if buf.len() < at + len {
         return Ok(None);
     }
-    let op = b[0] & 0x0f;
-    let (len, mut at) = match b[1] & 0x7f {
-        126 if b.len() < 4 => return Ok(None),
-        126 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-        127 if b.len() < 10 => return Ok(None),
-        127 => {
-            let mut n = [0u8; 8];
-            n.copy_from_slice(&b[2..10]);
-            (
-                usize::try_from(u64::from_be_bytes(n)).unwrap_or(usize::MAX),
-                10,
-            )
+    payload.clear();
+    payload.extend_from_slice(&buf[at..at + len]);
+    if let Some(mask) = header.mask {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
         }
-        n => (n as usize, 2),
-    };
-    if len > MAX_READ {
-        return Err(invalid("frame too large"));
     }
-    let mut mask = [0u8; 4];
-    if b[1] & 0x80 != 0 {
-        if b.len() < at + 4 {
-            return Ok(None);
-        }
-        mask.copy_from_slice(&b[at..at + 4]);
-        at += 4;
-    }
-    Ok(Some(Header { op, at, len, mask }))
+    buf.drain(..at + len);
+    Ok(Some(header.opcode))
 }
 
 /// A server frame (unmasked, final).
-fn push_frame(out: &mut Vec<u8>, op: u8, payload: &[u8]) {
-    out.push(0x80 | op);
-    match payload.len() {
-        n if n < 126 => out.push(n as u8),
-        n if n <= 0xffff => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
+    header
+        .format(payload.len() as u64, out)
+        .expect("writing to a Vec does not fail");
     out.extend_from_slice(payload);
 }
 
@@ -353,36 +332,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_round_trip_through_the_header_parser() {
-        for len in [0usize, 125, 126, 300, 70_000 - 10_000] {
-            let mut out = Vec::new();
-            push_frame(&mut out, OP_TEXT, &vec![b'a'; len]);
-            let h = frame_header(&out).unwrap().unwrap();
-            assert_eq!((h.op, h.len, h.mask), (OP_TEXT, len, [0; 4]));
-            assert_eq!(out.len(), h.at + len);
-            // Any prefix shorter than the header is "not yet".
-            assert!(frame_header(&out[..h.at - 1]).unwrap().is_none());
+    fn frames_round_trip_through_the_reader() {
+        for len in [0usize, 125, 126, 300, 60_000] {
+            let mut buf = Vec::new();
+            push_frame(&mut buf, TEXT, &vec![b'a'; len]);
+            let whole = buf.clone();
+            // Any prefix of the frame is "not yet", and left as it is.
+            let mut part = whole[..whole.len() - 1].to_vec();
+            let mut payload = Vec::new();
+            assert!(take_frame(&mut part, &mut payload).unwrap().is_none());
+            assert_eq!(part.len(), whole.len() - 1);
+            assert_eq!(take_frame(&mut buf, &mut payload).unwrap(), Some(TEXT));
+            assert_eq!(payload, vec![b'a'; len]);
+            assert!(buf.is_empty());
         }
-        assert!(frame_header(&[0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0]).is_err());
+        let mut huge = Vec::new();
+        FrameHeader {
+            opcode: TEXT,
+            ..FrameHeader::default()
+        }
+        .format(1 << 32, &mut huge)
+        .unwrap();
+        assert!(take_frame(&mut huge, &mut Vec::new()).is_err());
     }
 
     #[test]
-    fn header_and_id_extraction() {
-        let head = b"GET / HTTP/1.1\r\nHost: x\r\nsec-WebSocket-KEY:  abc== \r\n";
-        assert_eq!(header(head, "sec-websocket-key"), Some("abc=="));
-        assert_eq!(header(head, "origin"), None);
-        assert_eq!(
-            cut(r#"{"type":"req","id":"1:x","m":1}"#, r#""id":""#),
-            Some("1:x")
+    fn a_masked_client_frame_is_unmasked() {
+        let mask = [1u8, 2, 3, 4];
+        let text = br#"{"type":"req","id":"1:x"}"#;
+        let mut buf = Vec::new();
+        FrameHeader {
+            opcode: TEXT,
+            mask: Some(mask),
+            ..FrameHeader::default()
+        }
+        .format(text.len() as u64, &mut buf)
+        .unwrap();
+        buf.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        buf.extend_from_slice(b"next");
+        let mut payload = Vec::new();
+        assert_eq!(take_frame(&mut buf, &mut payload).unwrap(), Some(TEXT));
+        assert_eq!(payload, text);
+        assert_eq!(buf, b"next");
+    }
+
+    #[test]
+    fn hello_ok_has_the_asked_length_and_the_refusal_is_the_gateways() {
+        let id = format!("1:{}", uuid::Uuid::new_v4());
+        let hello = Response::ok_text(&id, &hello_payload(2368));
+        assert_eq!(hello.len(), 2368);
+        let v: serde_json::Value = serde_json::from_str(&hello).unwrap();
+        assert_eq!(v["payload"]["type"], "hello-ok");
+        let refusal = catalogue::auth_failure(
+            AuthFailure::TokenMismatch,
+            Audience {
+                kind: ClientKind::Cli,
+                local: true,
+            },
+            false,
         );
-        assert_eq!(cut(r#"{"type":"req"}"#, r#""id":""#), None);
+        assert_eq!(refusal.detail_code(), Some("AUTH_TOKEN_MISMATCH"));
     }
 
     #[test]
     fn the_delay_doubles_per_address_up_to_five_seconds() {
         let shared = Shared {
             needle: None,
-            hello_bytes: 0,
+            hello_payload: String::new(),
+            refusal: ErrorShape::invalid_request("x"),
             verify: None,
             failures: Mutex::new(HashMap::new()),
         };

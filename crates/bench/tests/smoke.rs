@@ -85,8 +85,14 @@ async fn bench(args: Vec<String>, env: Vec<(&'static str, String)>) -> Run {
     .unwrap()
 }
 
+/// Bench arguments with this process (the in-process gateway) as the server.
 fn args(url: &str, rest: &[&str]) -> Vec<String> {
-    let pid = std::process::id().to_string();
+    args_for(url, std::process::id(), rest)
+}
+
+/// Bench arguments with `server_pid` as the server whose CPU is sampled.
+fn args_for(url: &str, server_pid: u32, rest: &[&str]) -> Vec<String> {
+    let pid = server_pid.to_string();
     let mut v: Vec<String> = [
         "--url",
         url,
@@ -493,13 +499,7 @@ async fn floor_serves_handshakes_and_refusals() {
     let addr: std::net::SocketAddr = line.trim().parse().expect("the floor prints its address");
     assert!(addr.ip().is_loopback(), "{addr}");
     let url = format!("ws://{addr}");
-    let pid = floor.id().to_string();
-    let with_pid = |rest: &[&str]| {
-        let mut v = args(&url, rest);
-        let at = v.iter().position(|a| a == "--server-pid").unwrap();
-        v[at + 1] = pid.clone();
-        v
-    };
+    let with_pid = |rest: &[&str]| args_for(&url, floor.id(), rest);
 
     let r = bench(with_pid(&["handshake", "-n", "40", "-c", "4"]), vec![]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
